@@ -1,0 +1,46 @@
+//! # nightshift-search
+//!
+//! The search engine of nightshift, pure logic with no I/O: what to try next and when to stop.
+//!
+//! ## Layout
+//! - [`SearchSpace`] / [`Distribution`] / [`ParamValue`] (`space.rs`): parameters parsed from YAML or
+//!   JSON (ours or Optuna's `--search-space` format) and validated, with errors that name the
+//!   parameter and line.
+//! - [`FrozenTrial`], [`TrialState`], [`Direction`] (`trial.rs`): immutable snapshots of trials.
+//! - [`Sampler`] (`sampler/`): [`RandomSampler`], [`TpeSampler`] (`sampler/tpe/`), grid, QMC.
+//! - [`Pruner`] (`pruner/`): median, percentile, successive halving, Hyperband, patient, threshold.
+//! - [`Storage`] (`storage/`): the persistence seam, with [`InMemoryStorage`]; the SQLite and
+//!   PostgreSQL backends live in `nightshift-store` and pass the same [`testing`] suite.
+//! - [`Study`] (`study.rs`): ask / tell / report / should_prune / best trial.
+//!
+//! ## Example
+//! ```
+//! use std::sync::Arc;
+//! use nightshift_search::{Direction, InMemoryStorage, NewStudy, SearchSpace, Study, TellOutcome};
+//!
+//! let space = SearchSpace::parse("x: {type: float, low: -10.0, high: 10.0}", "example").unwrap();
+//! let study = Study::create(Arc::new(InMemoryStorage::new()), &NewStudy::new("quadratic", Direction::Minimize, 42)).unwrap();
+//! for _ in 0..30 {
+//!     let trial = study.ask(&space).unwrap();
+//!     let x = trial.params["x"].as_f64().unwrap();
+//!     study.tell(trial.number, TellOutcome::Value((x - 2.0).powi(2))).unwrap();
+//! }
+//! assert!(study.best_trial().unwrap().value.unwrap() < 1.0);
+//! ```
+
+mod error;
+pub mod pruner;
+pub mod sampler;
+pub mod space;
+pub mod storage;
+mod study;
+pub mod testing;
+mod trial;
+
+pub use error::{Error, Result};
+pub use pruner::{NopPruner, PruneContext, Pruner, PrunerConfig};
+pub use sampler::{RandomSampler, Sampler, SamplerConfig, SamplingContext, TpeConfig, TpeSampler};
+pub use space::{Distribution, ParamValue, Params, SearchSpace};
+pub use storage::{FAIL_REASON_ATTR, InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam};
+pub use study::{Study, TellOutcome, best_of};
+pub use trial::{Direction, FrozenTrial, TrialState, now_unix};

@@ -1,0 +1,131 @@
+//! Samplers: given a study's history, suggest the next trial's parameters.
+//!
+//! The seam is Optuna's three calls: infer which parameters to sample jointly ("relative"),
+//! sample those, then sample each remaining parameter on its own ("independent").
+//! Every suggestion is a deterministic function of (study seed, trial number, history), so an `ask`
+//! in a brand-new process reproduces, and concurrent start-up trials differ.
+
+pub mod random;
+pub mod tpe;
+
+use std::collections::BTreeMap;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::space::{Distribution, ParamValue, SearchSpace};
+use crate::trial::{Direction, FrozenTrial};
+
+pub use random::RandomSampler;
+pub use tpe::{TpeConfig, TpeSampler};
+
+/// What a sampler may look at: the study's snapshot of trials and the trial being sampled.
+#[derive(Clone, Copy, Debug)]
+pub struct SamplingContext<'a> {
+    pub study_name: &'a str,
+    pub direction: Direction,
+    /// The study's seed (chosen at creation and stored, so every process agrees).
+    pub seed: u64,
+    /// All trials of the study (any state) that the sampler may learn from, ordered by number.
+    /// It includes the trial being sampled, which samplers must skip.
+    pub trials: &'a [FrozenTrial],
+    /// The trial being sampled.
+    pub trial_number: u64,
+}
+
+impl SamplingContext<'_> {
+    /// A random generator for this trial, independent of anything but seed, trial number and `salt`.
+    pub fn rng(&self, salt: &str) -> StdRng {
+        StdRng::seed_from_u64(mix_seed(self.seed, self.trial_number, salt))
+    }
+}
+
+/// SplitMix64-style mixing of the study seed, trial number and a salt (e.g. a parameter name).
+pub fn mix_seed(seed: u64, trial_number: u64, salt: &str) -> u64 {
+    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut absorb = |x: u64| {
+        h = h.wrapping_add(x).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = h;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h = z ^ (z >> 31);
+    };
+    absorb(trial_number);
+    for chunk in salt.as_bytes().chunks(8) {
+        let mut buf = [0u8; 8];
+        buf[..chunk.len()].copy_from_slice(chunk);
+        absorb(u64::from_le_bytes(buf));
+    }
+    absorb(salt.len() as u64);
+    h
+}
+
+/// The sampler seam (Optuna's `BaseSampler`).
+pub trait Sampler: Send + Sync {
+    /// The subset of `space` to sample jointly with [`Sampler::sample_relative`]. Default: none.
+    fn infer_relative_search_space(&self, _ctx: &SamplingContext<'_>, _space: &SearchSpace) -> SearchSpace {
+        SearchSpace::new()
+    }
+
+    /// Jointly samples the parameters of `space`. Parameters it leaves out are sampled independently.
+    fn sample_relative(&self, _ctx: &SamplingContext<'_>, _space: &SearchSpace) -> Result<BTreeMap<String, ParamValue>> {
+        Ok(BTreeMap::new())
+    }
+
+    /// Samples one parameter on its own.
+    fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue>;
+}
+
+/// Which sampler a study uses, as written in specs and stored with the study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SamplerConfig {
+    Random,
+    Tpe(TpeConfig),
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self::Tpe(TpeConfig::default())
+    }
+}
+
+impl SamplerConfig {
+    pub fn build(&self) -> Box<dyn Sampler> {
+        match self {
+            Self::Random => Box::new(RandomSampler),
+            Self::Tpe(config) => Box::new(TpeSampler::new(config.clone())),
+        }
+    }
+
+    /// Parses a sampler name as Optuna's CLI spells it (`TPESampler`) or as ours (`tpe`),
+    /// with optional keyword arguments as JSON (`{"n_startup_trials": 5}`).
+    pub fn from_name_and_kwargs(name: &str, kwargs: Option<&serde_json::Value>) -> Result<Self> {
+        let kind = match name.to_ascii_lowercase().trim_end_matches("sampler") {
+            "tpe" => "tpe",
+            "random" => "random",
+            "grid" => "grid",
+            "qmc" => "qmc",
+            _ => {
+                return Err(crate::Error::Config {
+                    what: "sampler",
+                    message: format!("unknown sampler '{name}' (valid: tpe, random, grid, qmc; Optuna names such as TPESampler work too)"),
+                });
+            }
+        };
+        let mut object = match kwargs {
+            Some(serde_json::Value::Object(map)) => map.clone(),
+            None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+            Some(other) => {
+                return Err(crate::Error::Config { what: "sampler", message: format!("sampler kwargs must be a JSON object, got {other}") });
+            }
+        };
+        // The seed belongs to the study (so every process agrees on it); callers take it out first.
+        object.remove("seed");
+        object.insert("type".into(), kind.into());
+        serde_json::from_value(serde_json::Value::Object(object))
+            .map_err(|e| crate::Error::Config { what: "sampler", message: e.to_string() })
+    }
+}

@@ -1,0 +1,118 @@
+//! The storage seam: where studies and trials live (memory, SQLite, PostgreSQL).
+
+mod memory;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::pruner::PrunerConfig;
+use crate::sampler::SamplerConfig;
+use crate::space::{Distribution, ParamValue, SearchSpace};
+use crate::trial::{Direction, FrozenTrial, TrialState};
+
+pub use memory::InMemoryStorage;
+
+/// A study as stored: its identity and everything needed to rebuild its sampler and pruner in
+/// any process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StudyRecord {
+    pub id: i64,
+    pub name: String,
+    pub direction: Direction,
+    pub seed: u64,
+    pub sampler: SamplerConfig,
+    pub pruner: PrunerConfig,
+    /// The search space, when the study was created with one (the CLI may pass it per `ask`).
+    pub search_space: Option<SearchSpace>,
+    pub user_attrs: BTreeMap<String, serde_json::Value>,
+    /// Unix seconds.
+    pub created_at: f64,
+}
+
+/// What [`Storage::create_study`] needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewStudy {
+    pub name: String,
+    pub direction: Direction,
+    pub seed: u64,
+    pub sampler: SamplerConfig,
+    pub pruner: PrunerConfig,
+    pub search_space: Option<SearchSpace>,
+    pub user_attrs: BTreeMap<String, serde_json::Value>,
+}
+
+impl NewStudy {
+    pub fn new(name: impl Into<String>, direction: Direction, seed: u64) -> Self {
+        Self {
+            name: name.into(),
+            direction,
+            seed,
+            sampler: SamplerConfig::default(),
+            pruner: PrunerConfig::default(),
+            search_space: None,
+            user_attrs: BTreeMap::new(),
+        }
+    }
+}
+
+/// One parameter of a trial: name, distribution and value.
+pub type TrialParam = (String, Distribution, ParamValue);
+
+/// A trial to create: RUNNING (an `ask`) or WAITING (enqueued with fixed parameters).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewTrial {
+    pub waiting: bool,
+    pub params: Vec<TrialParam>,
+    pub system_attrs: BTreeMap<String, serde_json::Value>,
+}
+
+/// Where studies live. Every backend passes the conformance suite in [`crate::testing`].
+///
+/// Invariants every implementation keeps, also across processes sharing one database:
+/// - Trial numbers are 0, 1, 2, … per study, each given out exactly once (atomic numbering),
+///   and a WAITING trial is claimed by exactly one caller.
+/// - A finished trial (COMPLETE, PRUNED, FAIL) never changes again: writes to it fail with
+///   [`crate::Error::TrialFinished`].
+/// - Returned values are snapshots; later writes never change them.
+/// - Trials are returned ordered by number.
+/// - Errors are reported, never panicked; transient contention (e.g. SQLite's "database is
+///   locked") is retried inside the backend and does not surface.
+pub trait Storage: Send + Sync {
+    /// Creates a study; fails with [`crate::Error::StudyExists`] if the name is taken.
+    fn create_study(&self, study: &NewStudy) -> Result<StudyRecord>;
+    /// Loads a study by name; [`crate::Error::StudyNotFound`] if absent.
+    fn load_study(&self, name: &str) -> Result<StudyRecord>;
+    /// All studies, ordered by name.
+    fn list_studies(&self) -> Result<Vec<StudyRecord>>;
+    /// Sets (or replaces) a study-level user attribute.
+    fn set_study_user_attr(&self, study_id: i64, key: &str, value: &serde_json::Value) -> Result<()>;
+
+    /// Creates a trial with the next number. RUNNING trials get their start time and no heartbeat.
+    fn create_trial(&self, study_id: i64, trial: &NewTrial) -> Result<FrozenTrial>;
+    /// Atomically turns the oldest WAITING trial into a RUNNING one and returns it, if any.
+    fn claim_waiting_trial(&self, study_id: i64) -> Result<Option<FrozenTrial>>;
+    /// Records parameters of a RUNNING trial (params already set keep their value).
+    fn set_trial_params(&self, trial_id: i64, params: &[TrialParam]) -> Result<()>;
+    /// Records an intermediate value; a step reported twice keeps its first value (as Optuna).
+    fn report_intermediate(&self, trial_id: i64, step: u64, value: f64) -> Result<()>;
+    /// Sets (or replaces) a trial attribute; `system` picks the system namespace over the user's.
+    fn set_trial_attr(&self, trial_id: i64, key: &str, value: &serde_json::Value, system: bool) -> Result<()>;
+    /// Finishes a RUNNING (or WAITING) trial and returns its final snapshot.
+    fn finish_trial(&self, trial_id: i64, state: TrialState, value: Option<f64>) -> Result<FrozenTrial>;
+    /// Records that a RUNNING trial is alive now.
+    fn heartbeat(&self, trial_id: i64) -> Result<()>;
+    /// Fails every RUNNING trial of the study whose last heartbeat is older than `grace_seconds`
+    /// (trials that never sent a heartbeat are left alone), recording the reason; returns them.
+    /// Each stale trial is failed exactly once, even when several processes call this at once.
+    fn fail_stale_trials(&self, study_id: i64, grace_seconds: f64) -> Result<Vec<FrozenTrial>>;
+
+    /// One trial by number.
+    fn trial(&self, study_id: i64, number: u64) -> Result<FrozenTrial>;
+    /// All trials of a study, ordered by number, optionally only those in `states`.
+    fn trials(&self, study_id: i64, states: Option<&[TrialState]>) -> Result<Vec<FrozenTrial>>;
+}
+
+/// The system attribute holding why a trial failed.
+pub const FAIL_REASON_ATTR: &str = "fail_reason";

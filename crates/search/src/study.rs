@@ -1,0 +1,312 @@
+//! `Study`: ask / tell / report / should_prune over any [`Storage`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::pruner::{PruneContext, Pruner};
+use crate::sampler::{Sampler, SamplingContext};
+use crate::space::{Params, SearchSpace};
+use crate::storage::{FAIL_REASON_ATTR, NewStudy, NewTrial, Storage, StudyRecord, TrialParam};
+use crate::trial::{FrozenTrial, TrialState};
+
+/// How a trial ended, for [`Study::tell`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum TellOutcome {
+    /// COMPLETE with this objective value (a NaN value fails the trial, as in Optuna).
+    Value(f64),
+    /// PRUNED; its value becomes the last intermediate value.
+    Pruned,
+    /// FAIL, with a reason kept in the trial's system attributes.
+    Fail(String),
+}
+
+/// A study bound to its storage, sampler and pruner.
+pub struct Study {
+    storage: Arc<dyn Storage>,
+    record: StudyRecord,
+    sampler: Box<dyn Sampler>,
+    pruner: Box<dyn Pruner>,
+}
+
+impl Study {
+    /// Creates a new study in `storage`.
+    pub fn create(storage: Arc<dyn Storage>, new: &NewStudy) -> Result<Self> {
+        let record = storage.create_study(new)?;
+        Ok(Self::from_record(storage, record))
+    }
+
+    /// Loads an existing study, rebuilding its sampler and pruner from the stored configuration.
+    pub fn load(storage: Arc<dyn Storage>, name: &str) -> Result<Self> {
+        let record = storage.load_study(name)?;
+        Ok(Self::from_record(storage, record))
+    }
+
+    /// Loads the study if it exists, else creates it. A concurrent creator racing us is fine.
+    pub fn create_or_load(storage: Arc<dyn Storage>, new: &NewStudy) -> Result<Self> {
+        match storage.create_study(new) {
+            Ok(record) => Ok(Self::from_record(storage, record)),
+            Err(Error::StudyExists(_)) => Self::load(storage, &new.name),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn from_record(storage: Arc<dyn Storage>, record: StudyRecord) -> Self {
+        let sampler = record.sampler.build();
+        let pruner = record.pruner.build();
+        Self { storage, record, sampler, pruner }
+    }
+
+    /// Replaces the sampler (e.g. a per-process override); the stored configuration is unchanged.
+    pub fn with_sampler(mut self, sampler: Box<dyn Sampler>) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
+    pub fn record(&self) -> &StudyRecord {
+        &self.record
+    }
+
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The stored search space, or an error telling the user to pass one.
+    pub fn search_space(&self) -> Result<&SearchSpace> {
+        self.record.search_space.as_ref().ok_or_else(|| Error::Space {
+            location: String::new(),
+            param: None,
+            message: format!("study '{}' has no stored search space; pass one", self.record.name),
+        })
+    }
+
+    /// Starts a trial: claims an enqueued one or creates a new one, then samples every parameter
+    /// of `space` that it does not have yet.
+    pub fn ask(&self, space: &SearchSpace) -> Result<FrozenTrial> {
+        let study_id = self.record.id;
+        let trial = match self.storage.claim_waiting_trial(study_id)? {
+            Some(trial) => trial,
+            None => self.storage.create_trial(study_id, &NewTrial::default())?,
+        };
+        let params = match self.sample(space, &trial) {
+            Ok(params) => params,
+            Err(e) => {
+                // Never leave a RUNNING trial behind that nobody will tell.
+                let _ = self.fail(trial.number, &format!("sampling failed: {e}"));
+                return Err(e);
+            }
+        };
+        if !params.is_empty() {
+            self.storage.set_trial_params(trial.id, &params)?;
+        }
+        self.storage.trial(study_id, trial.number)
+    }
+
+    fn sample(&self, space: &SearchSpace, trial: &FrozenTrial) -> Result<Vec<TrialParam>> {
+        let all = self.storage.trials(self.record.id, None)?;
+        let bracket = self.pruner.bracket(&self.record.name, trial.number);
+        let history: Vec<FrozenTrial> = match bracket {
+            Some(b) => all.into_iter().filter(|t| self.pruner.bracket(&self.record.name, t.number) == Some(b)).collect(),
+            None => all,
+        };
+        let ctx = SamplingContext {
+            study_name: &self.record.name,
+            direction: self.record.direction,
+            seed: self.record.seed,
+            trials: &history,
+            trial_number: trial.number,
+        };
+        let missing: SearchSpace = {
+            let mut s = SearchSpace::new();
+            for (name, dist) in space.iter().filter(|(n, _)| !trial.params.contains_key(*n)) {
+                s.insert(name, dist.clone());
+            }
+            s
+        };
+        let relative_space = self.sampler.infer_relative_search_space(&ctx, &missing);
+        let mut relative = if relative_space.is_empty() { BTreeMap::new() } else { self.sampler.sample_relative(&ctx, &relative_space)? };
+        let mut params = Vec::with_capacity(missing.len());
+        for (name, dist) in missing.iter() {
+            let value = match relative.remove(name) {
+                Some(v) => v,
+                None => self.sampler.sample_independent(&ctx, name, dist)?,
+            };
+            // A sampler bug must not put an out-of-range value into the study.
+            dist.to_internal(&value).map_err(|_| Error::Param {
+                param: name.to_string(),
+                message: format!("sampler produced {value}, which is outside {dist}"),
+            })?;
+            params.push((name.to_string(), dist.clone(), value));
+        }
+        Ok(params)
+    }
+
+    /// Enqueues a trial with fixed parameters (others are sampled when it is asked).
+    pub fn enqueue(&self, params: &Params) -> Result<FrozenTrial> {
+        let space = self.record.search_space.as_ref();
+        let mut fixed = Vec::new();
+        for (name, value) in params {
+            let dist = space.and_then(|s| s.get(name)).cloned().ok_or_else(|| Error::Param {
+                param: name.clone(),
+                message: "not in the study's search space".into(),
+            })?;
+            dist.to_internal(value).map_err(|e| Error::Param { param: name.clone(), message: e.to_string() })?;
+            fixed.push((name.clone(), dist, value.clone()));
+        }
+        self.storage.create_trial(self.record.id, &NewTrial { waiting: true, params: fixed, ..NewTrial::default() })
+    }
+
+    /// Finishes a trial.
+    pub fn tell(&self, number: u64, outcome: TellOutcome) -> Result<FrozenTrial> {
+        let trial = self.storage.trial(self.record.id, number)?;
+        if trial.state.is_finished() {
+            return Err(Error::TrialFinished { number, state: trial.state });
+        }
+        match outcome {
+            TellOutcome::Value(v) if v.is_finite() => self.storage.finish_trial(trial.id, TrialState::Complete, Some(v)),
+            TellOutcome::Value(v) => {
+                self.storage.set_trial_attr(trial.id, FAIL_REASON_ATTR, &format!("objective value is {v}").into(), true)?;
+                self.storage.finish_trial(trial.id, TrialState::Fail, None)
+            }
+            TellOutcome::Pruned => {
+                let value = trial.last_step().map(|(_, v)| v).filter(|v| v.is_finite());
+                self.storage.finish_trial(trial.id, TrialState::Pruned, value)
+            }
+            TellOutcome::Fail(reason) => {
+                self.storage.set_trial_attr(trial.id, FAIL_REASON_ATTR, &reason.into(), true)?;
+                self.storage.finish_trial(trial.id, TrialState::Fail, None)
+            }
+        }
+    }
+
+    fn fail(&self, number: u64, reason: &str) -> Result<FrozenTrial> {
+        self.tell(number, TellOutcome::Fail(reason.to_string()))
+    }
+
+    /// Records an intermediate value (e.g. validation accuracy after an epoch).
+    pub fn report(&self, number: u64, step: u64, value: f64) -> Result<()> {
+        let trial = self.storage.trial(self.record.id, number)?;
+        self.storage.report_intermediate(trial.id, step, value)
+    }
+
+    /// Asks the pruner whether a running trial should stop, from its latest report.
+    pub fn should_prune(&self, number: u64) -> Result<bool> {
+        let trials = self.storage.trials(self.record.id, None)?;
+        let trial = trials.iter().find(|t| t.number == number).ok_or_else(|| Error::TrialNotFound {
+            study: self.record.name.clone(),
+            number,
+        })?;
+        let ctx = PruneContext { study_name: &self.record.name, direction: self.record.direction, trials: &trials };
+        Ok(self.pruner.prune(&ctx, trial))
+    }
+
+    /// All trials, ordered by number.
+    pub fn trials(&self) -> Result<Vec<FrozenTrial>> {
+        self.storage.trials(self.record.id, None)
+    }
+
+    /// The best COMPLETE trial (the earliest one on ties).
+    pub fn best_trial(&self) -> Result<FrozenTrial> {
+        let complete = self.storage.trials(self.record.id, Some(&[TrialState::Complete]))?;
+        best_of(&complete, self.record.direction).cloned().ok_or(Error::NoCompletedTrials)
+    }
+}
+
+/// The best of `trials` by value in `direction`; ties go to the lowest trial number.
+pub fn best_of(trials: &[FrozenTrial], direction: crate::trial::Direction) -> Option<&FrozenTrial> {
+    let mut best: Option<&FrozenTrial> = None;
+    for trial in trials.iter().filter(|t| t.state == TrialState::Complete) {
+        let Some(v) = trial.value else { continue };
+        if best.is_none_or(|b| direction.is_better(v, b.value.unwrap_or(f64::NAN)) || b.value.is_none_or(f64::is_nan)) {
+            best = Some(trial);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::{Distribution, ParamValue};
+    use crate::storage::InMemoryStorage;
+    use crate::trial::Direction;
+
+    fn space() -> SearchSpace {
+        SearchSpace::parse("x: {type: float, low: -5.0, high: 5.0}\nk: {type: int, low: 0, high: 4}\n", "t").unwrap()
+    }
+
+    fn study(direction: Direction) -> Study {
+        let mut new = NewStudy::new("s", direction, 11);
+        new.search_space = Some(space());
+        Study::create(Arc::new(InMemoryStorage::new()), &new).unwrap()
+    }
+
+    #[test]
+    fn ask_tell_best_in_both_directions() {
+        for direction in [Direction::Minimize, Direction::Maximize] {
+            let study = study(direction);
+            let space = space();
+            for i in 0..5 {
+                let trial = study.ask(&space).unwrap();
+                assert_eq!(trial.number, i);
+                assert_eq!(trial.state, TrialState::Running);
+                assert_eq!(trial.params.len(), 2);
+                let x = trial.params["x"].as_f64().unwrap();
+                study.tell(trial.number, TellOutcome::Value(x)).unwrap();
+            }
+            let xs: Vec<f64> = study.trials().unwrap().iter().map(|t| t.value.unwrap()).collect();
+            let want = match direction {
+                Direction::Minimize => xs.iter().cloned().fold(f64::INFINITY, f64::min),
+                Direction::Maximize => xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            };
+            assert_eq!(study.best_trial().unwrap().value, Some(want));
+        }
+    }
+
+    #[test]
+    fn nan_fails_pruned_takes_last_value_and_finished_trials_are_final() {
+        let study = study(Direction::Minimize);
+        let a = study.ask(&space()).unwrap();
+        assert_eq!(study.tell(a.number, TellOutcome::Value(f64::NAN)).unwrap().state, TrialState::Fail);
+        let b = study.ask(&space()).unwrap();
+        study.report(b.number, 1, 0.7).unwrap();
+        study.report(b.number, 2, 0.5).unwrap();
+        let pruned = study.tell(b.number, TellOutcome::Pruned).unwrap();
+        assert_eq!((pruned.state, pruned.value), (TrialState::Pruned, Some(0.5)));
+        assert!(matches!(study.tell(b.number, TellOutcome::Value(1.0)), Err(Error::TrialFinished { .. })));
+        assert!(matches!(study.best_trial(), Err(Error::NoCompletedTrials)));
+    }
+
+    #[test]
+    fn enqueued_params_are_kept_and_the_rest_sampled() {
+        let study = study(Direction::Minimize);
+        let fixed: Params = [("k".to_string(), ParamValue::Int(3))].into();
+        study.enqueue(&fixed).unwrap();
+        let trial = study.ask(&space()).unwrap();
+        assert_eq!(trial.number, 0);
+        assert_eq!(trial.params["k"], ParamValue::Int(3));
+        assert!(trial.params.contains_key("x"));
+        let bad: Params = [("k".to_string(), ParamValue::Int(9))].into();
+        assert!(study.enqueue(&bad).is_err());
+    }
+
+    #[test]
+    fn reproducible_across_fresh_study_objects() {
+        let storage: Arc<dyn Storage> = Arc::new(InMemoryStorage::new());
+        let mut new = NewStudy::new("r", Direction::Minimize, 5);
+        new.search_space = Some(space());
+        let a = Study::create(storage.clone(), &new).unwrap();
+        let first = a.ask(&space()).unwrap();
+        // Same seed, same trial number, same history → same suggestion in another "process".
+        let other: Arc<dyn Storage> = Arc::new(InMemoryStorage::new());
+        let b = Study::create(other, &new).unwrap();
+        assert_eq!(b.ask(&space()).unwrap().params, first.params);
+        let second = a.ask(&space()).unwrap();
+        assert_ne!(second.params, first.params);
+        let _ = Distribution::Int { low: 0, high: 1, log: false, step: 1 };
+    }
+}

@@ -1,0 +1,165 @@
+//! The storage conformance suite: every [`Storage`] backend runs it (memory, SQLite, PostgreSQL).
+//!
+//! Call [`run_conformance_suite`] from a backend's tests with a factory that returns a fresh,
+//! empty storage each time. It panics (as tests do) on the first broken invariant.
+
+use std::collections::BTreeMap;
+
+use crate::error::Error;
+use crate::pruner::PrunerConfig;
+use crate::sampler::{SamplerConfig, TpeConfig};
+use crate::space::{Distribution, ParamValue, SearchSpace};
+use crate::storage::{NewStudy, NewTrial, Storage};
+use crate::trial::{Direction, TrialState};
+
+/// Runs every conformance check, each on a fresh storage from `make`.
+pub fn run_conformance_suite(make: &dyn Fn() -> Box<dyn Storage>) {
+    studies_round_trip(make().as_ref());
+    trial_numbers_are_dense_per_study(make().as_ref());
+    trial_data_round_trips(make().as_ref());
+    finished_trials_are_immutable(make().as_ref());
+    waiting_trials_are_claimed_once(make().as_ref());
+    stale_trials_fail_once(make().as_ref());
+    snapshots_do_not_change(make().as_ref());
+}
+
+fn sample_study(name: &str) -> NewStudy {
+    let mut study = NewStudy::new(name, Direction::Maximize, 1234);
+    study.sampler = SamplerConfig::Tpe(TpeConfig { n_startup_trials: 3, ..TpeConfig::default() });
+    study.pruner = PrunerConfig::default();
+    study.search_space = Some(
+        SearchSpace::parse("lr: {type: float, low: 1.0e-5, high: 0.1, log: true}\nbs: {type: categorical, choices: [16, 'x', true]}\n", "t")
+            .unwrap(),
+    );
+    study.user_attrs.insert("spec".into(), serde_json::json!({"epochs": 3}));
+    study
+}
+
+fn studies_round_trip(storage: &dyn Storage) {
+    let created = storage.create_study(&sample_study("b-study")).unwrap();
+    storage.create_study(&NewStudy::new("a-study", Direction::Minimize, 0)).unwrap();
+    assert!(matches!(storage.create_study(&sample_study("b-study")), Err(Error::StudyExists(n)) if n == "b-study"));
+    let loaded = storage.load_study("b-study").unwrap();
+    assert_eq!(loaded, created);
+    assert_eq!(loaded.seed, 1234);
+    assert_eq!(loaded.direction, Direction::Maximize);
+    assert_eq!(loaded.sampler, sample_study("x").sampler);
+    assert_eq!(loaded.search_space, sample_study("x").search_space);
+    assert_eq!(loaded.user_attrs["spec"], serde_json::json!({"epochs": 3}));
+    assert!(matches!(storage.load_study("missing"), Err(Error::StudyNotFound(n)) if n == "missing"));
+    let names: Vec<String> = storage.list_studies().unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["a-study", "b-study"]);
+    storage.set_study_user_attr(created.id, "note", &"hi".into()).unwrap();
+    assert_eq!(storage.load_study("b-study").unwrap().user_attrs["note"], "hi");
+}
+
+fn trial_numbers_are_dense_per_study(storage: &dyn Storage) {
+    let a = storage.create_study(&sample_study("a")).unwrap();
+    let b = storage.create_study(&sample_study("b")).unwrap();
+    for i in 0..4u64 {
+        assert_eq!(storage.create_trial(a.id, &NewTrial::default()).unwrap().number, i);
+    }
+    assert_eq!(storage.create_trial(b.id, &NewTrial::default()).unwrap().number, 0);
+    let numbers: Vec<u64> = storage.trials(a.id, None).unwrap().iter().map(|t| t.number).collect();
+    assert_eq!(numbers, [0, 1, 2, 3]);
+    let ids: std::collections::HashSet<i64> =
+        storage.trials(a.id, None).unwrap().iter().chain(storage.trials(b.id, None).unwrap().iter()).map(|t| t.id).collect();
+    assert_eq!(ids.len(), 5, "trial ids are unique across studies");
+    assert!(matches!(storage.trial(a.id, 99), Err(Error::TrialNotFound { number: 99, .. })));
+}
+
+fn trial_data_round_trips(storage: &dyn Storage) {
+    let study = storage.create_study(&sample_study("s")).unwrap();
+    let t = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    assert_eq!(t.state, TrialState::Running);
+    assert!(t.started_at.is_some() && t.finished_at.is_none() && t.heartbeat_at.is_none());
+    let lr = Distribution::Float { low: 1e-5, high: 0.1, log: true, step: None };
+    let bs = Distribution::Categorical { choices: vec![ParamValue::Int(16), ParamValue::Str("x".into()), ParamValue::Bool(true)] };
+    storage
+        .set_trial_params(t.id, &[("lr".into(), lr.clone(), ParamValue::Float(0.00123)), ("bs".into(), bs.clone(), ParamValue::Bool(true))])
+        .unwrap();
+    // Params already set keep their value.
+    storage.set_trial_params(t.id, &[("lr".into(), lr.clone(), ParamValue::Float(0.05))]).unwrap();
+    storage.report_intermediate(t.id, 0, 0.25).unwrap();
+    storage.report_intermediate(t.id, 1, 0.5).unwrap();
+    storage.report_intermediate(t.id, 1, 0.9).unwrap();
+    storage.set_trial_attr(t.id, "note", &serde_json::json!({"a": [1, 2]}), false).unwrap();
+    storage.set_trial_attr(t.id, "device", &"cpu:0".into(), true).unwrap();
+    storage.heartbeat(t.id).unwrap();
+    let got = storage.trial(study.id, t.number).unwrap();
+    assert_eq!(got.params["lr"], ParamValue::Float(0.00123));
+    assert_eq!(got.params["bs"], ParamValue::Bool(true));
+    assert!(matches!(got.params["bs"], ParamValue::Bool(true)), "bools stay bools");
+    assert_eq!(got.distributions["lr"], lr);
+    assert_eq!(got.distributions["bs"], bs);
+    assert_eq!(got.intermediate_values, BTreeMap::from([(0, 0.25), (1, 0.5)]));
+    assert_eq!(got.user_attrs["note"], serde_json::json!({"a": [1, 2]}));
+    assert_eq!(got.system_attrs["device"], "cpu:0");
+    assert!(got.heartbeat_at.is_some());
+    let done = storage.finish_trial(t.id, TrialState::Complete, Some(0.75)).unwrap();
+    assert_eq!((done.state, done.value), (TrialState::Complete, Some(0.75)));
+    assert!(done.finished_at.unwrap() >= done.started_at.unwrap());
+    assert_eq!(storage.trial(study.id, 0).unwrap(), done);
+    let complete = storage.trials(study.id, Some(&[TrialState::Complete])).unwrap();
+    assert_eq!(complete.len(), 1);
+    assert!(storage.trials(study.id, Some(&[TrialState::Running, TrialState::Fail])).unwrap().is_empty());
+    // Extreme but legal values survive.
+    let t2 = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    storage.report_intermediate(t2.id, u32::MAX as u64, -1e300).unwrap();
+    storage.report_intermediate(t2.id, 2, f64::NAN).unwrap();
+    let got = storage.trial(study.id, 1).unwrap();
+    assert_eq!(got.intermediate_values[&(u32::MAX as u64)], -1e300);
+    assert!(got.intermediate_values[&2].is_nan(), "NaN intermediate values are kept (pruners rank them worst)");
+}
+
+fn finished_trials_are_immutable(storage: &dyn Storage) {
+    let study = storage.create_study(&sample_study("s")).unwrap();
+    let t = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    storage.finish_trial(t.id, TrialState::Pruned, None).unwrap();
+    let finished = |r: crate::Result<()>| matches!(r, Err(Error::TrialFinished { number: 0, state: TrialState::Pruned }));
+    assert!(finished(storage.report_intermediate(t.id, 3, 1.0)));
+    assert!(finished(storage.heartbeat(t.id)));
+    assert!(finished(storage.set_trial_attr(t.id, "k", &1.into(), false)));
+    assert!(finished(storage.finish_trial(t.id, TrialState::Complete, Some(1.0)).map(|_| ())));
+    assert!(storage.finish_trial(t.id, TrialState::Running, None).is_err());
+    assert_eq!(storage.trial(study.id, 0).unwrap().state, TrialState::Pruned);
+}
+
+fn waiting_trials_are_claimed_once(storage: &dyn Storage) {
+    let study = storage.create_study(&sample_study("s")).unwrap();
+    let bs = Distribution::Categorical { choices: vec![ParamValue::Int(16), ParamValue::Int(32)] };
+    let queued = NewTrial { waiting: true, params: vec![("bs".into(), bs, ParamValue::Int(32))], ..NewTrial::default() };
+    let w = storage.create_trial(study.id, &queued).unwrap();
+    assert_eq!((w.number, w.state), (0, TrialState::Waiting));
+    assert!(w.started_at.is_none());
+    let claimed = storage.claim_waiting_trial(study.id).unwrap().expect("one waiting trial");
+    assert_eq!((claimed.number, claimed.state), (0, TrialState::Running));
+    assert_eq!(claimed.params["bs"], ParamValue::Int(32));
+    assert!(claimed.started_at.is_some());
+    assert!(storage.claim_waiting_trial(study.id).unwrap().is_none());
+}
+
+fn stale_trials_fail_once(storage: &dyn Storage) {
+    let study = storage.create_study(&sample_study("s")).unwrap();
+    let beating = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    let silent = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    storage.heartbeat(beating.id).unwrap();
+    assert!(storage.fail_stale_trials(study.id, 3600.0).unwrap().is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let failed = storage.fail_stale_trials(study.id, 0.01).unwrap();
+    assert_eq!(failed.iter().map(|t| t.number).collect::<Vec<_>>(), [beating.number]);
+    assert_eq!(failed[0].state, TrialState::Fail);
+    assert!(failed[0].system_attrs[crate::FAIL_REASON_ATTR].as_str().unwrap().contains("heartbeat"));
+    assert!(storage.fail_stale_trials(study.id, 0.01).unwrap().is_empty(), "failed exactly once");
+    assert_eq!(storage.trial(study.id, silent.number).unwrap().state, TrialState::Running, "no heartbeat, no staleness");
+}
+
+fn snapshots_do_not_change(storage: &dyn Storage) {
+    let study = storage.create_study(&sample_study("s")).unwrap();
+    let t = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    let before = storage.trials(study.id, None).unwrap();
+    storage.report_intermediate(t.id, 0, 1.0).unwrap();
+    storage.finish_trial(t.id, TrialState::Complete, Some(2.0)).unwrap();
+    assert_eq!(before[0].state, TrialState::Running);
+    assert!(before[0].intermediate_values.is_empty());
+}

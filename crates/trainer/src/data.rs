@@ -1,0 +1,737 @@
+//! Datasets: IDX files (MNIST style) and image folders, stratified splits, few-shot subsets, channel and
+//! size conversion, normalisation, augmentation and batching.
+//!
+//! Images are kept as `u8` in CHW order, all the same shape within one [`ImageDataset`]; conversion to
+//! normalised `f32` happens per batch, which keeps a 10k-image dataset at a few MB.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
+
+/// Images (u8, CHW) with integer labels in `0..class_names.len()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageDataset {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// `len() * channels * height * width` bytes, image after image.
+    pub pixels: Vec<u8>,
+    pub labels: Vec<usize>,
+    pub class_names: Vec<String>,
+}
+
+impl ImageDataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    pub fn image(&self, index: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.pixels[index * n..(index + 1) * n]
+    }
+
+    /// Number of images of each class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.num_classes()];
+        for &label in &self.labels {
+            counts[label] += 1;
+        }
+        counts
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> ImageDataset {
+        let mut pixels = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        ImageDataset {
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            class_names: self.class_names.clone(),
+        }
+    }
+
+    /// Indices of each class, in dataset order.
+    fn indices_by_class(&self) -> Vec<Vec<usize>> {
+        let mut by_class = vec![Vec::new(); self.num_classes()];
+        for (i, &label) in self.labels.iter().enumerate() {
+            by_class[label].push(i);
+        }
+        by_class
+    }
+
+    /// Deterministic stratified split: each class contributes `round(count * val_fraction)` images
+    /// (at least one when it has two or more) to validation, chosen by `seed`. Returns (train, validation).
+    pub fn stratified_split(&self, val_fraction: f64, seed: u64) -> Result<(ImageDataset, ImageDataset)> {
+        if !(0.0..1.0).contains(&val_fraction) || val_fraction == 0.0 {
+            return Err(Error::config("val_fraction", format!("must be in (0, 1), got {val_fraction}")));
+        }
+        let mut rng = SplitMix64::new(seed);
+        let (mut train, mut val) = (Vec::new(), Vec::new());
+        for mut members in self.indices_by_class() {
+            rng.shuffle(&mut members);
+            let mut n_val = (members.len() as f64 * val_fraction).round() as usize;
+            if n_val == 0 && members.len() >= 2 {
+                n_val = 1;
+            }
+            val.extend_from_slice(&members[..n_val]);
+            train.extend_from_slice(&members[n_val..]);
+        }
+        // Keep dataset order inside each part so the split does not depend on class iteration order.
+        train.sort_unstable();
+        val.sort_unstable();
+        Ok((self.subset(&train), self.subset(&val)))
+    }
+
+    /// At most `per_class` images of each class, chosen by `seed` (few-shot fine-tuning).
+    pub fn per_class(&self, per_class: usize, seed: u64) -> Result<ImageDataset> {
+        if per_class == 0 {
+            return Err(Error::config("per_class", "must be at least 1"));
+        }
+        let mut rng = SplitMix64::new(seed);
+        let mut keep = Vec::new();
+        for mut members in self.indices_by_class() {
+            rng.shuffle(&mut members);
+            members.truncate(per_class);
+            keep.extend(members);
+        }
+        keep.sort_unstable();
+        Ok(self.subset(&keep))
+    }
+
+    /// The first `n` images (test subsets for quick evaluations).
+    pub fn take(&self, n: usize) -> ImageDataset {
+        let indices: Vec<usize> = (0..n.min(self.len())).collect();
+        self.subset(&indices)
+    }
+
+    /// Converts every image to `channels` (1 or 3) and `height`×`width` (bilinear), once, so that batching
+    /// only normalises and augments.
+    pub fn converted(&self, channels: usize, height: usize, width: usize) -> Result<ImageDataset> {
+        if channels != 1 && channels != 3 {
+            return Err(Error::config("channels", format!("must be 1 or 3, got {channels}")));
+        }
+        if height == 0 || width == 0 {
+            return Err(Error::config("image_size", "must be positive"));
+        }
+        if channels == self.channels && height == self.height && width == self.width {
+            return Ok(self.clone());
+        }
+        let mut pixels = Vec::with_capacity(self.len() * channels * height * width);
+        for i in 0..self.len() {
+            let image = convert_channels(self.image(i), self.channels, channels, self.height * self.width);
+            let resized = resize_bilinear(&image, channels, self.height, self.width, height, width);
+            pixels.extend(resized);
+        }
+        Ok(ImageDataset {
+            channels,
+            height,
+            width,
+            pixels,
+            labels: self.labels.clone(),
+            class_names: self.class_names.clone(),
+        })
+    }
+}
+
+/// Gray → RGB replicates the plane; RGB → gray uses ITU-R 601 luma (as PIL's `convert("L")`).
+fn convert_channels(image: &[u8], from: usize, to: usize, plane: usize) -> Vec<u8> {
+    match (from, to) {
+        (a, b) if a == b => image.to_vec(),
+        (1, 3) => image.repeat(3),
+        (3, 1) => (0..plane)
+            .map(|p| {
+                let (r, g, b) = (image[p] as f32, image[plane + p] as f32, image[2 * plane + p] as f32);
+                (0.299 * r + 0.587 * g + 0.114 * b).round().clamp(0.0, 255.0) as u8
+            })
+            .collect(),
+        _ => unreachable!("channel counts are validated to be 1 or 3"),
+    }
+}
+
+/// Bilinear resize with half-pixel centres (torch `interpolate(mode="bilinear", align_corners=False)`).
+pub fn resize_bilinear(image: &[u8], channels: usize, h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<u8> {
+    if h == out_h && w == out_w {
+        return image.to_vec();
+    }
+    let mut out = vec![0u8; channels * out_h * out_w];
+    let sy = h as f32 / out_h as f32;
+    let sx = w as f32 / out_w as f32;
+    for c in 0..channels {
+        let src = &image[c * h * w..(c + 1) * h * w];
+        for oy in 0..out_h {
+            let fy = ((oy as f32 + 0.5) * sy - 0.5).max(0.0);
+            let y0 = (fy as usize).min(h - 1);
+            let y1 = (y0 + 1).min(h - 1);
+            let wy = fy - y0 as f32;
+            for ox in 0..out_w {
+                let fx = ((ox as f32 + 0.5) * sx - 0.5).max(0.0);
+                let x0 = (fx as usize).min(w - 1);
+                let x1 = (x0 + 1).min(w - 1);
+                let wx = fx - x0 as f32;
+                let top = src[y0 * w + x0] as f32 * (1.0 - wx) + src[y0 * w + x1] as f32 * wx;
+                let bottom = src[y1 * w + x0] as f32 * (1.0 - wx) + src[y1 * w + x1] as f32 * wx;
+                out[c * out_h * out_w + oy * out_w + ox] = (top * (1.0 - wy) + bottom * wy).round() as u8;
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// IDX
+
+fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Idx { path: path.into(), reason: format!("corrupt or truncated gzip stream: {e}") })?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Parses an IDX u8 file; returns its dimensions and payload.
+fn parse_idx(path: &Path, bytes: &[u8], expected_rank: u8) -> Result<(Vec<usize>, Vec<u8>)> {
+    let bad = |reason: String| Error::Idx { path: path.into(), reason };
+    if bytes.len() < 4 {
+        return Err(bad(format!("file is {} bytes, too short for the magic number", bytes.len())));
+    }
+    if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
+        return Err(bad(format!(
+            "bad magic {:02x}{:02x}{:02x}{:02x}: expected 000008{:02x} (unsigned bytes)",
+            bytes[0], bytes[1], bytes[2], bytes[3], expected_rank
+        )));
+    }
+    let rank = bytes[3];
+    if rank != expected_rank {
+        return Err(bad(format!("has {rank} dimensions, expected {expected_rank}")));
+    }
+    let header = 4 + 4 * rank as usize;
+    if bytes.len() < header {
+        return Err(bad("truncated header".into()));
+    }
+    let dims: Vec<usize> = (0..rank as usize)
+        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
+        .collect();
+    let expected: usize = dims.iter().product();
+    let payload = &bytes[header..];
+    if payload.len() < expected {
+        return Err(bad(format!(
+            "truncated: dimensions {dims:?} need {expected} bytes of data, found {}",
+            payload.len()
+        )));
+    }
+    Ok((dims, payload[..expected].to_vec()))
+}
+
+/// Loads an IDX image file (`[n, h, w]` u8) and its label file (`[n]` u8), gzip'd or raw.
+pub fn load_idx(images: &Path, labels: &Path) -> Result<ImageDataset> {
+    let (dims, pixels) = parse_idx(images, &read_maybe_gzip(images)?, 3)?;
+    let (label_dims, label_bytes) = parse_idx(labels, &read_maybe_gzip(labels)?, 1)?;
+    if dims[0] != label_dims[0] {
+        return Err(Error::LabelCountMismatch {
+            images: images.into(),
+            image_count: dims[0],
+            labels: labels.into(),
+            label_count: label_dims[0],
+        });
+    }
+    let labels_vec: Vec<usize> = label_bytes.iter().map(|&l| l as usize).collect();
+    let num_classes = labels_vec.iter().max().map_or(0, |m| m + 1);
+    Ok(ImageDataset {
+        channels: 1,
+        height: dims[1],
+        width: dims[2],
+        pixels,
+        labels: labels_vec,
+        class_names: (0..num_classes).map(|c| c.to_string()).collect(),
+    })
+}
+
+/// Which half of an MNIST-style directory to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// `train-images-idx3-ubyte[.gz]`
+    Train,
+    /// `t10k-images-idx3-ubyte[.gz]`
+    Test,
+}
+
+/// Loads `dir/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`.
+pub fn load_idx_dir(dir: &Path, split: Split) -> Result<ImageDataset> {
+    let prefix = match split {
+        Split::Train => "train",
+        Split::Test => "t10k",
+    };
+    let find = |stem: String| -> Result<PathBuf> {
+        for name in [format!("{stem}.gz"), stem.clone()] {
+            let p = dir.join(&name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        Err(Error::Dataset { path: dir.into(), reason: format!("missing {stem}[.gz]") })
+    };
+    let images = find(format!("{prefix}-images-idx3-ubyte"))?;
+    let labels = find(format!("{prefix}-labels-idx1-ubyte"))?;
+    load_idx(&images, &labels)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Image folders
+
+/// Loads `root/<class>/*.{png,jpg,jpeg}` (torchvision ImageFolder layout; classes sorted by name), converting
+/// every image to `channels` and resizing it to `height`×`width`.
+pub fn load_image_folder(root: &Path, channels: usize, height: usize, width: usize) -> Result<ImageDataset> {
+    if channels != 1 && channels != 3 {
+        return Err(Error::config("channels", format!("must be 1 or 3, got {channels}")));
+    }
+    let dataset_err = |reason: String| Error::Dataset { path: root.into(), reason };
+    let mut classes: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for entry in std::fs::read_dir(root).map_err(|e| Error::io(root, e))? {
+        let entry = entry.map_err(|e| Error::io(root, e))?;
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let class = entry.file_name().to_string_lossy().into_owned();
+        let mut files = Vec::new();
+        for file in std::fs::read_dir(entry.path()).map_err(|e| Error::io(entry.path(), e))? {
+            let path = file.map_err(|e| Error::io(entry.path(), e))?.path();
+            let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+            if matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+                files.push(path);
+            }
+        }
+        files.sort();
+        classes.insert(class, files);
+    }
+    if classes.is_empty() {
+        return Err(dataset_err("no class folders (expected root/<class>/*.png|jpg)".into()));
+    }
+    if classes.len() == 1 {
+        let name = classes.keys().next().unwrap();
+        return Err(dataset_err(format!("only one class ({name}); a classifier needs at least two")));
+    }
+    if let Some((name, _)) = classes.iter().find(|(_, files)| files.is_empty()) {
+        return Err(dataset_err(format!("class folder {name} has no .png/.jpg images")));
+    }
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (label, files) in classes.values().enumerate() {
+        for path in files {
+            pixels.extend(read_image(path, channels, height, width)?);
+            labels.push(label);
+        }
+    }
+    Ok(ImageDataset { channels, height, width, pixels, labels, class_names: classes.into_keys().collect() })
+}
+
+/// Decodes one image file into CHW u8 with `channels`, resized to `height`×`width` (bilinear).
+pub fn read_image(path: &Path, channels: usize, height: usize, width: usize) -> Result<Vec<u8>> {
+    let (chw, h, w) = decode_image(path, channels)?;
+    Ok(resize_bilinear(&chw, channels, h, w, height, width))
+}
+
+/// Decodes one image file into CHW u8 with `channels`, at its own size. Returns (pixels, height, width).
+pub fn decode_image(path: &Path, channels: usize) -> Result<(Vec<u8>, usize, usize)> {
+    let img = image::open(path).map_err(|e| Error::Image { path: path.into(), reason: e.to_string() })?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let chw = if channels == 1 {
+        img.to_luma8().into_raw()
+    } else {
+        let hwc = img.to_rgb8().into_raw();
+        let mut chw = vec![0u8; 3 * h * w];
+        for p in 0..h * w {
+            for c in 0..3 {
+                chw[c * h * w + p] = hwc[p * 3 + c];
+            }
+        }
+        chw
+    };
+    Ok((chw, h, w))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Normalisation, augmentation, batching
+
+/// Per-channel normalisation applied after scaling pixels to [0, 1].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Normalization {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// ImageNet statistics, for backbones pretrained on ImageNet.
+    pub fn imagenet() -> Self {
+        Self { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
+    }
+
+    /// (x - 0.5) / 0.5 on every channel: a neutral choice for digits and clothes.
+    pub fn centered(channels: usize) -> Self {
+        Self { mean: vec![0.5; channels], std: vec![0.5; channels] }
+    }
+
+    fn channel(&self, c: usize) -> (f32, f32) {
+        // A single value broadcasts over all channels.
+        let pick = |v: &Vec<f32>| if v.len() == 1 { v[0] } else { v[c] };
+        (pick(&self.mean), pick(&self.std))
+    }
+
+    pub fn validate(&self, channels: usize) -> Result<()> {
+        for (name, v) in [("normalization.mean", &self.mean), ("normalization.std", &self.std)] {
+            if v.len() != 1 && v.len() != channels {
+                return Err(Error::config(name, format!("has {} values for {channels} channels", v.len())));
+            }
+        }
+        if self.std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
+            return Err(Error::config("normalization.std", "values must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// Training-time augmentation. Off by default (digits must not be flipped).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Augmentation {
+    /// Zero-pad by this many pixels, then crop back to the original size at a random offset.
+    #[serde(default)]
+    pub crop_padding: usize,
+    /// Flip left-right with probability 1/2.
+    #[serde(default)]
+    pub horizontal_flip: bool,
+}
+
+impl Augmentation {
+    pub fn is_active(&self) -> bool {
+        self.crop_padding > 0 || self.horizontal_flip
+    }
+}
+
+/// A batch on the host, ready to become tensors.
+#[derive(Debug, Clone)]
+pub struct HostBatch {
+    /// `[n, c, h, w]`, normalised.
+    pub images: Vec<f32>,
+    pub labels: Vec<i64>,
+    pub shape: [usize; 4],
+}
+
+impl HostBatch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn to_tensors(&self, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        let images = Tensor::<4>::from_data(TensorData::new(self.images.clone(), self.shape), device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(self.labels.clone(), [self.len()]), device);
+        (images, labels)
+    }
+}
+
+/// Builds normalised (and, for training, augmented) batches from an [`ImageDataset`].
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    pub normalization: Normalization,
+    pub augmentation: Augmentation,
+}
+
+impl Batcher {
+    /// The images at `indices` as one batch. `rng` drives augmentation; `None` means no augmentation.
+    pub fn batch(&self, data: &ImageDataset, indices: &[usize], rng: Option<&mut SplitMix64>) -> HostBatch {
+        let (c, h, w) = (data.channels, data.height, data.width);
+        let plane = h * w;
+        let mut images = vec![0f32; indices.len() * c * plane];
+        let mut labels = Vec::with_capacity(indices.len());
+        let mut rng = rng.filter(|_| self.augmentation.is_active());
+        for (slot, &i) in indices.iter().enumerate() {
+            labels.push(data.labels[i] as i64);
+            let src = data.image(i);
+            // Augmentation is a per-image shift (dy, dx) and flip; pixels shifted in from outside are zero
+            // before normalisation, as torchvision's RandomCrop(padding=p) with fill 0.
+            let (mut dy, mut dx, mut flip) = (0isize, 0isize, false);
+            if let Some(rng) = rng.as_deref_mut() {
+                let p = self.augmentation.crop_padding;
+                if p > 0 {
+                    dy = rng.below(2 * p + 1) as isize - p as isize;
+                    dx = rng.below(2 * p + 1) as isize - p as isize;
+                }
+                flip = self.augmentation.horizontal_flip && rng.coin();
+            }
+            let out = &mut images[slot * c * plane..(slot + 1) * c * plane];
+            for ch in 0..c {
+                let (mean, std) = self.normalization.channel(ch);
+                let zero = (0.0 - mean) / std;
+                for y in 0..h {
+                    let sy = y as isize + dy;
+                    for x in 0..w {
+                        let xx = if flip { w - 1 - x } else { x };
+                        let sx = xx as isize + dx;
+                        out[ch * plane + y * w + x] = if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
+                            zero
+                        } else {
+                            (src[ch * plane + sy as usize * w + sx as usize] as f32 / 255.0 - mean) / std
+                        };
+                    }
+                }
+            }
+        }
+        HostBatch { images, labels, shape: [indices.len(), c, h, w] }
+    }
+
+    /// Batches of `batch_size` over `order` (the last one may be smaller), built on a helper thread while the
+    /// caller consumes them, so that batch preparation overlaps with training.
+    pub fn for_each_batch<F>(
+        &self,
+        data: &ImageDataset,
+        order: &[usize],
+        batch_size: usize,
+        mut rng: Option<SplitMix64>,
+        mut consume: F,
+    ) -> Result<()>
+    where
+        F: FnMut(usize, HostBatch) -> Result<()>,
+    {
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<HostBatch>(2);
+            scope.spawn(move || {
+                for chunk in order.chunks(batch_size) {
+                    if tx.send(self.batch(data, chunk, rng.as_mut())).is_err() {
+                        break; // the consumer stopped early
+                    }
+                }
+            });
+            for (i, batch) in rx.into_iter().enumerate() {
+                consume(i, batch)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_idx(path: &Path, dims: &[u32], data: &[u8], gzip: bool) {
+        let mut bytes = vec![0, 0, 8, dims.len() as u8];
+        for d in dims {
+            bytes.extend(d.to_be_bytes());
+        }
+        bytes.extend_from_slice(data);
+        if gzip {
+            use std::io::Write;
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&bytes).unwrap();
+            bytes = enc.finish().unwrap();
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn toy(n_per_class: &[usize]) -> ImageDataset {
+        let mut labels = Vec::new();
+        for (c, &n) in n_per_class.iter().enumerate() {
+            labels.extend(std::iter::repeat_n(c, n));
+        }
+        let pixels = (0..labels.len() * 4).map(|i| (i % 251) as u8).collect();
+        ImageDataset {
+            channels: 1,
+            height: 2,
+            width: 2,
+            pixels,
+            labels,
+            class_names: (0..n_per_class.len()).map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn idx_gzip_and_raw_load_the_same_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..3 * 2 * 2).collect();
+        for gzip in [true, false] {
+            let (img, lab) = (dir.path().join(format!("i{gzip}")), dir.path().join(format!("l{gzip}")));
+            write_idx(&img, &[3, 2, 2], &data, gzip);
+            write_idx(&lab, &[3], &[2, 0, 1], gzip);
+            let ds = load_idx(&img, &lab).unwrap();
+            assert_eq!((ds.len(), ds.height, ds.width, ds.num_classes()), (3, 2, 2, 3));
+            assert_eq!(ds.image(1), &[4, 5, 6, 7]);
+            assert_eq!(ds.labels, vec![2, 0, 1]);
+        }
+    }
+
+    #[test]
+    fn idx_errors_name_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, lab) = (dir.path().join("img"), dir.path().join("lab"));
+        write_idx(&img, &[3, 2, 2], &[0; 11], false); // one byte short
+        write_idx(&lab, &[3], &[0, 1, 2], false);
+        let err = load_idx(&img, &lab).unwrap_err().to_string();
+        assert!(err.contains("truncated") && err.contains("img"), "{err}");
+
+        std::fs::write(&img, [0x12, 0x34, 0x56, 0x78, 0, 0]).unwrap();
+        let err = load_idx(&img, &lab).unwrap_err().to_string();
+        assert!(err.contains("bad magic 12345678"), "{err}");
+
+        write_idx(&img, &[3, 2, 2], &[0; 12], true);
+        write_idx(&lab, &[2], &[0, 1], false);
+        let err = load_idx(&img, &lab).unwrap_err().to_string();
+        assert!(err.contains("3 images") && err.contains("2 labels"), "{err}");
+
+        // A gzip stream cut in half.
+        write_idx(&img, &[3, 2, 2], &[7; 12], true);
+        let bytes = std::fs::read(&img).unwrap();
+        std::fs::write(&img, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(load_idx(&img, &lab).unwrap_err().to_string().contains("truncated"));
+    }
+
+    #[test]
+    fn bundled_fashion_mnist_loads_with_100_per_class() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion_mnist_100");
+        let train = load_idx_dir(&dir, Split::Train).unwrap();
+        assert_eq!((train.len(), train.height, train.width), (1000, 28, 28));
+        assert_eq!(train.class_counts(), vec![100; 10]);
+        let test = load_idx_dir(&dir, Split::Test).unwrap();
+        assert_eq!(test.len(), 2000);
+    }
+
+    #[test]
+    fn stratified_split_is_deterministic_and_keeps_class_ratios() {
+        let ds = toy(&[10, 20, 30]);
+        let (train, val) = ds.stratified_split(0.2, 7).unwrap();
+        assert_eq!(val.class_counts(), vec![2, 4, 6]);
+        assert_eq!(train.class_counts(), vec![8, 16, 24]);
+        let (train2, val2) = ds.stratified_split(0.2, 7).unwrap();
+        assert_eq!((train, val.clone()), (train2, val2));
+        let (_, val3) = ds.stratified_split(0.2, 8).unwrap();
+        assert_ne!(val.pixels, val3.pixels, "another seed picks other images");
+        assert!(ds.stratified_split(1.5, 0).is_err());
+    }
+
+    #[test]
+    fn per_class_caps_every_class() {
+        let ds = toy(&[10, 3, 30]);
+        let few = ds.per_class(5, 1).unwrap();
+        assert_eq!(few.class_counts(), vec![5, 3, 5]);
+        assert_eq!(few, ds.per_class(5, 1).unwrap());
+    }
+
+    #[test]
+    fn gray_rgb_conversion_and_resize() {
+        let ds = toy(&[1, 1]);
+        let rgb = ds.converted(3, 2, 2).unwrap();
+        assert_eq!(rgb.image(0), &[0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3]);
+        let gray = rgb.converted(1, 2, 2).unwrap();
+        assert_eq!(gray.image(0), ds.image(0));
+        // Upsampling a constant image stays constant; 2x2 -> 4x4 bilinear interpolates between corners.
+        let big = resize_bilinear(&[0, 100, 100, 200], 1, 2, 2, 4, 4);
+        assert_eq!(big[0], 0);
+        assert_eq!(big[15], 200);
+        assert_eq!(big[1], 25); // 0.75 * 0 + 0.25 * 100
+        assert_eq!(resize_bilinear(&[9; 9], 1, 3, 3, 5, 7), vec![9; 35]);
+    }
+
+    #[test]
+    fn batches_are_normalised_and_augmentation_shifts_and_flips() {
+        let ds = ImageDataset {
+            channels: 1,
+            height: 1,
+            width: 3,
+            pixels: vec![0, 51, 255],
+            labels: vec![1],
+            class_names: vec!["a".into(), "b".into()],
+        };
+        let plain = Batcher { normalization: Normalization::centered(1), augmentation: Augmentation::default() };
+        let b = plain.batch(&ds, &[0], None);
+        assert_eq!(b.shape, [1, 1, 1, 3]);
+        assert_eq!(b.labels, vec![1]);
+        let expect = [-1.0, (0.2 - 0.5) / 0.5, 1.0];
+        for (a, e) in b.images.iter().zip(expect) {
+            assert!((a - e).abs() < 1e-6);
+        }
+        let flip = Batcher {
+            normalization: Normalization { mean: vec![0.0], std: vec![1.0] },
+            augmentation: Augmentation { crop_padding: 0, horizontal_flip: true },
+        };
+        let mut rng = SplitMix64::new(3);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let b = flip.batch(&ds, &[0], Some(&mut rng));
+            seen.insert(b.images.iter().map(|v| (v * 255.0).round() as i32).collect::<Vec<_>>());
+        }
+        assert_eq!(seen.len(), 2, "both orientations appear: {seen:?}");
+        assert!(seen.contains(&vec![255, 51, 0]));
+        let crop = Batcher {
+            normalization: Normalization { mean: vec![0.0], std: vec![1.0] },
+            augmentation: Augmentation { crop_padding: 1, horizontal_flip: false },
+        };
+        let mut shifted = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let b = crop.batch(&ds, &[0], Some(&mut rng));
+            shifted.insert(b.images.iter().map(|v| (v * 255.0).round() as i32).collect::<Vec<_>>());
+        }
+        // Height 1: any vertical shift blanks the row; horizontal shifts move it by one pixel.
+        assert!(shifted.contains(&vec![51, 255, 0]) && shifted.contains(&vec![0, 0, 51]) && shifted.contains(&vec![0, 0, 0]));
+    }
+
+    #[test]
+    fn image_folder_loads_sorted_classes_and_reports_bad_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (class, shade) in [("cat", 10u8), ("dog", 200u8)] {
+            std::fs::create_dir(root.join(class)).unwrap();
+            for i in 0..2 {
+                image::RgbImage::from_pixel(5, 4, image::Rgb([shade, shade, shade]))
+                    .save(root.join(class).join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+        let ds = load_image_folder(root, 3, 8, 8).unwrap();
+        assert_eq!(ds.class_names, vec!["cat", "dog"]);
+        assert_eq!(ds.labels, vec![0, 0, 1, 1]);
+        assert_eq!((ds.channels, ds.height, ds.width), (3, 8, 8));
+        assert!(ds.image(0).iter().all(|&p| p == 10) && ds.image(3).iter().all(|&p| p == 200));
+
+        std::fs::write(root.join("dog").join("broken.jpg"), b"not a jpeg").unwrap();
+        let err = load_image_folder(root, 3, 8, 8).unwrap_err().to_string();
+        assert!(err.contains("broken.jpg"), "{err}");
+        std::fs::remove_file(root.join("dog").join("broken.jpg")).unwrap();
+
+        std::fs::create_dir(root.join("empty")).unwrap();
+        let err = load_image_folder(root, 3, 8, 8).unwrap_err().to_string();
+        assert!(err.contains("empty") && err.contains("no .png"), "{err}");
+
+        let single = tempfile::tempdir().unwrap();
+        std::fs::create_dir(single.path().join("only")).unwrap();
+        let err = load_image_folder(single.path(), 1, 4, 4).unwrap_err().to_string();
+        assert!(err.contains("only one class"), "{err}");
+    }
+}

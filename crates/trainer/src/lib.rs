@@ -1,0 +1,67 @@
+//! Fine-tuning of pretrained image classifiers with burn: the workload every nightshift trial runs.
+//!
+//! # Overview
+//!
+//! - Data ([`data`]): [`ImageDataset`] from IDX files ([`load_idx_dir`]) or image folders
+//!   ([`load_image_folder`]), [`ImageDataset::stratified_split`], [`ImageDataset::per_class`] few-shot
+//!   subsets, channel/size conversion, [`Normalization`], [`Augmentation`] and the [`Batcher`].
+//! - Models ([`model`], [`resnet`]): the [`ImageClassifier`] seam, [`SmallCnn`], [`ResNet`]
+//!   (torchvision names), and the [`ModelConfig`] saved next to every checkpoint.
+//! - Checkpoints ([`checkpoint`]): [`save_checkpoint`] and [`load_weights`] for our safetensors and for
+//!   PyTorch `.pth`/`.safetensors` state dicts, with an [`ImportReport`].
+//! - Training ([`train`]): [`fine_tune`] runs the epoch loop on a burn [`Device`](burn::tensor::Device)
+//!   chosen by the caller (AdamW or SGD, cosine schedule with warm-up, `freeze_depth`) and calls an
+//!   [`EpochCallback`] after every epoch, which may stop it ([`Control::Stop`]) — that is how pruning works.
+//! - Inference ([`predict`]): [`predict::top_k`] for the `predict` command.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//! use nightshift_trainer::{
+//!     Arch, Control, EpochMetrics, ImageClassifier, ModelConfig, Normalization, SmallCnn, Split, TrainConfig,
+//!     fine_tune, load_idx_dir,
+//! };
+//!
+//! # fn main() -> nightshift_trainer::Result<()> {
+//! let data = load_idx_dir("data/fashion_mnist_100".as_ref(), Split::Train)?;
+//! let (train, val) = data.stratified_split(0.2, 0)?;
+//! let config = ModelConfig {
+//!     arch: Arch::SmallCnn { width: 16, depth: 3 },
+//!     num_classes: 10,
+//!     in_channels: 1,
+//!     image_size: [28, 28],
+//!     dropout: 0.1,
+//!     normalization: Normalization::centered(1),
+//!     class_names: vec![],
+//! };
+//! let device = Device::flex();
+//! let model = SmallCnn::init(&config, &device)?;
+//! let outcome = fine_tune(model, &train, &val, &config.normalization, &TrainConfig::new(3, 64, 1e-3), &device,
+//!     &mut |m: &EpochMetrics| { println!("epoch {} acc {:.3}", m.epoch, m.val_accuracy); Control::Continue })?;
+//! println!("best epoch {}", outcome.best_epoch);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod checkpoint;
+pub mod data;
+mod device;
+mod error;
+pub mod model;
+pub mod predict;
+pub mod resnet;
+mod rng;
+pub mod train;
+
+pub use checkpoint::{ImportReport, LoadMode, load_weights, read_model_config, save_checkpoint, save_weights};
+pub use data::{
+    Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, load_idx, load_idx_dir, load_image_folder,
+};
+pub use device::parse_device;
+pub use error::{Error, Result};
+pub use model::{Arch, ImageClassifier, ModelConfig, SmallCnn};
+pub use resnet::ResNet;
+pub use train::{
+    Control, EpochCallback, EpochMetrics, EvalMetrics, OptimizerKind, TrainConfig, TrainOutcome, evaluate, fine_tune,
+};

@@ -1,0 +1,242 @@
+//! Models: the [`ImageClassifier`] seam, the model description saved next to every checkpoint
+//! ([`ModelConfig`]), and the small CNN. ResNet lives in [`crate::resnet`].
+//!
+//! Freezing: `freeze_depth = k` freezes the stem and the first `k` stages (k = 0: full fine-tuning,
+//! k = [`ImageClassifier::num_stages`]: linear probe). Frozen sub-modules go through burn's
+//! [`Module::freeze`], which turns off their gradients *and* their training flags, so a frozen BatchNorm
+//! normalises with its running statistics and does not update them.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Normalization;
+use crate::error::{Error, Result};
+
+/// A network that maps `[n, c, h, w]` images to `[n, classes]` logits, with a stem, stages and a head.
+pub trait ImageClassifier: Module + Sized + 'static {
+    /// Builds a freshly initialised network for `config`.
+    fn init(config: &ModelConfig, device: &Device) -> Result<Self>;
+    /// Pooled features just before dropout and the classifier head.
+    fn features(&self, images: Tensor<4>) -> Tensor<2>;
+    /// Class logits.
+    fn forward(&self, images: Tensor<4>) -> Tensor<2>;
+    /// Number of freezable stages after the stem; the largest meaningful `freeze_depth`.
+    fn num_stages(&self) -> usize;
+    /// Freezes the stem and the first `depth` stages (nothing for `depth == 0`).
+    fn freeze_depth(self, depth: usize) -> Self;
+    /// Parameter path prefix of the classifier head (e.g. `fc`), the part replaced for a new task.
+    fn head_prefix() -> &'static str;
+    /// Regex renames applied to checkpoint keys on load (checkpoint name -> burn path), for PyTorch names
+    /// that cannot be Rust field names (`downsample.0`).
+    fn load_key_remaps() -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+    /// The inverse renames, applied when saving, so our checkpoints carry the PyTorch names.
+    fn save_key_remaps() -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+}
+
+/// Which network, and its shape parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "arch", rename_all = "kebab-case")]
+pub enum Arch {
+    /// `depth` conv stages (3×3 conv, BatchNorm, ReLU, 2×2 max-pool) after a 3×3 stem of `width` channels;
+    /// stage i has `width * 2^(i+1)` channels.
+    SmallCnn { width: usize, depth: usize },
+    /// torchvision's ResNet-18/34/50 (same parameter names).
+    ResNet { layers: usize },
+}
+
+impl Arch {
+    /// Parses the names used on the command line: `small-cnn`, `resnet18`, `resnet34`, `resnet50`.
+    pub fn from_name(name: &str) -> Result<Arch> {
+        match name {
+            "small-cnn" | "small_cnn" | "cnn" => Ok(Arch::SmallCnn { width: 16, depth: 3 }),
+            "resnet18" => Ok(Arch::ResNet { layers: 18 }),
+            "resnet34" => Ok(Arch::ResNet { layers: 34 }),
+            "resnet50" => Ok(Arch::ResNet { layers: 50 }),
+            other => Err(Error::config("arch", format!("unknown architecture {other:?} (small-cnn, resnet18, resnet34, resnet50)"))),
+        }
+    }
+}
+
+/// Everything needed to rebuild a network and feed it: saved as JSON next to each checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    #[serde(flatten)]
+    pub arch: Arch,
+    pub num_classes: usize,
+    /// Input channels (1 for digits, 3 for photos).
+    pub in_channels: usize,
+    /// Input height and width the network was trained at.
+    pub image_size: [usize; 2],
+    /// Dropout probability before the head.
+    #[serde(default)]
+    pub dropout: f64,
+    pub normalization: Normalization,
+    /// Optional class names, index = class id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.num_classes < 2 {
+            return Err(Error::config("num_classes", format!("must be at least 2, got {}", self.num_classes)));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::config("dropout", format!("must be in [0, 1), got {}", self.dropout)));
+        }
+        if self.in_channels != 1 && self.in_channels != 3 {
+            return Err(Error::config("in_channels", format!("must be 1 or 3, got {}", self.in_channels)));
+        }
+        self.normalization.validate(self.in_channels)?;
+        match self.arch {
+            Arch::SmallCnn { width, depth } if width == 0 || depth == 0 || depth > 6 => {
+                Err(Error::config("arch", "small-cnn needs width >= 1 and depth in 1..=6"))
+            }
+            Arch::ResNet { layers } if ![18, 34, 50].contains(&layers) => {
+                Err(Error::config("arch", format!("resnet layers must be 18, 34 or 50, got {layers}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Conv → BatchNorm → ReLU (→ optional 2×2 max-pool).
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+    pub pool: Option<MaxPool2d>,
+}
+
+impl ConvBlock {
+    fn new(channels_in: usize, channels_out: usize, pool: bool, device: &Device) -> Self {
+        Self {
+            conv: Conv2dConfig::new([channels_in, channels_out], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .init(device),
+            bn: BatchNormConfig::new(channels_out).init(device),
+            pool: pool.then(|| MaxPool2dConfig::new([2, 2]).init()),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = relu(self.bn.forward(self.conv.forward(x)));
+        match &self.pool {
+            Some(pool) => pool.forward(x),
+            None => x,
+        }
+    }
+}
+
+/// A small BatchNorm CNN for 28×28-ish inputs on the CPU.
+#[derive(Module, Debug)]
+pub struct SmallCnn {
+    pub stem: ConvBlock,
+    pub stages: Vec<ConvBlock>,
+    pub avgpool: AdaptiveAvgPool2d,
+    pub dropout: Dropout,
+    pub fc: Linear,
+}
+
+impl ImageClassifier for SmallCnn {
+    fn init(config: &ModelConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let Arch::SmallCnn { width, depth } = config.arch else {
+            return Err(Error::config("arch", "SmallCnn::init needs a small-cnn config"));
+        };
+        let stem = ConvBlock::new(config.in_channels, width, false, device);
+        let stages = (0..depth).map(|i| ConvBlock::new(width << i, width << (i + 1), true, device)).collect();
+        Ok(Self {
+            stem,
+            stages,
+            avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            dropout: DropoutConfig::new(config.dropout).init(),
+            fc: LinearConfig::new(width << depth, config.num_classes).init(device),
+        })
+    }
+
+    fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = self.stem.forward(images);
+        for stage in &self.stages {
+            x = stage.forward(x);
+        }
+        self.avgpool.forward(x).flatten(1, 3)
+    }
+
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.fc.forward(self.dropout.forward(self.features(images)))
+    }
+
+    fn num_stages(&self) -> usize {
+        self.stages.len()
+    }
+
+    fn freeze_depth(mut self, depth: usize) -> Self {
+        if depth == 0 {
+            return self;
+        }
+        self.stem = self.stem.freeze();
+        self.stages = self
+            .stages
+            .into_iter()
+            .enumerate()
+            .map(|(i, stage)| if i < depth { stage.freeze() } else { stage })
+            .collect();
+        self
+    }
+
+    fn head_prefix() -> &'static str {
+        "fc"
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn small_config(classes: usize) -> ModelConfig {
+        ModelConfig {
+            arch: Arch::SmallCnn { width: 4, depth: 2 },
+            num_classes: classes,
+            in_channels: 1,
+            image_size: [12, 12],
+            dropout: 0.0,
+            normalization: Normalization::centered(1),
+            class_names: vec![],
+        }
+    }
+
+    #[test]
+    fn small_cnn_shapes_and_config_round_trip() {
+        let device = Device::flex();
+        let config = small_config(5);
+        let model = SmallCnn::init(&config, &device).unwrap();
+        let logits = model.forward(Tensor::zeros([3, 1, 12, 12], &device));
+        assert_eq!(logits.dims(), [3, 5]);
+        assert_eq!(model.features(Tensor::zeros([2, 1, 12, 12], &device)).dims(), [2, 16]);
+        assert_eq!(model.num_stages(), 2);
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains(r#""arch":"small-cnn""#), "{json}");
+        assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), config);
+    }
+
+    #[test]
+    fn invalid_model_configs_name_the_field() {
+        let mut config = small_config(1);
+        assert!(config.validate().unwrap_err().to_string().contains("num_classes"));
+        config.num_classes = 3;
+        config.dropout = 1.0;
+        assert!(config.validate().unwrap_err().to_string().contains("dropout"));
+        assert!(Arch::from_name("vgg").unwrap_err().to_string().contains("vgg"));
+    }
+}

@@ -1,0 +1,461 @@
+//! The epoch loop: optimiser, learning-rate schedule, freezing, evaluation and the per-epoch callback.
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Augmentation, Batcher, ImageDataset, Normalization};
+use crate::error::{Error, Result};
+use crate::model::ImageClassifier;
+use crate::rng::SplitMix64;
+
+/// Which optimiser updates the unfrozen parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// AdamW with PyTorch's defaults made explicit (betas 0.9/0.999, eps 1e-8) and decoupled weight decay.
+    AdamW,
+    /// SGD with (undampened) momentum and L2 weight decay, as `torch.optim.SGD`.
+    Sgd { momentum: f64 },
+}
+
+/// Hyperparameters of one fine-tuning run. Dropout lives in [`crate::ModelConfig`], since it is part of
+/// the network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak learning rate, reached after the warm-up and then decayed along a cosine to zero.
+    pub learning_rate: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    #[serde(default = "default_optimizer")]
+    pub optimizer: OptimizerKind,
+    /// Fraction of all steps spent warming up linearly from ~0 to `learning_rate`.
+    #[serde(default = "default_warmup")]
+    pub warmup_fraction: f64,
+    /// Freeze the stem and the first `freeze_depth` stages.
+    #[serde(default)]
+    pub freeze_depth: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub augmentation: Augmentation,
+}
+
+fn default_optimizer() -> OptimizerKind {
+    OptimizerKind::AdamW
+}
+
+fn default_warmup() -> f64 {
+    0.05
+}
+
+impl TrainConfig {
+    pub fn new(epochs: usize, batch_size: usize, learning_rate: f64) -> Self {
+        Self {
+            epochs,
+            batch_size,
+            learning_rate,
+            weight_decay: 0.0,
+            optimizer: OptimizerKind::AdamW,
+            warmup_fraction: default_warmup(),
+            freeze_depth: 0,
+            seed: 0,
+            augmentation: Augmentation::default(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::config("epochs", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size", "must be at least 1"));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(Error::config("learning_rate", format!("must be positive, got {}", self.learning_rate)));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(Error::config("weight_decay", format!("must be >= 0, got {}", self.weight_decay)));
+        }
+        if !(0.0..1.0).contains(&self.warmup_fraction) {
+            return Err(Error::config("warmup_fraction", "must be in [0, 1)"));
+        }
+        if let OptimizerKind::Sgd { momentum } = self.optimizer
+            && !(0.0..1.0).contains(&momentum)
+        {
+            return Err(Error::config("optimizer.momentum", "must be in [0, 1)"));
+        }
+        Ok(())
+    }
+
+    fn optimizer(&self) -> ModuleOptimizer {
+        match self.optimizer {
+            // burn's AdamW defaults (eps 1e-5, decay 1e-4) differ from PyTorch's, so set everything.
+            OptimizerKind::AdamW => AdamWConfig::new()
+                .with_beta_1(0.9)
+                .with_beta_2(0.999)
+                .with_epsilon(1e-8)
+                .with_weight_decay(self.weight_decay as f32)
+                .init(),
+            OptimizerKind::Sgd { momentum } => SgdConfig::new()
+                .with_momentum((momentum > 0.0).then(|| {
+                    MomentumConfig::new().with_momentum(momentum).with_dampening(0.0).with_nesterov(false)
+                }))
+                .with_weight_decay((self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32)))
+                .init(),
+        }
+    }
+}
+
+/// Linear warm-up over `warmup_steps`, then cosine decay from `peak` to 0 at `total_steps`.
+pub fn cosine_with_warmup(step: usize, total_steps: usize, warmup_steps: usize, peak: f64) -> f64 {
+    if step < warmup_steps {
+        return peak * (step + 1) as f64 / warmup_steps as f64;
+    }
+    let decay_steps = (total_steps - warmup_steps).max(1) as f64;
+    let progress = ((step - warmup_steps) as f64 / decay_steps).min(1.0);
+    peak * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// Quality of a model on a labelled dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    pub loss: f64,
+    pub accuracy: f64,
+    /// Unweighted mean of per-class F1 over the classes that occur in labels or predictions.
+    pub macro_f1: f64,
+}
+
+/// What one epoch produced; handed to the [`EpochCallback`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub macro_f1: f64,
+    /// Learning rate at the last step of the epoch.
+    pub learning_rate: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// Whether training goes on after an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// Called after every epoch; returning [`Control::Stop`] ends training (pruning).
+pub trait EpochCallback {
+    fn on_epoch(&mut self, metrics: &EpochMetrics) -> Control;
+}
+
+impl<F: FnMut(&EpochMetrics) -> Control> EpochCallback for F {
+    fn on_epoch(&mut self, metrics: &EpochMetrics) -> Control {
+        self(metrics)
+    }
+}
+
+/// The result of [`fine_tune`].
+#[derive(Debug)]
+pub struct TrainOutcome<M> {
+    /// The model of the epoch with the best validation accuracy, in evaluation mode.
+    pub best_model: M,
+    pub best_epoch: usize,
+    pub history: Vec<EpochMetrics>,
+    /// True when the callback stopped training before the last epoch.
+    pub stopped_early: bool,
+}
+
+impl<M> TrainOutcome<M> {
+    pub fn best(&self) -> &EpochMetrics {
+        &self.history[self.best_epoch - 1]
+    }
+}
+
+/// Trains `model` on `train` and validates on `val` after every epoch, on `device` (chosen by the caller,
+/// e.g. `Device::flex()`; autodiff is enabled here). `normalization` must match the model's input.
+pub fn fine_tune<M: ImageClassifier>(
+    model: M,
+    train: &ImageDataset,
+    val: &ImageDataset,
+    normalization: &Normalization,
+    config: &TrainConfig,
+    device: &Device,
+    callback: &mut dyn EpochCallback,
+) -> Result<TrainOutcome<M>> {
+    config.validate()?;
+    if train.is_empty() || val.is_empty() {
+        return Err(Error::config("dataset", "training and validation sets must not be empty"));
+    }
+    if config.freeze_depth > model.num_stages() {
+        return Err(Error::config(
+            "freeze_depth",
+            format!("is {} but the model has {} stages", config.freeze_depth, model.num_stages()),
+        ));
+    }
+    device.seed(config.seed);
+    let train_device = device.clone().autodiff();
+    let mut model = model.freeze_depth(config.freeze_depth).fork(&train_device).train();
+    let mut optimizer = config.optimizer();
+    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
+    let batcher = Batcher { normalization: normalization.clone(), augmentation: config.augmentation.clone() };
+    let eval_batcher = Batcher { normalization: normalization.clone(), augmentation: Augmentation::default() };
+
+    let steps_per_epoch = train.len().div_ceil(config.batch_size);
+    let total_steps = steps_per_epoch * config.epochs;
+    let warmup_steps = (config.warmup_fraction * total_steps as f64).ceil() as usize;
+    let mut rng = SplitMix64::new(config.seed ^ 0x5EED);
+    let mut history = Vec::new();
+    let mut best: Option<(usize, f64, M)> = None;
+    let mut stopped_early = false;
+
+    for epoch in 1..=config.epochs {
+        let start = std::time::Instant::now();
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        rng.shuffle(&mut order);
+        let augment_rng = SplitMix64::new(rng.next_u64());
+        let (mut loss_sum, mut seen, mut lr) = (0.0f64, 0usize, 0.0);
+        batcher.for_each_batch(train, &order, config.batch_size, Some(augment_rng), |i, batch| {
+            let step = (epoch - 1) * steps_per_epoch + i;
+            lr = cosine_with_warmup(step, total_steps, warmup_steps, config.learning_rate);
+            let (images, labels) = batch.to_tensors(&train_device);
+            let logits = model.forward(images);
+            let loss = loss_fn.forward(logits, labels);
+            let value: f32 = loss.clone().into_scalar();
+            if !value.is_finite() {
+                return Err(Error::Diverged { epoch, batch: i, loss: value });
+            }
+            loss_sum += value as f64 * batch.len() as f64;
+            seen += batch.len();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(lr, model.clone(), grads);
+            Ok(())
+        })?;
+        let train_seconds = start.elapsed().as_secs_f64();
+        let valid = model.valid();
+        let eval = evaluate(&valid, val, &eval_batcher, config.batch_size.max(64), device)?;
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            val_loss: eval.loss,
+            val_accuracy: eval.accuracy,
+            macro_f1: eval.macro_f1,
+            learning_rate: lr,
+            seconds: start.elapsed().as_secs_f64(),
+            images_per_second: seen as f64 / train_seconds,
+        };
+        if best.as_ref().is_none_or(|(_, acc, _)| metrics.val_accuracy > *acc) {
+            best = Some((epoch, metrics.val_accuracy, valid));
+        }
+        let control = callback.on_epoch(&metrics);
+        history.push(metrics);
+        if control == Control::Stop {
+            stopped_early = epoch < config.epochs;
+            break;
+        }
+    }
+    let (best_epoch, _, best_model) = best.expect("at least one epoch ran");
+    Ok(TrainOutcome { best_model, best_epoch, history, stopped_early })
+}
+
+/// Loss, accuracy and macro-F1 of `model` (in evaluation mode) on `data`.
+pub fn evaluate<M: ImageClassifier>(
+    model: &M,
+    data: &ImageDataset,
+    batcher: &Batcher,
+    batch_size: usize,
+    device: &Device,
+) -> Result<EvalMetrics> {
+    let classes = data.num_classes();
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let order: Vec<usize> = (0..data.len()).collect();
+    let mut loss_sum = 0.0f64;
+    batcher.for_each_batch(data, &order, batch_size, None, |_, batch| {
+        let (images, labels) = batch.to_tensors(device);
+        let logits = model.forward(images);
+        let loss: f32 = loss_fn.forward(logits.clone(), labels).into_scalar();
+        loss_sum += loss as f64 * batch.len() as f64;
+        let predicted = logits.argmax(1).into_data().convert::<i64>();
+        let predicted = predicted.as_slice::<i64>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
+        for (&truth, &pred) in batch.labels.iter().zip(predicted) {
+            let pred = (pred as usize).min(classes - 1);
+            confusion[truth as usize][pred] += 1;
+        }
+        Ok(())
+    })?;
+    let (accuracy, macro_f1) = accuracy_and_macro_f1(&confusion);
+    Ok(EvalMetrics { loss: loss_sum / data.len() as f64, accuracy, macro_f1 })
+}
+
+/// From a confusion matrix `[truth][predicted]`.
+pub fn accuracy_and_macro_f1(confusion: &[Vec<usize>]) -> (f64, f64) {
+    let total: usize = confusion.iter().flatten().sum();
+    let correct: usize = (0..confusion.len()).map(|c| confusion[c][c]).sum();
+    let mut f1_sum = 0.0;
+    let mut counted = 0;
+    for c in 0..confusion.len() {
+        let tp = confusion[c][c] as f64;
+        let actual: usize = confusion[c].iter().sum();
+        let predicted: usize = confusion.iter().map(|row| row[c]).sum();
+        if actual + predicted == 0 {
+            continue;
+        }
+        counted += 1;
+        f1_sum += 2.0 * tp / (actual + predicted) as f64;
+    }
+    let accuracy = if total == 0 { 0.0 } else { correct as f64 / total as f64 };
+    (accuracy, if counted == 0 { 0.0 } else { f1_sum / counted as f64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Split, load_idx_dir};
+    use crate::model::tests::small_config;
+    use crate::model::SmallCnn;
+
+    fn tiny_mnist() -> (ImageDataset, ImageDataset) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist_tiny");
+        let train = load_idx_dir(&dir, Split::Train).unwrap().converted(1, 12, 12).unwrap();
+        let test = load_idx_dir(&dir, Split::Test).unwrap().converted(1, 12, 12).unwrap();
+        (train, test)
+    }
+
+    /// Every tensor of the model (parameters and BatchNorm running statistics) as raw bytes.
+    fn params(model: &SmallCnn) -> Vec<(String, Vec<u8>)> {
+        use burn::store::ModuleSnapshot;
+        model.collect(None, None, false).into_iter().map(|t| (t.name.clone(), t.to_bytes().unwrap().to_vec())).collect()
+    }
+
+    #[test]
+    fn cosine_schedule_warms_up_then_decays_to_zero() {
+        assert!((cosine_with_warmup(0, 100, 10, 1.0) - 0.1).abs() < 1e-12);
+        assert!((cosine_with_warmup(9, 100, 10, 1.0) - 1.0).abs() < 1e-12);
+        assert!((cosine_with_warmup(10, 100, 10, 1.0) - 1.0).abs() < 1e-12);
+        assert!((cosine_with_warmup(55, 100, 10, 1.0) - 0.5).abs() < 1e-12);
+        assert!(cosine_with_warmup(99, 100, 10, 1.0) < 0.001);
+        assert!((cosine_with_warmup(0, 10, 0, 2.0) - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn macro_f1_matches_hand_computation() {
+        // class 0: tp 2, fn 1, fp 0 -> f1 0.8; class 1: tp 1, fn 0, fp 1 -> f1 2/3
+        let (acc, f1) = accuracy_and_macro_f1(&[vec![2, 1], vec![0, 1]]);
+        assert!((acc - 0.75).abs() < 1e-12);
+        assert!((f1 - (0.8 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_train_configs_name_the_field() {
+        let mut c = TrainConfig::new(1, 8, 1e-3);
+        c.batch_size = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("batch_size"));
+        c.batch_size = 8;
+        c.learning_rate = f64::NAN;
+        assert!(c.validate().unwrap_err().to_string().contains("learning_rate"));
+    }
+
+    #[test]
+    fn training_learns_and_reports_every_epoch_and_stops_on_request() {
+        let device = Device::flex();
+        let (train, val) = tiny_mnist();
+        let config = TrainConfig::new(4, 16, 3e-3);
+        let mut seen = Vec::new();
+        let model = SmallCnn::init(&small_config(10), &device).unwrap();
+        let outcome = fine_tune(model, &train, &val, &Normalization::centered(1), &config, &device, &mut |m: &EpochMetrics| {
+            seen.push(m.epoch);
+            Control::Continue
+        })
+        .unwrap();
+        assert_eq!(seen, vec![1, 2, 3, 4]);
+        let first = &outcome.history[0];
+        let last = outcome.history.last().unwrap();
+        assert!(last.train_loss < first.train_loss, "{:?}", outcome.history);
+        // 200 train images, 100 val: chance is 0.1.
+        assert!(outcome.best().val_accuracy > 0.4, "{:?}", outcome.history);
+        assert!(last.macro_f1 > 0.0 && last.macro_f1 <= 1.0);
+
+        let model = SmallCnn::init(&small_config(10), &device).unwrap();
+        let outcome = fine_tune(model, &train, &val, &Normalization::centered(1), &config, &device, &mut |m: &EpochMetrics| {
+            if m.epoch == 2 { Control::Stop } else { Control::Continue }
+        })
+        .unwrap();
+        assert_eq!(outcome.history.len(), 2);
+        assert!(outcome.stopped_early);
+    }
+
+    #[test]
+    fn seeded_cpu_runs_are_reproducible() {
+        let device = Device::flex();
+        let (train, val) = tiny_mnist();
+        let train = train.take(64);
+        let mut config = TrainConfig::new(2, 16, 1e-3);
+        config.seed = 42;
+        config.augmentation = Augmentation { crop_padding: 2, horizontal_flip: true };
+        let mut model_config = small_config(10);
+        model_config.dropout = 0.3;
+        let run = || {
+            device.seed(7);
+            let model = SmallCnn::init(&model_config, &device).unwrap();
+            fine_tune(model, &train, &val, &Normalization::centered(1), &config, &device, &mut |_: &EpochMetrics| Control::Continue)
+                .unwrap()
+        };
+        let (a, b) = (run(), run());
+        let losses = |o: &TrainOutcome<SmallCnn>| o.history.iter().map(|m| (m.train_loss, m.val_loss)).collect::<Vec<_>>();
+        assert_eq!(losses(&a), losses(&b));
+        assert_eq!(params(&a.best_model), params(&b.best_model));
+    }
+
+    #[test]
+    fn frozen_parameters_stay_bit_identical_and_the_rest_change() {
+        let device = Device::flex();
+        let (train, val) = tiny_mnist();
+        let train = train.take(48);
+        let model = SmallCnn::init(&small_config(10), &device).unwrap();
+        let before = params(&model);
+        let mut config = TrainConfig::new(1, 16, 1e-2);
+        config.freeze_depth = 1; // stem + stages.0 frozen; stages.1 and fc train
+        let outcome =
+            fine_tune(model, &train, &val, &Normalization::centered(1), &config, &device, &mut |_: &EpochMetrics| Control::Continue)
+                .unwrap();
+        let after = params(&outcome.best_model);
+        assert_eq!(before.len(), after.len());
+        let mut frozen = 0;
+        for ((name, b), (name2, a)) in before.iter().zip(&after) {
+            assert_eq!(name, name2);
+            if name.starts_with("stem.") || name.starts_with("stages.0.") {
+                frozen += 1;
+                // Includes BatchNorm running statistics: frozen BN uses them and does not update them.
+                assert!(a == b, "frozen {name} changed");
+            } else {
+                assert!(a != b, "trainable {name} did not change");
+            }
+        }
+        assert_eq!(frozen, 2 * 5, "conv weight + 4 BN tensors in each frozen block");
+    }
+
+    #[test]
+    fn nan_loss_stops_with_diverged() {
+        let device = Device::flex();
+        let (train, val) = tiny_mnist();
+        let config = TrainConfig::new(3, 32, 1e30);
+        let model = SmallCnn::init(&small_config(10), &device).unwrap();
+        let err = fine_tune(model, &train.take(96), &val, &Normalization::centered(1), &config, &device, &mut |_: &EpochMetrics| {
+            Control::Continue
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Diverged { .. }), "{err}");
+        assert!(err.to_string().contains("diverged"));
+    }
+}
