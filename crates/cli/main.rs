@@ -1,1 +1,46 @@
-fn main() {}
+//! `nightshift`: the command-line entry point. Each subcommand is a thin layer that wires the
+//! crates together; errors become one message on stderr and exit code 1 (2 for usage errors).
+
+mod output;
+mod run_cmds;
+mod study_cmds;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "nightshift",
+    version,
+    about = "Hyperparameter search for fine-tuning image classifiers — and for any training command",
+    long_about = "Hyperparameter search for fine-tuning image classifiers — and for any training command.\n\n\
+        The study verbs (create-study, ask, tell, report-value, trials, best-trial, studies) mirror Optuna's CLI,\n\
+        so shell loops written for `optuna ask`/`optuna tell` port by renaming the command."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Study(study_cmds::StudyCommand),
+    #[command(flatten)]
+    Run(run_cmds::RunCommand),
+    #[command(flatten)]
+    Train(train::TrainCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Study(cmd) => study_cmds::run(cmd),
+        Command::Run(cmd) => run_cmds::run(cmd),
+        Command::Train(cmd) => train::run(cmd),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -9,10 +9,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use burn::prelude::*;
 use nightshift_trainer::{
-    Arch, Augmentation, Control, EpochMetrics, ImageClassifier, ImageDataset, LoadMode, ModelConfig, Normalization,
-    OptimizerKind, ResNet, SmallCnn, Split, TrainConfig, fine_tune, load_idx_dir, load_image_folder, load_weights,
+    Arch, Augmentation, Control, Device, EfficientNetLite, EpochMetrics, ImageClassifier, ImageDataset, LoadMode, ModelConfig,
+    Normalization, OptimizerKind, ResNet, SmallCnn, Split, TrainConfig, fine_tune, load_idx_dir, load_image_folder, load_weights,
     parse_device, read_model_config, save_checkpoint,
 };
 use serde_json::{Value, json};
@@ -266,17 +265,15 @@ fn fresh_model_config(data: &DataArgs, num_classes: usize, native: [usize; 2], d
     };
     let is_cnn = matches!(arch, Arch::SmallCnn { .. });
     let channels = data.channels.unwrap_or(if is_cnn { 1 } else { 3 });
-    let size = data.image_size.map(|s| [s, s]).unwrap_or(if is_cnn { native } else { [64, 64] });
-    let normalization = if is_cnn { Normalization::centered(channels) } else { Normalization::imagenet() };
-    let config = ModelConfig {
-        arch,
-        num_classes,
-        in_channels: channels,
-        image_size: size,
-        dropout,
-        normalization,
-        class_names: vec![],
+    let default_size = match arch {
+        Arch::SmallCnn { .. } => native,
+        Arch::ResNet { .. } => [64, 64],
+        Arch::EfficientNetLite0 => [224, 224],
     };
+    let size = data.image_size.map(|s| [s, s]).unwrap_or(default_size);
+    let normalization = if is_cnn { Normalization::centered(channels) } else { Normalization::imagenet() };
+    let config =
+        ModelConfig { arch, num_classes, in_channels: channels, image_size: size, dropout, normalization, class_names: vec![] };
     config.validate()?;
     Ok(config)
 }
@@ -320,6 +317,10 @@ macro_rules! with_model {
             }
             Arch::ResNet { .. } => {
                 let $model = ResNet::init(&$config, $device)?;
+                $body
+            }
+            Arch::EfficientNetLite0 => {
+                let $model = EfficientNetLite::init(&$config, $device)?;
                 $body
             }
         }

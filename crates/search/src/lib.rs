@@ -38,8 +38,14 @@ pub mod testing;
 mod trial;
 
 pub use error::{Error, Result};
-pub use pruner::{NopPruner, PruneContext, Pruner, PrunerConfig};
-pub use sampler::{RandomSampler, Sampler, SamplerConfig, SamplingContext, TpeConfig, TpeSampler};
+pub use pruner::{
+    HyperbandConfig, HyperbandPruner, MedianConfig, MedianPruner, NopPruner, PatientConfig, PatientPruner, PercentileConfig,
+    PercentilePruner, PruneContext, Pruner, PrunerConfig, Resource, SuccessiveHalvingConfig, SuccessiveHalvingPruner,
+    ThresholdConfig, ThresholdPruner,
+};
+pub use sampler::{
+    GridSampler, QmcConfig, QmcSampler, RandomSampler, Sampler, SamplerConfig, SamplingContext, TpeConfig, TpeSampler,
+};
 pub use space::{Distribution, ParamValue, Params, SearchSpace};
 pub use storage::{FAIL_REASON_ATTR, InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam};
 pub use study::{Study, TellOutcome, best_of};

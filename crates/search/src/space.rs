@@ -82,9 +82,7 @@ impl Distribution {
                 let x = value.as_f64().ok_or_else(outside)?;
                 if self.contains(x) { Ok(x) } else { Err(outside()) }
             }
-            Self::Categorical { choices } => {
-                choices.iter().position(|c| c == value).map(|i| i as f64).ok_or_else(outside)
-            }
+            Self::Categorical { choices } => choices.iter().position(|c| c == value).map(|i| i as f64).ok_or_else(outside),
         }
     }
 
@@ -234,7 +232,8 @@ impl SearchSpace {
             param: None,
             message: strip_yaml_location(&e),
         })?;
-        let locate = |param: &str| locate_key(text, param).map(|(l, c)| format!("{origin}:{l}:{c}")).unwrap_or_else(|| origin.to_string());
+        let locate =
+            |param: &str| locate_key(text, param).map(|(l, c)| format!("{origin}:{l}:{c}")).unwrap_or_else(|| origin.to_string());
         Self::from_yaml_value(&root, &locate)
     }
 
@@ -244,7 +243,11 @@ impl SearchSpace {
         let map = match root {
             serde_yaml::Value::Mapping(m) => m,
             serde_yaml::Value::Null => {
-                return Err(Error::Space { location: locate(""), param: None, message: "the search space is empty: define at least one parameter".into() });
+                return Err(Error::Space {
+                    location: locate(""),
+                    param: None,
+                    message: "the search space is empty: define at least one parameter".into(),
+                });
             }
             other => {
                 return Err(Error::Space {
@@ -255,7 +258,11 @@ impl SearchSpace {
             }
         };
         if map.is_empty() {
-            return Err(Error::Space { location: locate(""), param: None, message: "the search space is empty: define at least one parameter".into() });
+            return Err(Error::Space {
+                location: locate(""),
+                param: None,
+                message: "the search space is empty: define at least one parameter".into(),
+            });
         }
         let mut space = SearchSpace::new();
         for (key, entry) in map {
@@ -348,10 +355,7 @@ struct RawOptunaAttributes {
 
 fn parse_entry(entry: &serde_yaml::Value) -> std::result::Result<Distribution, String> {
     let serde_yaml::Value::Mapping(map) = entry else {
-        return Err(format!(
-            "expected a mapping such as {{type: float, low: 0.0, high: 1.0}}, found {}",
-            yaml_kind(entry)
-        ));
+        return Err(format!("expected a mapping such as {{type: float, low: 0.0, high: 1.0}}, found {}", yaml_kind(entry)));
     };
     let is_optuna = map.contains_key("name") && map.contains_key("attributes");
     let raw = if is_optuna {
@@ -391,7 +395,9 @@ fn validate(raw: RawParam) -> std::result::Result<Distribution, String> {
                 return Err(format!("low ({low}) must be less than high ({high})"));
             }
             if low == high {
-                return Err(format!("low ({low}) equals high: the range is a single value; use a categorical with one choice or remove the parameter"));
+                return Err(format!(
+                    "low ({low}) equals high: the range is a single value; use a categorical with one choice or remove the parameter"
+                ));
             }
             if log && low <= 0.0 {
                 return Err(format!("log: true needs low > 0, got low={low}"));
@@ -431,7 +437,12 @@ fn validate(raw: RawParam) -> std::result::Result<Distribution, String> {
             Ok(Distribution::Int { low, high, log, step })
         }
         "categorical" => {
-            for (field, present) in [("low", raw.low.is_some()), ("high", raw.high.is_some()), ("log", raw.log.is_some()), ("step", raw.step.is_some())] {
+            for (field, present) in [
+                ("low", raw.low.is_some()),
+                ("high", raw.high.is_some()),
+                ("log", raw.log.is_some()),
+                ("step", raw.step.is_some()),
+            ] {
                 if present {
                     return Err(format!("'{field}' is not valid for type categorical (it takes only 'choices')"));
                 }
@@ -562,7 +573,11 @@ freeze_depth: {type: int, low: 0, high: 4}
     #[test]
     fn invalid_spaces_name_the_parameter_and_line() {
         let cases = [
-            ("a: {type: float, low: 0.0, high: 1.0}\nlr: {type: float, low: 1.0, high: 0.5}\n", "space.yaml:2:1", "must be less than high"),
+            (
+                "a: {type: float, low: 0.0, high: 1.0}\nlr: {type: float, low: 1.0, high: 0.5}\n",
+                "space.yaml:2:1",
+                "must be less than high",
+            ),
             ("lr: {type: float, low: 0.0, high: 1.0, log: true}\n", "space.yaml:1:1", "needs low > 0"),
             ("lr: {type: float, low: 0.1, high: 1.0, log: true, step: 0.1}\n", "lr", "cannot be combined with step"),
             ("d: {type: float, low: 0.0, high: 0.5, step: 0.3}\n", "d", "does not divide"),
@@ -583,7 +598,10 @@ freeze_depth: {type: int, low: 0, high: 4}
         ];
         for (text, where_, what) in cases {
             let message = err(text);
-            assert!(message.contains(where_) && message.contains(what), "for {text:?}: got {message:?}, wanted {where_:?} and {what:?}");
+            assert!(
+                message.contains(where_) && message.contains(what),
+                "for {text:?}: got {message:?}, wanted {where_:?} and {what:?}"
+            );
         }
     }
 

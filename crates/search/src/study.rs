@@ -63,6 +63,12 @@ impl Study {
         self
     }
 
+    /// Replaces the seed used by this process's sampling (Optuna's per-process `sampler-kwargs` seed).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.record.seed = seed;
+        self
+    }
+
     pub fn record(&self) -> &StudyRecord {
         &self.record
     }
@@ -108,9 +114,10 @@ impl Study {
 
     fn sample(&self, space: &SearchSpace, trial: &FrozenTrial) -> Result<Vec<TrialParam>> {
         let all = self.storage.trials(self.record.id, None)?;
-        let bracket = self.pruner.bracket(&self.record.name, trial.number);
+        let name = &self.record.name;
+        let bracket = self.pruner.bracket(name, trial.number, &all);
         let history: Vec<FrozenTrial> = match bracket {
-            Some(b) => all.into_iter().filter(|t| self.pruner.bracket(&self.record.name, t.number) == Some(b)).collect(),
+            Some(b) => all.iter().filter(|t| self.pruner.bracket(name, t.number, &all) == Some(b)).cloned().collect(),
             None => all,
         };
         let ctx = SamplingContext {
@@ -128,7 +135,8 @@ impl Study {
             s
         };
         let relative_space = self.sampler.infer_relative_search_space(&ctx, &missing);
-        let mut relative = if relative_space.is_empty() { BTreeMap::new() } else { self.sampler.sample_relative(&ctx, &relative_space)? };
+        let mut relative =
+            if relative_space.is_empty() { BTreeMap::new() } else { self.sampler.sample_relative(&ctx, &relative_space)? };
         let mut params = Vec::with_capacity(missing.len());
         for (name, dist) in missing.iter() {
             let value = match relative.remove(name) {
@@ -150,10 +158,10 @@ impl Study {
         let space = self.record.search_space.as_ref();
         let mut fixed = Vec::new();
         for (name, value) in params {
-            let dist = space.and_then(|s| s.get(name)).cloned().ok_or_else(|| Error::Param {
-                param: name.clone(),
-                message: "not in the study's search space".into(),
-            })?;
+            let dist = space
+                .and_then(|s| s.get(name))
+                .cloned()
+                .ok_or_else(|| Error::Param { param: name.clone(), message: "not in the study's search space".into() })?;
             dist.to_internal(value).map_err(|e| Error::Param { param: name.clone(), message: e.to_string() })?;
             fixed.push((name.clone(), dist, value.clone()));
         }
@@ -196,10 +204,10 @@ impl Study {
     /// Asks the pruner whether a running trial should stop, from its latest report.
     pub fn should_prune(&self, number: u64) -> Result<bool> {
         let trials = self.storage.trials(self.record.id, None)?;
-        let trial = trials.iter().find(|t| t.number == number).ok_or_else(|| Error::TrialNotFound {
-            study: self.record.name.clone(),
-            number,
-        })?;
+        let trial = trials
+            .iter()
+            .find(|t| t.number == number)
+            .ok_or_else(|| Error::TrialNotFound { study: self.record.name.clone(), number })?;
         let ctx = PruneContext { study_name: &self.record.name, direction: self.record.direction, trials: &trials };
         Ok(self.pruner.prune(&ctx, trial))
     }

@@ -21,6 +21,11 @@ pub fn run_conformance_suite(make: &dyn Fn() -> Box<dyn Storage>) {
     waiting_trials_are_claimed_once(make().as_ref());
     stale_trials_fail_once(make().as_ref());
     snapshots_do_not_change(make().as_ref());
+    waiting_trials_are_claimed_oldest_first_per_study(make().as_ref());
+    values_are_stored_faithfully(make().as_ref());
+    attributes_and_params_follow_the_write_rules(make().as_ref());
+    stale_trials_are_failed_per_study(make().as_ref());
+    unknown_ids_are_errors(make().as_ref());
 }
 
 fn sample_study(name: &str) -> NewStudy {
@@ -28,8 +33,11 @@ fn sample_study(name: &str) -> NewStudy {
     study.sampler = SamplerConfig::Tpe(TpeConfig { n_startup_trials: 3, ..TpeConfig::default() });
     study.pruner = PrunerConfig::default();
     study.search_space = Some(
-        SearchSpace::parse("lr: {type: float, low: 1.0e-5, high: 0.1, log: true}\nbs: {type: categorical, choices: [16, 'x', true]}\n", "t")
-            .unwrap(),
+        SearchSpace::parse(
+            "lr: {type: float, low: 1.0e-5, high: 0.1, log: true}\nbs: {type: categorical, choices: [16, 'x', true]}\n",
+            "t",
+        )
+        .unwrap(),
     );
     study.user_attrs.insert("spec".into(), serde_json::json!({"epochs": 3}));
     study
@@ -74,9 +82,13 @@ fn trial_data_round_trips(storage: &dyn Storage) {
     assert_eq!(t.state, TrialState::Running);
     assert!(t.started_at.is_some() && t.finished_at.is_none() && t.heartbeat_at.is_none());
     let lr = Distribution::Float { low: 1e-5, high: 0.1, log: true, step: None };
-    let bs = Distribution::Categorical { choices: vec![ParamValue::Int(16), ParamValue::Str("x".into()), ParamValue::Bool(true)] };
+    let bs =
+        Distribution::Categorical { choices: vec![ParamValue::Int(16), ParamValue::Str("x".into()), ParamValue::Bool(true)] };
     storage
-        .set_trial_params(t.id, &[("lr".into(), lr.clone(), ParamValue::Float(0.00123)), ("bs".into(), bs.clone(), ParamValue::Bool(true))])
+        .set_trial_params(
+            t.id,
+            &[("lr".into(), lr.clone(), ParamValue::Float(0.00123)), ("bs".into(), bs.clone(), ParamValue::Bool(true))],
+        )
         .unwrap();
     // Params already set keep their value.
     storage.set_trial_params(t.id, &[("lr".into(), lr.clone(), ParamValue::Float(0.05))]).unwrap();
@@ -162,4 +174,115 @@ fn snapshots_do_not_change(storage: &dyn Storage) {
     storage.finish_trial(t.id, TrialState::Complete, Some(2.0)).unwrap();
     assert_eq!(before[0].state, TrialState::Running);
     assert!(before[0].intermediate_values.is_empty());
+}
+
+fn waiting_trials_are_claimed_oldest_first_per_study(storage: &dyn Storage) {
+    let a = storage.create_study(&sample_study("a")).unwrap();
+    let b = storage.create_study(&sample_study("b")).unwrap();
+    let waiting = NewTrial { waiting: true, ..NewTrial::default() };
+    storage.create_trial(a.id, &waiting).unwrap();
+    storage.create_trial(a.id, &NewTrial::default()).unwrap();
+    storage.create_trial(a.id, &waiting).unwrap();
+    storage.create_trial(b.id, &waiting).unwrap();
+    assert_eq!(storage.claim_waiting_trial(a.id).unwrap().map(|t| t.number), Some(0));
+    assert_eq!(storage.claim_waiting_trial(a.id).unwrap().map(|t| t.number), Some(2));
+    assert!(storage.claim_waiting_trial(a.id).unwrap().is_none(), "never claims another study's trial");
+    assert_eq!(storage.trial(b.id, 0).unwrap().state, TrialState::Waiting);
+    // A waiting trial can be finished without being claimed (e.g. failed by hand).
+    let w = storage.trial(b.id, 0).unwrap();
+    assert_eq!(storage.finish_trial(w.id, TrialState::Fail, None).unwrap().state, TrialState::Fail);
+    assert!(storage.claim_waiting_trial(b.id).unwrap().is_none());
+}
+
+fn values_are_stored_faithfully(storage: &dyn Storage) {
+    let mut new = NewStudy::new("seeds", Direction::Minimize, u64::MAX);
+    new.user_attrs.insert("unicode ✓".into(), serde_json::json!({"nested": [1, 2.5, null, "ü"]}));
+    let study = storage.create_study(&new).unwrap();
+    assert_eq!(storage.load_study("seeds").unwrap().seed, u64::MAX, "seeds use all 64 bits");
+    assert_eq!(storage.load_study("seeds").unwrap().user_attrs, new.user_attrs);
+    let values = [Some(f64::NAN), Some(f64::INFINITY), Some(f64::NEG_INFINITY), None, Some(-0.125)];
+    for (number, value) in values.into_iter().enumerate() {
+        let t = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+        storage.finish_trial(t.id, TrialState::Complete, value).unwrap();
+        let got = storage.trial(study.id, number as u64).unwrap().value;
+        assert_eq!(got.map(f64::to_bits), value.map(f64::to_bits), "trial value {value:?} came back as {got:?}");
+    }
+    let t = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    for (step, v) in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 0.0].into_iter().enumerate() {
+        storage.report_intermediate(t.id, step as u64, v).unwrap();
+    }
+    let got = storage.trial(study.id, t.number).unwrap().intermediate_values;
+    assert_eq!((got[&0], got[&1], got[&3]), (f64::INFINITY, f64::NEG_INFINITY, 0.0));
+    assert!(got[&2].is_nan());
+    // Whole-number floats stay floats and ints stay ints (samplers and reports tell them apart).
+    let float = Distribution::Float { low: 0.0, high: 4.0, log: false, step: None };
+    let int = Distribution::Int { low: 0, high: 4, log: false, step: 1 };
+    let text = Distribution::Categorical { choices: vec![ParamValue::Str("a b".into()), ParamValue::Str("ü".into())] };
+    storage
+        .set_trial_params(
+            t.id,
+            &[
+                ("f".into(), float, ParamValue::Float(2.0)),
+                ("i".into(), int, ParamValue::Int(2)),
+                ("s".into(), text, ParamValue::Str("ü".into())),
+            ],
+        )
+        .unwrap();
+    let got = storage.trial(study.id, t.number).unwrap();
+    assert!(matches!(got.params["f"], ParamValue::Float(x) if x == 2.0), "{:?}", got.params["f"]);
+    assert!(matches!(got.params["i"], ParamValue::Int(2)), "{:?}", got.params["i"]);
+    assert!(matches!(&got.params["s"], ParamValue::Str(s) if s == "ü"));
+}
+
+fn attributes_and_params_follow_the_write_rules(storage: &dyn Storage) {
+    let study = storage.create_study(&sample_study("s")).unwrap();
+    let t = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    storage.set_trial_attr(t.id, "k", &"user".into(), false).unwrap();
+    storage.set_trial_attr(t.id, "k", &"system".into(), true).unwrap();
+    storage.set_trial_attr(t.id, "k", &"user again".into(), false).unwrap();
+    let got = storage.trial(study.id, 0).unwrap();
+    assert_eq!(got.user_attrs["k"], "user again", "setting an attribute replaces it");
+    assert_eq!(got.system_attrs["k"], "system", "user and system attributes are separate namespaces");
+    storage.set_study_user_attr(study.id, "spec", &serde_json::json!("replaced")).unwrap();
+    assert_eq!(storage.load_study("s").unwrap().user_attrs["spec"], "replaced");
+    // Enqueued params win over later sampled ones; a finished trial takes no params.
+    let bs = Distribution::Categorical { choices: vec![ParamValue::Int(16), ParamValue::Int(32)] };
+    let queued = NewTrial { waiting: true, params: vec![("bs".into(), bs.clone(), ParamValue::Int(16))], ..NewTrial::default() };
+    let w = storage.create_trial(study.id, &queued).unwrap();
+    storage.set_trial_params(w.id, &[("bs".into(), bs.clone(), ParamValue::Int(32))]).unwrap();
+    assert_eq!(storage.claim_waiting_trial(study.id).unwrap().unwrap().params["bs"], ParamValue::Int(16));
+    storage.finish_trial(t.id, TrialState::Complete, Some(1.0)).unwrap();
+    let err = storage.set_trial_params(t.id, &[("bs".into(), bs, ParamValue::Int(32))]);
+    assert!(matches!(err, Err(Error::TrialFinished { number: 0, state: TrialState::Complete })), "{err:?}");
+    assert!(storage.trial(study.id, 0).unwrap().params.is_empty());
+    assert!(storage.trials(study.id, Some(&[])).unwrap().is_empty(), "an empty state filter selects nothing");
+}
+
+fn stale_trials_are_failed_per_study(storage: &dyn Storage) {
+    let a = storage.create_study(&sample_study("a")).unwrap();
+    let b = storage.create_study(&sample_study("b")).unwrap();
+    let in_a = storage.create_trial(a.id, &NewTrial::default()).unwrap();
+    let in_b = storage.create_trial(b.id, &NewTrial::default()).unwrap();
+    storage.heartbeat(in_a.id).unwrap();
+    storage.heartbeat(in_b.id).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert_eq!(storage.fail_stale_trials(a.id, 0.01).unwrap().len(), 1);
+    assert_eq!(storage.trial(b.id, 0).unwrap().state, TrialState::Running, "another study's trials are left alone");
+    // A fresh heartbeat keeps a trial alive.
+    storage.heartbeat(in_b.id).unwrap();
+    assert!(storage.fail_stale_trials(b.id, 10.0).unwrap().is_empty());
+}
+
+fn unknown_ids_are_errors(storage: &dyn Storage) {
+    let study = storage.create_study(&sample_study("s")).unwrap();
+    let missing_study = study.id + 1000;
+    assert!(storage.create_trial(missing_study, &NewTrial::default()).is_err());
+    assert!(storage.trials(missing_study, None).is_err());
+    assert!(storage.trial(missing_study, 0).is_err());
+    assert!(storage.set_study_user_attr(missing_study, "k", &1.into()).is_err());
+    assert!(storage.heartbeat(12345).is_err());
+    assert!(storage.report_intermediate(12345, 0, 1.0).is_err());
+    assert!(storage.set_trial_attr(12345, "k", &1.into(), false).is_err());
+    assert!(storage.finish_trial(12345, TrialState::Complete, Some(1.0)).is_err());
+    assert!(storage.trials(study.id, None).unwrap().is_empty());
 }

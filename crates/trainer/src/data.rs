@@ -144,14 +144,7 @@ impl ImageDataset {
             let resized = resize_bilinear(&image, channels, self.height, self.width, height, width);
             pixels.extend(resized);
         }
-        Ok(ImageDataset {
-            channels,
-            height,
-            width,
-            pixels,
-            labels: self.labels.clone(),
-            class_names: self.class_names.clone(),
-        })
+        Ok(ImageDataset { channels, height, width, pixels, labels: self.labels.clone(), class_names: self.class_names.clone() })
     }
 }
 
@@ -235,16 +228,12 @@ fn parse_idx(path: &Path, bytes: &[u8], expected_rank: u8) -> Result<(Vec<usize>
     if bytes.len() < header {
         return Err(bad("truncated header".into()));
     }
-    let dims: Vec<usize> = (0..rank as usize)
-        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        (0..rank as usize).map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize).collect();
     let expected: usize = dims.iter().product();
     let payload = &bytes[header..];
     if payload.len() < expected {
-        return Err(bad(format!(
-            "truncated: dimensions {dims:?} need {expected} bytes of data, found {}",
-            payload.len()
-        )));
+        return Err(bad(format!("truncated: dimensions {dims:?} need {expected} bytes of data, found {}", payload.len())));
     }
     Ok((dims, payload[..expected].to_vec()))
 }

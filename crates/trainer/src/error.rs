@@ -14,12 +14,7 @@ pub enum Error {
     #[error("{path}: bad IDX file: {reason}")]
     Idx { path: PathBuf, reason: String },
     #[error("{images} has {image_count} images but {labels} has {label_count} labels")]
-    LabelCountMismatch {
-        images: PathBuf,
-        image_count: usize,
-        labels: PathBuf,
-        label_count: usize,
-    },
+    LabelCountMismatch { images: PathBuf, image_count: usize, labels: PathBuf, label_count: usize },
     #[error("cannot decode image {path}: {reason}")]
     Image { path: PathBuf, reason: String },
     #[error("dataset {path}: {reason}")]

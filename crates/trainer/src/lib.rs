@@ -5,8 +5,8 @@
 //! - Data ([`data`]): [`ImageDataset`] from IDX files ([`load_idx_dir`]) or image folders
 //!   ([`load_image_folder`]), [`ImageDataset::stratified_split`], [`ImageDataset::per_class`] few-shot
 //!   subsets, channel/size conversion, [`Normalization`], [`Augmentation`] and the [`Batcher`].
-//! - Models ([`model`], [`resnet`]): the [`ImageClassifier`] seam, [`SmallCnn`], [`ResNet`]
-//!   (torchvision names), and the [`ModelConfig`] saved next to every checkpoint.
+//! - Models ([`model`], [`resnet`], [`efficientnet`]): the [`ImageClassifier`] seam, [`SmallCnn`],
+//!   [`ResNet`] (torchvision names), [`EfficientNetLite`], and the [`ModelConfig`] saved next to every checkpoint.
 //! - Checkpoints ([`checkpoint`]): [`save_checkpoint`] and [`load_weights`] for our safetensors and for
 //!   PyTorch `.pth`/`.safetensors` state dicts, with an [`ImportReport`].
 //! - Training ([`train`]): [`fine_tune`] runs the epoch loop on a burn [`Device`](burn::tensor::Device)
@@ -47,6 +47,7 @@
 pub mod checkpoint;
 pub mod data;
 mod device;
+pub mod efficientnet;
 mod error;
 pub mod model;
 pub mod predict;
@@ -54,14 +55,24 @@ pub mod resnet;
 mod rng;
 pub mod train;
 
+/// The burn device type, re-exported so that callers need no direct burn dependency.
+pub use burn::tensor::Device;
 pub use checkpoint::{ImportReport, LoadMode, load_weights, read_model_config, save_checkpoint, save_weights};
-pub use data::{
-    Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, load_idx, load_idx_dir, load_image_folder,
-};
+pub use data::{Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, load_idx, load_idx_dir, load_image_folder};
 pub use device::parse_device;
+pub use efficientnet::EfficientNetLite;
 pub use error::{Error, Result};
 pub use model::{Arch, ImageClassifier, ModelConfig, SmallCnn};
 pub use resnet::ResNet;
 pub use train::{
     Control, EpochCallback, EpochMetrics, EvalMetrics, OptimizerKind, TrainConfig, TrainOutcome, evaluate, fine_tune,
 };
+
+/// burn's CPU backend draws all random numbers (initialisation, dropout) from one process-wide generator, so
+/// tests that create or train models take this lock: otherwise parallel tests interleave their draws and a
+/// seeded run is no longer reproducible. (Trials run one per process, where this does not arise.)
+#[cfg(test)]
+pub(crate) fn serial_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,5 +1,6 @@
 //! Models: the [`ImageClassifier`] seam, the model description saved next to every checkpoint
-//! ([`ModelConfig`]), and the small CNN. ResNet lives in [`crate::resnet`].
+//! ([`ModelConfig`]), and the small CNN. ResNet lives in [`crate::resnet`], EfficientNet-Lite0 in
+//! [`crate::efficientnet`].
 //!
 //! Freezing: `freeze_depth = k` freezes the stem and the first `k` stages (k = 0: full fine-tuning,
 //! k = [`ImageClassifier::num_stages`]: linear probe). Frozen sub-modules go through burn's
@@ -51,6 +52,8 @@ pub enum Arch {
     SmallCnn { width: usize, depth: usize },
     /// torchvision's ResNet-18/34/50 (same parameter names).
     ResNet { layers: usize },
+    /// EfficientNet-Lite0 (names of `efficientnet_lite_pytorch`).
+    EfficientNetLite0,
 }
 
 impl Arch {
@@ -61,7 +64,11 @@ impl Arch {
             "resnet18" => Ok(Arch::ResNet { layers: 18 }),
             "resnet34" => Ok(Arch::ResNet { layers: 34 }),
             "resnet50" => Ok(Arch::ResNet { layers: 50 }),
-            other => Err(Error::config("arch", format!("unknown architecture {other:?} (small-cnn, resnet18, resnet34, resnet50)"))),
+            "efficientnet-lite0" | "efficientnet_lite0" => Ok(Arch::EfficientNetLite0),
+            other => Err(Error::config(
+                "arch",
+                format!("unknown architecture {other:?} (small-cnn, resnet18, resnet34, resnet50, efficientnet-lite0)"),
+            )),
         }
     }
 }
@@ -186,12 +193,8 @@ impl ImageClassifier for SmallCnn {
             return self;
         }
         self.stem = self.stem.freeze();
-        self.stages = self
-            .stages
-            .into_iter()
-            .enumerate()
-            .map(|(i, stage)| if i < depth { stage.freeze() } else { stage })
-            .collect();
+        self.stages =
+            self.stages.into_iter().enumerate().map(|(i, stage)| if i < depth { stage.freeze() } else { stage }).collect();
         self
     }
 
@@ -218,6 +221,7 @@ pub(crate) mod tests {
 
     #[test]
     fn small_cnn_shapes_and_config_round_trip() {
+        let _rng = crate::serial_rng();
         let device = Device::flex();
         let config = small_config(5);
         let model = SmallCnn::init(&config, &device).unwrap();

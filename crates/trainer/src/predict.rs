@@ -57,7 +57,7 @@ pub fn load_image_tensor(
 /// The `k` most likely classes for each row of `logits` (`[n, classes]`), best first.
 pub fn top_k(logits: Tensor<2>, k: usize, class_names: &[String]) -> Result<Vec<Vec<TopClass>>> {
     let [n, classes] = logits.dims();
-    let values = logits.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
+    let values = logits.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
     Ok((0..n)
         .map(|row| {
             let row = &values[row * classes..(row + 1) * classes];
@@ -100,6 +100,7 @@ mod tests {
 
     #[test]
     fn top_k_orders_by_logit_with_softmax_probabilities() {
+        let _rng = crate::serial_rng();
         let device = Device::flex();
         let logits = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 2.0, 1.0], [1, 3]), &device);
         let top = top_k(logits, 2, &["a".into(), "b".into(), "c".into()]).unwrap().remove(0);
@@ -116,15 +117,16 @@ mod tests {
         let path = dir.path().join("x.png");
         // 8 wide, 4 high: left half black, right half white.
         image::GrayImage::from_fn(8, 4, |x, _| image::Luma([if x < 4 { 0 } else { 255 }])).save(&path).unwrap();
+        let _rng = crate::serial_rng();
         let device = Device::flex();
         let norm = Normalization { mean: vec![0.0], std: vec![1.0] };
         let exact = load_image_tensor(&path, 1, [4, 8], &norm, &device).unwrap();
         assert_eq!(exact.dims(), [1, 1, 4, 8]);
-        let v = exact.into_data().to_vec::<f32>().unwrap();
+        let v = exact.into_data().try_to_vec::<f32>().unwrap();
         assert_eq!((v[0], v[7]), (0.0, 1.0));
         let cropped = load_image_tensor(&path, 3, [2, 2], &norm, &device).unwrap();
         assert_eq!(cropped.dims(), [1, 3, 2, 2]);
-        let v = cropped.into_data().to_vec::<f32>().unwrap();
+        let v = cropped.into_data().try_to_vec::<f32>().unwrap();
         assert!(v[0] < v[1], "dark left, bright right: {v:?}");
         assert!(load_image_tensor(&dir.path().join("missing.png"), 1, [2, 2], &norm, &device).is_err());
     }

@@ -1,6 +1,5 @@
 //! The epoch loop: optimiser, learning-rate schedule, freezing, evaluation and the per-epoch callback.
 
-use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -104,9 +103,10 @@ impl TrainConfig {
                 .with_weight_decay(self.weight_decay as f32)
                 .init(),
             OptimizerKind::Sgd { momentum } => SgdConfig::new()
-                .with_momentum((momentum > 0.0).then(|| {
-                    MomentumConfig::new().with_momentum(momentum).with_dampening(0.0).with_nesterov(false)
-                }))
+                .with_momentum(
+                    (momentum > 0.0)
+                        .then(|| MomentumConfig::new().with_momentum(momentum).with_dampening(0.0).with_nesterov(false)),
+                )
                 .with_weight_decay((self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32)))
                 .init(),
         }
@@ -322,8 +322,8 @@ pub fn accuracy_and_macro_f1(confusion: &[Vec<usize>]) -> (f64, f64) {
 mod tests {
     use super::*;
     use crate::data::{Split, load_idx_dir};
-    use crate::model::tests::small_config;
     use crate::model::SmallCnn;
+    use crate::model::tests::small_config;
 
     fn tiny_mnist() -> (ImageDataset, ImageDataset) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist_tiny");
@@ -368,6 +368,7 @@ mod tests {
 
     #[test]
     fn training_learns_and_reports_every_epoch_and_stops_on_request() {
+        let _rng = crate::serial_rng();
         let device = Device::flex();
         let (train, val) = tiny_mnist();
         let config = TrainConfig::new(4, 16, 3e-3);
@@ -397,6 +398,7 @@ mod tests {
 
     #[test]
     fn seeded_cpu_runs_are_reproducible() {
+        let _rng = crate::serial_rng();
         let device = Device::flex();
         let (train, val) = tiny_mnist();
         let train = train.take(64);
@@ -408,8 +410,10 @@ mod tests {
         let run = || {
             device.seed(7);
             let model = SmallCnn::init(&model_config, &device).unwrap();
-            fine_tune(model, &train, &val, &Normalization::centered(1), &config, &device, &mut |_: &EpochMetrics| Control::Continue)
-                .unwrap()
+            fine_tune(model, &train, &val, &Normalization::centered(1), &config, &device, &mut |_: &EpochMetrics| {
+                Control::Continue
+            })
+            .unwrap()
         };
         let (a, b) = (run(), run());
         let losses = |o: &TrainOutcome<SmallCnn>| o.history.iter().map(|m| (m.train_loss, m.val_loss)).collect::<Vec<_>>();
@@ -419,6 +423,7 @@ mod tests {
 
     #[test]
     fn frozen_parameters_stay_bit_identical_and_the_rest_change() {
+        let _rng = crate::serial_rng();
         let device = Device::flex();
         let (train, val) = tiny_mnist();
         let train = train.take(48);
@@ -426,9 +431,10 @@ mod tests {
         let before = params(&model);
         let mut config = TrainConfig::new(1, 16, 1e-2);
         config.freeze_depth = 1; // stem + stages.0 frozen; stages.1 and fc train
-        let outcome =
-            fine_tune(model, &train, &val, &Normalization::centered(1), &config, &device, &mut |_: &EpochMetrics| Control::Continue)
-                .unwrap();
+        let outcome = fine_tune(model, &train, &val, &Normalization::centered(1), &config, &device, &mut |_: &EpochMetrics| {
+            Control::Continue
+        })
+        .unwrap();
         let after = params(&outcome.best_model);
         assert_eq!(before.len(), after.len());
         let mut frozen = 0;
@@ -447,14 +453,16 @@ mod tests {
 
     #[test]
     fn nan_loss_stops_with_diverged() {
+        let _rng = crate::serial_rng();
         let device = Device::flex();
         let (train, val) = tiny_mnist();
         let config = TrainConfig::new(3, 32, 1e30);
         let model = SmallCnn::init(&small_config(10), &device).unwrap();
-        let err = fine_tune(model, &train.take(96), &val, &Normalization::centered(1), &config, &device, &mut |_: &EpochMetrics| {
-            Control::Continue
-        })
-        .unwrap_err();
+        let err =
+            fine_tune(model, &train.take(96), &val, &Normalization::centered(1), &config, &device, &mut |_: &EpochMetrics| {
+                Control::Continue
+            })
+            .unwrap_err();
         assert!(matches!(err, Error::Diverged { .. }), "{err}");
         assert!(err.to_string().contains("diverged"));
     }

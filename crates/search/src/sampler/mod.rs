@@ -5,6 +5,8 @@
 //! Every suggestion is a deterministic function of (study seed, trial number, history), so an `ask`
 //! in a brand-new process reproduces, and concurrent start-up trials differ.
 
+pub mod grid;
+pub mod qmc;
 pub mod random;
 pub mod tpe;
 
@@ -18,6 +20,8 @@ use crate::error::Result;
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::{Direction, FrozenTrial};
 
+pub use grid::GridSampler;
+pub use qmc::{QmcConfig, QmcSampler};
 pub use random::RandomSampler;
 pub use tpe::{TpeConfig, TpeSampler};
 
@@ -43,8 +47,10 @@ impl SamplingContext<'_> {
 }
 
 /// SplitMix64-style mixing of the study seed, trial number and a salt (e.g. a parameter name).
+/// The seed is absorbed like every other input: (seed s, trial n) and (seed s + 1, trial n − 1)
+/// must not collide, or studies with neighbouring seeds would replay each other's trials.
 pub fn mix_seed(seed: u64, trial_number: u64, salt: &str) -> u64 {
-    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut h = 0x9E37_79B9_7F4A_7C15u64;
     let mut absorb = |x: u64| {
         h = h.wrapping_add(x).wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = h;
@@ -52,6 +58,7 @@ pub fn mix_seed(seed: u64, trial_number: u64, salt: &str) -> u64 {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         h = z ^ (z >> 31);
     };
+    absorb(seed);
     absorb(trial_number);
     for chunk in salt.as_bytes().chunks(8) {
         let mut buf = [0u8; 8];
@@ -84,6 +91,8 @@ pub trait Sampler: Send + Sync {
 pub enum SamplerConfig {
     Random,
     Tpe(TpeConfig),
+    Grid,
+    Qmc(QmcConfig),
 }
 
 impl Default for SamplerConfig {
@@ -97,6 +106,8 @@ impl SamplerConfig {
         match self {
             Self::Random => Box::new(RandomSampler),
             Self::Tpe(config) => Box::new(TpeSampler::new(config.clone())),
+            Self::Grid => Box::new(GridSampler),
+            Self::Qmc(config) => Box::new(QmcSampler::new(config.clone())),
         }
     }
 
@@ -111,7 +122,9 @@ impl SamplerConfig {
             _ => {
                 return Err(crate::Error::Config {
                     what: "sampler",
-                    message: format!("unknown sampler '{name}' (valid: tpe, random, grid, qmc; Optuna names such as TPESampler work too)"),
+                    message: format!(
+                        "unknown sampler '{name}' (valid: tpe, random, grid, qmc; Optuna names such as TPESampler work too)"
+                    ),
                 });
             }
         };
@@ -119,7 +132,10 @@ impl SamplerConfig {
             Some(serde_json::Value::Object(map)) => map.clone(),
             None | Some(serde_json::Value::Null) => serde_json::Map::new(),
             Some(other) => {
-                return Err(crate::Error::Config { what: "sampler", message: format!("sampler kwargs must be a JSON object, got {other}") });
+                return Err(crate::Error::Config {
+                    what: "sampler",
+                    message: format!("sampler kwargs must be a JSON object, got {other}"),
+                });
             }
         };
         // The seed belongs to the study (so every process agrees on it); callers take it out first.

@@ -1,24 +1,77 @@
-//! Tree-structured Parzen Estimator (work in progress: filled in by the TPE implementation).
+//! Tree-structured Parzen Estimator (TPE), with Optuna 5.0's semantics and defaults.
+//!
+//! TPE splits the history into a "below" (good) and an "above" (bad) group, fits a Parzen
+//! estimator to each — l(x) and g(x), mixtures of one kernel per trial plus a wide prior — draws
+//! `n_ei_candidates` points from l(x) and keeps the one that maximises log l(x) − log g(x)
+//! (Bergstra et al. 2011; Watanabe 2023, "Tree-structured Parzen estimator: understanding its
+//! algorithm components and why it works").
+//!
+//! What this implementation does, as Optuna does by default:
+//! - The first `n_startup_trials` (COMPLETE and PRUNED trials count) are sampled by a composed
+//!   [`RandomSampler`]; so is everything while the history is too short.
+//! - The below group holds the best γ(n) = min(⌈0.1·n⌉, 25) of the n finished trials: COMPLETE ones
+//!   ranked by loss, then PRUNED ones by deepest step and last intermediate value (NaN worst).
+//!   FAIL and WAITING trials are ignored. With `constant_liar`, other RUNNING trials join the
+//!   above group, which steers parallel workers away from each other's pending points.
+//! - Observations are weighted 1, except that with 25 or more of them the older n − 25 get a
+//!   linear ramp from 1/n to 1 ([`default_weights`]); the prior gets `prior_weight`.
+//! - Multivariate: the parameters are sampled jointly, one product kernel per trial, with Scott's
+//!   bandwidth 0.2·n^(−1/(d+4))·range clipped by the "magic clip" to ≥ range/min(100, n + 2). With
+//!   `group`, the history is decomposed into groups of parameters that always appear together
+//!   (a fixed space is one group) and each group is sampled jointly.
+//! - Kernels: truncated Gaussians (in log space for log parameters); int and stepped parameters
+//!   put the Gaussian over bins of width `step`, widened by ±step/2 at the ends, and the draw is
+//!   rounded onto the grid; categorical kernels put weight 1 + a on the observed choice and a =
+//!   prior_weight/(n + 1) on every choice.
+//!
+//! Every suggestion is a deterministic function of (study seed, trial number, history): all
+//! randomness comes from [`SamplingContext::rng`].
+//!
+//! Speed: one pass over the history builds a column-major matrix of the sampled parameters'
+//! coordinates; a sampler keeps the rows of finished trials (immutable by the `Storage`
+//! invariants) in a small cache, so a long-lived one reads each trial's parameter map once.
+//! Evaluating l and g at the candidates is laid out kernel-major with the candidates as the
+//! vectorised inner dimension (with copies of the loop for up to three continuous and three
+//! discrete dimensions), discrete and categorical parameters become table lookups, and the
+//! log-sum-exp uses a single pass against a per-candidate upper bound (see `parzen.rs`). An ask
+//! over 1000 finished trials of a 5-parameter space takes about 0.1 ms
+//! (`cargo bench -p nightshift-search --bench tpe_ask`).
 
+mod parzen;
+pub mod truncnorm;
+
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Mutex, TryLockError};
 
 use serde::{Deserialize, Serialize};
 
+use self::parzen::{Dim, LANES, Parzen, ParzenParams};
 use super::{RandomSampler, Sampler, SamplingContext};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::space::{Distribution, ParamValue, SearchSpace};
+use crate::trial::{FrozenTrial, TrialState};
 
 /// TPE options, Optuna 5.0's defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TpeConfig {
+    /// Trials (COMPLETE + PRUNED) sampled at random before TPE takes over.
     pub n_startup_trials: usize,
+    /// Candidates drawn from l(x) per suggestion.
     pub n_ei_candidates: usize,
+    /// Weight of the prior kernel in both estimators.
     pub prior_weight: f64,
+    /// Lower-bound kernel widths by range / min(100, n + 2).
     pub consider_magic_clip: bool,
+    /// Univariate bandwidths only: let the end kernels see the bounds as neighbours.
     pub consider_endpoints: bool,
+    /// Sample the parameters jointly (one product kernel per trial).
     pub multivariate: bool,
+    /// With `multivariate`, sample each group of always-co-occurring parameters jointly.
     pub group: bool,
+    /// Treat RUNNING trials as bad ("above") so parallel workers spread out.
     pub constant_liar: bool,
 }
 
@@ -37,25 +90,594 @@ impl Default for TpeConfig {
     }
 }
 
+/// The TPE sampler. See the module documentation for the algorithm.
 pub struct TpeSampler {
-    #[allow(dead_code)]
     config: TpeConfig,
+    /// Encoded rows of finished trials from earlier asks.
+    cache: Mutex<RowCache>,
 }
 
 impl TpeSampler {
     pub fn new(config: TpeConfig) -> Self {
-        Self { config }
+        Self { config, cache: Mutex::default() }
+    }
+
+    pub fn config(&self) -> &TpeConfig {
+        &self.config
+    }
+
+    fn parzen_params(&self) -> ParzenParams {
+        ParzenParams {
+            prior_weight: if self.config.prior_weight.is_finite() { self.config.prior_weight.max(0.0) } else { 1.0 },
+            consider_magic_clip: self.config.consider_magic_clip,
+            consider_endpoints: self.config.consider_endpoints,
+            multivariate: self.config.multivariate,
+        }
+    }
+
+    fn in_startup(&self, ctx: &SamplingContext<'_>) -> bool {
+        let n = self.config.n_startup_trials;
+        let finished = ctx.trials.iter().filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned)).take(n).count();
+        finished < n
+    }
+}
+
+/// A clone starts with an empty row cache.
+impl Clone for TpeSampler {
+    fn clone(&self) -> Self {
+        Self::new(self.config.clone())
+    }
+}
+
+impl fmt::Debug for TpeSampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TpeSampler").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Optuna's default γ: how many of `n` finished trials form the "below" group.
+pub fn default_gamma(n: usize) -> usize {
+    n.div_ceil(10).min(25)
+}
+
+/// Optuna's default observation weights, oldest first: all 1 below 25 observations, otherwise a
+/// linear ramp from 1/n to 1 over the older n − 25 and 1 for the latest 25.
+pub fn default_weights(n: usize) -> Vec<f64> {
+    let mut w = vec![1.0; n];
+    if n >= 25 {
+        let ramp = n - 25;
+        let start = 1.0 / n as f64;
+        for (i, wi) in w.iter_mut().take(ramp).enumerate() {
+            // numpy.linspace(1/n, 1, ramp)
+            *wi = if ramp == 1 { start } else { start + (1.0 - start) * i as f64 / (ramp - 1) as f64 };
+        }
+    }
+    w
+}
+
+/// Sort key of a PRUNED trial (smaller is better): deepest step first, then its value there
+/// (as a loss; NaN worst); trials without intermediate values after all others.
+fn pruned_key(trial: &FrozenTrial, ctx: &SamplingContext<'_>) -> (f64, f64) {
+    match trial.last_step() {
+        Some((step, v)) => (-(step as f64), nan_worst(ctx.direction.to_loss(v))),
+        None => (1.0, 0.0),
+    }
+}
+
+fn nan_worst(loss: f64) -> f64 {
+    if loss.is_nan() { f64::INFINITY } else { loss }
+}
+
+/// The internal value of `value`, if it lies in `dist`'s range. Cheaper than
+/// [`Distribution::to_internal`] (no error value); off-grid numbers are snapped by `Dim::encode`.
+#[inline]
+fn internal_value(dist: &Distribution, value: &ParamValue) -> Option<f64> {
+    match *dist {
+        Distribution::Float { low, high, .. } => {
+            let x = value.as_f64()?;
+            let eps = 1e-12 * (high - low).abs().max(1.0);
+            (x >= low - eps && x <= high + eps).then_some(x)
+        }
+        Distribution::Int { low, high, .. } => {
+            let x = value.as_f64()?;
+            (x >= low as f64 && x <= high as f64).then_some(x)
+        }
+        Distribution::Categorical { ref choices } => choices.iter().position(|c| c == value).map(|i| i as f64),
+    }
+}
+
+/// `a.cmp(b)` for strings, eight bytes at a time without a call into libc: parameter names are
+/// short, and this comparison runs for every parameter of every trial of every ask.
+#[inline]
+fn cmp_names(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_be_bytes(a[i..i + 8].try_into().unwrap_or([0; 8]));
+        let y = u64::from_be_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        if x != y {
+            return x.cmp(&y);
+        }
+        i += 8;
+    }
+    while i < n {
+        if a[i] != b[i] {
+            return a[i].cmp(&b[i]);
+        }
+        i += 1;
+    }
+    a.len().cmp(&b.len())
+}
+
+/// Encoded parameter rows of finished trials, kept across asks so that a long-lived sampler (a
+/// `Study` that asks many times) reads each trial's parameter map once rather than on every ask.
+/// Sound because COMPLETE and PRUNED snapshots never change and a trial's `id` is unique within
+/// its storage (the `Storage` invariants); every row also records the trial's id, state and
+/// value, and a row that no longer matches its trial is recomputed. One table per (study,
+/// parameter list), at most [`RowCache::MAX_TABLES`] of them, each bounded in size.
+#[derive(Default)]
+struct RowCache {
+    /// Least recently used first.
+    tables: Vec<RowTable>,
+}
+
+impl RowCache {
+    const MAX_TABLES: usize = 8;
+
+    /// The table for `params` of `study`, created if needed and marked most recently used.
+    fn table(&mut self, study: &str, params: &[(&str, &Distribution)]) -> &mut RowTable {
+        match self.tables.iter().position(|t| t.is_for(study, params)) {
+            Some(i) => {
+                let table = self.tables.remove(i);
+                self.tables.push(table);
+            }
+            None => {
+                if self.tables.len() == Self::MAX_TABLES {
+                    self.tables.remove(0);
+                }
+                self.tables.push(RowTable::new(study, params));
+            }
+        }
+        let last = self.tables.len() - 1;
+        &mut self.tables[last]
+    }
+}
+
+/// What identifies a finished trial's snapshot beyond its number.
+#[derive(Clone, Copy, PartialEq)]
+struct Stamp {
+    id: i64,
+    state: TrialState,
+    value: Option<u64>,
+}
+
+impl Stamp {
+    fn of(trial: &FrozenTrial) -> Self {
+        Self { id: trial.id, state: trial.state, value: trial.value.map(f64::to_bits) }
+    }
+}
+
+/// Rows indexed by trial number (numbers are 0, 1, 2, … within a study), so that a lookup is an
+/// index and a comparison, not a hash.
+struct RowTable {
+    study: String,
+    params: Vec<(String, Distribution)>,
+    /// Per trial number: the snapshot the row was computed from, if any.
+    stamps: Vec<Option<Stamp>>,
+    /// Row-major, `params.len()` values per trial number.
+    values: Vec<f64>,
+}
+
+impl RowTable {
+    /// Trials numbered from this on are not cached (which bounds a table to
+    /// `MAX_ROWS · params.len()` values).
+    const MAX_ROWS: u64 = 1 << 18;
+
+    fn new(study: &str, params: &[(&str, &Distribution)]) -> Self {
+        Self {
+            study: study.to_string(),
+            params: params.iter().map(|&(n, d)| (n.to_string(), d.clone())).collect(),
+            stamps: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    fn is_for(&self, study: &str, params: &[(&str, &Distribution)]) -> bool {
+        self.study == study
+            && self.params.len() == params.len()
+            && self.params.iter().zip(params).all(|((n, d), (m, e))| n == m && d == *e)
+    }
+
+    fn get(&self, trial: &FrozenTrial) -> Option<&[f64]> {
+        let d = self.params.len();
+        let i = usize::try_from(trial.number).ok()?;
+        match self.stamps.get(i) {
+            Some(&Some(stamp)) if stamp == Stamp::of(trial) => Some(&self.values[i * d..(i + 1) * d]),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, trial: &FrozenTrial, row: &[f64]) {
+        let d = self.params.len();
+        if trial.number >= Self::MAX_ROWS || row.len() != d {
+            return;
+        }
+        let i = trial.number as usize;
+        if i >= self.stamps.len() {
+            // Grow geometrically, also when trials arrive in decreasing order.
+            let len = (i + 1).max(2 * self.stamps.len());
+            self.stamps.resize(len, None);
+            self.values.resize(len * d, f64::NAN);
+        }
+        self.stamps[i] = Some(Stamp::of(trial));
+        self.values[i * d..(i + 1) * d].copy_from_slice(row);
+    }
+}
+
+/// Writes into `row` the coordinates of `trial`'s parameters `params` (sorted by name): NaN where
+/// the trial lacks one or its value lies outside the distribution.
+fn encode_row(trial: &FrozenTrial, params: &[(&str, &Distribution)], dims: &[Dim], row: &mut [f64]) {
+    row.fill(f64::NAN);
+    let d = params.len();
+    // Merge-join the trial's (sorted) parameters with the sorted names.
+    let mut j = 0;
+    'keys: for (name, value) in &trial.params {
+        while j < d {
+            match cmp_names(params[j].0, name) {
+                Ordering::Less => j += 1,
+                Ordering::Greater => continue 'keys,
+                Ordering::Equal => {
+                    if let Some(x) = internal_value(params[j].1, value) {
+                        row[j] = dims[j].encode(x);
+                    }
+                    j += 1;
+                    continue 'keys;
+                }
+            }
+        }
+        break;
+    }
+}
+
+/// The history as TPE sees it for one call: one row per usable trial, ordered by number.
+struct History<'p> {
+    /// Names of the parameters being sampled (sorted), and their models.
+    dims: Vec<Dim>,
+    names: Vec<&'p str>,
+    /// Column-major encoded coordinates, one column of `len()` rows per parameter; NaN where a
+    /// trial lacks the parameter.
+    cols: Vec<f64>,
+    /// Per row: whether it is in the below group, and whether it is finished.
+    below: Vec<bool>,
+    finished: Vec<bool>,
+}
+
+impl<'p> History<'p> {
+    /// Extracts, for the parameters `params` (sorted by name), every COMPLETE/PRUNED trial — and
+    /// RUNNING ones other than the current trial when `constant_liar` — and splits them. Rows of
+    /// finished trials come from `cache` when it has them, and go into it otherwise.
+    fn collect(
+        ctx: &SamplingContext<'_>,
+        params: &[(&'p str, &Distribution)],
+        constant_liar: bool,
+        mut cache: Option<&mut RowTable>,
+    ) -> Self {
+        let d = params.len();
+        let dims: Vec<Dim> = params.iter().map(|(_, dist)| Dim::new(dist)).collect();
+        let usable = |trial: &FrozenTrial| match trial.state {
+            TrialState::Complete | TrialState::Pruned => true,
+            TrialState::Running => constant_liar && trial.number != ctx.trial_number,
+            TrialState::Fail | TrialState::Waiting => false,
+        };
+        // One pass over the trials (large structs, so each is read once): the usable ones in
+        // order, their state and loss, and their coordinates, column-major with room for every
+        // trial (compacted below).
+        let cap = ctx.trials.len();
+        let mut rows: Vec<&FrozenTrial> = Vec::with_capacity(cap);
+        let mut states: Vec<TrialState> = Vec::with_capacity(cap);
+        let mut losses: Vec<f64> = Vec::with_capacity(cap);
+        let mut cols = vec![0.0; cap * d];
+        let mut row = vec![f64::NAN; d];
+        let mut sorted = true;
+        for trial in ctx.trials.iter().filter(|t| usable(t)) {
+            if rows.last().is_some_and(|last| last.number > trial.number) {
+                sorted = false;
+            }
+            let r = rows.len();
+            rows.push(trial);
+            states.push(trial.state);
+            losses.push(nan_worst(trial.value.map_or(f64::NAN, |v| ctx.direction.to_loss(v))));
+            let finished = trial.state != TrialState::Running;
+            let cached = match cache.as_deref() {
+                Some(table) if finished => table.get(trial),
+                _ => None,
+            };
+            let values = match cached {
+                Some(cached) => cached,
+                None => {
+                    encode_row(trial, params, &dims, &mut row);
+                    if let Some(table) = cache.as_deref_mut().filter(|_| finished && d > 0) {
+                        table.put(trial, &row);
+                    }
+                    &row
+                }
+            };
+            for (j, &x) in values.iter().enumerate() {
+                cols[j * cap + r] = x;
+            }
+        }
+        let n = rows.len();
+        if !sorted {
+            // Sort by number, without reordering ties.
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by_key(|&i| rows[i].number);
+            rows = order.iter().map(|&i| rows[i]).collect();
+            states = order.iter().map(|&i| states[i]).collect();
+            losses = order.iter().map(|&i| losses[i]).collect();
+            for j in 0..d {
+                let col: Vec<f64> = order.iter().map(|&i| cols[j * cap + i]).collect();
+                cols[j * cap..j * cap + n].copy_from_slice(&col);
+            }
+        }
+        if n < cap {
+            for j in 1..d {
+                cols.copy_within(j * cap..j * cap + n, j * n);
+            }
+            cols.truncate(n * d);
+        }
+
+        // Split: the best γ(n) COMPLETE trials by loss, then PRUNED ones by (−step, value).
+        let finished: Vec<bool> = states.iter().map(|&s| s != TrialState::Running).collect();
+        let n_finished = finished.iter().filter(|&&f| f).count();
+        let mut n_below = default_gamma(n_finished);
+        let mut below = vec![false; n];
+        // Only the best γ ≤ 25 matter: one pass keeps them in a short sorted list, ordered by
+        // (loss, row), so ties go to the lower number.
+        let mut best: Vec<(f64, usize)> = Vec::with_capacity(n_below + 1);
+        let mut n_complete = 0;
+        for (i, (&state, &loss)) in states.iter().zip(&losses).enumerate() {
+            if state != TrialState::Complete {
+                continue;
+            }
+            n_complete += 1;
+            if n_below == 0 {
+                continue;
+            }
+            if best.len() == n_below && loss.total_cmp(&best[n_below - 1].0) != Ordering::Less {
+                continue;
+            }
+            let at = best.partition_point(|&(l, _)| l.total_cmp(&loss) != Ordering::Greater);
+            best.insert(at, (loss, i));
+            best.truncate(n_below);
+        }
+        for &(_, i) in &best {
+            below[i] = true;
+        }
+        n_below = n_below.saturating_sub(n_complete);
+        if n_below > 0 {
+            let mut pruned: Vec<((f64, f64), usize)> = rows
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.state == TrialState::Pruned)
+                .map(|(i, t)| (pruned_key(t, ctx), i))
+                .collect();
+            pruned.sort_by(|a, b| a.0.0.total_cmp(&b.0.0).then(a.0.1.total_cmp(&b.0.1)).then(a.1.cmp(&b.1)));
+            for &(_, i) in pruned.iter().take(n_below) {
+                below[i] = true;
+            }
+        }
+        Self { dims, names: params.iter().map(|&(n, _)| n).collect(), cols, below, finished }
+    }
+
+    fn len(&self) -> usize {
+        self.below.len()
+    }
+
+    /// Column `j`: parameter `j`'s coordinate in every row.
+    fn col(&self, j: usize) -> &[f64] {
+        let n = self.len();
+        &self.cols[j * n..(j + 1) * n]
+    }
+
+    /// Optuna's group decomposition over the finished trials: the coarsest partition of the
+    /// parameters such that every trial's parameter set is a union of parts. Each group is a
+    /// list of column indices, sorted; groups are ordered by their first column.
+    fn groups(&self) -> Vec<Vec<usize>> {
+        let d = self.dims.len();
+        // Distinct non-empty parameter sets of finished trials, in order of first appearance.
+        let mut masks: Vec<Vec<bool>> = Vec::new();
+        if d <= 64 {
+            let mut bits = vec![0u64; self.len()];
+            for j in 0..d {
+                for (b, v) in bits.iter_mut().zip(self.col(j)) {
+                    *b |= u64::from(!v.is_nan()) << j;
+                }
+            }
+            let mut seen: Vec<u64> = Vec::new();
+            for (&b, _) in bits.iter().zip(&self.finished).filter(|&(_, &f)| f) {
+                if b != 0 && seen.last() != Some(&b) && !seen.contains(&b) {
+                    seen.push(b);
+                }
+            }
+            masks.extend(seen.iter().map(|&b| (0..d).map(|j| b >> j & 1 == 1).collect()));
+        } else {
+            let mut mask = vec![false; d];
+            for row in (0..self.len()).filter(|&r| self.finished[r]) {
+                for (j, m) in mask.iter_mut().enumerate() {
+                    *m = !self.col(j)[row].is_nan();
+                }
+                if mask.iter().any(|&m| m) && !masks.contains(&mask) {
+                    masks.push(mask.clone());
+                }
+            }
+        }
+        // Parameters with the same membership signature across distinct masks form one group.
+        let mut groups: Vec<(Vec<bool>, Vec<usize>)> = Vec::new();
+        for j in 0..d {
+            let signature: Vec<bool> = masks.iter().map(|m| m[j]).collect();
+            if !signature.iter().any(|&s| s) {
+                continue;
+            }
+            match groups.iter_mut().find(|(s, _)| *s == signature) {
+                Some((_, members)) => members.push(j),
+                None => groups.push((signature, vec![j])),
+            }
+        }
+        groups.into_iter().map(|(_, members)| members).collect()
+    }
+
+    /// The parameters present in every finished trial (Optuna's intersection search space).
+    fn intersection(&self) -> Vec<usize> {
+        if !self.finished.iter().any(|&f| f) {
+            return Vec::new();
+        }
+        (0..self.dims.len()).filter(|&j| self.col(j).iter().zip(&self.finished).all(|(v, &f)| !f || !v.is_nan())).collect()
+    }
+}
+
+impl TpeSampler {
+    /// [`History::collect`] through this sampler's row cache. Another thread holding the cache
+    /// does not make this one wait: it reads the history itself.
+    fn history<'p>(&self, ctx: &SamplingContext<'_>, params: &[(&'p str, &Distribution)]) -> History<'p> {
+        let liar = self.config.constant_liar;
+        let mut guard = match self.cache.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => {
+                let mut guard = poisoned.into_inner();
+                guard.tables.clear();
+                self.cache.clear_poison();
+                guard
+            }
+            Err(TryLockError::WouldBlock) => return History::collect(ctx, params, liar, None),
+        };
+        let table = guard.table(ctx.study_name, params);
+        History::collect(ctx, params, liar, Some(table))
+    }
+
+    /// Samples the columns `group` of `history` jointly; returns their encoded coordinates.
+    fn sample_group(&self, ctx: &SamplingContext<'_>, history: &History<'_>, group: &[usize]) -> Vec<f64> {
+        let dims: Vec<Dim> = group.iter().map(|&j| history.dims[j].clone()).collect();
+        let d = dims.len();
+        // The rows that have every parameter of the group, split into below and above, as columns.
+        let cols: Vec<&[f64]> = group.iter().map(|&j| history.col(j)).collect();
+        let (mut rows_below, mut rows_above) = (Vec::new(), Vec::new());
+        for row in 0..history.len() {
+            if cols.iter().all(|c| !c[row].is_nan()) {
+                if history.below[row] {
+                    rows_below.push(row);
+                } else {
+                    rows_above.push(row);
+                }
+            }
+        }
+        let gather = |rows: &[usize]| -> Vec<Vec<f64>> { cols.iter().map(|c| rows.iter().map(|&r| c[r]).collect()).collect() };
+        let (below, above) = (gather(&rows_below), gather(&rows_above));
+        let params = self.parzen_params();
+        let w_below = default_weights(rows_below.len());
+        let w_above = default_weights(rows_above.len());
+        let l = Parzen::new(&dims, &below, &w_below, params);
+        let g = Parzen::new(&dims, &above, &w_above, params);
+
+        let salt = format!("tpe/{}", history.names[group[0]]);
+        let mut rng = ctx.rng(&salt);
+        let n_cand = self.config.n_ei_candidates.max(1);
+        let mut samples = Vec::new();
+        l.sample(&mut rng, n_cand, &mut samples);
+
+        // Column-major, padded to whole blocks by repeating the first candidate.
+        let padded = n_cand.div_ceil(LANES) * LANES;
+        let columns: Vec<Vec<f64>> =
+            (0..d).map(|j| (0..padded).map(|c| samples[(if c < n_cand { c } else { 0 }) * d + j]).collect()).collect();
+        let mut log_l = vec![0.0; padded];
+        let mut log_g = vec![0.0; padded];
+        l.log_pdf(&columns, &mut log_l);
+        g.log_pdf(&columns, &mut log_g);
+        let mut best = 0;
+        let mut best_score = f64::NEG_INFINITY;
+        for c in 0..n_cand {
+            let score = log_l[c] - log_g[c];
+            if score > best_score {
+                best_score = score;
+                best = c;
+            }
+        }
+        samples[best * d..(best + 1) * d].to_vec()
+    }
+
+    /// Univariate TPE for one parameter (Optuna's `sample_independent` after the start-up).
+    fn sample_one(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> ParamValue {
+        let history = self.history(ctx, &[(name, distribution)]);
+        let v = self.sample_group(ctx, &history, &[0]);
+        distribution.to_external(history.dims[0].decode(v[0]))
+    }
+}
+
+/// The single value of a one-value distribution.
+fn single_value(distribution: &Distribution) -> ParamValue {
+    match *distribution {
+        Distribution::Float { low, .. } => distribution.to_external(low),
+        Distribution::Int { low, .. } => distribution.to_external(low as f64),
+        Distribution::Categorical { .. } => distribution.to_external(0.0),
     }
 }
 
 impl Sampler for TpeSampler {
-    fn infer_relative_search_space(&self, _ctx: &SamplingContext<'_>, _space: &SearchSpace) -> SearchSpace {
-        SearchSpace::new()
+    /// With `multivariate`: the (non-single) parameters of `space` that finished trials have —
+    /// all of them with `group`, those every finished trial has without it. Empty during the
+    /// start-up phase, so that everything is sampled at random.
+    fn infer_relative_search_space(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> SearchSpace {
+        let mut relative = SearchSpace::new();
+        if !self.config.multivariate || self.in_startup(ctx) {
+            return relative;
+        }
+        let finished = || ctx.trials.iter().filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned));
+        for (name, dist) in space.iter().filter(|(_, d)| !d.is_single()) {
+            let has = |t: &FrozenTrial| t.params.get(name).is_some_and(|v| dist.to_internal(v).is_ok());
+            let keep = if self.config.group { finished().any(has) } else { finished().all(has) && finished().next().is_some() };
+            if keep {
+                relative.insert(name, dist.clone());
+            }
+        }
+        relative
     }
-    fn sample_relative(&self, _ctx: &SamplingContext<'_>, _space: &SearchSpace) -> Result<BTreeMap<String, ParamValue>> {
-        Ok(BTreeMap::new())
+
+    fn sample_relative(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> Result<BTreeMap<String, ParamValue>> {
+        let mut out = BTreeMap::new();
+        if space.is_empty() || !self.config.multivariate || self.in_startup(ctx) {
+            return Ok(out);
+        }
+        let mut params: Vec<(&str, &Distribution)> = space.iter().filter(|(_, d)| !d.is_single()).collect();
+        params.sort_by(|a, b| a.0.cmp(b.0));
+        let history = self.history(ctx, &params);
+        let groups = if self.config.group { history.groups() } else { vec![history.intersection()] };
+        for group in groups.iter().filter(|g| !g.is_empty()) {
+            let v = self.sample_group(ctx, &history, group);
+            for (&j, &coord) in group.iter().zip(&v) {
+                let (name, dist) = params[j];
+                let value = dist.to_external(history.dims[j].decode(coord));
+                if dist.to_internal(&value).is_err() {
+                    return Err(Error::Param {
+                        param: name.to_string(),
+                        message: format!("TPE produced {value}, outside {dist}"),
+                    });
+                }
+                out.insert(name.to_string(), value);
+            }
+        }
+        Ok(out)
     }
+
     fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue> {
-        RandomSampler.sample_independent(ctx, name, distribution)
+        if distribution.is_single() {
+            return Ok(single_value(distribution));
+        }
+        if self.in_startup(ctx) {
+            return RandomSampler.sample_independent(ctx, name, distribution);
+        }
+        Ok(self.sample_one(ctx, name, distribution))
     }
 }
+
+#[cfg(test)]
+mod tests;

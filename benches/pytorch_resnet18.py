@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""PyTorch twin of nightshift's ResNet-18 throughput check: torchvision resnet18 (10 classes), bundled
+Fashion-MNIST upsampled to 64x64 RGB, batch 64, AdamW, on CUDA when available. Prints images/s (mean over
+epochs after the first). Skips when torch/torchvision are missing.
+
+    python3 benches/pytorch_resnet18.py --epochs 2 [--device cpu --threads 2]
+"""
+import argparse, sys, time
+from pathlib import Path
+
+try:
+    import torch
+    import torch.nn.functional as F
+    import torchvision
+except ImportError:
+    print("SKIPPED: torch/torchvision not installed")
+    sys.exit(0)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pytorch_small_cnn import load  # noqa: E402  same IDX reader and data
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    x, y = load("train")
+    # gray -> RGB, 28 -> 64 bilinear, ImageNet normalisation (x was normalised to [-1, 1]; undo first)
+    x = F.interpolate(x.mul(0.5).add(0.5).repeat(1, 3, 1, 1), size=64, mode="bilinear", align_corners=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = ((x - mean) / std).to(dev)
+    y = y.to(dev)
+    model = torchvision.models.resnet18(num_classes=10).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-8, weight_decay=0.0)
+    rates = []
+    for _ in range(a.epochs + 1):
+        model.train()
+        order = torch.randperm(len(x), device=dev)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for i in range(0, len(x), a.batch_size):
+            idx = order[i:i + a.batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        rates.append(len(x) / (time.perf_counter() - start))
+    timed = rates[1:]
+    print(f"pytorch {torch.__version__} resnet18 64x64 batch {a.batch_size} on {dev}: "
+          f"{sum(timed) / len(timed):.0f} images/s")
+
+
+if __name__ == "__main__":
+    main()

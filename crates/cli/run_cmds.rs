@@ -1,0 +1,234 @@
+//! `nightshift run`, `nightshift resume` and `nightshift check`: the overnight sweep.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use nightshift_orchestrator::pool::{available_cores, discover_cuda_gpus, slots_for};
+use nightshift_orchestrator::spec::default_storage;
+use nightshift_orchestrator::{
+    ConsoleProgress, DeviceSpec, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Spec, fmt_value, short_params,
+};
+use nightshift_search::{Distribution, FrozenTrial, TrialState, best_of};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RunCommand {
+    /// Run (or continue) the sweep a spec file describes: trials on every device slot, pruned early,
+    /// resumable. Ctrl-C once: no new trials; twice: stop the running ones (they are re-run on resume).
+    Run {
+        /// The sweep spec (YAML), e.g. search-spaces/demo.yaml.
+        spec: PathBuf,
+        /// Overrides the spec's storage URL.
+        #[arg(long)]
+        storage: Option<String>,
+        /// No progress output (the log file and the final summary remain).
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Continue a study started with `nightshift run`, using the spec stored with it.
+    Resume {
+        /// The study name.
+        study: String,
+        /// Where the study lives; default: sqlite:///reports/<study>/study.db.
+        #[arg(long)]
+        storage: Option<String>,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Validate a spec (fields, command executable, dataset paths) and print what a run would do,
+    /// without running anything.
+    Check { spec: PathBuf },
+}
+
+pub fn run(cmd: RunCommand) -> Result<()> {
+    match cmd {
+        RunCommand::Run { spec, storage, quiet } => {
+            let mut spec = Spec::from_file(&spec)?;
+            if let Some(url) = storage {
+                spec.storage = url;
+            }
+            sweep(spec, quiet)
+        }
+        RunCommand::Resume { study, storage, quiet } => {
+            let url = storage.unwrap_or_else(|| default_storage(&study));
+            let store = open(&url)?;
+            let record = store.load_study(&study)?;
+            let stored =
+                record.user_attrs.get("spec").ok_or_else(|| nightshift_orchestrator::Error::NoStoredSpec(study.clone()))?;
+            let mut spec = Spec::from_stored(stored).context("the spec stored with the study no longer validates")?;
+            spec.storage = url;
+            sweep(spec, quiet)
+        }
+        RunCommand::Check { spec } => check(&spec),
+    }
+}
+
+fn open(url: &str) -> Result<Arc<dyn nightshift_search::Storage>> {
+    if let Some(path) = url.strip_prefix("sqlite:///").filter(|p| !p.starts_with('/'))
+        && let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    nightshift_store::open_storage(url).with_context(|| format!("cannot open storage '{url}'"))
+}
+
+fn sweep(spec: Spec, quiet: bool) -> Result<()> {
+    let problems = spec.preflight();
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    let reports_dir = PathBuf::from("reports").join(&spec.study);
+    std::fs::create_dir_all(&reports_dir).with_context(|| format!("cannot create {}", reports_dir.display()))?;
+    init_log(&reports_dir.join("nightshift.log"))?;
+    let storage = open(&spec.storage)?;
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let summary = runtime.block_on(async {
+        let (trigger, shutdown) = Shutdown::channel();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            loop {
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                    Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+                }
+                if trigger.escalate() == ShutdownLevel::Kill {
+                    return;
+                }
+            }
+        });
+        let mut options = RunOptions::new(&reports_dir);
+        options.observer = Arc::new(ConsoleProgress::new(quiet));
+        // The report crate plugs in here (options.report_hook) once it is wired into the binary.
+        nightshift_orchestrator::run(&spec, storage.clone(), options, shutdown).await
+    })?;
+    // Children are gone; don't wait for the signal task.
+    runtime.shutdown_background();
+
+    let trials = storage.trials(storage.load_study(&spec.study)?.id, None)?;
+    print_summary(&spec, &summary, &trials);
+    if let nightshift_orchestrator::StopReason::ConsecutiveFailures { .. } = summary.stop {
+        bail!("{}", summary.stop);
+    }
+    Ok(())
+}
+
+fn print_summary(spec: &Spec, summary: &RunSummary, trials: &[FrozenTrial]) {
+    println!("{}", summary.stop);
+    println!(
+        "this run: {} launched, {} complete, {} pruned, {} failed in {:.0}s; the study has {} trials",
+        summary.launched,
+        summary.complete,
+        summary.pruned,
+        summary.failed,
+        summary.wall.as_secs_f64(),
+        trials.iter().filter(|t| t.state != TrialState::Waiting).count()
+    );
+    let mut complete: Vec<&FrozenTrial> =
+        trials.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some()).collect();
+    complete.sort_by(|a, b| {
+        let (a, b) = (a.value.unwrap_or(f64::NAN), b.value.unwrap_or(f64::NAN));
+        spec.objective.direction.to_loss(a).total_cmp(&spec.objective.direction.to_loss(b))
+    });
+    if !complete.is_empty() {
+        println!("top {} by {} ({}):", complete.len().min(5), spec.objective.metric, spec.objective.direction);
+        for t in complete.iter().take(5) {
+            let secs = t.duration().map(|d| format!("{d:.0}s")).unwrap_or_default();
+            println!(
+                "  #{:<4} {:>10}  {:>6}  {}",
+                t.number,
+                fmt_value(t.value.unwrap_or(f64::NAN)),
+                secs,
+                short_params(&t.params)
+            );
+        }
+    }
+    if let Some(best) = best_of(trials, spec.objective.direction) {
+        println!("best: trial {} = {}", best.number, fmt_value(best.value.unwrap_or(f64::NAN)));
+    }
+    println!("logs and trial outputs: reports/{}/", spec.study);
+}
+
+fn init_log(path: &Path) -> Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_writer(std::sync::Mutex::new(file)).with_ansi(false).with_env_filter(filter).try_init();
+    Ok(())
+}
+
+fn check(path: &Path) -> Result<()> {
+    let spec = Spec::from_file(path)?;
+    let problems = spec.preflight();
+    match &spec.program {
+        Program::Command { argv } => {
+            println!(
+                "program:  {}  (run in {})",
+                argv.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
+                spec.base_dir.display()
+            );
+        }
+        Program::Builtin { config } => {
+            println!("program:  built-in trainer (`nightshift trial`), {}", serde_json::Value::Object(config.clone()));
+        }
+    }
+    let gpus = if spec.devices == DeviceSpec::Auto { discover_cuda_gpus() } else { Vec::new() };
+    let slots = slots_for(&spec.devices, available_cores(), &gpus);
+    let devices: Vec<String> = slots.iter().map(|s| s.device.to_string()).collect();
+    println!("study:    {} in {}", spec.study, spec.storage);
+    println!("objective: {} ({})", spec.objective.metric, spec.objective.direction);
+    println!("devices:  {} slot(s): {}", slots.len(), devices.join(", "));
+    let b = &spec.budget;
+    let mut budget = format!("{} trials", b.trials);
+    if let Some(t) = b.timeout {
+        budget.push_str(&format!(", timeout {}s", t.as_secs()));
+    }
+    if let Some((h, m)) = b.stop_at {
+        budget.push_str(&format!(", stop at {h:02}:{m:02}"));
+    }
+    if let Some(t) = b.target {
+        budget.push_str(&format!(", target {t}"));
+    }
+    if let Some(t) = b.trial_timeout {
+        budget.push_str(&format!(", {}s per trial", t.as_secs()));
+    }
+    budget.push_str(&format!(", stop after {} consecutive failures", b.max_consecutive_failures));
+    println!("budget:   {budget}");
+    println!("sampler:  {:?} (seed {})", spec.sampler, spec.seed.map(|s| s.to_string()).unwrap_or_else(|| "random".into()));
+    println!("pruner:   {:?}", spec.pruner);
+    println!("space:");
+    for (name, dist) in spec.space.iter() {
+        let text = match dist {
+            Distribution::Float { low, high, log, step } => {
+                format!(
+                    "float [{low}, {high}]{}{}",
+                    if *log { " log" } else { "" },
+                    step.map(|s| format!(" step {s}")).unwrap_or_default()
+                )
+            }
+            Distribution::Int { low, high, log, step } => format!(
+                "int [{low}, {high}]{}{}",
+                if *log { " log" } else { "" },
+                if *step != 1 { format!(" step {step}") } else { String::new() }
+            ),
+            Distribution::Categorical { choices } => {
+                format!("one of {}", choices.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "))
+            }
+        };
+        println!("  {name}: {text}");
+    }
+    if let Some(c) = &spec.compare {
+        println!("compare:  {} ({} strata, {} trials each)", c.param, c.values.len(), spec.budget.trials / c.values.len() as u64);
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    println!("{}: OK", path.display());
+    Ok(())
+}

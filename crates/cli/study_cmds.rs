@@ -1,0 +1,343 @@
+//! The Optuna-style study verbs: create-study, ask, tell, report-value, trials, best-trial, studies.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use nightshift_search::{Direction, NewStudy, PrunerConfig, SamplerConfig, SearchSpace, Storage, Study, TellOutcome, TrialState};
+use serde_json::json;
+
+use crate::output::{self, Format};
+
+/// Where the study lives; shared by every verb.
+#[derive(Args, Clone, Debug)]
+pub struct StorageArgs {
+    /// Storage URL: `sqlite:///relative.db`, `sqlite:////absolute.db` or a plain file path.
+    #[arg(long, env = "NIGHTSHIFT_STORAGE", default_value = "sqlite:///nightshift.db")]
+    pub storage: String,
+}
+
+impl StorageArgs {
+    pub fn open(&self) -> Result<Arc<dyn Storage>> {
+        nightshift_store::open_storage(&self.storage).with_context(|| format!("cannot open storage '{}'", self.storage))
+    }
+}
+
+/// How to create a study when the verb has to (create-study; ask on a new study, as Optuna does).
+#[derive(Args, Clone, Debug)]
+pub struct StudyOptions {
+    /// Optimisation direction.
+    #[arg(long, default_value = "minimize", value_parser = parse_direction)]
+    direction: Direction,
+    /// Sampler: tpe, random, grid or qmc (Optuna's names, e.g. TPESampler, work too).
+    #[arg(long)]
+    sampler: Option<String>,
+    /// Sampler options as a JSON object, e.g. '{"n_startup_trials": 5, "seed": 3}'.
+    #[arg(long)]
+    sampler_kwargs: Option<String>,
+    /// Pruner: median, percentile, successive_halving, hyperband, patient, threshold or none
+    /// (Optuna's names, e.g. MedianPruner, work too).
+    #[arg(long)]
+    pruner: Option<String>,
+    /// Pruner options as a JSON object, e.g. '{"n_warmup_steps": 2}'.
+    #[arg(long)]
+    pruner_kwargs: Option<String>,
+    /// Seed of the study (default: random, chosen once and stored, so every process agrees).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Search space: JSON or YAML text, or @file (ours or Optuna's `--search-space` format).
+    #[arg(long)]
+    search_space: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum StudyCommand {
+    /// Create a new study (prints its name).
+    CreateStudy {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        study_name: String,
+        #[command(flatten)]
+        options: StudyOptions,
+        /// Reuse the study if it already exists instead of failing.
+        #[arg(long)]
+        skip_if_exists: bool,
+    },
+    /// Start a trial; prints {"number": N, "params": {…}} as one JSON line.
+    Ask {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        study_name: String,
+        #[command(flatten)]
+        options: StudyOptions,
+    },
+    /// Finish a trial with its objective value, or as pruned/failed.
+    Tell {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        study_name: String,
+        #[arg(long)]
+        trial_number: u64,
+        /// The objective value (one objective).
+        #[arg(long, allow_negative_numbers = true, required_unless_present = "state")]
+        values: Option<f64>,
+        /// complete (needs --values), pruned or fail.
+        #[arg(long)]
+        state: Option<String>,
+        /// Do nothing (exit 0) if the trial is already finished.
+        #[arg(long)]
+        skip_if_finished: bool,
+    },
+    /// Record an intermediate value; prints {"prune": true|false} from the study's pruner.
+    ReportValue {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        study_name: String,
+        #[arg(long)]
+        trial_number: u64,
+        #[arg(long)]
+        step: u64,
+        #[arg(long, allow_negative_numbers = true)]
+        value: f64,
+    },
+    /// List the trials of a study.
+    Trials {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        study_name: String,
+        #[arg(long, short = 'f', value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show the best trial of a study.
+    BestTrial {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        study_name: String,
+        #[arg(long, short = 'f', value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List the studies in a storage.
+    Studies {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long, short = 'f', value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+pub fn run(cmd: StudyCommand) -> Result<()> {
+    match cmd {
+        StudyCommand::CreateStudy { storage, study_name, options, skip_if_exists } => {
+            let storage = storage.open()?;
+            let new = options.new_study(&study_name)?;
+            let study = if skip_if_exists { Study::create_or_load(storage, &new)? } else { Study::create(storage, &new)? };
+            println!("{}", study.name());
+        }
+        StudyCommand::Ask { storage, study_name, options } => {
+            let storage = storage.open()?;
+            let study = match storage.load_study(&study_name) {
+                Ok(_) => Study::load(storage, &study_name)?,
+                Err(nightshift_search::Error::StudyNotFound(_)) => {
+                    Study::create_or_load(storage, &options.new_study(&study_name)?)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let study = options.apply_overrides(study)?;
+            let space = match &options.search_space {
+                Some(text) => read_space(text)?,
+                None => study.search_space().cloned().context("pass --search-space (the study has none stored)")?,
+            };
+            let trial = study.ask(&space)?;
+            println!("{}", json!({"number": trial.number, "params": trial.params}));
+        }
+        StudyCommand::Tell { storage, study_name, trial_number, values, state, skip_if_finished } => {
+            let study = Study::load(storage.open()?, &study_name)?;
+            let state: TrialState = match state.as_deref() {
+                None => TrialState::Complete,
+                Some(s) => s.parse().map_err(|e: String| anyhow!(e))?,
+            };
+            let outcome = match (state, values) {
+                (TrialState::Complete, Some(v)) => TellOutcome::Value(v),
+                (TrialState::Complete, None) => bail!("--state complete needs --values"),
+                (TrialState::Pruned, _) => TellOutcome::Pruned,
+                (TrialState::Fail, _) => TellOutcome::Fail("told as failed".into()),
+                (other, _) => bail!("cannot tell a trial to be {other} (valid: complete, pruned, fail)"),
+            };
+            match study.tell(trial_number, outcome) {
+                Ok(trial) => eprintln!(
+                    "trial {} finished: {}{}",
+                    trial.number,
+                    trial.state,
+                    trial.value.map(|v| format!(" value={v}")).unwrap_or_default()
+                ),
+                Err(nightshift_search::Error::TrialFinished { .. }) if skip_if_finished => {
+                    eprintln!("trial {trial_number} was already finished; skipped");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        StudyCommand::ReportValue { storage, study_name, trial_number, step, value } => {
+            let study = Study::load(storage.open()?, &study_name)?;
+            study.report(trial_number, step, value)?;
+            let prune = study.should_prune(trial_number)?;
+            println!("{}", json!({"number": trial_number, "step": step, "value": value, "prune": prune}));
+        }
+        StudyCommand::Trials { storage, study_name, format } => {
+            let trials = Study::load(storage.open()?, &study_name)?.trials()?;
+            match format {
+                Format::Json => println!("{}", serde_json::Value::Array(trials.iter().map(output::trial_json).collect())),
+                Format::Table => print!("{}", output::trials_table(&trials)),
+            }
+        }
+        StudyCommand::BestTrial { storage, study_name, format } => {
+            let best = Study::load(storage.open()?, &study_name)?.best_trial()?;
+            match format {
+                Format::Json => println!("{}", output::trial_json(&best)),
+                Format::Table => print!("{}", output::trials_table(std::slice::from_ref(&best))),
+            }
+        }
+        StudyCommand::Studies { storage, format } => {
+            let storage = storage.open()?;
+            let mut studies = Vec::new();
+            for record in storage.list_studies()? {
+                let trials = storage.trials(record.id, None)?;
+                studies.push((record, trials));
+            }
+            match format {
+                Format::Json => {
+                    let list: Vec<_> = studies
+                        .iter()
+                        .map(|(s, t)| {
+                            let best = nightshift_search::best_of(t, s.direction);
+                            json!({"name": s.name, "direction": s.direction, "n_trials": t.len(),
+                                   "best_value": best.and_then(|b| b.value), "best_params": best.map(|b| &b.params)})
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(list));
+                }
+                Format::Table => print!("{}", output::studies_table(&studies)),
+            }
+        }
+    }
+    Ok(())
+}
+
+impl StudyOptions {
+    fn sampler_kwargs(&self) -> Result<Option<serde_json::Value>> {
+        self.sampler_kwargs
+            .as_deref()
+            .map(|text| serde_json::from_str(text).with_context(|| format!("--sampler-kwargs is not valid JSON: {text}")))
+            .transpose()
+    }
+
+    /// The seed given as --seed or inside --sampler-kwargs (Optuna users put it there).
+    fn explicit_seed(&self) -> Result<Option<u64>> {
+        if let Some(seed) = self.seed {
+            return Ok(Some(seed));
+        }
+        match self.sampler_kwargs()?.as_ref().and_then(|k| k.get("seed")) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => {
+                v.as_u64().map(Some).ok_or_else(|| anyhow!("--sampler-kwargs: seed must be a non-negative integer, got {v}"))
+            }
+        }
+    }
+
+    fn sampler_config(&self) -> Result<Option<SamplerConfig>> {
+        let kwargs = self.sampler_kwargs()?;
+        match (&self.sampler, &kwargs) {
+            (None, None) => Ok(None),
+            (name, _) => Ok(Some(SamplerConfig::from_name_and_kwargs(name.as_deref().unwrap_or("tpe"), kwargs.as_ref())?)),
+        }
+    }
+
+    fn pruner_config(&self) -> Result<PrunerConfig> {
+        let Some(name) = &self.pruner else { return Ok(PrunerConfig::default()) };
+        let mut object = match &self.pruner_kwargs {
+            Some(text) => {
+                match serde_json::from_str(text).with_context(|| format!("--pruner-kwargs is not valid JSON: {text}"))? {
+                    serde_json::Value::Object(map) => map,
+                    other => bail!("--pruner-kwargs must be a JSON object, got {other}"),
+                }
+            }
+            None => serde_json::Map::new(),
+        };
+        object.insert("type".into(), pruner_type_name(name).into());
+        serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| anyhow!("invalid pruner '{name}': {e}"))
+    }
+
+    fn new_study(&self, name: &str) -> Result<NewStudy> {
+        let seed = self.explicit_seed()?.unwrap_or_else(rand_seed);
+        let mut new = NewStudy::new(name, self.direction, seed);
+        if let Some(sampler) = self.sampler_config()? {
+            new.sampler = sampler;
+        }
+        new.pruner = self.pruner_config()?;
+        new.search_space = self.search_space.as_deref().map(read_space).transpose()?;
+        Ok(new)
+    }
+
+    /// Per-process overrides for an existing study, as Optuna's `ask --sampler … --sampler-kwargs …`.
+    fn apply_overrides(&self, mut study: Study) -> Result<Study> {
+        if let Some(config) = self.sampler_config()? {
+            study = study.with_sampler(config.build());
+        }
+        if let Some(seed) = self.explicit_seed()? {
+            study = study.with_seed(seed);
+        }
+        Ok(study)
+    }
+}
+
+/// `MedianPruner` → `median`, `SuccessiveHalvingPruner` → `successive_halving`, `median` → `median`.
+fn pruner_type_name(name: &str) -> String {
+    let base = name.strip_suffix("Pruner").unwrap_or(name);
+    let mut out = String::new();
+    for (i, c) in base.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 && !base[..i].ends_with('_') {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    if out == "nop" { "none".into() } else { out }
+}
+
+fn parse_direction(s: &str) -> Result<Direction, String> {
+    s.parse()
+}
+
+/// A search space given inline (JSON/YAML) or as @file.
+pub fn read_space(arg: &str) -> Result<SearchSpace> {
+    match arg.strip_prefix('@') {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read search space file '{path}'"))?;
+            Ok(SearchSpace::parse(&text, path)?)
+        }
+        None => Ok(SearchSpace::parse(arg, "--search-space")?),
+    }
+}
+
+/// A fresh seed for a new study (stored with it, so every later process agrees).
+fn rand_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    nightshift_search::sampler::mix_seed(nanos as u64, std::process::id() as u64, "study-seed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optuna_pruner_names_map_to_ours() {
+        assert_eq!(pruner_type_name("MedianPruner"), "median");
+        assert_eq!(pruner_type_name("SuccessiveHalvingPruner"), "successive_halving");
+        assert_eq!(pruner_type_name("successive_halving"), "successive_halving");
+        assert_eq!(pruner_type_name("NopPruner"), "none");
+    }
+}

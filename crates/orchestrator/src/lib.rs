@@ -1,0 +1,63 @@
+//! # nightshift-orchestrator
+//!
+//! The overnight run: trials as child processes on a pool of device slots, spoken to through a
+//! line protocol, pruned early, heartbeated, and resumable after a crash.
+//!
+//! ## Layout
+//! - [`Spec`] (`spec.rs`): the sweep spec YAML, parsed then validated, errors with `file:line`.
+//! - `protocol.rs`: the pure line protocol ([`protocol::parse_line`], [`protocol::Answer`]);
+//!   documented for trial authors in `docs/protocol.md`.
+//! - [`DevicePool`] / [`Slot`] / [`Device`] (`pool.rs`): where trials run, at most K per device.
+//! - [`run_trial`] (`process.rs`): one child process from spawn to [`Outcome`], with SIGTERM →
+//!   SIGKILL escalation of its process group; the pure [`process::decide`] names how it ended.
+//! - [`run()`] (`run.rs`): the sweep loop — budget, timeouts, heartbeats, stale-trial recovery,
+//!   two-stage [`Shutdown`], freeze-strategy strata (`compare:`), [`RunSummary`].
+//! - [`ConsoleProgress`] (`progress.rs`): an [`Observer`] drawing bars or plain lines.
+//!
+//! The orchestrator knows the search engine (`nightshift-search`) but no storage backend and no
+//! trainer: the caller passes an `Arc<dyn Storage>` and trials are processes.
+//!
+//! ## Example
+//! ```
+//! use std::sync::Arc;
+//! use nightshift_orchestrator::{RunOptions, Shutdown, Spec, run};
+//! use nightshift_search::InMemoryStorage;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let spec = Spec::parse(r#"
+//! study: doc
+//! objective: {metric: score, direction: maximize}
+//! budget: {trials: 3}
+//! devices: {cpu: 2}
+//! command: [echo, '{{"result": {{"value": {x}}}}}']   # `{{`/`}}` are literal braces
+//! params: {x: {type: float, low: 0.0, high: 1.0}}
+//! "#, "doc.yaml", dir.path()).unwrap();
+//! let rt = tokio::runtime::Runtime::new().unwrap();
+//! let summary = rt
+//!     .block_on(run(&spec, Arc::new(InMemoryStorage::new()), RunOptions::new(dir.path().join("reports/doc")), Shutdown::never()))
+//!     .unwrap();
+//! assert_eq!((summary.launched, summary.complete), (3, 3));
+//! ```
+
+mod error;
+pub mod pool;
+mod process;
+mod progress;
+pub mod protocol;
+mod run;
+pub mod spec;
+
+pub use error::{Error, Result};
+pub use pool::{Device, DevicePool, Slot};
+pub use process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, decide, run_trial};
+pub use progress::{ConsoleProgress, fmt_value, short_params};
+pub use run::{
+    Event, NoObserver, Observer, RETRY_OF_ATTR, ReportHook, RunOptions, RunSummary, Shutdown, ShutdownLevel, ShutdownTrigger,
+    StopReason, TrialTiming, budget_used, builtin_trial_argv, next_stratum, run, until_clock,
+};
+pub use spec::{Budget, Compare, DeviceSpec, GpuBackend, Heartbeat, Objective, Program, Spec};
+
+/// Re-exported for callers naming the process module's pure decision function.
+pub mod process_api {
+    pub use crate::process::{Facts, StopCause};
+}

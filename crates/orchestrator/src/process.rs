@@ -1,0 +1,643 @@
+//! One trial as a child process: spawn it, speak the protocol with it, stop it, and say how it ended.
+//!
+//! The child runs in its own process group so that everything it starts (data-loader workers, a
+//! shell's children) is signalled with it. Stopping escalates: a pruned child or one that already
+//! sent its result gets `kill_grace` to exit by itself, then SIGTERM, then after another
+//! `kill_grace` SIGKILL. How the trial ended is decided by the pure [`decide`] from the facts
+//! the driver collected.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::protocol::{self, Answer, Line, LineSplitter, Message, Report};
+
+/// Everything needed to start one trial.
+#[derive(Clone, Debug)]
+pub struct TrialLaunch {
+    pub number: u64,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// Holds stdout.log and stderr.log (and whatever the trial writes there).
+    pub trial_dir: PathBuf,
+}
+
+/// Bounds on one trial.
+#[derive(Clone, Debug)]
+pub struct TrialLimits {
+    pub timeout: Option<Duration>,
+    pub kill_grace: Duration,
+    /// Each of stdout.log and stderr.log stops growing at this size.
+    pub log_cap_bytes: u64,
+    /// Taken from a report's `metrics` when it has no `value`.
+    pub objective_metric: String,
+}
+
+/// Records a report and decides whether the trial goes on. Called on a blocking thread, so it
+/// may talk to storage; an error stops the trial and fails it with that reason.
+pub trait Judge: Send + Sync + 'static {
+    fn judge(&self, report: &Report, value: f64) -> Result<Answer, String>;
+}
+
+/// How a trial ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Complete {
+        value: f64,
+        metrics: BTreeMap<String, Value>,
+    },
+    Pruned {
+        step: u64,
+    },
+    /// `infrastructure`: killed by a signal nobody here sent (OOM killer, …); worth a retry.
+    Fail {
+        reason: String,
+        infrastructure: bool,
+    },
+    /// Stopped by a second Ctrl-C; resumable.
+    Interrupted,
+}
+
+/// A finished trial process, with the timings the benchmarks and progress display use.
+#[derive(Clone, Debug)]
+pub struct TrialRun {
+    pub outcome: Outcome,
+    pub spawned: Instant,
+    pub first_report: Option<Instant>,
+    pub ended: Instant,
+    pub last_step: Option<u64>,
+    /// `exit code 0`, `signal 9 (SIGKILL)`, …
+    pub exit: Option<String>,
+}
+
+/// Why the orchestrator stopped a trial before it exited by itself.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StopCause {
+    Protocol(String),
+    Diverged(String),
+    Timeout(Duration),
+    Interrupted,
+    Judge(String),
+}
+
+/// What the driver observed; [`decide`] turns it into an [`Outcome`].
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub result: Option<(Option<f64>, BTreeMap<String, Value>)>,
+    pub pruned_at: Option<u64>,
+    pub stop: Option<StopCause>,
+    pub exit: Option<ExitStatus>,
+    pub signalled: bool,
+    pub stderr_tail: Vec<String>,
+}
+
+/// How a trial ended, from what was observed. Pure.
+pub fn decide(facts: &Facts) -> Outcome {
+    let fail = |reason: String| Outcome::Fail { reason, infrastructure: false };
+    match &facts.stop {
+        Some(StopCause::Interrupted) => return Outcome::Interrupted,
+        Some(StopCause::Protocol(m)) => return fail(format!("protocol error: {m}")),
+        Some(StopCause::Diverged(m)) => return fail(m.clone()),
+        Some(StopCause::Timeout(d)) => return fail(format!("timed out after {}", fmt_duration(*d))),
+        Some(StopCause::Judge(m)) => return fail(m.clone()),
+        None => {}
+    }
+    if let Some(step) = facts.pruned_at {
+        return Outcome::Pruned { step };
+    }
+    if let Some((value, metrics)) = &facts.result {
+        return match value {
+            Some(v) if v.is_finite() => Outcome::Complete { value: *v, metrics: metrics.clone() },
+            Some(v) => fail(format!("diverged: {} result", fmt_non_finite(*v))),
+            None => fail("protocol error: the result has no `value` (nor the objective metric in `metrics`)".into()),
+        };
+    }
+    let tail =
+        if facts.stderr_tail.is_empty() { String::new() } else { format!("; last stderr: {}", facts.stderr_tail.join(" | ")) };
+    match facts.exit {
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(0), _) => fail(format!("exited with code 0 without reporting a result{tail}")),
+            (Some(code), _) => fail(format!("exited with code {code}{tail}")),
+            (None, Some(sig)) => Outcome::Fail {
+                reason: format!("killed by signal {sig} ({}){tail}", signal_name(sig)),
+                infrastructure: !facts.signalled,
+            },
+            (None, None) => fail(format!("ended abnormally{tail}")),
+        },
+        None => fail(format!("lost track of the process{tail}")),
+    }
+}
+
+fn fmt_non_finite(v: f64) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "+inf"
+    } else {
+        "-inf"
+    }
+}
+
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{}ms", d.as_millis())
+    } else if s < 120.0 {
+        format!("{s:.0}s").replace(".0s", "s")
+    } else if s < 7200.0 {
+        format!("{:.0}m", s / 60.0)
+    } else {
+        format!("{:.1}h", s / 3600.0)
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "SIGKILL; out of memory?",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => "signal",
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("signal {sig} ({})", signal_name(sig)),
+        _ => "unknown".into(),
+    }
+}
+
+/// Signals a whole process group (the child is its leader, so the group id is its pid).
+fn signal_group(pgid: u32, signal: i32) {
+    if pgid > 0 {
+        // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+        unsafe {
+            libc::kill(-(pgid as i32), signal);
+        }
+    }
+}
+
+/// Runs one trial to its end. Never fails: every problem becomes a FAIL outcome with its reason.
+pub async fn run_trial(
+    launch: TrialLaunch,
+    limits: TrialLimits,
+    judge: Arc<dyn Judge>,
+    mut interrupt: watch::Receiver<bool>,
+) -> TrialRun {
+    let spawned = Instant::now();
+    let failed = |reason: String| TrialRun {
+        outcome: Outcome::Fail { reason, infrastructure: false },
+        spawned,
+        first_report: None,
+        ended: Instant::now(),
+        last_step: None,
+        exit: None,
+    };
+    if let Err(e) = std::fs::create_dir_all(&launch.trial_dir) {
+        return failed(format!("cannot create trial directory {}: {e}", launch.trial_dir.display()));
+    }
+    let mut out_log = CappedLog::create(launch.trial_dir.join("stdout.log"), limits.log_cap_bytes);
+    let mut err_log = CappedLog::create(launch.trial_dir.join("stderr.log"), limits.log_cap_bytes);
+
+    let Some(program) = launch.argv.first() else { return failed("empty command".into()) };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(&launch.argv[1..])
+        .current_dir(&launch.cwd)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return failed(format!("cannot start `{program}` (in {}): {e}", launch.cwd.display())),
+    };
+    let pgid = child.id().unwrap_or(0);
+    let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+
+    let mut facts = Facts::default();
+    let mut splitter = LineSplitter::default();
+    let mut tail = StderrTail::default();
+    let mut first_report = None;
+    let mut last_step = None;
+    let timeout_at = limits.timeout.map(|t| spawned + t);
+    let mut stage = Stage::Running;
+    let (mut out_done, mut err_done) = (false, false);
+    let mut drain_until: Option<Instant> = None;
+    let mut out_buf = vec![0u8; 64 * 1024];
+    let mut err_buf = vec![0u8; 16 * 1024];
+
+    loop {
+        if facts.exit.is_some() && out_done && err_done {
+            break;
+        }
+        let deadline = [timeout_at.filter(|_| stage == Stage::Running && facts.stop.is_none()), stage.deadline(), drain_until]
+            .into_iter()
+            .flatten()
+            .min();
+        enum Event {
+            Out(usize),
+            Err(usize),
+            Exited(Option<ExitStatus>),
+            Deadline,
+            Interrupt,
+        }
+        let event = tokio::select! {
+            r = stdout.read(&mut out_buf), if !out_done => Event::Out(r.unwrap_or(0)),
+            r = stderr.read(&mut err_buf), if !err_done => Event::Err(r.unwrap_or(0)),
+            s = child.wait(), if facts.exit.is_none() => Event::Exited(s.ok()),
+            _ = sleep_until(deadline), if deadline.is_some() => Event::Deadline,
+            r = interrupt.changed(), if facts.stop != Some(StopCause::Interrupted) => match r {
+                Ok(()) if *interrupt.borrow() => Event::Interrupt,
+                Ok(()) => continue,
+                // The run loop is gone: nobody will record this trial, so stop it.
+                Err(_) => Event::Interrupt,
+            },
+        };
+        let mut stop: Option<StopCause> = None;
+        match event {
+            Event::Out(0) => {
+                out_done = true;
+                if let Some(line) = splitter.finish() {
+                    stop = handle_line(line, &mut facts, &limits, &judge, &mut stdin, &mut first_report, &mut last_step).await;
+                }
+            }
+            Event::Out(n) => {
+                out_log.write(&out_buf[..n]);
+                for line in splitter.push(&out_buf[..n]) {
+                    if let Some(s) =
+                        handle_line(line, &mut facts, &limits, &judge, &mut stdin, &mut first_report, &mut last_step).await
+                    {
+                        stop = Some(s);
+                        break;
+                    }
+                }
+            }
+            Event::Err(0) => err_done = true,
+            Event::Err(n) => {
+                err_log.write(&err_buf[..n]);
+                tail.push(&err_buf[..n]);
+            }
+            Event::Exited(status) => {
+                facts.exit = status;
+                // Take down anything the child left behind in its group, so the pipes close.
+                signal_group(pgid, libc::SIGKILL);
+                drain_until = Some(Instant::now() + Duration::from_secs(2));
+            }
+            Event::Deadline => {
+                let now = Instant::now();
+                if drain_until.is_some_and(|d| now >= d) {
+                    break;
+                }
+                if let Some(d) = stage.deadline()
+                    && now >= d
+                {
+                    stage = stage.escalate(pgid, limits.kill_grace, &mut facts);
+                } else if timeout_at.is_some_and(|t| now >= t) && facts.stop.is_none() && facts.exit.is_none() {
+                    stop = Some(StopCause::Timeout(limits.timeout.unwrap_or_default()));
+                }
+            }
+            Event::Interrupt => stop = Some(StopCause::Interrupted),
+        }
+        if let Some(cause) = stop
+            && facts.exit.is_none()
+        {
+            // A second cause (e.g. an interrupt while a protocol error is being handled) keeps the first.
+            if facts.stop.is_none() || cause == StopCause::Interrupted {
+                facts.stop = Some(cause);
+            }
+            if !matches!(stage, Stage::Terminated(_) | Stage::Killed) {
+                stage = Stage::AwaitExit(Instant::now()).escalate(pgid, limits.kill_grace, &mut facts);
+            }
+        }
+        // A pruned trial, or one that sent its result, gets `kill_grace` to exit by itself.
+        if stage == Stage::Running && facts.exit.is_none() && (facts.pruned_at.is_some() || facts.result.is_some()) {
+            stage = Stage::AwaitExit(Instant::now() + limits.kill_grace);
+            if facts.result.is_some() {
+                stdin = None;
+            }
+        }
+    }
+    if facts.exit.is_none() {
+        signal_group(pgid, libc::SIGKILL);
+        facts.exit = child.wait().await.ok();
+    }
+    facts.stderr_tail = tail.last_lines(5);
+    out_log.flush();
+    err_log.flush();
+    TrialRun {
+        outcome: decide(&facts),
+        spawned,
+        first_report,
+        ended: Instant::now(),
+        last_step,
+        exit: facts.exit.map(describe_exit),
+    }
+}
+
+/// Where the stop escalation stands.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stage {
+    Running,
+    /// Waiting for the child to exit by itself until then.
+    AwaitExit(Instant),
+    /// SIGTERM sent; SIGKILL at this time.
+    Terminated(Instant),
+    Killed,
+}
+
+impl Stage {
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Self::AwaitExit(t) | Self::Terminated(t) => Some(t),
+            Self::Running | Self::Killed => None,
+        }
+    }
+
+    fn escalate(self, pgid: u32, grace: Duration, facts: &mut Facts) -> Self {
+        facts.signalled = true;
+        match self {
+            Self::Running | Self::AwaitExit(_) => {
+                signal_group(pgid, libc::SIGTERM);
+                Self::Terminated(Instant::now() + grace)
+            }
+            Self::Terminated(_) | Self::Killed => {
+                signal_group(pgid, libc::SIGKILL);
+                Self::Killed
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Handles one stdout line; returns a reason to stop the trial, if any.
+async fn handle_line(
+    line: Line,
+    facts: &mut Facts,
+    limits: &TrialLimits,
+    judge: &Arc<dyn Judge>,
+    stdin: &mut Option<tokio::process::ChildStdin>,
+    first_report: &mut Option<Instant>,
+    last_step: &mut Option<u64>,
+) -> Option<StopCause> {
+    // After a decision (pruned, result, stop) further output is only logged.
+    if line.truncated || facts.stop.is_some() || facts.pruned_at.is_some() || facts.result.is_some() {
+        return None;
+    }
+    let message = match protocol::parse_line(&line.text) {
+        Ok(m) => m,
+        Err(e) => return Some(StopCause::Protocol(e)),
+    };
+    match message {
+        Message::Log => None,
+        Message::Result(result) => {
+            let value = result.value.or_else(|| result.metrics.get(&limits.objective_metric).and_then(protocol::number));
+            facts.result = Some((value, result.metrics));
+            None
+        }
+        Message::Report(report) => {
+            first_report.get_or_insert_with(Instant::now);
+            *last_step = Some(last_step.map_or(report.step, |s| s.max(report.step)));
+            let Some(value) = report.value.or_else(|| report.metrics.get(&limits.objective_metric).and_then(protocol::number))
+            else {
+                return Some(StopCause::Protocol(format!(
+                    "report at step {} has no `value` and no metric '{}'",
+                    report.step, limits.objective_metric
+                )));
+            };
+            if !value.is_finite() {
+                return Some(StopCause::Diverged(format!("diverged: {} at step {}", fmt_non_finite(value), report.step)));
+            }
+            let judge = judge.clone();
+            let step = report.step;
+            let answer = match tokio::task::spawn_blocking(move || judge.judge(&report, value)).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => return Some(StopCause::Judge(e)),
+                Err(e) => return Some(StopCause::Judge(format!("internal error while judging: {e}"))),
+            };
+            if answer == Answer::Prune {
+                facts.pruned_at = Some(step);
+            }
+            if let Some(pipe) = stdin.as_mut() {
+                // A child that never reads its stdin must not stall us once the pipe buffer fills.
+                let write = tokio::time::timeout(Duration::from_secs(2), async {
+                    pipe.write_all(answer.line().as_bytes()).await?;
+                    pipe.flush().await
+                });
+                if !matches!(write.await, Ok(Ok(()))) {
+                    *stdin = None;
+                }
+            }
+            None
+        }
+    }
+}
+
+/// A log file that stops growing at `cap` bytes (with a note saying so).
+struct CappedLog {
+    file: Option<std::fs::File>,
+    written: u64,
+    cap: u64,
+}
+
+impl CappedLog {
+    fn create(path: PathBuf, cap: u64) -> Self {
+        let file = std::fs::File::create(&path).map_err(|e| tracing::warn!("cannot create {}: {e}", path.display())).ok();
+        Self { file, written: 0, cap }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let Some(file) = self.file.as_mut() else { return };
+        let room = self.cap.saturating_sub(self.written) as usize;
+        let take = bytes.len().min(room);
+        let _ = file.write_all(&bytes[..take]);
+        self.written += take as u64;
+        if take < bytes.len() {
+            let _ = writeln!(file, "\n[nightshift: log truncated at {} bytes]", self.cap);
+            self.file = None;
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.flush();
+        }
+    }
+}
+
+/// The last few KiB of stderr, for failure reasons.
+#[derive(Default)]
+struct StderrTail {
+    bytes: Vec<u8>,
+}
+
+impl StderrTail {
+    const KEEP: usize = 4096;
+
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+        if self.bytes.len() > 2 * Self::KEEP {
+            self.bytes.drain(..self.bytes.len() - Self::KEEP);
+        }
+    }
+
+    fn last_lines(&self, n: usize) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.bytes);
+        let lines: Vec<String> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| l.chars().take(300).collect()).collect();
+        lines[lines.len().saturating_sub(n)..].to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct PruneAt(u64, Mutex<Vec<(u64, f64)>>);
+
+    impl Judge for PruneAt {
+        fn judge(&self, report: &Report, value: f64) -> Result<Answer, String> {
+            self.1.lock().unwrap().push((report.step, value));
+            Ok(if report.step >= self.0 { Answer::Prune } else { Answer::Continue })
+        }
+    }
+
+    fn exit_code(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn decide_covers_every_ending() {
+        let mut f = Facts { exit: Some(exit_code(0)), ..Facts::default() };
+        assert!(matches!(decide(&f), Outcome::Fail { reason, .. } if reason.contains("code 0 without reporting a result")));
+        f.exit = Some(exit_code(3));
+        f.stderr_tail = vec!["Traceback".into(), "ZeroDivisionError".into()];
+        assert!(
+            matches!(decide(&f), Outcome::Fail { reason, .. } if reason == "exited with code 3; last stderr: Traceback | ZeroDivisionError")
+        );
+        f.exit = Some(ExitStatus::from_raw(libc::SIGKILL));
+        assert!(matches!(decide(&f), Outcome::Fail { infrastructure: true, .. }), "an unexplained SIGKILL is worth a retry");
+        f.signalled = true;
+        assert!(matches!(decide(&f), Outcome::Fail { infrastructure: false, .. }));
+        f.result = Some((Some(f64::NAN), BTreeMap::new()));
+        assert!(matches!(decide(&f), Outcome::Fail { reason, .. } if reason == "diverged: NaN result"));
+        f.result = Some((Some(0.9), BTreeMap::new()));
+        assert!(matches!(decide(&f), Outcome::Complete { value, .. } if value == 0.9));
+        f.pruned_at = Some(2);
+        assert_eq!(decide(&f), Outcome::Pruned { step: 2 });
+        f.stop = Some(StopCause::Timeout(Duration::from_secs(90)));
+        assert!(matches!(decide(&f), Outcome::Fail { reason, .. } if reason == "timed out after 90s"));
+        f.stop = Some(StopCause::Interrupted);
+        assert_eq!(decide(&f), Outcome::Interrupted);
+    }
+
+    fn launch(script: &str, dir: &std::path::Path) -> TrialLaunch {
+        TrialLaunch {
+            number: 0,
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            env: vec![],
+            cwd: dir.to_path_buf(),
+            trial_dir: dir.join("t"),
+        }
+    }
+
+    fn limits(timeout: Option<Duration>) -> TrialLimits {
+        TrialLimits { timeout, kill_grace: Duration::from_millis(300), log_cap_bytes: 1000, objective_metric: "acc".into() }
+    }
+
+    #[tokio::test]
+    async fn reports_are_judged_and_answers_reach_the_child() {
+        let dir = tempfile::tempdir().unwrap();
+        // The child echoes the answer it read into its stderr, then reports the result.
+        let script = r#"echo '{"report": {"step": 1, "metrics": {"acc": 0.5}}}'; read a; echo "got $a" >&2
+echo '{"result": {"value": 0.7}}'"#;
+        let judge = Arc::new(PruneAt(99, Mutex::new(vec![])));
+        let (_tx, rx) = watch::channel(false);
+        let run = run_trial(launch(script, dir.path()), limits(None), judge.clone(), rx).await;
+        assert_eq!(run.outcome, Outcome::Complete { value: 0.7, metrics: BTreeMap::new() });
+        assert_eq!(*judge.1.lock().unwrap(), vec![(1, 0.5)]);
+        let stderr = std::fs::read_to_string(dir.path().join("t/stderr.log")).unwrap();
+        assert_eq!(stderr.trim(), "got {\"continue\": true}");
+        assert!(run.first_report.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_child_ignoring_prune_and_sigterm_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = r#"trap '' TERM; echo '{"report": {"step": 1, "value": 0.5}}'; while true; do sleep 0.05; done"#;
+        let (_tx, rx) = watch::channel(false);
+        let t0 = Instant::now();
+        let run = run_trial(launch(script, dir.path()), limits(None), Arc::new(PruneAt(1, Mutex::new(vec![]))), rx).await;
+        assert_eq!(run.outcome, Outcome::Pruned { step: 1 });
+        assert!(run.exit.as_deref().unwrap().contains("SIGKILL"), "{:?}", run.exit);
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(600) && took < Duration::from_secs(3), "grace, SIGTERM, grace, SIGKILL: {took:?}");
+    }
+
+    #[tokio::test]
+    async fn timeouts_and_garbage_fail_with_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let judge = || -> Arc<dyn Judge> { Arc::new(PruneAt(99, Mutex::new(vec![]))) };
+        let run = run_trial(launch("sleep 30", dir.path()), limits(Some(Duration::from_millis(200))), judge(), rx.clone()).await;
+        assert!(matches!(&run.outcome, Outcome::Fail { reason, .. } if reason == "timed out after 200ms"), "{:?}", run.outcome);
+        let run = run_trial(
+            launch(r#"echo '{"report": {"step": "x", "value": 1}}'; sleep 30"#, dir.path()),
+            limits(None),
+            judge(),
+            rx.clone(),
+        )
+        .await;
+        assert!(
+            matches!(&run.outcome, Outcome::Fail { reason, .. } if reason.starts_with("protocol error: `report.step`")),
+            "{:?}",
+            run.outcome
+        );
+        let run = run_trial(launch("echo boom >&2; exit 4", dir.path()), limits(None), judge(), rx.clone()).await;
+        assert!(
+            matches!(&run.outcome, Outcome::Fail { reason, .. } if reason == "exited with code 4; last stderr: boom"),
+            "{:?}",
+            run.outcome
+        );
+        let run =
+            run_trial(launch(r#"echo '{"report": {"step": 2, "value": NaN}}'; sleep 30"#, dir.path()), limits(None), judge(), rx)
+                .await;
+        assert!(matches!(&run.outcome, Outcome::Fail { reason, .. } if reason == "diverged: NaN at step 2"), "{:?}", run.outcome);
+    }
+
+    #[tokio::test]
+    async fn interrupt_stops_the_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(false);
+        let task =
+            tokio::spawn(run_trial(launch("sleep 30", dir.path()), limits(None), Arc::new(PruneAt(9, Mutex::new(vec![]))), rx));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.send(true).unwrap();
+        assert_eq!(task.await.unwrap().outcome, Outcome::Interrupted);
+    }
+}

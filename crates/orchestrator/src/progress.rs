@@ -1,0 +1,215 @@
+//! Live progress: an indicatif bar plus one line per slot on a terminal, plain lines otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nightshift_search::{Direction, ParamValue, Params, TrialState};
+
+use crate::run::{Event, Observer};
+
+/// Prints progress to stdout: bars on a terminal, a line per event otherwise, nothing when quiet.
+pub struct ConsoleProgress {
+    mode: Mode,
+    state: Mutex<State>,
+}
+
+enum Mode {
+    Bars { multi: MultiProgress, overall: ProgressBar, slots: Mutex<Vec<ProgressBar>> },
+    Plain,
+    Quiet,
+}
+
+struct State {
+    budget: u64,
+    done: u64,
+    pruned: u64,
+    failed: u64,
+    best: Option<(u64, f64)>,
+    direction: Direction,
+    last_plain_report: Instant,
+}
+
+impl ConsoleProgress {
+    pub fn new(quiet: bool) -> Self {
+        let mode = if quiet {
+            Mode::Quiet
+        } else if std::io::stdout().is_terminal() {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+            let overall = multi.add(ProgressBar::new(0));
+            overall.set_style(
+                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            overall.enable_steady_tick(Duration::from_millis(500));
+            Mode::Bars { multi, overall, slots: Mutex::new(Vec::new()) }
+        } else {
+            Mode::Plain
+        };
+        let state = State {
+            budget: 0,
+            done: 0,
+            pruned: 0,
+            failed: 0,
+            best: None,
+            direction: Direction::Maximize,
+            last_plain_report: Instant::now(),
+        };
+        Self { mode, state: Mutex::new(state) }
+    }
+
+    fn summary(state: &State) -> String {
+        let best = state.best.map(|(n, v)| format!("best {} (#{n})", fmt_value(v))).unwrap_or_else(|| "best —".into());
+        format!("pruned {} · failed {} · {best}", state.pruned, state.failed)
+    }
+
+    fn println(&self, line: &str) {
+        match &self.mode {
+            Mode::Bars { multi, .. } => {
+                let _ = multi.println(line);
+            }
+            Mode::Plain => println!("{line}"),
+            Mode::Quiet => {}
+        }
+    }
+
+    fn slot_bar(&self, index: usize, message: String) {
+        if let Mode::Bars { slots, .. } = &self.mode
+            && let Some(bar) = slots.lock().expect("progress lock").get(index)
+        {
+            bar.set_message(message);
+        }
+    }
+}
+
+impl Observer for ConsoleProgress {
+    fn event(&self, event: &Event<'_>) {
+        if matches!(self.mode, Mode::Quiet) {
+            return;
+        }
+        let mut state = self.state.lock().expect("progress lock");
+        match event {
+            Event::Started { study, slots, budget, used, stale } => {
+                state.budget = *budget;
+                state.done = *used;
+                state.direction = study.direction;
+                let devices: Vec<String> = slots.iter().map(|s| s.device.to_string()).collect();
+                let resumed = if *used > 0 { format!(", {used} already in the study") } else { String::new() };
+                self.println(&format!(
+                    "study {}: {budget} trials on {} slots ({}){resumed}",
+                    study.name,
+                    slots.len(),
+                    devices.join(", ")
+                ));
+                if !stale.is_empty() {
+                    self.println(&format!(
+                        "failed {} stale trial(s) left RUNNING by a dead orchestrator: {stale:?}",
+                        stale.len()
+                    ));
+                }
+                if let Mode::Bars { multi, overall, slots: bars } = &self.mode {
+                    overall.set_length(*budget);
+                    overall.set_position(*used);
+                    let mut bars = bars.lock().expect("progress lock");
+                    for slot in *slots {
+                        let bar = multi.add(ProgressBar::new_spinner());
+                        bar.set_style(
+                            ProgressStyle::with_template("  {prefix:>8} {msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        bar.set_prefix(slot.device.to_string());
+                        bar.set_message("idle");
+                        bars.push(bar);
+                    }
+                }
+            }
+            Event::TrialStarted { slot, trial } => {
+                let msg = format!("#{} {}", trial.number, short_params(&trial.params));
+                self.slot_bar(slot.index, format!("{msg}  starting"));
+                if matches!(self.mode, Mode::Plain) {
+                    println!(
+                        "trial {} started on {} (slot {}): {}",
+                        trial.number,
+                        slot.device,
+                        slot.index,
+                        short_params(&trial.params)
+                    );
+                }
+            }
+            Event::TrialReport { slot, number, step, value } => {
+                self.slot_bar(slot.index, format!("#{number}  step {step}  value {}", fmt_value(*value)));
+                if matches!(self.mode, Mode::Plain) && state.last_plain_report.elapsed() >= Duration::from_secs(10) {
+                    state.last_plain_report = Instant::now();
+                    println!("trial {number}: step {step} value {}", fmt_value(*value));
+                }
+            }
+            Event::TrialFinished { slot, trial } => {
+                state.done += 1;
+                match trial.state {
+                    TrialState::Pruned => state.pruned += 1,
+                    TrialState::Fail => state.failed += 1,
+                    TrialState::Complete => {
+                        if let Some(v) = trial.value
+                            && state.best.is_none_or(|(_, b)| state.direction.is_better(v, b))
+                        {
+                            state.best = Some((trial.number, v));
+                        }
+                    }
+                    _ => {}
+                }
+                self.slot_bar(slot.index, "idle".into());
+                let value = trial.value.map(fmt_value).unwrap_or_else(|| "—".into());
+                let reason =
+                    trial.system_attrs.get("fail_reason").and_then(|r| r.as_str()).map(|r| format!(": {r}")).unwrap_or_default();
+                let line = format!("trial {} {} value {value}{reason}", trial.number, trial.state);
+                match &self.mode {
+                    Mode::Bars { overall, .. } => {
+                        overall.set_position(state.done.min(state.budget.max(state.done)));
+                        overall.set_message(Self::summary(&state));
+                        if trial.state == TrialState::Fail {
+                            self.println(&line);
+                        }
+                    }
+                    _ => println!("{line}  [{}/{} · {}]", state.done, state.budget, Self::summary(&state)),
+                }
+            }
+            Event::Stopping { reason } => self.println(&format!("stopping: {reason}")),
+            Event::Notice(text) => self.println(text),
+        }
+    }
+}
+
+impl Drop for ConsoleProgress {
+    fn drop(&mut self) {
+        if let Mode::Bars { overall, slots, .. } = &self.mode {
+            for bar in slots.lock().expect("progress lock").iter() {
+                bar.finish_and_clear();
+            }
+            overall.finish();
+        }
+    }
+}
+
+/// `lr=1.2e-3 bs=32 opt=adam`
+pub fn short_params(params: &Params) -> String {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                ParamValue::Float(f) => fmt_value(*f),
+                other => other.to_string(),
+            };
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn fmt_value(v: f64) -> String {
+    if v == 0.0 || (1e-2..1e4).contains(&v.abs()) {
+        format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.2e}")
+    }
+}

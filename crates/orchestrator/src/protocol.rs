@@ -1,0 +1,313 @@
+//! The trial protocol: JSON lines on the child's stdout, answers on its stdin (docs/protocol.md).
+//!
+//! Pure functions only: [`parse_line`] classifies one line, [`LineSplitter`] cuts a byte stream
+//! into lines of bounded length, [`Answer::line`] is what the orchestrator writes back.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// Longest line kept whole; longer lines are truncated (and can only be logs), so a child printing
+/// a million characters without a newline cannot exhaust the orchestrator's memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// One intermediate result: `{"report": {"step": 3, "value": 0.81, "metrics": {…}}}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub step: u64,
+    /// The objective value; when absent, the objective metric is taken from `metrics`.
+    pub value: Option<f64>,
+    pub metrics: BTreeMap<String, Value>,
+}
+
+/// The final result: `{"result": {"value": 0.84, "metrics": {…}}}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinalResult {
+    pub value: Option<f64>,
+    pub metrics: BTreeMap<String, Value>,
+}
+
+/// What one stdout line is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    Report(Report),
+    Result(FinalResult),
+    /// Anything else: kept in stdout.log.
+    Log,
+}
+
+/// The orchestrator's answer to a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Continue,
+    Prune,
+}
+
+impl Answer {
+    /// The line written to the child's stdin.
+    pub fn line(self) -> &'static str {
+        match self {
+            Self::Continue => "{\"continue\": true}\n",
+            Self::Prune => "{\"prune\": true}\n",
+        }
+    }
+}
+
+/// Classifies one stdout line. A line that is (or starts out as) a `report`/`result` object but
+/// does not follow the protocol is an error: the trial fails with that reason rather than having
+/// its results silently ignored.
+pub fn parse_line(line: &str) -> Result<Message, String> {
+    let trimmed = line.trim();
+    let looks_like_protocol = trimmed.starts_with('{') && (trimmed.contains("\"report\"") || trimmed.contains("\"result\""));
+    if !looks_like_protocol {
+        return Ok(Message::Log);
+    }
+    let json: Value = match serde_json::from_str(trimmed).or_else(|_| serde_json::from_str(&quote_non_finite(trimmed))) {
+        Ok(v) => v,
+        Err(e) => {
+            let head = trimmed.trim_start_matches('{').trim_start();
+            if head.starts_with("\"report\"") || head.starts_with("\"result\"") {
+                return Err(format!("malformed protocol line ({e}): {}", shorten(trimmed)));
+            }
+            return Ok(Message::Log);
+        }
+    };
+    let Value::Object(object) = json else { return Ok(Message::Log) };
+    if object.len() != 1 {
+        return Ok(Message::Log);
+    }
+    let (key, body) = object.into_iter().next().expect("one entry");
+    let Value::Object(body) = body else {
+        return match key.as_str() {
+            "report" | "result" => {
+                Err(format!("`{key}` must be an object such as {{\"step\": 1, \"value\": 0.8}}: {}", shorten(trimmed)))
+            }
+            _ => Ok(Message::Log),
+        };
+    };
+    let value = |body: &serde_json::Map<String, Value>| -> Result<Option<f64>, String> {
+        match body.get("value") {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => number(v).map(Some).ok_or_else(|| format!("`{key}.value` must be a number, got {v}")),
+        }
+    };
+    let metrics = |body: &serde_json::Map<String, Value>| -> Result<BTreeMap<String, Value>, String> {
+        match body.get("metrics") {
+            None | Some(Value::Null) => Ok(BTreeMap::new()),
+            Some(Value::Object(m)) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            Some(other) => Err(format!("`{key}.metrics` must be an object, got {other}")),
+        }
+    };
+    match key.as_str() {
+        "report" => {
+            let step = match body.get("step") {
+                Some(Value::Number(n)) => {
+                    n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+                }
+                _ => None,
+            }
+            .ok_or_else(|| format!("`report.step` must be a non-negative integer: {}", shorten(trimmed)))?;
+            let report = Report { step, value: value(&body)?, metrics: metrics(&body)? };
+            if report.value.is_none() && report.metrics.is_empty() {
+                return Err(format!("a report needs a `value` (or the objective metric in `metrics`): {}", shorten(trimmed)));
+            }
+            Ok(Message::Report(report))
+        }
+        "result" => Ok(Message::Result(FinalResult { value: value(&body)?, metrics: metrics(&body)? })),
+        _ => Ok(Message::Log),
+    }
+}
+
+/// A number, or Python's `NaN`/`Infinity`/`-Infinity` (quoted by [`quote_non_finite`]).
+pub fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match s.as_str() {
+            "NaN" | "nan" => Some(f64::NAN),
+            "Infinity" | "inf" => Some(f64::INFINITY),
+            "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Python's `json.dumps` writes NaN and infinities as bare `NaN`/`Infinity`, which JSON does not
+/// allow; quote them (outside strings) so they parse and the trial fails as "diverged".
+fn quote_non_finite(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+        }
+        let token = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t));
+        match token {
+            Some(t) => {
+                out.push('"');
+                out.push_str(t);
+                out.push('"');
+                rest = &rest[t.len()..];
+            }
+            None => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
+fn shorten(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
+/// A line cut from a byte stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Line {
+    pub text: String,
+    /// The line was longer than the cap; `text` holds its first [`MAX_LINE_BYTES`] bytes.
+    pub truncated: bool,
+}
+
+/// Cuts a byte stream into lines, keeping at most `cap` bytes of any one line in memory.
+#[derive(Debug)]
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    cap: usize,
+    overflow: bool,
+}
+
+impl Default for LineSplitter {
+    fn default() -> Self {
+        Self::new(MAX_LINE_BYTES)
+    }
+}
+
+impl LineSplitter {
+    pub fn new(cap: usize) -> Self {
+        Self { buf: Vec::new(), cap, overflow: false }
+    }
+
+    /// Feeds a chunk; returns the lines it completed.
+    pub fn push(&mut self, mut chunk: &[u8]) -> Vec<Line> {
+        let mut lines = Vec::new();
+        while !chunk.is_empty() {
+            let newline = chunk.iter().position(|b| *b == b'\n');
+            let part = &chunk[..newline.unwrap_or(chunk.len())];
+            let room = self.cap.saturating_sub(self.buf.len());
+            if part.len() > room {
+                self.overflow = true;
+            }
+            self.buf.extend_from_slice(&part[..part.len().min(room)]);
+            match newline {
+                Some(i) => {
+                    lines.push(self.take());
+                    chunk = &chunk[i + 1..];
+                }
+                None => break,
+            }
+        }
+        lines
+    }
+
+    /// The last, unterminated line at end of stream.
+    pub fn finish(&mut self) -> Option<Line> {
+        (!self.buf.is_empty() || self.overflow).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Line {
+        let mut bytes = std::mem::take(&mut self.buf);
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        let line = Line { text: String::from_utf8_lossy(&bytes).into_owned(), truncated: self.overflow };
+        self.overflow = false;
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_results_and_logs() {
+        let m = parse_line(r#"{"report": {"step": 3, "value": 0.81, "metrics": {"loss": 0.4}}}"#).unwrap();
+        let Message::Report(r) = m else { panic!("report expected") };
+        assert_eq!((r.step, r.value), (3, Some(0.81)));
+        assert_eq!(r.metrics["loss"], 0.4);
+        assert_eq!(
+            parse_line(r#"{"result": {"value": 0.84}}"#).unwrap(),
+            Message::Result(FinalResult { value: Some(0.84), metrics: BTreeMap::new() })
+        );
+        for log in ["epoch 3 done", "", "{\"loss\": 1}", "[1, 2]", "{\"report\": 1, \"other\": 2}", "{not json \"reporting\"}"] {
+            assert_eq!(parse_line(log), Ok(Message::Log), "{log}");
+        }
+    }
+
+    #[test]
+    fn malformed_protocol_lines_are_errors() {
+        for bad in [
+            r#"{"report": {"value": 0.8}}"#,
+            r#"{"report": {"step": -1, "value": 0.8}}"#,
+            r#"{"report": {"step": "three", "value": 0.8}}"#,
+            r#"{"report": {"step": 1, "value": "high"}}"#,
+            r#"{"report": {"step": 1}}"#,
+            r#"{"result": {"value": 0.8, "metrics": [1]}}"#,
+            r#"{"report": "#,
+            r#"{"result": 0.8}"#,
+        ] {
+            assert!(parse_line(bad).is_err(), "{bad} should be a protocol error");
+        }
+    }
+
+    #[test]
+    fn python_nan_and_infinity_parse_as_non_finite() {
+        let Message::Report(r) =
+            parse_line(r#"{"report": {"step": 1, "value": NaN, "metrics": {"note": "NaN stays text"}}}"#).unwrap()
+        else {
+            panic!("report expected")
+        };
+        assert!(r.value.unwrap().is_nan());
+        assert_eq!(r.metrics["note"], "NaN stays text");
+        let Message::Result(r) = parse_line(r#"{"result": {"value": -Infinity}}"#).unwrap() else { panic!() };
+        assert_eq!(r.value, Some(f64::NEG_INFINITY));
+    }
+
+    #[test]
+    fn splitter_bounds_line_length() {
+        let mut s = LineSplitter::new(8);
+        assert_eq!(s.push(b"ab"), vec![]);
+        let lines = s.push(b"c\r\n0123456789abcdef\nxy");
+        assert_eq!(lines[0], Line { text: "abc".into(), truncated: false });
+        assert_eq!(lines[1], Line { text: "01234567".into(), truncated: true });
+        assert_eq!(s.push(&vec![b'z'; 1 << 16]), vec![]);
+        assert!(s.buf.len() <= 8, "a newline-free flood stays bounded");
+        assert_eq!(s.finish().unwrap(), Line { text: "xyzzzzzz".into(), truncated: true });
+        assert_eq!(s.finish(), None);
+        assert_eq!(Answer::Prune.line(), "{\"prune\": true}\n");
+    }
+}

@@ -1,0 +1,933 @@
+//! The sweep spec: one YAML file describing a whole overnight run.
+//!
+//! Parse, then validate: serde reads the YAML into `Raw*` structs (unknown fields are errors),
+//! then [`Spec::parse`] checks every value and builds the validated [`Spec`]. Every error names
+//! `file:line:column`, the field, and what would be valid.
+//!
+//! ```yaml
+//! study: fmnist-freeze
+//! storage: sqlite:///reports/fmnist-freeze/study.db   # default: sqlite:///reports/<study>/study.db
+//! objective: {metric: val_accuracy, direction: maximize}
+//! sampler: {type: tpe, seed: 42}
+//! pruner: {type: median, n_warmup_steps: 1}
+//! budget: {trials: 40, timeout: 8h, stop_at: "07:00", target: 0.95, max_consecutive_failures: 5,
+//!          trial_timeout: 30m, retries: 1}
+//! devices: auto                    # or {cpu: 2} or {gpu: [0, 1], trials_per_device: 2, backend: cuda}
+//! command: [python, train.py, --lr, "{learning_rate}"]   # or `trial:` (the built-in trainer)
+//! params:
+//!   learning_rate: {type: float, low: 1.0e-5, high: 1.0e-1, log: true}
+//! heartbeat: {interval: 5s, stale_after: 30s}
+//! reenqueue_stale: true
+//! kill_grace: 10s
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nightshift_search::space::{locate_key, strip_yaml_location, yaml_location};
+use nightshift_search::{Direction, Distribution, ParamValue, Params, PrunerConfig, SamplerConfig, SearchSpace};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Placeholders a `command:` may use besides the parameters.
+pub const BUILTIN_PLACEHOLDERS: [&str; 3] = ["trial_number", "trial_dir", "device"];
+
+/// Keys of a `trial:` section that hold paths, resolved against the spec file's directory.
+pub const TRIAL_PATH_KEYS: [&str; 5] = ["dataset", "init", "checkpoint", "backbone", "data_dir"];
+
+/// A validated sweep spec.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub study: String,
+    /// Storage URL (`sqlite:///relative.db`, `sqlite:////abs.db`, a path, `postgres://…`).
+    pub storage: String,
+    pub objective: Objective,
+    pub sampler: SamplerConfig,
+    /// The study's seed; `None` lets the caller pick one (stored with the study, so resume agrees).
+    pub seed: Option<u64>,
+    pub pruner: PrunerConfig,
+    pub budget: Budget,
+    pub devices: DeviceSpec,
+    pub program: Program,
+    pub space: SearchSpace,
+    pub compare: Option<Compare>,
+    pub heartbeat: Heartbeat,
+    /// Re-run the parameters of trials found stale (their orchestrator died) at start-up.
+    pub reenqueue_stale: bool,
+    /// How long a pruned child may take to exit before SIGTERM, and SIGTERM before SIGKILL.
+    pub kill_grace: Duration,
+    /// The spec file's directory: relative paths in the spec, and trial commands, start here.
+    pub base_dir: PathBuf,
+    /// Where the spec came from (a file name), for messages.
+    pub origin: String,
+    /// The YAML text, kept so the spec can be stored with the study.
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Objective {
+    pub metric: String,
+    pub direction: Direction,
+}
+
+/// When the sweep stops. Timeouts stop *launching*; running trials finish (bounded by `trial_timeout`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    /// Total trials of the study, counting those of earlier runs (resume continues).
+    pub trials: u64,
+    pub timeout: Option<Duration>,
+    /// Local wall-clock time (hour, minute) after which no trial is launched.
+    pub stop_at: Option<(u32, u32)>,
+    /// Stop once a COMPLETE trial reaches this value (≥ when maximising, ≤ when minimising).
+    pub target: Option<f64>,
+    pub max_consecutive_failures: u32,
+    pub trial_timeout: Option<Duration>,
+    /// Re-runs of a trial that died of an infrastructure failure (killed by a signal we did not send).
+    pub retries: u32,
+}
+
+/// Which devices trials run on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeviceSpec {
+    /// CUDA GPUs found by `nvidia-smi -L` (one trial each), else CPU slots.
+    Auto,
+    Cpu {
+        slots: usize,
+    },
+    Gpu {
+        indices: Vec<u32>,
+        trials_per_device: usize,
+        backend: GpuBackend,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuBackend {
+    Cuda,
+    Wgpu,
+}
+
+/// What a trial runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Program {
+    /// The built-in fine-tuning trainer (`nightshift trial`), configured by the `trial:` mapping
+    /// (paths already resolved against the spec's directory).
+    Builtin { config: serde_json::Map<String, serde_json::Value> },
+    /// Any program: an argv whose elements may contain `{param}` placeholders. Never run through a shell.
+    Command { argv: Vec<ArgTemplate> },
+}
+
+/// One argv element with `{name}` placeholders (`{{` and `}}` are literal braces).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArgTemplate {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Piece {
+    Lit(String),
+    Var(String),
+}
+
+/// `compare: <param>`: every value of the parameter gets an equal share of the trials.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compare {
+    pub param: String,
+    pub values: Vec<ParamValue>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Heartbeat {
+    pub interval: Duration,
+    /// A RUNNING trial whose heartbeat is older than this is considered dead.
+    pub stale_after: Duration,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw structs: what serde reads.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    study: String,
+    #[serde(default)]
+    storage: Option<String>,
+    objective: RawObjective,
+    #[serde(default)]
+    sampler: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pruner: Option<PrunerConfig>,
+    budget: RawBudget,
+    #[serde(default)]
+    devices: Option<serde_yaml::Value>,
+    #[serde(default)]
+    trial: Option<serde_yaml::Value>,
+    #[serde(default)]
+    command: Option<serde_yaml::Value>,
+    params: serde_yaml::Value,
+    #[serde(default)]
+    compare: Option<String>,
+    #[serde(default)]
+    heartbeat: Option<RawHeartbeat>,
+    #[serde(default)]
+    reenqueue_stale: Option<bool>,
+    #[serde(default)]
+    kill_grace: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjective {
+    metric: String,
+    direction: Direction,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    trials: u64,
+    #[serde(default)]
+    timeout: Option<HumanDuration>,
+    #[serde(default)]
+    stop_at: Option<String>,
+    #[serde(default)]
+    target: Option<f64>,
+    #[serde(default)]
+    max_consecutive_failures: Option<u32>,
+    #[serde(default)]
+    trial_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    retries: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeartbeat {
+    #[serde(default)]
+    interval: Option<HumanDuration>,
+    #[serde(default)]
+    stale_after: Option<HumanDuration>,
+}
+
+/// `90s`, `30m`, `8h`, `1h30m`, `250ms`, or a bare number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(d)?;
+        let parsed = match &value {
+            serde_yaml::Value::Number(n) => n.as_f64().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64),
+            serde_yaml::Value::String(s) => parse_duration(s),
+            _ => None,
+        };
+        parsed.map(HumanDuration).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {}: use a number with a unit, e.g. 90s, 30m, 8h, 1h30m or 500ms",
+                yaml_short(&value)
+            ))
+        })
+    }
+}
+
+/// Parses `90s`, `30m`, `8h`, `2d`, `1h30m`, `250ms`, `1.5h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let mut total = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let number: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let factor = match rest[..unit_len].trim() {
+            "ms" => 0.001,
+            "s" | "sec" | "secs" => 1.0,
+            "m" | "min" | "mins" => 60.0,
+            "h" | "hr" | "hrs" => 3600.0,
+            "d" => 86400.0,
+            _ => return None,
+        };
+        total += number * factor;
+        rest = &rest[unit_len..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// Parses a local clock time `HH:MM` (24-hour).
+pub fn parse_clock(text: &str) -> Option<(u32, u32)> {
+    let (h, m) = text.trim().split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && text.trim().len() <= 5).then_some((h, m))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Finds where fields live in the spec text, for error messages.
+struct Locator<'a> {
+    origin: &'a str,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    /// `file:line:column` of a dotted field path (`budget.timeout`), falling back to the nearest
+    /// parent that is found, then to the file name.
+    fn at(&self, path: &str) -> String {
+        let mut from_line = 0usize;
+        let mut found = None;
+        for segment in path.split('.') {
+            let rest: String = self.text.lines().skip(from_line).collect::<Vec<_>>().join("\n");
+            match locate_key(&rest, segment) {
+                Some((line, col)) => {
+                    from_line += line - 1;
+                    found = Some((from_line + 1, col));
+                }
+                None => break,
+            }
+        }
+        match found {
+            Some((line, col)) => format!("{}:{line}:{col}", self.origin),
+            None => self.origin.to_string(),
+        }
+    }
+
+    fn err(&self, field: &str, message: impl Into<String>) -> Error {
+        Error::Spec { location: self.at(field), field: field.to_string(), message: message.into() }
+    }
+}
+
+impl Spec {
+    /// Reads and validates a spec file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read spec", path, e))?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+        let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
+        Self::parse(&text, &path.display().to_string(), &base_dir)
+    }
+
+    /// Validates spec text; `origin` names it in errors and `base_dir` anchors relative paths.
+    pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Self> {
+        let loc = Locator { origin, text };
+        let syntax = |e: serde_yaml::Error| Error::Spec {
+            location: yaml_location(origin, &e),
+            field: String::new(),
+            message: strip_yaml_location(&e),
+        };
+        let document: serde_yaml::Value = serde_yaml::from_str(text).map_err(syntax)?;
+        if !document.is_mapping() {
+            return Err(loc.err(
+                "",
+                format!(
+                    "a spec is a mapping with study, objective, budget, params and trial or command; found {}",
+                    yaml_short(&document)
+                ),
+            ));
+        }
+        let raw: RawSpec = serde_yaml::from_str(text).map_err(|e| {
+            let mut err = syntax(e);
+            if let Error::Spec { message, .. } = &mut err
+                && message.contains("unknown field")
+            {
+                message.push_str(" (see docs/protocol.md for the spec format)");
+            }
+            err
+        })?;
+
+        let study = raw.study.trim().to_string();
+        if study.is_empty()
+            || !study.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || study.starts_with('.')
+        {
+            return Err(loc.err(
+                "study",
+                format!(
+                    "'{}' is not a valid study name: use letters, digits, '-', '_' and '.' (it names reports/<study>/)",
+                    raw.study
+                ),
+            ));
+        }
+        let storage = raw.storage.clone().unwrap_or_else(|| default_storage(&study));
+        if storage.trim().is_empty() {
+            return Err(loc.err("storage", "empty storage URL (e.g. sqlite:///reports/<study>/study.db, or leave it out)"));
+        }
+        if raw.objective.metric.trim().is_empty() {
+            return Err(loc.err("objective.metric", "empty metric name (e.g. val_accuracy)"));
+        }
+        let objective = Objective { metric: raw.objective.metric.trim().to_string(), direction: raw.objective.direction };
+
+        let (sampler, seed) = parse_sampler(raw.sampler.as_ref(), &loc)?;
+        let pruner = raw.pruner.clone().unwrap_or_default();
+        let budget = parse_budget(&raw.budget, &loc)?;
+        let devices = parse_devices(raw.devices.as_ref(), &loc)?;
+
+        let locate_param = |name: &str| if name.is_empty() { loc.at("params") } else { loc.at(&format!("params.{name}")) };
+        let space = SearchSpace::from_yaml_value(&raw.params, &locate_param).map_err(|e| match e {
+            nightshift_search::Error::Space { location, param, message } => Error::Spec {
+                location: if location.is_empty() { loc.at("params") } else { location },
+                field: param.map(|p| format!("params.{p}")).unwrap_or_else(|| "params".into()),
+                message,
+            },
+            other => loc.err("params", other.to_string()),
+        })?;
+
+        let program = match (&raw.trial, &raw.command) {
+            (Some(_), Some(_)) => return Err(loc.err("command", "give either `trial:` (the built-in trainer) or `command:` (any program), not both")),
+            (None, None) => return Err(loc.err("", "missing `trial:` (the built-in fine-tuning trainer) or `command:` (an argv list, e.g. [python, train.py, --lr, \"{learning_rate}\"])")),
+            (Some(trial), None) => parse_trial(trial, base_dir, &loc)?,
+            (None, Some(command)) => parse_command(command, &space, &loc)?,
+        };
+
+        let compare = match &raw.compare {
+            None => None,
+            Some(name) => Some(parse_compare(name, &space, &loc)?),
+        };
+
+        let heartbeat = {
+            let interval = raw.heartbeat.as_ref().and_then(|h| h.interval).map(|d| d.0).unwrap_or(Duration::from_secs(5));
+            let stale_after = raw.heartbeat.as_ref().and_then(|h| h.stale_after).map(|d| d.0).unwrap_or(Duration::from_secs(30));
+            if interval < Duration::from_millis(50) {
+                return Err(loc.err("heartbeat.interval", "must be at least 50ms"));
+            }
+            if stale_after < interval * 2 {
+                return Err(loc.err(
+                    "heartbeat.stale_after",
+                    format!("must be at least twice heartbeat.interval ({:?}), or live trials would be declared dead", interval),
+                ));
+            }
+            Heartbeat { interval, stale_after }
+        };
+        let kill_grace = raw.kill_grace.map(|d| d.0).unwrap_or(Duration::from_secs(10));
+
+        Ok(Spec {
+            study,
+            storage,
+            objective,
+            sampler,
+            seed,
+            pruner,
+            budget,
+            devices,
+            program,
+            space,
+            compare,
+            heartbeat,
+            reenqueue_stale: raw.reenqueue_stale.unwrap_or(false),
+            kill_grace,
+            base_dir: base_dir.to_path_buf(),
+            origin: origin.to_string(),
+            text: text.to_string(),
+        })
+    }
+
+    /// What is stored with the study (`spec` user attribute), so `resume` needs only the study name.
+    pub fn to_stored(&self) -> serde_json::Value {
+        serde_json::json!({"origin": self.origin, "base_dir": self.base_dir.display().to_string(), "yaml": self.text})
+    }
+
+    /// Rebuilds a spec from [`Spec::to_stored`]'s value.
+    pub fn from_stored(value: &serde_json::Value) -> Result<Self> {
+        let field =
+            |k: &str| value.get(k).and_then(|v| v.as_str()).ok_or_else(|| Error::Internal(format!("stored spec lacks '{k}'")));
+        Self::parse(field("yaml")?, field("origin")?, Path::new(field("base_dir")?))
+    }
+}
+
+impl Spec {
+    /// Problems a run would hit at once, checked on this machine: the command's program exists,
+    /// the built-in trainer's dataset/checkpoint paths exist. Empty when all is well.
+    pub fn preflight(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match &self.program {
+            Program::Command { argv } => {
+                let program = argv[0].to_string();
+                if !executable_exists(&program, &self.base_dir) {
+                    problems.push(format!(
+                        "{}: field `command`: program '{program}' not found (not on PATH, nor relative to {})",
+                        Locator { origin: &self.origin, text: &self.text }.at("command"),
+                        self.base_dir.display()
+                    ));
+                }
+            }
+            Program::Builtin { config } => {
+                for key in TRIAL_PATH_KEYS {
+                    if let Some(p) = config.get(key).and_then(|v| v.as_str())
+                        && !Path::new(p).exists()
+                    {
+                        let field = format!("trial.{key}");
+                        problems.push(format!(
+                            "{}: field `{field}`: {p} does not exist",
+                            Locator { origin: &self.origin, text: &self.text }.at(&field)
+                        ));
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// A program name as `Command` resolves it: a path (relative to `base_dir`) or a name on PATH.
+fn executable_exists(program: &str, base_dir: &Path) -> bool {
+    if program.contains('/') {
+        return base_dir.join(program).is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// `sqlite:///reports/<study>/study.db`, relative to the working directory.
+pub fn default_storage(study: &str) -> String {
+    format!("sqlite:///reports/{study}/study.db")
+}
+
+fn parse_sampler(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result<(SamplerConfig, Option<u64>)> {
+    let Some(value) = value else { return Ok((SamplerConfig::default(), None)) };
+    let serde_yaml::Value::Mapping(map) = value else {
+        return Err(
+            loc.err("sampler", format!("expected a mapping such as {{type: tpe, seed: 42}}, found {}", yaml_short(value)))
+        );
+    };
+    let mut map = map.clone();
+    // The seed belongs to the study, so every process (and every resume) agrees on it.
+    let seed = match map.remove("seed") {
+        None | Some(serde_yaml::Value::Null) => None,
+        Some(serde_yaml::Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(other) => {
+            return Err(loc.err("sampler.seed", format!("expected a non-negative integer, found {}", yaml_short(&other))));
+        }
+    };
+    if !map.contains_key("type") {
+        return Err(loc.err("sampler", "missing `type` (valid: tpe, random)"));
+    }
+    let config: SamplerConfig = serde_yaml::from_value(serde_yaml::Value::Mapping(map))
+        .map_err(|e| loc.err("sampler", format!("{} (valid types: tpe, random, with their options)", strip_yaml_location(&e))))?;
+    Ok((config, seed))
+}
+
+fn parse_budget(raw: &RawBudget, loc: &Locator<'_>) -> Result<Budget> {
+    if raw.trials == 0 {
+        return Err(loc.err("budget.trials", "must be at least 1"));
+    }
+    if let Some(t) = raw.timeout
+        && t.0.is_zero()
+    {
+        return Err(loc.err("budget.timeout", "must be positive (e.g. 8h)"));
+    }
+    if let Some(t) = raw.trial_timeout
+        && t.0.is_zero()
+    {
+        return Err(loc.err("budget.trial_timeout", "must be positive (e.g. 30m)"));
+    }
+    let stop_at = match &raw.stop_at {
+        None => None,
+        Some(s) => Some(
+            parse_clock(s)
+                .ok_or_else(|| loc.err("budget.stop_at", format!("'{s}' is not a local time: use HH:MM, e.g. \"07:00\"")))?,
+        ),
+    };
+    if let Some(t) = raw.target
+        && !t.is_finite()
+    {
+        return Err(loc.err("budget.target", "must be a finite number"));
+    }
+    let max_consecutive_failures = raw.max_consecutive_failures.unwrap_or(5);
+    if max_consecutive_failures == 0 {
+        return Err(loc.err("budget.max_consecutive_failures", "must be at least 1"));
+    }
+    Ok(Budget {
+        trials: raw.trials,
+        timeout: raw.timeout.map(|d| d.0),
+        stop_at,
+        target: raw.target,
+        max_consecutive_failures,
+        trial_timeout: raw.trial_timeout.map(|d| d.0),
+        retries: raw.retries.unwrap_or(0),
+    })
+}
+
+fn parse_devices(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result<DeviceSpec> {
+    const VALID: &str = "valid: auto, {cpu: N}, or {gpu: [0, 1], trials_per_device: K, backend: cuda|wgpu}";
+    let Some(value) = value else { return Ok(DeviceSpec::Auto) };
+    let map = match value {
+        serde_yaml::Value::Null => return Ok(DeviceSpec::Auto),
+        serde_yaml::Value::String(s) if s == "auto" => return Ok(DeviceSpec::Auto),
+        serde_yaml::Value::String(s) if s == "cpu" => return Ok(DeviceSpec::Cpu { slots: 1 }),
+        serde_yaml::Value::Mapping(m) => m,
+        other => return Err(loc.err("devices", format!("unexpected {} ({VALID})", yaml_short(other)))),
+    };
+    let get_usize = |key: &str| -> Result<Option<usize>> {
+        match map.get(key) {
+            None => Ok(None),
+            Some(serde_yaml::Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => Ok(n.as_u64().map(|n| n as usize)),
+            Some(other) => {
+                Err(loc.err(&format!("devices.{key}"), format!("expected a positive integer, found {}", yaml_short(other))))
+            }
+        }
+    };
+    for key in map.keys() {
+        let name = key.as_str().unwrap_or("");
+        if !["cpu", "gpu", "trials_per_device", "backend"].contains(&name) {
+            return Err(loc.err("devices", format!("unknown key {} ({VALID})", yaml_short(key))));
+        }
+    }
+    match (map.get("cpu"), map.get("gpu")) {
+        (Some(_), Some(_)) => Err(loc.err("devices", format!("give cpu or gpu, not both ({VALID})"))),
+        (Some(_), None) => {
+            if map.contains_key("backend") {
+                return Err(loc.err("devices.backend", "only meaningful with gpu"));
+            }
+            let per = get_usize("trials_per_device")?.unwrap_or(1);
+            Ok(DeviceSpec::Cpu { slots: get_usize("cpu")?.unwrap_or(1) * per })
+        }
+        (None, Some(gpu)) => {
+            let indices: Vec<u32> = match gpu {
+                serde_yaml::Value::Sequence(items) if !items.is_empty() => items
+                    .iter()
+                    .map(|i| i.as_u64().and_then(|i| u32::try_from(i).ok()))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| loc.err("devices.gpu", "expected a list of GPU indices, e.g. [0, 1]"))?,
+                serde_yaml::Value::Number(n) if n.as_u64().is_some() => vec![n.as_u64().unwrap() as u32],
+                other => {
+                    return Err(loc.err(
+                        "devices.gpu",
+                        format!("expected a list of GPU indices such as [0, 1], found {}", yaml_short(other)),
+                    ));
+                }
+            };
+            let mut sorted = indices.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != indices.len() {
+                return Err(loc.err("devices.gpu", "a GPU index is listed twice"));
+            }
+            let backend = match map.get("backend").map(|b| b.as_str()) {
+                None | Some(Some("cuda")) => GpuBackend::Cuda,
+                Some(Some("wgpu")) => GpuBackend::Wgpu,
+                Some(_) => return Err(loc.err("devices.backend", "valid: cuda, wgpu")),
+            };
+            Ok(DeviceSpec::Gpu { indices, trials_per_device: get_usize("trials_per_device")?.unwrap_or(1), backend })
+        }
+        (None, None) => Err(loc.err("devices", format!("missing cpu or gpu ({VALID})"))),
+    }
+}
+
+fn parse_trial(value: &serde_yaml::Value, base_dir: &Path, loc: &Locator<'_>) -> Result<Program> {
+    let json = serde_json::to_value(value).map_err(|e| loc.err("trial", format!("cannot be represented as JSON: {e}")))?;
+    let serde_json::Value::Object(mut config) = json else {
+        return Err(loc.err("trial", format!("expected a mapping (dataset, model, epochs, …), found {}", yaml_short(value))));
+    };
+    match config.get("epochs") {
+        Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|e| e >= 1) => {}
+        Some(other) => return Err(loc.err("trial.epochs", format!("expected a positive integer, found {other}"))),
+        None => return Err(loc.err("trial", "missing `epochs` (the number of epochs each trial trains at most)")),
+    }
+    for key in TRIAL_PATH_KEYS {
+        if let Some(serde_json::Value::String(path)) = config.get(key) {
+            let resolved = base_dir.join(path);
+            config.insert(key.to_string(), resolved.display().to_string().into());
+        }
+    }
+    Ok(Program::Builtin { config })
+}
+
+fn parse_command(value: &serde_yaml::Value, space: &SearchSpace, loc: &Locator<'_>) -> Result<Program> {
+    let serde_yaml::Value::Sequence(items) = value else {
+        return Err(loc.err(
+            "command",
+            format!("expected an argv list such as [python, train.py, --lr, \"{{learning_rate}}\"], found {}", yaml_short(value)),
+        ));
+    };
+    if items.is_empty() {
+        return Err(loc.err("command", "empty argv: name at least the program"));
+    }
+    let mut argv = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let text = match item {
+            serde_yaml::Value::String(s) => s.clone(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            // `{lr}` unquoted in a YAML flow list is a one-key mapping with a null value: take it as meant.
+            serde_yaml::Value::Mapping(m)
+                if m.len() == 1 && m.values().all(serde_yaml::Value::is_null) && m.keys().all(|k| k.is_string()) =>
+            {
+                format!("{{{}}}", m.keys().next().and_then(|k| k.as_str()).unwrap_or_default())
+            }
+            other => return Err(loc.err("command", format!("argument {i} must be a string, found {}", yaml_short(other)))),
+        };
+        let template = ArgTemplate::parse(&text).map_err(|m| loc.err("command", format!("argument {i} ({text:?}): {m}")))?;
+        for var in template.vars() {
+            if space.get(var).is_none() && !BUILTIN_PLACEHOLDERS.contains(&var) {
+                let mut valid: Vec<&str> = space.names().collect();
+                valid.extend(BUILTIN_PLACEHOLDERS);
+                return Err(
+                    loc.err("command", format!("unknown placeholder {{{var}}} in argument {i} (valid: {})", valid.join(", ")))
+                );
+            }
+        }
+        argv.push(template);
+    }
+    if argv[0].vars().next().is_some() {
+        return Err(loc.err("command", "the program (argument 0) cannot be a placeholder"));
+    }
+    Ok(Program::Command { argv })
+}
+
+fn parse_compare(name: &str, space: &SearchSpace, loc: &Locator<'_>) -> Result<Compare> {
+    let Some(dist) = space.get(name) else {
+        return Err(
+            loc.err("compare", format!("'{name}' is not a parameter (valid: {})", space.names().collect::<Vec<_>>().join(", ")))
+        );
+    };
+    let values = match dist {
+        Distribution::Categorical { choices } => choices.clone(),
+        Distribution::Int { low, high, step, .. } if (high - low) / step < 64 => {
+            (0..=(high - low) / step).map(|k| ParamValue::Int(low + k * step)).collect()
+        }
+        _ => {
+            return Err(
+                loc.err("compare", format!("'{name}' must be categorical or an int with at most 64 values to compare strata"))
+            );
+        }
+    };
+    Ok(Compare { param: name.to_string(), values })
+}
+
+impl ArgTemplate {
+    /// Parses `--lr={learning_rate}`; `{{`/`}}` are literal braces.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut pieces = Vec::new();
+        let mut lit = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => name.push(c),
+                            None => return Err("unclosed '{' (write {{ for a literal brace)".into()),
+                        }
+                    }
+                    if name.trim().is_empty() {
+                        return Err("empty placeholder {}".into());
+                    }
+                    if !lit.is_empty() {
+                        pieces.push(Piece::Lit(std::mem::take(&mut lit)));
+                    }
+                    pieces.push(Piece::Var(name.trim().to_string()));
+                }
+                '}' => return Err("unmatched '}' (write }} for a literal brace)".into()),
+                c => lit.push(c),
+            }
+        }
+        if !lit.is_empty() || pieces.is_empty() {
+            pieces.push(Piece::Lit(lit));
+        }
+        Ok(Self { pieces })
+    }
+
+    /// The placeholder names it uses.
+    pub fn vars(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Var(v) => Some(v.as_str()),
+            Piece::Lit(_) => None,
+        })
+    }
+
+    /// Substitutes parameters first, then the built-in placeholders (`vars`).
+    pub fn render(&self, params: &Params, vars: &BTreeMap<&str, String>) -> String {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Lit(s) => out.push_str(s),
+                Piece::Var(v) => match params.get(v) {
+                    Some(value) => out.push_str(&value.to_string()),
+                    None => out.push_str(vars.get(v.as_str()).map(String::as_str).unwrap_or_default()),
+                },
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for ArgTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Lit(s) => f.write_str(&s.replace('{', "{{").replace('}', "}}"))?,
+                Piece::Var(v) => write!(f, "{{{v}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn yaml_short(value: &serde_yaml::Value) -> String {
+    match value {
+        serde_yaml::Value::Null => "nothing".into(),
+        serde_yaml::Value::Bool(b) => format!("`{b}`"),
+        serde_yaml::Value::Number(n) => format!("`{n}`"),
+        serde_yaml::Value::String(s) => format!("\"{s}\""),
+        serde_yaml::Value::Sequence(_) => "a list".into(),
+        serde_yaml::Value::Mapping(_) => "a mapping".into(),
+        serde_yaml::Value::Tagged(_) => "a tagged value".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+study: demo
+objective: {metric: val_accuracy, direction: maximize}
+sampler: {type: random, seed: 7}
+budget: {trials: 12, timeout: 1h30m, stop_at: \"07:00\", trial_timeout: 90s}
+devices: {cpu: 2}
+command: [python3, train.py, --lr, \"{lr}\", \"--k={k}\", {opt}, \"{{literal}}\"]
+params:
+  lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+  k: {type: int, low: 0, high: 3}
+  opt: {type: categorical, choices: [adam, sgd]}
+compare: k
+";
+
+    fn parse(text: &str) -> Result<Spec> {
+        Spec::parse(text, "spec.yaml", Path::new("/base"))
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).expect_err("spec should be rejected").to_string()
+    }
+
+    #[test]
+    fn a_full_spec_validates() {
+        let spec = parse(GOOD).unwrap();
+        assert_eq!(spec.study, "demo");
+        assert_eq!(spec.storage, "sqlite:///reports/demo/study.db");
+        assert_eq!(spec.seed, Some(7));
+        assert_eq!(spec.sampler, SamplerConfig::Random);
+        assert_eq!(spec.budget.timeout, Some(Duration::from_secs(5400)));
+        assert_eq!(spec.budget.stop_at, Some((7, 0)));
+        assert_eq!(spec.budget.trial_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(spec.budget.max_consecutive_failures, 5);
+        assert_eq!(spec.devices, DeviceSpec::Cpu { slots: 2 });
+        assert_eq!(spec.compare.as_ref().unwrap().values.len(), 4);
+        let Program::Command { argv } = &spec.program else { panic!("command expected") };
+        let params: Params = [
+            ("lr".to_string(), ParamValue::Float(0.01)),
+            ("k".to_string(), ParamValue::Int(2)),
+            ("opt".to_string(), ParamValue::Str("sgd".into())),
+        ]
+        .into();
+        let rendered: Vec<String> = argv.iter().map(|a| a.render(&params, &BTreeMap::new())).collect();
+        assert_eq!(rendered, ["python3", "train.py", "--lr", "0.01", "--k=2", "sgd", "{literal}"]);
+        let again = Spec::from_stored(&spec.to_stored()).unwrap();
+        assert_eq!(again.space, spec.space);
+    }
+
+    #[test]
+    fn durations_and_clock_times() {
+        assert_eq!(parse_duration("8h"), Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("12"), Some(Duration::from_secs(12)));
+        assert_eq!(parse_duration("8x"), None);
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_clock("07:00"), Some((7, 0)));
+        assert_eq!(parse_clock("23:59"), Some((23, 59)));
+        assert_eq!(parse_clock("24:00"), None);
+        assert_eq!(parse_clock("7am"), None);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_field() {
+        let e = err(&GOOD.replace("timeout: 1h30m", "timeout: 8 hours"));
+        assert!(e.starts_with("spec.yaml:4:"), "{e}");
+        assert!(e.contains("invalid duration") && e.contains("8h"), "{e}");
+
+        let e = err(&GOOD.replace("devices: {cpu: 2}", "devices: {cpu: 2}\nbudjet: 3"));
+        assert!(e.starts_with("spec.yaml:6:") && e.contains("unknown field `budjet`"), "{e}");
+
+        let e = err(&GOOD.replace("\"{lr}\"", "\"{learning_rate}\""));
+        assert!(e.starts_with("spec.yaml:6:1: field `command`"), "{e}");
+        assert!(e.contains("unknown placeholder {learning_rate}") && e.contains("valid: lr, k, opt"), "{e}");
+
+        let e = err(&GOOD.replace("high: 3}", "high: -3}"));
+        assert!(e.starts_with("spec.yaml:9:3: field `params.k`"), "{e}");
+
+        let e = err(&GOOD.replace("trials: 12", "trials: 0"));
+        assert!(e.starts_with("spec.yaml:4:") && e.contains("`budget.trials`: must be at least 1"), "{e}");
+
+        let e = err(&GOOD.replace("stop_at: \"07:00\"", "stop_at: \"7 am\""));
+        assert!(e.contains("`budget.stop_at`") && e.contains("HH:MM"), "{e}");
+
+        let e = err(&GOOD.replace("compare: k", "compare: lr"));
+        assert!(e.starts_with("spec.yaml:11:1: field `compare`") && e.contains("categorical"), "{e}");
+
+        let e = err(&GOOD.replace("direction: maximize", "direction: up"));
+        assert!(e.starts_with("spec.yaml:2:") && e.contains("maximize"), "{e}");
+
+        let e = err(&GOOD.replace("devices: {cpu: 2}", "devices: {tpu: 2}"));
+        assert!(e.contains("`devices`") && e.contains("valid: auto"), "{e}");
+
+        let e = err(&GOOD.replace("type: random", "type: annealing"));
+        assert!(e.contains("`sampler`") && e.contains("tpe"), "{e}");
+
+        let e = err(&format!("{GOOD}trial: {{epochs: 3}}\n"));
+        assert!(e.contains("not both"), "{e}");
+
+        let e = err("study: x\nobjective: [1\n");
+        assert!(e.starts_with("spec.yaml:3:1:"), "syntax errors carry their location: {e}");
+    }
+
+    #[test]
+    fn trial_section_needs_epochs_and_resolves_paths() {
+        let text = GOOD.replace(
+            "command: [python3, train.py, --lr, \"{lr}\", \"--k={k}\", {opt}, \"{{literal}}\"]",
+            "trial: {dataset: data/fmnist, epochs: 3, init: /abs/ckpt, arch: small-cnn}",
+        );
+        let spec = parse(&text).unwrap();
+        let Program::Builtin { config } = &spec.program else { panic!("builtin expected") };
+        assert_eq!(config["dataset"], "/base/data/fmnist");
+        assert_eq!(config["init"], "/abs/ckpt");
+        assert_eq!(config["arch"], "small-cnn");
+        let e = err(&text.replace("epochs: 3, ", ""));
+        assert!(e.contains("missing `epochs`"), "{e}");
+    }
+
+    #[test]
+    fn devices_variants() {
+        let with = |d: &str| parse(&GOOD.replace("devices: {cpu: 2}", d)).map(|s| s.devices);
+        assert_eq!(with("devices: auto").unwrap(), DeviceSpec::Auto);
+        assert_eq!(
+            with("devices: {gpu: [0, 1], trials_per_device: 2}").unwrap(),
+            DeviceSpec::Gpu { indices: vec![0, 1], trials_per_device: 2, backend: GpuBackend::Cuda }
+        );
+        assert!(with("devices: {gpu: [0, 0]}").is_err());
+        assert!(with("devices: {cpu: 0}").is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! How one parameter is laid out on a chart axis: linear, log or categorical.
+
+use nightshift_search::{Distribution, ParamValue};
+use serde::Serialize;
+
+/// A parameter's axis. Charts and the importance forest work in *plot coordinates*: the value itself
+/// for linear axes, log10 of it for log axes, and the choice index for categoricals.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ParamAxis {
+    pub name: String,
+    pub scale: AxisScale,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AxisScale {
+    /// `integer` axes give each whole value a unit-wide cell (low − ½ … high + ½).
+    Linear {
+        low: f64,
+        high: f64,
+        integer: bool,
+    },
+    Log {
+        low: f64,
+        high: f64,
+    },
+    Categorical {
+        choices: Vec<ParamValue>,
+    },
+}
+
+impl ParamAxis {
+    /// The axis for a declared distribution.
+    pub fn from_distribution(name: &str, dist: &Distribution) -> ParamAxis {
+        let scale = match dist {
+            Distribution::Float { low, high, log: true, .. } => AxisScale::Log { low: *low, high: *high },
+            Distribution::Int { low, high, log: true, .. } => AxisScale::Log { low: *low as f64, high: *high as f64 },
+            Distribution::Float { low, high, .. } => AxisScale::Linear { low: *low, high: *high, integer: false },
+            Distribution::Int { low, high, .. } => AxisScale::Linear { low: *low as f64, high: *high as f64, integer: true },
+            Distribution::Categorical { choices } => AxisScale::Categorical { choices: choices.clone() },
+        };
+        ParamAxis { name: name.to_string(), scale }
+    }
+
+    /// Widens a numeric axis to cover an observed value (trials may predate a narrowed space).
+    pub fn include(&mut self, value: &ParamValue) {
+        match (&mut self.scale, value.as_f64()) {
+            (AxisScale::Linear { low, high, .. }, Some(x)) if x.is_finite() => {
+                *low = low.min(x);
+                *high = high.max(x);
+            }
+            (AxisScale::Log { low, high }, Some(x)) if x > 0.0 && x.is_finite() => {
+                *low = low.min(x);
+                *high = high.max(x);
+            }
+            (AxisScale::Categorical { choices }, _) if !choices.contains(value) => choices.push(value.clone()),
+            _ => {}
+        }
+    }
+
+    pub fn is_categorical(&self) -> bool {
+        matches!(self.scale, AxisScale::Categorical { .. })
+    }
+
+    pub fn is_log(&self) -> bool {
+        matches!(self.scale, AxisScale::Log { .. })
+    }
+
+    /// The value in plot coordinates; `None` when it cannot be placed (wrong type, ≤ 0 on a log axis).
+    pub fn to_plot(&self, value: &ParamValue) -> Option<f64> {
+        match &self.scale {
+            AxisScale::Linear { .. } => value.as_f64().filter(|x| x.is_finite()),
+            AxisScale::Log { .. } => value.as_f64().filter(|x| *x > 0.0 && x.is_finite()).map(f64::log10),
+            AxisScale::Categorical { choices } => choices.iter().position(|c| c == value).map(|i| i as f64),
+        }
+    }
+
+    /// The axis range in plot coordinates (never empty).
+    pub fn plot_range(&self) -> (f64, f64) {
+        let (lo, hi) = match &self.scale {
+            AxisScale::Linear { low, high, integer: true } => (low - 0.5, high + 0.5),
+            AxisScale::Linear { low, high, integer: false } => (*low, *high),
+            AxisScale::Log { low, high } => (low.log10(), high.log10()),
+            AxisScale::Categorical { choices } => (-0.5, choices.len().max(1) as f64 - 0.5),
+        };
+        if hi > lo { (lo, hi) } else { (lo - 0.5, hi + 0.5) }
+    }
+
+    /// A tick label for a plot coordinate; empty where no label belongs (between categories or
+    /// between whole numbers of an integer axis).
+    pub fn tick_label(&self, x: f64) -> String {
+        let whole = (x - x.round()).abs() < 1e-6;
+        match &self.scale {
+            AxisScale::Linear { integer: true, .. } if !whole => String::new(),
+            AxisScale::Linear { .. } => fmt_num(x),
+            AxisScale::Log { .. } => fmt_num(10f64.powf(x)),
+            AxisScale::Categorical { choices } => {
+                if whole && x.round() >= 0.0 {
+                    choices.get(x.round() as usize).map(|c| c.to_string()).unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            }
+        }
+    }
+
+    /// "learning_rate (log scale)", "optimizer (categorical)", "freeze_depth".
+    pub fn label(&self) -> String {
+        match self.scale {
+            AxisScale::Log { .. } => format!("{} (log scale)", self.name),
+            AxisScale::Categorical { .. } => format!("{} (categorical)", self.name),
+            AxisScale::Linear { .. } => self.name.clone(),
+        }
+    }
+}
+
+/// A number in at most five significant digits, scientific outside [1e-3, 1e5).
+pub fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        return if x.is_nan() {
+            "NaN".into()
+        } else if x > 0.0 {
+            "∞".into()
+        } else {
+            "-∞".into()
+        };
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let a = x.abs();
+    if !(1e-3..1e5).contains(&a) {
+        let s = format!("{x:.2e}");
+        // 1.00e-5 → 1e-5, 2.50e-4 → 2.5e-4
+        return match s.split_once('e') {
+            Some((m, e)) => format!("{}e{e}", trim_zeros(m)),
+            None => s,
+        };
+    }
+    let decimals = (4 - a.log10().floor() as i32).clamp(0, 7) as usize;
+    trim_zeros(&format!("{x:.decimals$}")).to_string()
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(fmt_num(0.912345678), "0.91235");
+        assert_eq!(fmt_num(123.456), "123.46");
+        assert_eq!(fmt_num(2.0), "2");
+        assert_eq!(fmt_num(1e-5), "1e-5");
+        assert_eq!(fmt_num(0.00025), "2.5e-4");
+        assert_eq!(fmt_num(-0.5), "-0.5");
+        assert_eq!(fmt_num(1234567.0), "1.23e6");
+    }
+
+    #[test]
+    fn axes_map_values_to_plot_coordinates() {
+        let log = ParamAxis::from_distribution("lr", &Distribution::Float { low: 1e-5, high: 1e-1, log: true, step: None });
+        assert_eq!(log.to_plot(&ParamValue::Float(1e-3)), Some(-3.0));
+        assert_eq!(log.plot_range(), (-5.0, -1.0));
+        assert_eq!(log.tick_label(-4.0), "1e-4");
+        let cat = ParamAxis::from_distribution(
+            "opt",
+            &Distribution::Categorical { choices: vec![ParamValue::Str("adam".into()), ParamValue::Str("sgd".into())] },
+        );
+        assert_eq!(cat.to_plot(&ParamValue::Str("sgd".into())), Some(1.0));
+        assert_eq!(cat.plot_range(), (-0.5, 1.5));
+        assert_eq!(cat.tick_label(1.0), "sgd");
+        assert_eq!(cat.tick_label(0.5), "");
+        let int = ParamAxis::from_distribution("k", &Distribution::Int { low: 0, high: 4, log: false, step: 1 });
+        assert_eq!(int.plot_range(), (-0.5, 4.5));
+        assert_eq!(int.tick_label(2.0), "2");
+        assert_eq!(int.tick_label(2.5), "");
+    }
+}

@@ -1,0 +1,414 @@
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::storage::{InMemoryStorage, NewStudy};
+use crate::study::{Study, TellOutcome};
+use crate::trial::Direction;
+
+fn x_dist() -> Distribution {
+    Distribution::Float { low: -10.0, high: 10.0, log: false, step: None }
+}
+
+/// A finished (or running) trial with the given parameters.
+fn trial(number: u64, state: TrialState, value: Option<f64>, params: &[(&str, &Distribution, ParamValue)]) -> FrozenTrial {
+    let mut t = FrozenTrial::new(number as i64, number, state);
+    t.value = value;
+    for (name, dist, v) in params {
+        t.params.insert(name.to_string(), v.clone());
+        t.distributions.insert(name.to_string(), (*dist).clone());
+    }
+    t
+}
+
+fn ctx<'a>(trials: &'a [FrozenTrial], number: u64) -> SamplingContext<'a> {
+    SamplingContext { study_name: "t", direction: Direction::Minimize, seed: 3, trials, trial_number: number }
+}
+
+/// Asks TPE for `x` in the one-parameter space, as the study would.
+fn ask_x(sampler: &TpeSampler, trials: &[FrozenTrial], number: u64) -> f64 {
+    let mut space = SearchSpace::new();
+    space.insert("x", x_dist());
+    let c = ctx(trials, number);
+    let relative = sampler.infer_relative_search_space(&c, &space);
+    let mut params = sampler.sample_relative(&c, &relative).unwrap();
+    let v = match params.remove("x") {
+        Some(v) => v,
+        None => sampler.sample_independent(&c, "x", &x_dist()).unwrap(),
+    };
+    v.as_f64().unwrap()
+}
+
+/// `n` COMPLETE trials spread evenly over [-10, 10] with loss (x − 2)².
+fn quadratic_history(n: usize) -> Vec<FrozenTrial> {
+    let dist = x_dist();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    (0..n)
+        .map(|i| {
+            let x: f64 = rng.random_range(-10.0..10.0);
+            trial(i as u64, TrialState::Complete, Some((x - 2.0).powi(2)), &[("x", &dist, ParamValue::Float(x))])
+        })
+        .collect()
+}
+
+#[test]
+fn gamma_values() {
+    let cases = [(0, 0), (1, 1), (10, 1), (11, 2), (100, 10), (101, 11), (249, 25), (250, 25), (1000, 25)];
+    for (n, want) in cases {
+        assert_eq!(default_gamma(n), want, "gamma({n})");
+    }
+}
+
+#[test]
+fn weights_values() {
+    assert_eq!(default_weights(0), Vec::<f64>::new());
+    assert_eq!(default_weights(24), vec![1.0; 24]);
+    assert_eq!(default_weights(25), vec![1.0; 25]);
+    let w = default_weights(26);
+    assert_eq!(w[0], 1.0 / 26.0);
+    assert!(w[1..].iter().all(|&x| x == 1.0));
+    let w = default_weights(30);
+    // linspace(1/30, 1, 5) then 25 ones.
+    let want =
+        [1.0 / 30.0, 1.0 / 30.0 + 0.25 * 29.0 / 30.0, 1.0 / 30.0 + 0.5 * 29.0 / 30.0, 1.0 / 30.0 + 0.75 * 29.0 / 30.0, 1.0];
+    for (a, b) in w.iter().zip(want) {
+        assert!((a - b).abs() < 1e-12, "{w:?}");
+    }
+    assert!(w[5..].iter().all(|&x| x == 1.0));
+}
+
+#[test]
+fn startup_phase_is_random_and_reproducible() {
+    let history = quadratic_history(9);
+    let tpe = TpeSampler::new(TpeConfig::default());
+    let mut space = SearchSpace::new();
+    space.insert("x", x_dist());
+    assert!(tpe.infer_relative_search_space(&ctx(&history, 9), &space).is_empty());
+    let mut seen = Vec::new();
+    for number in 9..19 {
+        let c = ctx(&history, number);
+        let got = tpe.sample_independent(&c, "x", &x_dist()).unwrap();
+        assert_eq!(got, RandomSampler.sample_independent(&c, "x", &x_dist()).unwrap());
+        assert_eq!(got, tpe.sample_independent(&c, "x", &x_dist()).unwrap());
+        seen.push(got.as_f64().unwrap());
+    }
+    seen.sort_by(f64::total_cmp);
+    seen.dedup();
+    assert_eq!(seen.len(), 10, "start-up suggestions must differ between trials");
+    // The 10th finished trial ends the start-up phase.
+    let history = quadratic_history(10);
+    assert_eq!(tpe.infer_relative_search_space(&ctx(&history, 10), &space).len(), 1);
+}
+
+#[test]
+fn suggestions_concentrate_where_good_trials_cluster() {
+    let history = quadratic_history(60);
+    let tpe = TpeSampler::new(TpeConfig::default());
+    let xs: Vec<f64> = (60..160).map(|n| ask_x(&tpe, &history, n)).collect();
+    let near = xs.iter().filter(|x| (**x - 2.0).abs() < 1.5).count();
+    // Uniform sampling would put 7.5% of the points there.
+    assert!(near >= 70, "only {near}/100 suggestions near 2: {xs:?}");
+    // Deterministic: the same history and trial number give the same point.
+    assert_eq!(ask_x(&tpe, &history, 77), xs[17]);
+}
+
+#[test]
+fn maximize_mirrors_minimize() {
+    let mut history = quadratic_history(60);
+    for t in &mut history {
+        t.value = t.value.map(|v| -v);
+    }
+    let tpe = TpeSampler::new(TpeConfig::default());
+    let near = (60..160)
+        .filter(|&n| {
+            let c = SamplingContext { direction: Direction::Maximize, ..ctx(&history, n) };
+            let v = tpe.sample_independent(&c, "x", &x_dist()).unwrap().as_f64().unwrap();
+            (v - 2.0).abs() < 1.5
+        })
+        .count();
+    assert!(near >= 70, "{near}");
+}
+
+#[test]
+fn constant_liar_pushes_suggestions_away_from_running_points() {
+    let mut history = quadratic_history(40);
+    let dist = x_dist();
+    let liar = TpeSampler::new(TpeConfig::default());
+    let honest = TpeSampler::new(TpeConfig { constant_liar: false, ..TpeConfig::default() });
+    let mut xs: Vec<f64> = (100..300).map(|n| ask_x(&liar, &history, n)).collect();
+    xs.sort_by(f64::total_cmp);
+    // Where TPE wants to go next; other workers are now evaluating points right there.
+    let hot = xs[xs.len() / 2];
+    let count_near =
+        |trials: &[FrozenTrial], tpe: &TpeSampler| (100..300).filter(|&n| (ask_x(tpe, trials, n) - hot).abs() < 0.4).count();
+    let before = count_near(&history, &liar);
+    for i in 0..6 {
+        let x = hot - 0.1 + 0.04 * i as f64;
+        history.push(trial(40 + i, TrialState::Running, None, &[("x", &dist, ParamValue::Float(x))]));
+    }
+    let after = count_near(&history, &liar);
+    assert!(before >= 60 && (after as f64) < 0.5 * before as f64, "near {hot}: {before} before, {after} after");
+    // Without the liar, RUNNING trials are ignored.
+    assert_eq!(count_near(&history, &honest), count_near(&history[..40], &honest));
+    // The trial being sampled never lies to itself.
+    let own = History::collect(&ctx(&history, 45), &[("x", &dist)], true, None);
+    assert_eq!(own.len(), 45);
+}
+
+#[test]
+fn pruned_trials_rank_by_deepest_step_then_value_nan_worst() {
+    let dist = x_dist();
+    let pruned = |number: u64, steps: &[(u64, f64)]| {
+        let mut t = trial(number, TrialState::Pruned, None, &[("x", &dist, ParamValue::Float(number as f64))]);
+        t.intermediate_values = steps.iter().copied().collect();
+        t
+    };
+    let trials = vec![
+        pruned(0, &[(1, 0.1), (5, 0.9)]),  // A: step 5
+        pruned(1, &[(10, 0.8)]),           // B: step 10, 0.8
+        pruned(2, &[(3, 0.0), (10, 0.3)]), // C: step 10, 0.3
+        pruned(3, &[(10, f64::NAN)]),      // D: step 10, NaN
+        pruned(4, &[]),                    // E: nothing reported
+    ];
+    let c = ctx(&trials, 99);
+    let mut order: Vec<u64> = trials.iter().map(|t| t.number).collect();
+    order.sort_by(|&a, &b| {
+        let (ka, kb) = (pruned_key(&trials[a as usize], &c), pruned_key(&trials[b as usize], &c));
+        ka.0.total_cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+    });
+    assert_eq!(order, [2, 1, 3, 0, 4]);
+    let cmax = SamplingContext { direction: Direction::Maximize, ..c };
+    let kb = pruned_key(&trials[1], &cmax);
+    let kc = pruned_key(&trials[2], &cmax);
+    assert!(kb < kc, "when maximising, 0.8 beats 0.3");
+
+    // In the split, COMPLETE trials come first, then the best PRUNED ones: 11 finished → γ = 2.
+    let mut all = trials.clone();
+    for i in 5..10 {
+        all.push(pruned(i, &[(1, 0.0)]));
+    }
+    all.push(trial(10, TrialState::Complete, Some(100.0), &[("x", &dist, ParamValue::Float(0.0))]));
+    all.push(trial(11, TrialState::Fail, None, &[("x", &dist, ParamValue::Float(0.0))]));
+    let h = History::collect(&ctx(&all, 12), &[("x", &dist)], true, None);
+    assert_eq!(h.len(), 11, "FAIL trials are ignored");
+    let below: Vec<usize> = (0..h.len()).filter(|&r| h.below[r]).collect();
+    assert_eq!(below, [2, 10], "the complete trial and pruned C");
+}
+
+#[test]
+fn categorical_favours_the_good_choice() {
+    let dist =
+        Distribution::Categorical { choices: ["a", "b", "c", "d"].iter().map(|s| ParamValue::Str(s.to_string())).collect() };
+    let history: Vec<FrozenTrial> = (0..40u64)
+        .map(|i| {
+            let choice = ["a", "b", "c", "d"][(i * 7 % 4) as usize];
+            let loss = if choice == "b" { 0.1 * (i % 3) as f64 } else { 1.0 + 0.1 * (i % 5) as f64 };
+            trial(i, TrialState::Complete, Some(loss), &[("opt", &dist, ParamValue::Str(choice.into()))])
+        })
+        .collect();
+    let tpe = TpeSampler::new(TpeConfig::default());
+    let picks_b = (40..140)
+        .filter(|&n| tpe.sample_independent(&ctx(&history, n), "opt", &dist).unwrap() == ParamValue::Str("b".into()))
+        .count();
+    assert!(picks_b >= 70, "{picks_b}/100");
+}
+
+#[test]
+fn log_parameters_are_modelled_in_log_space() {
+    let lr = Distribution::Float { low: 1e-5, high: 1e-1, log: true, step: None };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let history: Vec<FrozenTrial> = (0..50u64)
+        .map(|i| {
+            let v: f64 = 10f64.powf(rng.random_range(-5.0..-1.0));
+            trial(i, TrialState::Complete, Some((v.log10() + 3.0).powi(2)), &[("lr", &lr, ParamValue::Float(v))])
+        })
+        .collect();
+    let tpe = TpeSampler::new(TpeConfig::default());
+    let near = (50..150)
+        .filter(|&n| {
+            let v = tpe.sample_independent(&ctx(&history, n), "lr", &lr).unwrap().as_f64().unwrap();
+            (v.log10() + 3.0).abs() < 0.5
+        })
+        .count();
+    assert!(near >= 70, "{near}");
+}
+
+#[test]
+fn groups_follow_which_parameters_trials_have() {
+    let d = Distribution::Float { low: 0.0, high: 1.0, log: false, step: None };
+    let p = |names: &[&'static str]| names.iter().map(|n| (*n, &d, ParamValue::Float(0.5))).collect::<Vec<_>>();
+    let mut trials = Vec::new();
+    for i in 0..12u64 {
+        let names: &[&str] = if i % 2 == 0 { &["a", "b", "c"] } else { &["a", "d"] };
+        trials.push(trial(i, TrialState::Complete, Some(i as f64), &p(names)));
+    }
+    let params = [("a", &d), ("b", &d), ("c", &d), ("d", &d)];
+    let h = History::collect(&ctx(&trials, 12), &params, true, None);
+    assert_eq!(h.groups(), vec![vec![0], vec![1, 2], vec![3]]);
+    assert_eq!(h.intersection(), vec![0]);
+    // The study path samples all four without error, each group jointly.
+    let mut space = SearchSpace::new();
+    for (name, dist) in params {
+        space.insert(name, dist.clone());
+    }
+    let tpe = TpeSampler::new(TpeConfig::default());
+    let c = ctx(&trials, 12);
+    let relative = tpe.infer_relative_search_space(&c, &space);
+    assert_eq!(relative.len(), 4);
+    let sampled = tpe.sample_relative(&c, &relative).unwrap();
+    assert_eq!(sampled.len(), 4);
+}
+
+#[test]
+fn never_panics_on_degenerate_histories() {
+    let x = x_dist();
+    let int = Distribution::Int { low: 0, high: 4, log: false, step: 1 };
+    let one = Distribution::Int { low: 3, high: 3, log: false, step: 1 };
+    let step = Distribution::Float { low: 0.0, high: 0.5, log: false, step: Some(0.05) };
+    let ilog = Distribution::Int { low: 1, high: 1024, log: true, step: 1 };
+    let cat1 = Distribution::Categorical { choices: vec![ParamValue::Bool(true)] };
+    let dists = [("x", &x), ("k", &int), ("one", &one), ("s", &step), ("units", &ilog), ("flag", &cat1)];
+    let mut space = SearchSpace::new();
+    for (name, dist) in dists {
+        space.insert(name, dist.clone());
+    }
+    let params = |i: u64| -> Vec<(&str, &Distribution, ParamValue)> {
+        vec![
+            ("x", &x, ParamValue::Float(1.0)),
+            ("k", &int, ParamValue::Int((i % 5) as i64)),
+            ("one", &one, ParamValue::Int(3)),
+            ("s", &step, ParamValue::Float(0.05 * (i % 11) as f64)),
+            ("units", &ilog, ParamValue::Int(1 + (i as i64 * 37) % 1024)),
+            ("flag", &cat1, ParamValue::Bool(true)),
+        ]
+    };
+    let histories: Vec<Vec<FrozenTrial>> = vec![
+        vec![],
+        (0..30).map(|i| trial(i, TrialState::Complete, Some(f64::NAN), &params(i))).collect(),
+        (0..30)
+            .map(|i| trial(i, TrialState::Complete, Some(if i % 2 == 0 { f64::INFINITY } else { f64::NEG_INFINITY }), &params(i)))
+            .collect(),
+        (0..30).map(|i| trial(i, TrialState::Pruned, None, &params(i))).collect(),
+        (0..30).map(|i| trial(i, TrialState::Fail, None, &params(i))).collect(),
+        (0..30).map(|i| trial(i, TrialState::Complete, Some(1.0), &params(0))).collect(),
+        (0..30).map(|i| trial(i, TrialState::Running, None, &params(i))).collect(),
+    ];
+    for config in [
+        TpeConfig::default(),
+        TpeConfig { n_startup_trials: 0, ..TpeConfig::default() },
+        TpeConfig { multivariate: false, n_startup_trials: 0, ..TpeConfig::default() },
+    ] {
+        let tpe = TpeSampler::new(config);
+        for history in &histories {
+            for number in [100, 101] {
+                let c = ctx(history, number);
+                let relative = tpe.infer_relative_search_space(&c, &space);
+                let mut got = tpe.sample_relative(&c, &relative).unwrap();
+                for (name, dist) in space.iter() {
+                    let v = match got.remove(name) {
+                        Some(v) => v,
+                        None => tpe.sample_independent(&c, name, dist).unwrap(),
+                    };
+                    assert!(dist.to_internal(&v).is_ok(), "{name} = {v} outside {dist}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn study_with_tpe_beats_random_on_a_quadratic() {
+    // A real ask/tell loop: TPE's best after 60 trials should be near the optimum.
+    let space = SearchSpace::parse("x: {type: float, low: -10.0, high: 10.0}\ny: {type: int, low: -5, high: 5}\n", "t").unwrap();
+    let mut wins = 0;
+    for seed in 0..5 {
+        let best = |sampler: crate::sampler::SamplerConfig| {
+            let mut new = NewStudy::new("q", Direction::Minimize, seed);
+            new.sampler = sampler;
+            let study = Study::create(Arc::new(InMemoryStorage::new()), &new).unwrap();
+            for _ in 0..60 {
+                let t = study.ask(&space).unwrap();
+                let x = t.params["x"].as_f64().unwrap();
+                let y = t.params["y"].as_f64().unwrap();
+                study.tell(t.number, TellOutcome::Value((x - 2.0).powi(2) + (y + 1.0).powi(2))).unwrap();
+            }
+            study.best_trial().unwrap().value.unwrap()
+        };
+        let tpe = best(crate::sampler::SamplerConfig::Tpe(TpeConfig::default()));
+        let random = best(crate::sampler::SamplerConfig::Random);
+        assert!(tpe < 1.0, "seed {seed}: TPE best {tpe}");
+        wins += usize::from(tpe < random);
+    }
+    assert!(wins >= 4, "TPE beat random on {wins}/5 seeds");
+}
+
+#[test]
+fn neighbouring_seeds_do_not_replay_each_other() {
+    // (seed s, trial n) and (seed s + 1, trial n − 1) once mixed to the same generator.
+    let dist = x_dist();
+    let draw = |seed: u64, number: u64| {
+        let c = SamplingContext { seed, ..ctx(&[], number) };
+        RandomSampler.sample_independent(&c, "x", &dist).unwrap()
+    };
+    for seed in 0..20 {
+        for number in 1..20 {
+            assert_ne!(draw(seed, number - 1), draw(seed + 1, number), "seed {seed}, trial {number}");
+        }
+    }
+}
+
+#[test]
+fn row_cache_gives_the_same_suggestions_as_a_fresh_sampler() {
+    // One long-lived sampler (its row cache fills up) against a fresh one per ask, over a growing
+    // history with RUNNING, PRUNED and FAIL trials and a conditional parameter.
+    let x = x_dist();
+    let k = Distribution::Int { low: 1, high: 64, log: true, step: 1 };
+    let c = Distribution::Categorical { choices: vec![ParamValue::Str("a".into()), ParamValue::Str("b".into())] };
+    let mut space = SearchSpace::new();
+    space.insert("x", x.clone());
+    space.insert("k", k.clone());
+    space.insert("c", c.clone());
+    let long_lived = TpeSampler::new(TpeConfig::default());
+    let ask = |tpe: &TpeSampler, trials: &[FrozenTrial], number: u64| {
+        let cx = ctx(trials, number);
+        let relative = tpe.infer_relative_search_space(&cx, &space);
+        let mut params = tpe.sample_relative(&cx, &relative).unwrap();
+        for (name, dist) in space.iter() {
+            if !params.contains_key(name) {
+                params.insert(name.to_string(), tpe.sample_independent(&cx, name, dist).unwrap());
+            }
+        }
+        params
+    };
+    let mut trials: Vec<FrozenTrial> = Vec::new();
+    for number in 0..60u64 {
+        trials.push(trial(number, TrialState::Running, None, &[]));
+        let cached = ask(&long_lived, &trials, number);
+        assert_eq!(cached, ask(&TpeSampler::new(TpeConfig::default()), &trials, number), "trial {number}");
+        let xv = cached["x"].as_f64().unwrap();
+        let mut params = vec![("x", &x, cached["x"].clone()), ("k", &k, cached["k"].clone())];
+        if number % 3 != 0 {
+            params.push(("c", &c, cached["c"].clone()));
+        }
+        let (state, value) = match number % 7 {
+            2 => (TrialState::Pruned, Some(xv.abs())),
+            4 => (TrialState::Fail, None),
+            5 => (TrialState::Running, None),
+            _ => (TrialState::Complete, Some((xv - 1.0).powi(2))),
+        };
+        *trials.last_mut().unwrap() = trial(number, state, value, &params);
+    }
+    // A different history under the same trial numbers (as another study would have: other
+    // points, other values) is not served from the cache.
+    for t in &mut trials {
+        if let Some(ParamValue::Float(v)) = t.params.get_mut("x") {
+            *v = -*v;
+        }
+        if let Some(v) = t.value.as_mut() {
+            *v += 1.0;
+        }
+    }
+    let number = trials.len() as u64;
+    assert_eq!(ask(&long_lived, &trials, number), ask(&TpeSampler::new(TpeConfig::default()), &trials, number));
+}

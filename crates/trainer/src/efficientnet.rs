@@ -1,0 +1,180 @@
+//! EfficientNet-Lite0 with the parameter names of `efficientnet_lite_pytorch` (lukemelas-style:
+//! `_conv_stem`, `_bn0`, `_blocks.N._expand_conv`, …, `_conv_head`, `_bn1`, `_fc`).
+//!
+//! Lite variants drop squeeze-and-excitation and use ReLU6. Convolutions use TensorFlow "same" padding,
+//! which is asymmetric for stride 2 on even sizes; the padding is fixed at construction from
+//! [`ModelConfig::image_size`], as the PyTorch port's static-padding convolutions do.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu6;
+
+use crate::error::{Error, Result};
+use crate::model::{Arch, ImageClassifier, ModelConfig};
+
+/// (repeats, kernel, stride, expansion, channels out) of the seven block groups (EfficientNet-B0 = Lite0).
+const GROUPS: [(usize, usize, usize, usize, usize); 7] = [
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+];
+
+/// TF-style "same" convolution for an input of `size`; returns the conv and the output size.
+fn same_conv(
+    channels: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    size: [usize; 2],
+    device: &Device,
+) -> (Conv2d, [usize; 2]) {
+    let pad = |n: usize| {
+        let out = n.div_ceil(stride);
+        let total = ((out - 1) * stride + kernel).saturating_sub(n);
+        (total / 2, total - total / 2, out)
+    };
+    let (top, bottom, oh) = pad(size[0]);
+    let (left, right, ow) = pad(size[1]);
+    let conv = Conv2dConfig::new(channels, [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Explicit(top, left, bottom, right))
+        .with_bias(false)
+        .init(device);
+    (conv, [oh, ow])
+}
+
+fn bn(channels: usize, device: &Device) -> BatchNorm {
+    // The TF-trained weights use epsilon 1e-3.
+    BatchNormConfig::new(channels).with_epsilon(1e-3).with_momentum(0.01).init(device)
+}
+
+/// Mobile inverted bottleneck: (1×1 expand) → depthwise k×k → 1×1 project, with a residual when shapes allow.
+#[derive(Module, Debug)]
+pub struct MbConv {
+    pub _expand_conv: Option<Conv2d>,
+    pub _bn0: Option<BatchNorm>,
+    pub _depthwise_conv: Conv2d,
+    pub _bn1: BatchNorm,
+    pub _project_conv: Conv2d,
+    pub _bn2: BatchNorm,
+    pub residual: bool,
+}
+
+impl MbConv {
+    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = input.clone();
+        if let (Some(conv), Some(bn)) = (&self._expand_conv, &self._bn0) {
+            x = relu6(bn.forward(conv.forward(x)));
+        }
+        x = relu6(self._bn1.forward(self._depthwise_conv.forward(x)));
+        x = self._bn2.forward(self._project_conv.forward(x));
+        if self.residual { x + input } else { x }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct EfficientNetLite {
+    pub _conv_stem: Conv2d,
+    pub _bn0: BatchNorm,
+    pub _blocks: Vec<MbConv>,
+    /// Block group of each block (0..7), for `freeze_depth`.
+    pub block_group: Vec<usize>,
+    pub _conv_head: Conv2d,
+    pub _bn1: BatchNorm,
+    pub avgpool: AdaptiveAvgPool2d,
+    pub dropout: Dropout,
+    pub _fc: Linear,
+}
+
+impl ImageClassifier for EfficientNetLite {
+    fn init(config: &ModelConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        if config.arch != Arch::EfficientNetLite0 {
+            return Err(Error::config("arch", "EfficientNetLite::init needs efficientnet-lite0"));
+        }
+        let (stem, mut size) = same_conv([config.in_channels, 32], 3, 2, 1, config.image_size, device);
+        let mut blocks = Vec::new();
+        let mut block_group = Vec::new();
+        let mut channels_in = 32;
+        for (group, &(repeats, kernel, stride, expansion, channels_out)) in GROUPS.iter().enumerate() {
+            for r in 0..repeats {
+                let s = if r == 0 { stride } else { 1 };
+                let hidden = channels_in * expansion;
+                let (expand, expand_bn) = if expansion != 1 {
+                    (Some(same_conv([channels_in, hidden], 1, 1, 1, size, device).0), Some(bn(hidden, device)))
+                } else {
+                    (None, None)
+                };
+                let (depthwise, out_size) = same_conv([hidden, hidden], kernel, s, hidden, size, device);
+                blocks.push(MbConv {
+                    _expand_conv: expand,
+                    _bn0: expand_bn,
+                    _depthwise_conv: depthwise,
+                    _bn1: bn(hidden, device),
+                    _project_conv: same_conv([hidden, channels_out], 1, 1, 1, out_size, device).0,
+                    _bn2: bn(channels_out, device),
+                    residual: s == 1 && channels_in == channels_out,
+                });
+                block_group.push(group);
+                size = out_size;
+                channels_in = channels_out;
+            }
+        }
+        Ok(Self {
+            _conv_stem: stem,
+            _bn0: bn(32, device),
+            _blocks: blocks,
+            block_group,
+            _conv_head: same_conv([320, 1280], 1, 1, 1, size, device).0,
+            _bn1: bn(1280, device),
+            avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            dropout: DropoutConfig::new(config.dropout).init(),
+            _fc: LinearConfig::new(1280, config.num_classes).init(device),
+        })
+    }
+
+    fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = relu6(self._bn0.forward(self._conv_stem.forward(images)));
+        for block in &self._blocks {
+            x = block.forward(x);
+        }
+        x = relu6(self._bn1.forward(self._conv_head.forward(x)));
+        self.avgpool.forward(x).flatten(1, 3)
+    }
+
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self._fc.forward(self.dropout.forward(self.features(images)))
+    }
+
+    fn num_stages(&self) -> usize {
+        GROUPS.len()
+    }
+
+    fn freeze_depth(mut self, depth: usize) -> Self {
+        if depth == 0 {
+            return self;
+        }
+        self._conv_stem = self._conv_stem.freeze();
+        self._bn0 = self._bn0.freeze();
+        let groups = self.block_group.clone();
+        self._blocks = self
+            ._blocks
+            .into_iter()
+            .zip(groups)
+            .map(|(block, group)| if group < depth { block.freeze() } else { block })
+            .collect();
+        self
+    }
+
+    fn head_prefix() -> &'static str {
+        "_fc"
+    }
+}

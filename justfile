@@ -1,0 +1,22 @@
+# Thin wrappers over cargo and the binary. `just --list` shows them.
+
+# The main job: a demo sweep on bundled data, leaving a report in reports/demo/.
+demo:
+    cargo run --release -- run search-spaces/demo.yaml
+
+# The whole test suite (what .ci/run runs).
+test:
+    cargo test --workspace
+
+# Formatting and lints, warnings are errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks: TPE ask latency, search quality, storage and report speed.
+bench:
+    cargo bench --workspace
+
+# Render the report of a study.
+report study:
+    cargo run --release -- report {{study}}

@@ -1,0 +1,209 @@
+//! The Optuna-style study verbs, driven through the real binary.
+
+mod common;
+
+use common::Sandbox;
+use serde_json::Value;
+
+const SPACE: &str = r#"{"x": {"type": "float", "low": -10.0, "high": 10.0}, "k": {"type": "int", "low": 0, "high": 4}, "opt": {"type": "categorical", "choices": ["adam", "sgd"]}}"#;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn ask_tell_loop_finds_the_minimum_and_lists_trials() {
+    let sb = Sandbox::new();
+    let storage = "sqlite:///study.db";
+    sb.ok(&[
+        "create-study",
+        "--storage",
+        storage,
+        "--study-name",
+        "quad",
+        "--direction",
+        "minimize",
+        "--seed",
+        "3",
+        "--search-space",
+        SPACE,
+    ]);
+    for i in 0..30u64 {
+        let asked = json(&sb.ok(&["ask", "--storage", storage, "--study-name", "quad"]));
+        assert_eq!(asked["number"], i);
+        let x = asked["params"]["x"].as_f64().unwrap();
+        assert!((-10.0..=10.0).contains(&x));
+        assert!(asked["params"]["k"].is_i64(), "ints print as integers: {asked}");
+        let value = (x - 2.0).powi(2);
+        sb.ok(&[
+            "tell",
+            "--storage",
+            storage,
+            "--study-name",
+            "quad",
+            "--trial-number",
+            &i.to_string(),
+            "--values",
+            &value.to_string(),
+        ]);
+    }
+    let best = json(&sb.ok(&["best-trial", "--storage", storage, "--study-name", "quad", "--format", "json"]));
+    assert!(best["value"].as_f64().unwrap() < 1.0, "30 trials of TPE get within 1 of the optimum: {best}");
+    let trials = json(&sb.ok(&["trials", "--storage", storage, "--study-name", "quad", "-f", "json"]));
+    assert_eq!(trials.as_array().unwrap().len(), 30);
+    assert!(trials.as_array().unwrap().iter().all(|t| t["state"] == "COMPLETE"));
+    let table = sb.ok(&["trials", "--storage", storage, "--study-name", "quad"]);
+    assert_eq!(table.lines().count(), 32, "header, rule and 30 rows:\n{table}");
+    assert!(table.starts_with("number  state"));
+    let studies = sb.ok(&["studies", "--storage", storage]);
+    assert!(studies.contains("quad") && studies.contains("minimize") && studies.contains("30"), "{studies}");
+}
+
+#[test]
+fn ask_creates_the_study_like_optuna_and_accepts_optuna_json() {
+    let sb = Sandbox::new();
+    let optuna = r#"{"lr": {"name": "FloatDistribution", "attributes": {"low": 1e-05, "high": 0.1, "log": true, "step": null}}, "bs": {"name": "CategoricalDistribution", "attributes": {"choices": [16, 32]}}}"#;
+    let a = json(&sb.ok(&[
+        "ask",
+        "--study-name",
+        "s",
+        "--search-space",
+        optuna,
+        "--sampler",
+        "TPESampler",
+        "--sampler-kwargs",
+        r#"{"seed": 3}"#,
+    ]));
+    assert_eq!(a["number"], 0);
+    let lr = a["params"]["lr"].as_f64().unwrap();
+    assert!((1e-5..=0.1).contains(&lr));
+    assert!(sb.path().join("nightshift.db").exists(), "the default storage is a SQLite file in the working directory");
+    // Another process with the same seed and the same history reproduces the suggestion for the
+    // next number; start-up trials are not all the same point.
+    let b = json(&sb.ok(&["ask", "--study-name", "s", "--search-space", optuna, "--sampler-kwargs", r#"{"seed": 3}"#]));
+    assert_eq!(b["number"], 1);
+    assert_ne!(a["params"], b["params"]);
+    let sb2 = Sandbox::new();
+    let a2 = json(&sb2.ok(&["ask", "--study-name", "s", "--search-space", optuna, "--sampler-kwargs", r#"{"seed": 3}"#]));
+    assert_eq!(a2, a, "same seed, trial number and history → same suggestion in a brand-new process");
+}
+
+#[test]
+fn tell_states_and_report_value() {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "create-study",
+        "--study-name",
+        "p",
+        "--direction",
+        "maximize",
+        "--pruner",
+        "MedianPruner",
+        "--pruner-kwargs",
+        r#"{"n_startup_trials": 0}"#,
+        "--search-space",
+        SPACE,
+    ]);
+    let t0 = json(&sb.ok(&["ask", "--study-name", "p"]));
+    assert_eq!(t0["number"], 0);
+    let r = json(&sb.ok(&["report-value", "--study-name", "p", "--trial-number", "0", "--step", "1", "--value", "0.9"]));
+    assert_eq!(r["prune"], false);
+    sb.ok(&["tell", "--study-name", "p", "--trial-number", "0", "--values", "0.9"]);
+    sb.ok(&["ask", "--study-name", "p"]);
+    sb.ok(&["tell", "--study-name", "p", "--trial-number", "1", "--state", "pruned"]);
+    sb.ok(&["ask", "--study-name", "p"]);
+    sb.ok(&["tell", "--study-name", "p", "--trial-number", "2", "--state", "fail"]);
+    let err = sb.fails(&["tell", "--study-name", "p", "--trial-number", "2", "--values", "1"]);
+    assert!(err.contains("already finished"), "{err}");
+    sb.ok(&["tell", "--study-name", "p", "--trial-number", "2", "--values", "1", "--skip-if-finished"]);
+    let trials = json(&sb.ok(&["trials", "--study-name", "p", "-f", "json"]));
+    let states: Vec<&str> = trials.as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["COMPLETE", "PRUNED", "FAIL"]);
+    assert_eq!(trials[0]["intermediate_values"]["1"], 0.9);
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let sb = Sandbox::new();
+    let bad_space = sb.file("space.yaml", "lr: {type: float, low: 0.1, high: 0.01}\n");
+    let err = sb.fails(&["ask", "--study-name", "s", "--search-space", &format!("@{}", bad_space.display())]);
+    assert!(err.contains("space.yaml:1:1") && err.contains("'lr'") && err.contains("less than high"), "{err}");
+    let err = sb.fails(&["ask", "--study-name", "s"]);
+    assert!(err.contains("--search-space"), "{err}");
+    let err = sb.fails(&["tell", "--study-name", "nope", "--trial-number", "0", "--values", "1"]);
+    assert!(err.contains("study 'nope' not found"), "{err}");
+    let err = sb.fails(&["ask", "--study-name", "s", "--search-space", SPACE, "--sampler", "cmaes"]);
+    assert!(err.contains("unknown sampler 'cmaes'"), "{err}");
+    let err = sb.fails(&["ask", "--study-name", "s", "--search-space", SPACE, "--sampler-kwargs", "{seed: 3"]);
+    assert!(err.contains("--sampler-kwargs is not valid JSON"), "{err}");
+    let err = sb.fails(&["ask", "--study-name", "s", "--search-space", SPACE, "--sampler-kwargs", r#"{"n_ei_candidate": 3}"#]);
+    assert!(err.contains("n_ei_candidate"), "{err}");
+    let err = sb.fails(&["create-study", "--study-name", "s", "--direction", "sideways"]);
+    assert!(err.contains("sideways"), "{err}");
+    let err = sb.fails(&["ask", "--study-name", "s", "--search-space", "@missing.yaml"]);
+    assert!(err.contains("missing.yaml"), "{err}");
+    sb.ok(&["create-study", "--study-name", "dup"]);
+    let err = sb.fails(&["create-study", "--study-name", "dup"]);
+    assert!(err.contains("already exists"), "{err}");
+    sb.ok(&["create-study", "--study-name", "dup", "--skip-if-exists"]);
+    let err = sb.fails(&["tell", "--study-name", "dup", "--trial-number", "7", "--values", "1"]);
+    assert!(err.contains("trial 7"), "{err}");
+    let err = sb.fails(&["best-trial", "--study-name", "dup"]);
+    assert!(err.contains("no completed trials"), "{err}");
+    let not_db = sb.file("garbage.db", "this is not a database, just text that is long enough to look like a header......");
+    let err = sb.fails(&["studies", "--storage", &not_db.display().to_string()]);
+    assert!(err.contains("garbage.db"), "{err}");
+}
+
+#[test]
+fn eight_processes_ask_and_tell_on_one_sqlite_file() {
+    let sb = Sandbox::new();
+    let storage = format!("sqlite:///{}", "shared.db");
+    sb.ok(&["create-study", "--storage", &storage, "--study-name", "c", "--seed", "1", "--search-space", SPACE]);
+    let exe = env!("CARGO_BIN_EXE_nightshift");
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let dir = sb.path().to_path_buf();
+            let storage = storage.clone();
+            std::thread::spawn(move || {
+                let mut numbers = Vec::new();
+                for _ in 0..50 {
+                    let out = std::process::Command::new(exe)
+                        .current_dir(&dir)
+                        .args(["ask", "--storage", &storage, "--study-name", "c"])
+                        .output()
+                        .unwrap();
+                    assert!(out.status.success(), "ask failed: {}", String::from_utf8_lossy(&out.stderr));
+                    let asked: Value = serde_json::from_slice(&out.stdout).unwrap();
+                    let n = asked["number"].as_u64().unwrap();
+                    let x = asked["params"]["x"].as_f64().unwrap();
+                    let out = std::process::Command::new(exe)
+                        .current_dir(&dir)
+                        .args([
+                            "tell",
+                            "--storage",
+                            &storage,
+                            "--study-name",
+                            "c",
+                            "--trial-number",
+                            &n.to_string(),
+                            "--values",
+                            &(x * x).to_string(),
+                        ])
+                        .output()
+                        .unwrap();
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    assert!(out.status.success(), "tell failed: {stderr}");
+                    assert!(!stderr.contains("locked"), "{stderr}");
+                    numbers.push(n);
+                }
+                numbers
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..400).collect::<Vec<_>>(), "400 distinct trial numbers");
+    let trials = json(&sb.ok(&["trials", "--storage", &storage, "--study-name", "c", "-f", "json"]));
+    assert!(trials.as_array().unwrap().iter().all(|t| t["state"] == "COMPLETE"));
+}

@@ -1,0 +1,247 @@
+//! `nightshift run / resume / check`, driven through the real binary with fake trial programs
+//! (tests/fixtures/fake_trial.py). Heartbeats and grace periods are short so the suite stays fast.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::Sandbox;
+use serde_json::Value;
+
+const FAKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake_trial.py");
+
+/// A spec running the fake trial with `args`; `extra` adds/overrides top-level fields.
+fn spec(study: &str, budget: &str, devices: &str, args: &str, extra: &str) -> String {
+    let args = if args.is_empty() { String::new() } else { format!(", {args}") };
+    format!(
+        "study: {study}\n\
+         objective: {{metric: score, direction: maximize}}\n\
+         sampler: {{type: random, seed: 1}}\n\
+         budget: {budget}\n\
+         devices: {devices}\n\
+         command: [python3, \"{FAKE}\", \"--log\", \"events.jsonl\"{args}]\n\
+         params:\n  x: {{type: float, low: 0.0, high: 1.0}}\n\
+         heartbeat: {{interval: 200ms, stale_after: 1s}}\n\
+         kill_grace: 300ms\n{extra}"
+    )
+}
+
+fn study_trials(sb: &Sandbox, study: &str) -> Vec<Value> {
+    let storage = format!("sqlite:///reports/{study}/study.db");
+    let out = sb.ok(&["trials", "--storage", &storage, "--study-name", study, "-f", "json"]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    v.as_array().unwrap().clone()
+}
+
+fn events(sb: &Sandbox) -> Vec<Value> {
+    let text = std::fs::read_to_string(sb.path().join("events.jsonl")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn reason(t: &Value) -> String {
+    t["system_attrs"]["fail_reason"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn never_more_than_k_trials_per_device() {
+    let sb = Sandbox::new();
+    sb.file("s.yaml", &spec("k2", "{trials: 10}", "{gpu: [0, 1], trials_per_device: 2}", "--steps, 2, --sleep, 0.15", ""));
+    let t0 = Instant::now();
+    let out = sb.ok(&["run", "s.yaml"]);
+    assert!(out.contains("budget reached"), "{out}");
+    let trials = study_trials(&sb, "k2");
+    assert_eq!(trials.len(), 10);
+    assert!(trials.iter().all(|t| t["state"] == "COMPLETE"), "{trials:?}");
+    // Concurrency as the children saw it: sweep start/end events per GPU.
+    let ev = events(&sb);
+    let mut timeline: Vec<(f64, i32, String)> = ev
+        .iter()
+        .filter(|e| e["event"] == "start" || e["event"] == "end")
+        .map(|e| (e["t"].as_f64().unwrap(), if e["event"] == "start" { 1 } else { -1 }, e["gpu"].as_str().unwrap().to_string()))
+        .collect();
+    timeline.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut now: BTreeMap<String, i32> = BTreeMap::new();
+    let (mut peak_total, mut peak_dev) = (0, 0);
+    for (_, delta, gpu) in &timeline {
+        *now.entry(gpu.clone()).or_default() += delta;
+        peak_dev = peak_dev.max(now[gpu]);
+        peak_total = peak_total.max(now.values().sum::<i32>());
+    }
+    assert!(peak_dev <= 2, "a device ran {peak_dev} trials at once");
+    assert_eq!(peak_total, 4, "all 4 slots should have been busy at some point");
+    assert!(trials.iter().all(|t| t["system_attrs"]["device"] == "cuda:0" || t["system_attrs"]["device"] == "cuda:1"));
+    assert!(t0.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn prune_answers_are_honoured_and_ignoring_them_escalates() {
+    let sb = Sandbox::new();
+    // Threshold pruner: any report below 0.5 is pruned at once.
+    let extra = "pruner: {type: threshold, lower: 0.5}\n";
+    sb.file("s.yaml", &spec("prune", "{trials: 8}", "{cpu: 2}", "--steps, 4, --sleep, 0.05", extra));
+    sb.ok(&["run", "s.yaml", "--quiet"]);
+    let trials = study_trials(&sb, "prune");
+    assert_eq!(trials.len(), 8);
+    let ev = events(&sb);
+    for t in &trials {
+        let x = t["params"]["x"].as_f64().unwrap();
+        let n = t["number"].as_u64().unwrap();
+        if x + 0.01 < 0.5 {
+            assert_eq!(t["state"], "PRUNED", "{t}");
+            assert_eq!(t["intermediate_values"].as_object().unwrap().len(), 1, "pruned at the first report: {t}");
+            assert!(ev.iter().any(|e| e["trial"] == n && e["event"] == "pruned"), "the child saw the prune answer");
+        } else {
+            assert_eq!(t["state"], "COMPLETE", "{t}");
+            assert_eq!(t["intermediate_values"].as_object().unwrap().len(), 4);
+        }
+    }
+    assert!(trials.iter().any(|t| t["state"] == "PRUNED") && trials.iter().any(|t| t["state"] == "COMPLETE"), "seed gives both");
+
+    // A child that ignores the prune answer and SIGTERM: SIGKILL after 2 × kill_grace.
+    let sb = Sandbox::new();
+    let extra = "pruner: {type: threshold, lower: 5.0}\n";
+    sb.file("s.yaml", &spec("stubborn", "{trials: 2}", "{cpu: 2}", "--mode, ignore_prune, --steps, 4, --sleep, 0.05", extra));
+    let t0 = Instant::now();
+    sb.ok(&["run", "s.yaml", "--quiet"]);
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    for t in study_trials(&sb, "stubborn") {
+        assert_eq!(t["state"], "PRUNED", "{t}");
+        assert!(t["system_attrs"]["exit"].as_str().unwrap().contains("SIGKILL"), "{t}");
+    }
+}
+
+#[test]
+fn failures_are_recorded_with_their_reasons() {
+    let cases = [
+        (
+            "crash",
+            "",
+            "exited with code 3; last stderr: Traceback (most recent call last): | ZeroDivisionError: division by zero",
+        ),
+        ("nan", "", "diverged: NaN at step 2"),
+        ("garbage", "", "protocol error: `report.step` must be a non-negative integer"),
+        ("noresult", "", "exited with code 0 without reporting a result"),
+        ("hang", "trial_timeout: 1s, ", "timed out after 1s"),
+    ];
+    for (mode, budget_extra, want) in cases {
+        let sb = Sandbox::new();
+        let budget = format!("{{{budget_extra}trials: 2, max_consecutive_failures: 10}}");
+        sb.file("s.yaml", &spec(mode, &budget, "{cpu: 2}", &format!("--mode, {mode}, --sleep, 0.05"), ""));
+        let t0 = Instant::now();
+        sb.ok(&["run", "s.yaml", "--quiet"]);
+        assert!(t0.elapsed() < Duration::from_secs(10), "{mode}: {:?}", t0.elapsed());
+        let trials = study_trials(&sb, mode);
+        assert_eq!(trials.len(), 2, "{mode}");
+        for t in &trials {
+            assert_eq!(t["state"], "FAIL", "{mode}: {t}");
+            assert!(reason(t).starts_with(want), "{mode}: reason {:?} should start with {want:?}", reason(t));
+        }
+        let log = std::fs::read_to_string(sb.path().join(format!("reports/{mode}/nightshift.log"))).unwrap();
+        assert!(log.contains("trial finished"), "{mode}: tracing log is written");
+    }
+}
+
+#[test]
+fn consecutive_failures_stop_the_sweep_with_a_clear_message() {
+    let sb = Sandbox::new();
+    sb.file(
+        "s.yaml",
+        &spec("broken", "{trials: 20, max_consecutive_failures: 3}", "{cpu: 1}", "--mode, crash, --sleep, 0.01", ""),
+    );
+    let err = sb.fails(&["run", "s.yaml", "--quiet"]);
+    assert!(err.contains("3 consecutive failed trials") && err.contains("ZeroDivisionError"), "{err}");
+    assert_eq!(study_trials(&sb, "broken").len(), 3);
+}
+
+#[test]
+fn kill_9_mid_sweep_then_resume() {
+    let sb = Sandbox::new();
+    let budget = 10;
+    sb.file("s.yaml", &spec("crashy", &format!("{{trials: {budget}}}"), "{cpu: 2}", "--steps, 6, --sleep, 0.15", ""));
+    let mut child = sb.cmd(&["run", "s.yaml", "--quiet"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    // Let a few trials complete and two be mid-flight, then kill the orchestrator outright.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let done = std::fs::read_to_string(sb.path().join("events.jsonl")).unwrap_or_default().matches("\"end\"").count();
+        if done >= 3 || Instant::now() > deadline {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = study_trials(&sb, "crashy");
+    let running: Vec<u64> = before.iter().filter(|t| t["state"] == "RUNNING").map(|t| t["number"].as_u64().unwrap()).collect();
+    let complete: Vec<Value> = before.iter().filter(|t| t["state"] == "COMPLETE").cloned().collect();
+    assert!(!running.is_empty() && !complete.is_empty(), "killed mid-sweep: {before:?}");
+
+    let out = sb.ok(&["resume", "crashy"]);
+    assert!(out.contains("budget reached"), "{out}");
+    let after = study_trials(&sb, "crashy");
+    let numbers: Vec<u64> = after.iter().map(|t| t["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, (0..budget).collect::<Vec<_>>(), "no duplicate or missing trial numbers");
+    for n in &running {
+        let t = &after[*n as usize];
+        assert_eq!(t["state"], "FAIL", "stale trial {n}: {t}");
+        assert!(reason(t).contains("heartbeat"), "stale reason: {}", reason(t));
+    }
+    for c in &complete {
+        let n = c["number"].as_u64().unwrap() as usize;
+        assert_eq!(after[n]["value"], c["value"], "completed trials are intact");
+        assert_eq!(after[n]["params"], c["params"]);
+    }
+    assert!(after.iter().all(|t| t["state"] != "RUNNING"), "no zombie RUNNING trials");
+    let states: BTreeSet<&str> = after.iter().map(|t| t["state"].as_str().unwrap()).collect();
+    assert_eq!(states, BTreeSet::from(["COMPLETE", "FAIL"]));
+}
+
+#[test]
+fn compare_gives_each_stratum_an_equal_share() {
+    let sb = Sandbox::new();
+    let text = spec("strata", "{trials: 9}", "{cpu: 2}", "--steps, 1, --sleep, 0.01", "compare: k\n")
+        .replace("params:\n", "params:\n  k: {type: categorical, choices: [a, b, c]}\n");
+    sb.file("s.yaml", &text);
+    sb.ok(&["run", "s.yaml", "--quiet"]);
+    let trials = study_trials(&sb, "strata");
+    for k in ["a", "b", "c"] {
+        assert_eq!(trials.iter().filter(|t| t["params"]["k"] == k).count(), 3, "{k}: {trials:?}");
+    }
+}
+
+#[test]
+fn check_and_bad_specs() {
+    let sb = Sandbox::new();
+    sb.file("good.yaml", &spec("good", "{trials: 4, timeout: 2h}", "{cpu: 2}", "--steps, 1", ""));
+    let out = sb.ok(&["check", "good.yaml"]);
+    assert!(
+        out.contains("2 slot(s): cpu, cpu") && out.contains("4 trials, timeout 7200s") && out.contains("x: float [0, 1]"),
+        "{out}"
+    );
+    assert!(!sb.path().join("reports/good").exists(), "check runs nothing");
+
+    let bad = [
+        (spec("b", "{trials: 4, timeout: soon}", "{cpu: 2}", "", ""), "bad.yaml:4:", "invalid duration"),
+        (spec("b", "{trials: 4}", "{cpu: 2}", "\"{lr}\"", ""), "bad.yaml:6:1: field `command`", "unknown placeholder {lr}"),
+        (spec("b", "{trials: 4}", "{cpu: 2}", "", "reenqueue_stail: true\n"), "bad.yaml:11:", "unknown field `reenqueue_stail`"),
+        (
+            spec("b", "{trials: 4}", "{cpu: 2}", "", "").replace("high: 1.0", "high: -1.0"),
+            "bad.yaml:8:3: field `params.x`",
+            "low",
+        ),
+        (spec("b", "{trials: 4}", "{gpus: 2}", "", ""), "field `devices`", "valid: auto"),
+        (
+            spec("b", "{trials: 4}", "{cpu: 2}", "", "").replace("python3", "no-such-program-xyz"),
+            "bad.yaml:6:1: field `command`",
+            "no-such-program-xyz' not found",
+        ),
+    ];
+    for (text, location, message) in bad {
+        sb.file("bad.yaml", &text);
+        let err = sb.fails(&["check", "bad.yaml"]);
+        assert!(err.contains(location) && err.contains(message), "want {location:?} and {message:?} in: {err}");
+        let err = sb.fails(&["run", "bad.yaml"]);
+        assert!(err.contains(location) && err.contains(message), "run validates the same way: {err}");
+    }
+}
