@@ -9,7 +9,8 @@ use nightshift_orchestrator::spec::default_storage;
 use nightshift_orchestrator::{
     ConsoleProgress, DeviceSpec, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Spec, fmt_value, short_params,
 };
-use nightshift_search::{Distribution, FrozenTrial, TrialState, best_of};
+use nightshift_report::ReportOptions;
+use nightshift_search::{FrozenTrial, TrialState, best_of, now_unix};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RunCommand {
@@ -38,6 +39,17 @@ pub enum RunCommand {
     /// Validate a spec (fields, command executable, dataset paths) and print what a run would do,
     /// without running anything.
     Check { spec: PathBuf },
+    /// Write the HTML/PNG report of a study (also done during and at the end of `run`).
+    Report {
+        /// The study name.
+        study: String,
+        /// Where the study lives; default: sqlite:///reports/<study>/study.db.
+        #[arg(long)]
+        storage: Option<String>,
+        /// Output directory; default: reports/<study>/.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 pub fn run(cmd: RunCommand) -> Result<()> {
@@ -60,17 +72,69 @@ pub fn run(cmd: RunCommand) -> Result<()> {
             sweep(spec, quiet)
         }
         RunCommand::Check { spec } => check(&spec),
+        RunCommand::Report { study, storage, out } => {
+            let url = storage.unwrap_or_else(|| default_storage(&study));
+            let store = open(&url)?;
+            let record = store.load_study(&study)?;
+            let trials = store.trials(record.id, None)?;
+            let spec = record.user_attrs.get("spec").and_then(|s| Spec::from_stored(s).ok());
+            let out = out.unwrap_or_else(|| PathBuf::from("reports").join(&study));
+            let files = nightshift_report::write_report(&record, &trials, &report_options(spec.as_ref(), None), &out)?;
+            println!("{}", files.index.display());
+            Ok(())
+        }
     }
 }
 
 fn open(url: &str) -> Result<Arc<dyn nightshift_search::Storage>> {
-    if let Some(path) = url.strip_prefix("sqlite:///").filter(|p| !p.starts_with('/'))
-        && let Some(parent) = Path::new(path).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    }
     nightshift_store::open_storage(url).with_context(|| format!("cannot open storage '{url}'"))
+}
+
+/// What the report needs to know that the trials don't say, from the spec when there is one.
+fn report_options(spec: Option<&Spec>, slots: Option<usize>) -> ReportOptions {
+    let Some(spec) = spec else { return ReportOptions { slots, ..ReportOptions::default() } };
+    let (max_steps, retrain_command) = match &spec.program {
+        Program::Builtin { config } => {
+            let flags = nightshift_orchestrator::config_flags(config).join(" ");
+            (
+                config.get("epochs").and_then(|e| e.as_u64()),
+                Some(format!("nightshift trial --params-file {{params_file}} {flags}")),
+            )
+        }
+        Program::Command { argv } => {
+            let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            (None, Some(format!("{}   # with the parameters of {{params_file}}", argv.join(" "))))
+        }
+    };
+    ReportOptions {
+        compare: spec.compare.as_ref().map(|c| c.param.clone()),
+        objective_metric: Some(spec.objective.metric.clone()),
+        retrain_command,
+        max_steps,
+        slots,
+        ..ReportOptions::default()
+    }
+}
+
+/// Runs the spec's `pretrain:` step unless its checkpoint exists (the demo's MNIST backbone).
+fn ensure_pretrained(spec: &Spec) -> Result<()> {
+    let Some(config) = &spec.pretrain else { return Ok(()) };
+    let out = config.get("out").and_then(|v| v.as_str()).context("pretrain.out missing")?;
+    if Path::new(out).join("model.safetensors").exists() {
+        eprintln!("reusing the pretrained backbone in {out}");
+        return Ok(());
+    }
+    eprintln!("pretraining a backbone into {out} (once; later runs reuse it)");
+    let exe = std::env::current_exe().context("cannot find the nightshift executable")?;
+    let status = std::process::Command::new(exe)
+        .arg("pretrain")
+        .args(nightshift_orchestrator::config_flags(config))
+        .status()
+        .context("cannot start `nightshift pretrain`")?;
+    if !status.success() {
+        bail!("pretraining failed ({status}); see the messages above");
+    }
+    Ok(())
 }
 
 fn sweep(spec: Spec, quiet: bool) -> Result<()> {
@@ -78,6 +142,7 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
     }
+    ensure_pretrained(&spec)?;
     let reports_dir = PathBuf::from("reports").join(&spec.study);
     std::fs::create_dir_all(&reports_dir).with_context(|| format!("cannot create {}", reports_dir.display()))?;
     init_log(&reports_dir.join("nightshift.log"))?;
@@ -100,7 +165,15 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
         });
         let mut options = RunOptions::new(&reports_dir);
         options.observer = Arc::new(ConsoleProgress::new(quiet));
-        // The report crate plugs in here (options.report_hook) once it is wired into the binary.
+        let (report_dir, slots) = (reports_dir.clone(), Some(sweep_slots(&spec)));
+        let report = ReportOptions { now: Some(now_unix()), refresh_seconds: Some(60), ..report_options(Some(&spec), slots) };
+        options.report_hook = Some(Box::new(move |record, trials| {
+            // A report that cannot be written must not stop the sweep; the log says why.
+            let options = ReportOptions { now: Some(now_unix()), ..report.clone() };
+            if let Err(e) = nightshift_report::write_report(record, trials, &options, &report_dir) {
+                tracing::warn!("cannot write the report: {e}");
+            }
+        }));
         nightshift_orchestrator::run(&spec, storage.clone(), options, shutdown).await
     })?;
     // Children are gone; don't wait for the signal task.
@@ -108,10 +181,22 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
 
     let trials = storage.trials(storage.load_study(&spec.study)?.id, None)?;
     print_summary(&spec, &summary, &trials);
+    // The final report: without the auto-refresh of the in-progress one.
+    let record = storage.load_study(&spec.study)?;
+    let options = report_options(Some(&spec), Some(sweep_slots(&spec)));
+    match nightshift_report::write_report(&record, &trials, &options, &reports_dir) {
+        Ok(files) => println!("report: {}", files.index.display()),
+        Err(e) => eprintln!("warning: cannot write the report: {e}"),
+    }
     if let nightshift_orchestrator::StopReason::ConsecutiveFailures { .. } = summary.stop {
         bail!("{}", summary.stop);
     }
     Ok(())
+}
+
+fn sweep_slots(spec: &Spec) -> usize {
+    let gpus = if spec.devices == DeviceSpec::Auto { discover_cuda_gpus() } else { Vec::new() };
+    slots_for(&spec.devices, available_cores(), &gpus).len()
 }
 
 fn print_summary(spec: &Spec, summary: &RunSummary, trials: &[FrozenTrial]) {
@@ -180,6 +265,12 @@ fn check(path: &Path) -> Result<()> {
     }
     let gpus = if spec.devices == DeviceSpec::Auto { discover_cuda_gpus() } else { Vec::new() };
     let slots = slots_for(&spec.devices, available_cores(), &gpus);
+    if let Some(pretrain) = &spec.pretrain {
+        println!(
+            "pretrain: `nightshift pretrain {}` unless its checkpoint exists",
+            nightshift_orchestrator::config_flags(pretrain).join(" ")
+        );
+    }
     let devices: Vec<String> = slots.iter().map(|s| s.device.to_string()).collect();
     println!("study:    {} in {}", spec.study, spec.storage);
     println!("objective: {} ({})", spec.objective.metric, spec.objective.direction);
@@ -204,24 +295,7 @@ fn check(path: &Path) -> Result<()> {
     println!("pruner:   {:?}", spec.pruner);
     println!("space:");
     for (name, dist) in spec.space.iter() {
-        let text = match dist {
-            Distribution::Float { low, high, log, step } => {
-                format!(
-                    "float [{low}, {high}]{}{}",
-                    if *log { " log" } else { "" },
-                    step.map(|s| format!(" step {s}")).unwrap_or_default()
-                )
-            }
-            Distribution::Int { low, high, log, step } => format!(
-                "int [{low}, {high}]{}{}",
-                if *log { " log" } else { "" },
-                if *step != 1 { format!(" step {step}") } else { String::new() }
-            ),
-            Distribution::Categorical { choices } => {
-                format!("one of {}", choices.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "))
-            }
-        };
-        println!("  {name}: {text}");
+        println!("  {name}: {dist}");
     }
     if let Some(c) = &spec.compare {
         println!("compare:  {} ({} strata, {} trials each)", c.param, c.values.len(), spec.budget.trials / c.values.len() as u64);

@@ -53,7 +53,7 @@ pub use process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, decide, ru
 pub use progress::{ConsoleProgress, fmt_value, short_params};
 pub use run::{
     Event, NoObserver, Observer, RETRY_OF_ATTR, ReportHook, RunOptions, RunSummary, Shutdown, ShutdownLevel, ShutdownTrigger,
-    StopReason, TrialTiming, budget_used, builtin_trial_argv, next_stratum, run, until_clock,
+    StopReason, TrialTiming, budget_used, builtin_trial_argv, config_flags, next_stratum, run, until_clock,
 };
 pub use spec::{Budget, Compare, DeviceSpec, GpuBackend, Heartbeat, Objective, Program, Spec};
 

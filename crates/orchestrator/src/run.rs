@@ -252,6 +252,13 @@ pub fn next_stratum<'a>(
 /// → omitted, lists and mappings → JSON). The mapping is also written to `trial_config.json`.
 pub fn builtin_trial_argv(exe: &Path, config: &serde_json::Map<String, Value>, trial_dir: &Path) -> Vec<String> {
     let mut argv = vec![exe.display().to_string(), "trial".into(), "--out".into(), trial_dir.display().to_string()];
+    argv.extend(config_flags(config));
+    argv
+}
+
+/// A spec section as command-line flags: `per_class: 100` → `--per-class 100`, `hflip: true` → `--hflip`.
+pub fn config_flags(config: &serde_json::Map<String, Value>) -> Vec<String> {
+    let mut argv = Vec::new();
     for (key, value) in config {
         let flag = format!("--{}", key.replace('_', "-"));
         match value {

@@ -52,6 +52,9 @@ pub struct Spec {
     pub budget: Budget,
     pub devices: DeviceSpec,
     pub program: Program,
+    /// An optional `pretrain:` section: flags of `nightshift pretrain`, run once before the sweep when
+    /// its `out` checkpoint does not exist yet (paths resolved against the spec's directory).
+    pub pretrain: Option<serde_json::Map<String, serde_json::Value>>,
     pub space: SearchSpace,
     pub compare: Option<Compare>,
     pub heartbeat: Heartbeat,
@@ -167,6 +170,8 @@ struct RawSpec {
     trial: Option<serde_yaml::Value>,
     #[serde(default)]
     command: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pretrain: Option<serde_yaml::Value>,
     params: serde_yaml::Value,
     #[serde(default)]
     compare: Option<String>,
@@ -390,6 +395,11 @@ impl Spec {
             (None, Some(command)) => parse_command(command, &space, &loc)?,
         };
 
+        let pretrain = match &raw.pretrain {
+            None => None,
+            Some(value) => Some(parse_pretrain(value, base_dir, &loc)?),
+        };
+
         let compare = match &raw.compare {
             None => None,
             Some(name) => Some(parse_compare(name, &space, &loc)?),
@@ -421,6 +431,7 @@ impl Spec {
             budget,
             devices,
             program,
+            pretrain,
             space,
             compare,
             heartbeat,
@@ -462,9 +473,12 @@ impl Spec {
                 }
             }
             Program::Builtin { config } => {
+                // The pretraining step creates its `out` checkpoint, so that path may not exist yet.
+                let pretrained = self.pretrain.as_ref().and_then(|p| p.get("out")).and_then(|v| v.as_str());
                 for key in TRIAL_PATH_KEYS {
                     if let Some(p) = config.get(key).and_then(|v| v.as_str())
                         && !Path::new(p).exists()
+                        && Some(p) != pretrained
                     {
                         let field = format!("trial.{key}");
                         problems.push(format!(
@@ -640,6 +654,29 @@ fn parse_trial(value: &serde_yaml::Value, base_dir: &Path, loc: &Locator<'_>) ->
         }
     }
     Ok(Program::Builtin { config })
+}
+
+fn parse_pretrain(
+    value: &serde_yaml::Value,
+    base_dir: &Path,
+    loc: &Locator<'_>,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let json = serde_json::to_value(value).map_err(|e| loc.err("pretrain", format!("cannot be represented as JSON: {e}")))?;
+    let serde_json::Value::Object(mut config) = json else {
+        return Err(loc.err("pretrain", format!("expected a mapping (dataset, epochs, out, …), found {}", yaml_short(value))));
+    };
+    if !matches!(config.get("out"), Some(serde_json::Value::String(_))) {
+        return Err(
+            loc.err("pretrain", "missing `out` (the checkpoint directory the backbone is saved to, e.g. ../reports/backbone)")
+        );
+    }
+    for key in TRIAL_PATH_KEYS.iter().chain(&["out"]) {
+        if let Some(serde_json::Value::String(path)) = config.get(*key) {
+            let resolved = base_dir.join(path);
+            config.insert(key.to_string(), resolved.display().to_string().into());
+        }
+    }
+    Ok(config)
 }
 
 fn parse_command(value: &serde_yaml::Value, space: &SearchSpace, loc: &Locator<'_>) -> Result<Program> {
