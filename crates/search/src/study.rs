@@ -224,16 +224,13 @@ impl Study {
     }
 }
 
-/// The best of `trials` by value in `direction`; ties go to the lowest trial number.
+/// The best COMPLETE trial of `trials` by value in `direction`; ties go to the lowest trial number,
+/// whatever the order of `trials`. NaN values never win.
 pub fn best_of(trials: &[FrozenTrial], direction: crate::trial::Direction) -> Option<&FrozenTrial> {
-    let mut best: Option<&FrozenTrial> = None;
-    for trial in trials.iter().filter(|t| t.state == TrialState::Complete) {
-        let Some(v) = trial.value else { continue };
-        if best.is_none_or(|b| direction.is_better(v, b.value.unwrap_or(f64::NAN)) || b.value.is_none_or(f64::is_nan)) {
-            best = Some(trial);
-        }
-    }
-    best
+    trials.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some_and(|v| !v.is_nan())).min_by(|a, b| {
+        let loss = |t: &FrozenTrial| direction.to_loss(t.value.unwrap_or(f64::NAN));
+        loss(a).total_cmp(&loss(b)).then(a.number.cmp(&b.number))
+    })
 }
 
 #[cfg(test)]
@@ -300,6 +297,19 @@ mod tests {
         assert!(trial.params.contains_key("x"));
         let bad: Params = [("k".to_string(), ParamValue::Int(9))].into();
         assert!(study.enqueue(&bad).is_err());
+    }
+
+    #[test]
+    fn best_of_breaks_ties_by_number_in_any_order_and_skips_nan() {
+        let trial = |number, value| {
+            let mut t = FrozenTrial::new(number as i64, number, TrialState::Complete);
+            t.value = Some(value);
+            t
+        };
+        let trials = vec![trial(3, 1.0), trial(2, f64::NAN), trial(1, 1.0), trial(0, 5.0)];
+        assert_eq!(best_of(&trials, Direction::Minimize).unwrap().number, 1);
+        assert_eq!(best_of(&trials, Direction::Maximize).unwrap().number, 0);
+        assert!(best_of(&[trial(0, f64::NAN)], Direction::Minimize).is_none());
     }
 
     #[test]

@@ -289,19 +289,23 @@ impl RowTable {
             && self.params.iter().zip(params).all(|((n, d), (m, e))| n == m && d == *e)
     }
 
-    fn get(&self, trial: &FrozenTrial) -> Option<&[f64]> {
-        let d = self.params.len();
+    /// The row index of `trial`'s cached coordinates (`values[i · d..(i + 1) · d]`), if the cache
+    /// holds its current snapshot.
+    #[inline]
+    fn index_of(&self, trial: &FrozenTrial) -> Option<usize> {
         let i = usize::try_from(trial.number).ok()?;
         match self.stamps.get(i) {
-            Some(&Some(stamp)) if stamp == Stamp::of(trial) => Some(&self.values[i * d..(i + 1) * d]),
+            Some(&Some(stamp)) if stamp == Stamp::of(trial) => Some(i),
             _ => None,
         }
     }
 
-    fn put(&mut self, trial: &FrozenTrial, row: &[f64]) {
+    /// Caches `row` as `trial`'s coordinates; returns its row index, or `None` when the trial's
+    /// number is beyond the cached range.
+    fn put(&mut self, trial: &FrozenTrial, row: &[f64]) -> Option<usize> {
         let d = self.params.len();
         if trial.number >= Self::MAX_ROWS || row.len() != d {
-            return;
+            return None;
         }
         let i = trial.number as usize;
         if i >= self.stamps.len() {
@@ -312,6 +316,7 @@ impl RowTable {
         }
         self.stamps[i] = Some(Stamp::of(trial));
         self.values[i * d..(i + 1) * d].copy_from_slice(row);
+        Some(i)
     }
 }
 
@@ -340,6 +345,14 @@ fn encode_row(trial: &FrozenTrial, params: &[(&str, &Distribution)], dims: &[Dim
     }
 }
 
+/// A usable trial while the history is read: where its coordinates are, its loss, its state.
+#[derive(Clone, Copy)]
+struct Entry {
+    src: usize,
+    loss: f64,
+    state: TrialState,
+}
+
 /// The history as TPE sees it for one call: one row per usable trial, ordered by number.
 struct History<'p> {
     /// Names of the parameters being sampled (sorted), and their models.
@@ -351,6 +364,9 @@ struct History<'p> {
     /// Per row: whether it is in the below group, and whether it is finished.
     below: Vec<bool>,
     finished: Vec<bool>,
+    /// With at most 64 parameters, per row: bit `j` is set when parameter `j` is present (not
+    /// NaN); empty otherwise.
+    present: Vec<u64>,
 }
 
 impl<'p> History<'p> {
@@ -365,47 +381,50 @@ impl<'p> History<'p> {
     ) -> Self {
         let d = params.len();
         let dims: Vec<Dim> = params.iter().map(|(_, dist)| Dim::new(dist)).collect();
-        let usable = |trial: &FrozenTrial| match trial.state {
-            TrialState::Complete | TrialState::Pruned => true,
-            TrialState::Running => constant_liar && trial.number != ctx.trial_number,
-            TrialState::Fail | TrialState::Waiting => false,
-        };
         // One pass over the trials (large structs, so each is read once): the usable ones in
-        // order, their state and loss, and their coordinates, column-major with room for every
-        // trial (compacted below).
-        let cap = ctx.trials.len();
-        let mut rows: Vec<&FrozenTrial> = Vec::with_capacity(cap);
-        let mut states: Vec<TrialState> = Vec::with_capacity(cap);
-        let mut losses: Vec<f64> = Vec::with_capacity(cap);
-        let mut cols = vec![0.0; cap * d];
+        // order, with their state, loss and where their coordinates are: a row of the cache
+        // (`src < EXTRA`), or, for rows the cache cannot hold, `extra` (row-major, from `EXTRA`).
+        const EXTRA: usize = 1 << 62;
+        let mut rows: Vec<&FrozenTrial> = Vec::with_capacity(ctx.trials.len());
+        let mut entries: Vec<Entry> = Vec::with_capacity(ctx.trials.len());
+        let mut extra: Vec<f64> = Vec::new();
         let mut row = vec![f64::NAN; d];
         let mut sorted = true;
-        for trial in ctx.trials.iter().filter(|t| usable(t)) {
-            if rows.last().is_some_and(|last| last.number > trial.number) {
-                sorted = false;
-            }
-            let r = rows.len();
-            rows.push(trial);
-            states.push(trial.state);
-            losses.push(nan_worst(trial.value.map_or(f64::NAN, |v| ctx.direction.to_loss(v))));
-            let finished = trial.state != TrialState::Running;
+        let mut last_number = 0;
+        let sign = ctx.direction.to_loss(1.0);
+        for trial in ctx.trials {
+            let state = trial.state;
+            let finished = match state {
+                TrialState::Complete | TrialState::Pruned => true,
+                TrialState::Running if constant_liar && trial.number != ctx.trial_number => false,
+                _ => continue,
+            };
+            sorted &= rows.is_empty() || last_number <= trial.number;
+            last_number = trial.number;
             let cached = match cache.as_deref() {
-                Some(table) if finished => table.get(trial),
+                Some(table) if finished => table.index_of(trial),
                 _ => None,
             };
-            let values = match cached {
-                Some(cached) => cached,
+            let src = match cached {
+                Some(i) => i,
                 None => {
                     encode_row(trial, params, &dims, &mut row);
-                    if let Some(table) = cache.as_deref_mut().filter(|_| finished && d > 0) {
-                        table.put(trial, &row);
+                    match cache.as_deref_mut().filter(|_| finished && d > 0).and_then(|table| table.put(trial, &row)) {
+                        Some(i) => i,
+                        None => {
+                            extra.extend_from_slice(&row);
+                            EXTRA + extra.len() - d
+                        }
                     }
-                    &row
                 }
             };
-            for (j, &x) in values.iter().enumerate() {
-                cols[j * cap + r] = x;
-            }
+            // `to_loss` is a sign flip (−0·NaN stays NaN).
+            let loss = match trial.value {
+                Some(v) => nan_worst(v * sign),
+                None => f64::INFINITY,
+            };
+            rows.push(trial);
+            entries.push(Entry { src, loss, state });
         }
         let n = rows.len();
         if !sorted {
@@ -413,22 +432,33 @@ impl<'p> History<'p> {
             let mut order: Vec<usize> = (0..n).collect();
             order.sort_by_key(|&i| rows[i].number);
             rows = order.iter().map(|&i| rows[i]).collect();
-            states = order.iter().map(|&i| states[i]).collect();
-            losses = order.iter().map(|&i| losses[i]).collect();
-            for j in 0..d {
-                let col: Vec<f64> = order.iter().map(|&i| cols[j * cap + i]).collect();
-                cols[j * cap..j * cap + n].copy_from_slice(&col);
+            entries = order.iter().map(|&i| entries[i]).collect();
+        }
+        // Column-major coordinates, straight from the cache rows (and `extra`), and with up to 64
+        // parameters each row's presence bits (bit j: parameter j is not NaN).
+        let table_values: &[f64] = cache.as_deref().map_or(&[], |t| &t.values);
+        let offsets: Vec<usize> = entries.iter().map(|e| if e.src < EXTRA { e.src * d } else { e.src }).collect();
+        let mut cols: Vec<f64> = Vec::with_capacity(n * d);
+        for j in 0..d {
+            if extra.is_empty() {
+                let values = table_values.get(j..).unwrap_or_default();
+                cols.extend(offsets.iter().map(|&o| values[o]));
+            } else {
+                cols.extend(offsets.iter().map(|&o| if o < EXTRA { table_values[o + j] } else { extra[o - EXTRA + j] }));
             }
         }
-        if n < cap {
-            for j in 1..d {
-                cols.copy_within(j * cap..j * cap + n, j * n);
+        let mut present: Vec<u64> = Vec::new();
+        if d > 0 && d <= 64 {
+            present.resize(n, 0);
+            for j in 0..d {
+                for (bits, &x) in present.iter_mut().zip(&cols[j * n..(j + 1) * n]) {
+                    *bits |= u64::from(!x.is_nan()) << j;
+                }
             }
-            cols.truncate(n * d);
         }
 
         // Split: the best γ(n) COMPLETE trials by loss, then PRUNED ones by (−step, value).
-        let finished: Vec<bool> = states.iter().map(|&s| s != TrialState::Running).collect();
+        let finished: Vec<bool> = entries.iter().map(|e| e.state != TrialState::Running).collect();
         let n_finished = finished.iter().filter(|&&f| f).count();
         let mut n_below = default_gamma(n_finished);
         let mut below = vec![false; n];
@@ -436,10 +466,11 @@ impl<'p> History<'p> {
         // (loss, row), so ties go to the lower number.
         let mut best: Vec<(f64, usize)> = Vec::with_capacity(n_below + 1);
         let mut n_complete = 0;
-        for (i, (&state, &loss)) in states.iter().zip(&losses).enumerate() {
-            if state != TrialState::Complete {
+        for (i, e) in entries.iter().enumerate() {
+            if e.state != TrialState::Complete {
                 continue;
             }
+            let loss = e.loss;
             n_complete += 1;
             if n_below == 0 {
                 continue;
@@ -467,7 +498,7 @@ impl<'p> History<'p> {
                 below[i] = true;
             }
         }
-        Self { dims, names: params.iter().map(|&(n, _)| n).collect(), cols, below, finished }
+        Self { dims, names: params.iter().map(|&(n, _)| n).collect(), cols, below, finished, present }
     }
 
     fn len(&self) -> usize {
@@ -488,14 +519,8 @@ impl<'p> History<'p> {
         // Distinct non-empty parameter sets of finished trials, in order of first appearance.
         let mut masks: Vec<Vec<bool>> = Vec::new();
         if d <= 64 {
-            let mut bits = vec![0u64; self.len()];
-            for j in 0..d {
-                for (b, v) in bits.iter_mut().zip(self.col(j)) {
-                    *b |= u64::from(!v.is_nan()) << j;
-                }
-            }
             let mut seen: Vec<u64> = Vec::new();
-            for (&b, _) in bits.iter().zip(&self.finished).filter(|&(_, &f)| f) {
+            for (&b, _) in self.present.iter().zip(&self.finished).filter(|&(_, &f)| f) {
                 if b != 0 && seen.last() != Some(&b) && !seen.contains(&b) {
                     seen.push(b);
                 }
@@ -561,13 +586,25 @@ impl TpeSampler {
         let d = dims.len();
         // The rows that have every parameter of the group, split into below and above, as columns.
         let cols: Vec<&[f64]> = group.iter().map(|&j| history.col(j)).collect();
-        let (mut rows_below, mut rows_above) = (Vec::new(), Vec::new());
-        for row in 0..history.len() {
-            if cols.iter().all(|c| !c[row].is_nan()) {
-                if history.below[row] {
-                    rows_below.push(row);
-                } else {
-                    rows_above.push(row);
+        let (mut rows_below, mut rows_above) = (Vec::new(), Vec::with_capacity(history.len()));
+        let mut split = |row: usize| {
+            if history.below[row] {
+                rows_below.push(row);
+            } else {
+                rows_above.push(row);
+            }
+        };
+        if history.present.len() == history.len() {
+            let mask = group.iter().fold(0u64, |m, &j| m | 1 << j);
+            for (row, &bits) in history.present.iter().enumerate() {
+                if bits & mask == mask {
+                    split(row);
+                }
+            }
+        } else {
+            for row in 0..history.len() {
+                if cols.iter().all(|c| !c[row].is_nan()) {
+                    split(row);
                 }
             }
         }

@@ -71,8 +71,6 @@ pub fn truncnorm_log_pdf(x: f64, mu: f64, sigma: f64, low: f64, high: f64) -> f6
 
 const ROUND_MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵², adding it rounds to an integer
 const LOG2_E: f64 = std::f64::consts::LOG2_E;
-const LN2_HI: f64 = 6.931_471_803_691_238e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 
 /// eˣ for x ≤ 0, branch-free so that loops over it vectorise; relative error < 1e-8, plenty for
 /// comparing acquisition values. Inputs below −700 give e^−700 ≈ 1e-304 instead of smaller values
@@ -81,10 +79,16 @@ const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 pub fn fast_exp(x: f64) -> f64 {
     let x = x.clamp(-700.0, 0.0);
     let n = (x * LOG2_E + ROUND_MAGIC) - ROUND_MAGIC;
-    let r = x - n * LN2_HI - n * LN2_LO; // |r| ≤ ln2/2
-    // Taylor series of eʳ to degree 7: the remainder is < 0.35⁸/8! ≈ 6e-9.
+    // |r| ≤ ln2/2 + 1e-13: with |n| ≤ 1010, n·ln2 rounds off by < 6e-14, a relative error of
+    // the result that is negligible next to the polynomial's.
+    let r = x - n * LN_2;
+    // A degree-6 polynomial fitted to eʳ on [−ln2/2, ln2/2] (relative error < 5e-9, about that
+    // of the degree-7 Taylor series, for two operations less).
     let p = 1.0
-        + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+        + r * (1.000_000_028_737_025_2
+            + r * (0.500_000_015_315_058_6
+                + r * (0.166_664_442_388_167_6
+                    + r * (0.041_665_907_020_373_02 + r * (0.008_373_217_971_373_309 + r * 0.001_397_622_514_308_438_8)))));
     // 2ⁿ from the bits: n + 1023 sits in the low mantissa bits of (n + 1023 + 2⁵²).
     let biased = (n + (1023.0 + 4_503_599_627_370_496.0)).to_bits();
     p * f64::from_bits(biased << 52)

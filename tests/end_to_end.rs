@@ -1,0 +1,126 @@
+//! The whole product through the real binary: pretrain, a built-in fine-tuning sweep with pruning,
+//! the report, and every example spec in search-spaces/.
+
+mod common;
+
+use common::Sandbox;
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+#[test]
+fn trial_speaks_the_protocol_and_stops_when_pruned() {
+    let sb = Sandbox::new();
+    let dataset = format!("{ROOT}/data/fashion_mnist_tiny");
+    let params = r#"{"learning_rate": 0.003, "batch_size": 32, "dropout": 0.1, "weight_decay": 0.0001, "freeze_depth": 0}"#;
+    let mut child = sb
+        .cmd(&["trial", "--dataset", &dataset, "--epochs", "3", "--out", "t0"])
+        .env("NIGHTSHIFT_PARAMS", params)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, Write};
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let msg: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if msg.get("report").is_some() {
+            // Continue after epoch 1, prune after epoch 2.
+            let answer = if msg["report"]["step"] == 1 { r#"{"continue": true}"# } else { r#"{"prune": true}"# };
+            writeln!(stdin, "{answer}").unwrap();
+        }
+        lines.push(msg);
+    }
+    assert!(child.wait().unwrap().success());
+    let reports: Vec<&Value> = lines.iter().filter(|m| m.get("report").is_some()).collect();
+    assert_eq!(reports.len(), 2, "pruned after the second epoch: {lines:?}");
+    for key in ["val_accuracy", "val_loss", "train_loss", "macro_f1"] {
+        assert!(reports[0]["report"]["metrics"][key].is_number(), "{key} missing: {:?}", reports[0]);
+    }
+    let acc = reports[1]["report"]["value"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let result = lines.iter().find(|m| m.get("result").is_some()).expect("a final result line");
+    assert_eq!(result["result"]["pruned"], true);
+    assert!(sb.path().join("t0/model.safetensors").exists(), "the best checkpoint is saved");
+    assert!(sb.path().join("t0/model.json").exists());
+}
+
+#[test]
+fn a_small_builtin_sweep_pretrains_prunes_and_reports() {
+    let sb = Sandbox::new();
+    let spec = format!(
+        "study: e2e
+objective: {{metric: val_accuracy, direction: maximize}}
+sampler: {{type: tpe, seed: 1}}
+pruner: {{type: median, n_startup_trials: 1, n_warmup_steps: 0}}
+budget: {{trials: 6}}
+devices: {{cpu: 2}}
+pretrain: {{dataset: {ROOT}/data/mnist_tiny, epochs: 1, out: backbone, width: 8}}
+trial: {{dataset: {ROOT}/data/fashion_mnist_tiny, init: backbone, epochs: 3}}
+params:
+  learning_rate: {{type: float, low: 1.0e-4, high: 1.0e-1, log: true}}
+  batch_size: {{type: categorical, choices: [16, 32]}}
+  dropout: {{type: float, low: 0.0, high: 0.5}}
+  weight_decay: {{type: float, low: 1.0e-6, high: 1.0e-2, log: true}}
+  freeze_depth: {{type: int, low: 0, high: 3}}
+compare: freeze_depth
+"
+    );
+    sb.file("e2e.yaml", &spec);
+    let out = sb.ok(&["run", "e2e.yaml", "--quiet"]);
+    assert!(out.contains("budget reached"), "{out}");
+    assert!(sb.path().join("backbone/model.safetensors").exists(), "pretraining ran first");
+    let trials: Value = serde_json::from_str(&sb.ok(&[
+        "trials",
+        "--storage",
+        "sqlite:///reports/e2e/study.db",
+        "--study-name",
+        "e2e",
+        "-f",
+        "json",
+    ]))
+    .unwrap();
+    let trials = trials.as_array().unwrap();
+    assert_eq!(trials.len(), 6);
+    assert!(trials.iter().all(|t| t["state"] == "COMPLETE" || t["state"] == "PRUNED"), "{trials:?}");
+    let mut depths: Vec<i64> = trials.iter().map(|t| t["params"]["freeze_depth"].as_i64().unwrap()).collect();
+    depths.sort_unstable();
+    assert_eq!(depths, [0, 0, 1, 1, 2, 3], "compare: freeze_depth shares the trials out evenly");
+    for t in trials {
+        let steps = t["intermediate_values"].as_object().unwrap().len();
+        assert!((1..=3).contains(&steps), "every trial reported each epoch it trained: {t}");
+    }
+    let index = std::fs::read_to_string(sb.path().join("reports/e2e/index.html")).unwrap();
+    assert!(index.contains("Which won: freeze_depth"), "the report compares freeze depths");
+    assert!(sb.path().join("reports/e2e/history.png").exists());
+    // A second run reuses the backbone and, the budget being spent, launches nothing.
+    let again = sb.ok(&["run", "e2e.yaml", "--quiet"]);
+    assert!(again.contains("0 launched"), "{again}");
+}
+
+#[test]
+fn every_example_in_search_spaces_is_valid() {
+    let sb = Sandbox::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(format!("{ROOT}/search-spaces")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = path.display().to_string();
+        if text.lines().any(|l| l.starts_with("study:")) {
+            let out = sb.ok(&["check", &file]);
+            assert!(out.contains(": OK"), "{file}: {out}");
+        } else {
+            let asked: Value =
+                serde_json::from_str(&sb.ok(&["ask", "--study-name", "x", "--search-space", &format!("@{file}")])).unwrap();
+            assert!(!asked["params"].as_object().unwrap().is_empty(), "{file}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "search-spaces/ holds the demo spec and a search space");
+}
