@@ -59,10 +59,10 @@ pub fn trials_table(trials: &[FrozenTrial]) -> String {
             let mut row = vec![t.number.to_string(), t.state.to_string(), t.value.map(fmt_value).unwrap_or_default()];
             row.extend(names.iter().map(|n| t.params.get(*n).map(|v| v.to_string()).unwrap_or_default()));
             row.push(t.duration().map(|d| format!("{d:.3}")).unwrap_or_default());
-            if t.state == TrialState::Fail {
-                if let Some(reason) = t.system_attrs.get(FAIL_REASON_ATTR).and_then(Value::as_str) {
-                    *row.last_mut().unwrap() += &format!("  ({reason})");
-                }
+            if t.state == TrialState::Fail
+                && let Some(reason) = t.system_attrs.get(FAIL_REASON_ATTR).and_then(Value::as_str)
+            {
+                row.last_mut().expect("rows end with the duration").push_str(&format!("  ({reason})"));
             }
             row
         })

@@ -19,7 +19,7 @@ pub struct StorageArgs {
 
 impl StorageArgs {
     pub fn open(&self) -> Result<Arc<dyn Storage>> {
-        nightshift_store::open_storage(&self.storage).with_context(|| format!("cannot open storage '{}'", self.storage))
+        nightshift_store::open_storage(&self.storage).with_context(|| format!("cannot open storage '{}'", nightshift_store::redact_url(&self.storage)))
     }
 }
 
@@ -299,8 +299,8 @@ impl StudyOptions {
 fn pruner_type_name(name: &str) -> String {
     let base = name.strip_suffix("Pruner").unwrap_or(name);
     let mut out = String::new();
-    for (i, c) in base.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 && !base[..i].ends_with('_') {
+    for c in base.chars() {
+        if c.is_ascii_uppercase() && !out.is_empty() && !out.ends_with('_') {
             out.push('_');
         }
         out.push(c.to_ascii_lowercase());

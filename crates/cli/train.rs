@@ -513,16 +513,7 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
         let mut model = model;
         let report = load_weights(&mut model, &weights, LoadMode::Strict)?;
         eprintln!("nightshift predict: loaded {} ({})", weights.display(), report.summary());
-        nightshift_trainer::predict::predict_image(
-            &model,
-            &args.image,
-            model_config.in_channels,
-            model_config.image_size,
-            &model_config.normalization,
-            args.top,
-            &model_config.class_names,
-            &device,
-        )?
+        nightshift_trainer::predict::predict_image(&model, &args.image, &model_config, args.top, &device)?
     });
     match args.format {
         OutputFormat::Json => println!("{}", json!({"top": top})),

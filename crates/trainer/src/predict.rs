@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Normalization;
 use crate::error::{Error, Result};
-use crate::model::ImageClassifier;
+use crate::model::{ImageClassifier, ModelConfig};
 
 /// One of the top classes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,19 +79,11 @@ pub fn top_k(logits: Tensor<2>, k: usize, class_names: &[String]) -> Result<Vec<
         .collect())
 }
 
-/// Runs `model` (in evaluation mode) on one image file and returns its top `k` classes.
-pub fn predict_image<M: ImageClassifier>(
-    model: &M,
-    path: &Path,
-    channels: usize,
-    size: [usize; 2],
-    normalization: &Normalization,
-    k: usize,
-    class_names: &[String],
-    device: &Device,
-) -> Result<Vec<TopClass>> {
-    let input = load_image_tensor(path, channels, size, normalization, device)?;
-    Ok(top_k(model.forward(input), k, class_names)?.remove(0))
+/// Runs `model` (in evaluation mode) on one image file, preprocessed as `config` says (channels,
+/// input size, normalisation), and returns its top `k` classes.
+pub fn predict_image<M: ImageClassifier>(model: &M, path: &Path, config: &ModelConfig, k: usize, device: &Device) -> Result<Vec<TopClass>> {
+    let input = load_image_tensor(path, config.in_channels, config.image_size, &config.normalization, device)?;
+    Ok(top_k(model.forward(input), k, &config.class_names)?.remove(0))
 }
 
 #[cfg(test)]

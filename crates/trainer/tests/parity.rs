@@ -235,7 +235,7 @@ fn predict_on_the_reference_photos_gives_the_reference_top5() {
         });
         let path = tmp.path().join(format!("photo{i}.png"));
         img.save(&path).unwrap();
-        let top = nightshift_trainer::predict::predict_image(&model, &path, 3, [224, 224], &norm, 5, &[], &device).unwrap();
+        let top = nightshift_trainer::predict::predict_image(&model, &path, &lite0_config(), 5, &device).unwrap();
         let classes: Vec<usize> = top.iter().map(|t| t.class).collect();
         assert_eq!(classes[0], expected[0], "photo {i}: {top:?}");
         assert_eq!(classes.iter().filter(|c| expected.contains(c)).count(), 5, "photo {i}: {classes:?} vs {expected:?}");

@@ -261,7 +261,7 @@ impl<'d> Parzen<'d> {
                         let inv: Vec<f64> = sigma.iter().map(|s| std::f64::consts::FRAC_1_SQRT_2 / s).collect();
                         // ln σ once when the observations share σ (multivariate). Not as a
                         // per-kernel branch: the compiler would speculate its logarithm.
-                        let log_sigma: Vec<f64> = if sigma[..n].iter().all(|&s| s == sigma[0]) {
+                        let log_sigma: Vec<f64> = if params.multivariate || sigma[..n].iter().all(|&s| s == sigma[0]) {
                             let shared = sigma[0].ln();
                             let mut v = vec![shared; k_total];
                             v[n] = sigma[n].ln();
@@ -278,7 +278,7 @@ impl<'d> Parzen<'d> {
                         let mut slot_of = vec![0u32; k_total];
                         let (mut slot_mu, mut slot_sigma) = (Vec::new(), Vec::new());
                         let Kind::Discrete { m: grid, .. } = dim.kind else { unreachable!("discrete") };
-                        if n > 0 && sigmas.iter().all(|&s| s == sigmas[0]) && grid <= 64 {
+                        if n > 0 && (params.multivariate || sigmas.iter().all(|&s| s == sigmas[0])) && grid <= 64 {
                             // Shared σ on a modest grid: the slot is the grid index, no sorting.
                             slot_mu.extend((0..grid).map(|i| i as f64));
                             slot_sigma.resize(grid, sigmas[0]);
@@ -396,12 +396,12 @@ impl<'d> Parzen<'d> {
         let terms: Vec<f64> = (0..self.base.len())
             .map(|k| {
                 let mut v = self.base[k];
+                for (table, slot_of) in tables {
+                    v += table[slot_of[k] as usize * p + c];
+                }
                 for &(x, mu, inv) in conts {
                     let t = (x[c] - mu[k]) * inv[k];
                     v -= t * t;
-                }
-                for (table, slot_of) in tables {
-                    v += table[slot_of[k] as usize * p + c];
                 }
                 v
             })
@@ -498,8 +498,11 @@ struct HotLoop<'a> {
 type HotCont<'a> = (&'a [[f64; LANES]], &'a [f64], &'a [f64]);
 
 /// acc[c] = Σ_k exp(term(k, c) − bound[c]): the hot loop, kernel-major, candidates in blocks of
-/// [`LANES`] kept in registers so that the inner loops vectorise. Each term is summed in the
-/// same order as in [`Parzen::log_pdf_exact`]: base, continuous dimensions, slot tables.
+/// [`LANES`] kept in registers so that the inner loops vectorise. Each term is summed as in
+/// [`Parzen::log_pdf_exact`] (base, slot tables, continuous dimensions), with the bound
+/// subtracted from the base first: the slot tables and the continuous dimensions' squares are
+/// then independent of each other, which shortens the chain of dependent operations per kernel
+/// (the loop is bound by that latency, not by the number of operations).
 /// With `fixed`, `hot` has exactly `NC` continuous dimensions and `NT` slot tables, and the loops
 /// over them unroll ([`sum_kernels_fixed`]); otherwise their numbers are read from `hot`.
 #[inline(always)]
@@ -517,7 +520,13 @@ fn sum_kernels<const NC: usize, const NT: usize>(hot: &HotLoop<'_>, fixed: bool,
         x.extend(hot.conts.iter().map(|(xs, _, _)| xs[block]));
         let mut acc = [0.0f64; LANES];
         for (k, &b) in hot.base.iter().enumerate() {
-            let mut v = [b; LANES];
+            let mut v: [f64; LANES] = std::array::from_fn(|l| b - bnd[l]);
+            for &(table, slot_of) in &hot.tables {
+                let row = &table[slot_of[k] as usize * blocks + block];
+                for l in 0..LANES {
+                    v[l] += row[l];
+                }
+            }
             for (x, &(_, mu, inv)) in x.iter().zip(&hot.conts) {
                 let (m, s) = (mu[k], inv[k]);
                 for l in 0..LANES {
@@ -525,14 +534,8 @@ fn sum_kernels<const NC: usize, const NT: usize>(hot: &HotLoop<'_>, fixed: bool,
                     v[l] -= t * t;
                 }
             }
-            for &(table, slot_of) in &hot.tables {
-                let row = &table[slot_of[k] as usize * blocks + block];
-                for l in 0..LANES {
-                    v[l] += row[l];
-                }
-            }
             for l in 0..LANES {
-                acc[l] += fast_exp(v[l] - bnd[l]);
+                acc[l] += fast_exp(v[l]);
             }
         }
         acc_out[block] = acc;
@@ -559,7 +562,13 @@ fn sum_kernels_fixed<const NC: usize, const NT: usize>(hot: &HotLoop<'_>, bound:
         let x: [[f64; LANES]; NC] = std::array::from_fn(|i| xs[i][block]);
         let mut acc = [0.0f64; LANES];
         for k in 0..k_total {
-            let mut v = [base[k]; LANES];
+            let mut v: [f64; LANES] = std::array::from_fn(|l| base[k] - bnd[l]);
+            for t in 0..NT {
+                let row = &tables[t][slot_of[t][k] as usize * blocks + block];
+                for l in 0..LANES {
+                    v[l] += row[l];
+                }
+            }
             for i in 0..NC {
                 let (m, s) = (mu[i][k], inv[i][k]);
                 for l in 0..LANES {
@@ -567,14 +576,8 @@ fn sum_kernels_fixed<const NC: usize, const NT: usize>(hot: &HotLoop<'_>, bound:
                     v[l] -= t * t;
                 }
             }
-            for t in 0..NT {
-                let row = &tables[t][slot_of[t][k] as usize * blocks + block];
-                for l in 0..LANES {
-                    v[l] += row[l];
-                }
-            }
             for l in 0..LANES {
-                acc[l] += fast_exp(v[l] - bnd[l]);
+                acc[l] += fast_exp(v[l]);
             }
         }
         acc_out[block] = acc;
@@ -663,17 +666,20 @@ fn subtract_log_norms(base: &mut [f64], mu: &[f64], inv: &[f64], log_sigma: &[f6
 }
 
 /// ½·erfc(z) for z ≥ 0 given u = 1/(1 + z/2): Numerical Recipes' `erfcc`, evaluated with
-/// [`fast_exp`].
+/// [`fast_exp`]. Its polynomial in u goes by Estrin's scheme, whose chain of dependent operations
+/// is a third of Horner's (this loop, too, is bound by latency).
 #[inline(always)]
 fn half_erfcc(z: f64, u: f64) -> f64 {
-    let poly = -z * z - 1.265_512_23
-        + u * (1.000_023_68
-            + u * (0.374_091_96
-                + u * (0.096_784_18
-                    + u * (-0.186_288_06
-                        + u * (0.278_868_07
-                            + u * (-1.135_203_98 + u * (1.488_515_87 + u * (-0.822_152_23 + u * 0.170_872_77))))))));
-    0.5 * u * fast_exp(poly)
+    let u2 = u * u;
+    let u4 = u2 * u2;
+    let u8 = u4 * u4;
+    let q01 = -1.265_512_23 + u * 1.000_023_68;
+    let q23 = 0.374_091_96 + u * 0.096_784_18;
+    let q45 = -0.186_288_06 + u * 0.278_868_07;
+    let q67 = -1.135_203_98 + u * 1.488_515_87;
+    let q89 = -0.822_152_23 + u * 0.170_872_77;
+    let poly = ((q01 + u2 * q23) + u4 * (q45 + u2 * q67)) + u8 * q89;
+    0.5 * u * fast_exp((-z * z + poly).min(0.0))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -708,42 +714,42 @@ fn subtract_log_norms_dispatch(base: &mut [f64], mu: &[f64], inv: &[f64], log_si
 fn kernel_sigmas(n: usize, mus: &[f64], dim: &Dim, n_dims: usize, params: ParzenParams) -> Vec<f64> {
     let (lo, hi) = (dim.lo, dim.hi);
     let range = hi - lo;
-    let mut sigmas = if params.multivariate {
-        let sigma = SIGMA0_MAGNITUDE * (n.max(1) as f64).powf(-1.0 / (n_dims as f64 + 4.0)) * range;
+    let min_sigma = if params.consider_magic_clip { range / (100f64).min(1.0 + (n + 1) as f64) } else { EPS };
+    let clip = |s: f64| s.clamp(min_sigma.min(range), range.max(EPS));
+    if params.multivariate {
+        // One shared bandwidth, clipped once.
+        let sigma = clip(SIGMA0_MAGNITUDE * (n.max(1) as f64).powf(-1.0 / (n_dims as f64 + 4.0)) * range);
         let mut sigmas = Vec::with_capacity(n + 1);
         sigmas.resize(n, sigma);
-        sigmas
-    } else {
-        debug_assert_eq!(mus.len(), n);
-        // Distance to the farther neighbour among the sorted centres, the prior's centre and the bounds.
-        let mut with_prior: Vec<(f64, usize)> = mus.iter().copied().enumerate().map(|(k, m)| (m, k)).collect();
-        with_prior.push((0.5 * (lo + hi), n));
-        with_prior.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut points = Vec::with_capacity(with_prior.len() + 2);
-        points.push(lo);
-        points.extend(with_prior.iter().map(|p| p.0));
-        points.push(hi);
-        let mut sorted_sigmas: Vec<f64> =
-            (1..points.len() - 1).map(|i| (points[i] - points[i - 1]).max(points[i + 1] - points[i])).collect();
-        let len = sorted_sigmas.len();
-        if !params.consider_endpoints && points.len() >= 4 {
-            sorted_sigmas[0] = points[2] - points[1];
-            sorted_sigmas[len - 1] = points[len] - points[len - 1];
-        }
-        let mut out = Vec::with_capacity(n + 1);
-        out.resize(n, 0.0);
-        for (s, &(_, k)) in sorted_sigmas.iter().zip(&with_prior) {
-            if k < n {
-                out[k] = *s;
-            }
-        }
-        out
-    };
-    let min_sigma = if params.consider_magic_clip { range / (100f64).min(1.0 + (n + 1) as f64) } else { EPS };
-    for s in &mut sigmas {
-        *s = s.clamp(min_sigma.min(range), range.max(EPS));
+        return sigmas;
     }
-    sigmas
+    debug_assert_eq!(mus.len(), n);
+    // Distance to the farther neighbour among the sorted centres, the prior's centre and the bounds.
+    let mut with_prior: Vec<(f64, usize)> = mus.iter().copied().enumerate().map(|(k, m)| (m, k)).collect();
+    with_prior.push((0.5 * (lo + hi), n));
+    with_prior.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut points = Vec::with_capacity(with_prior.len() + 2);
+    points.push(lo);
+    points.extend(with_prior.iter().map(|p| p.0));
+    points.push(hi);
+    let mut sorted_sigmas: Vec<f64> =
+        (1..points.len() - 1).map(|i| (points[i] - points[i - 1]).max(points[i + 1] - points[i])).collect();
+    let len = sorted_sigmas.len();
+    if !params.consider_endpoints && points.len() >= 4 {
+        sorted_sigmas[0] = points[2] - points[1];
+        sorted_sigmas[len - 1] = points[len] - points[len - 1];
+    }
+    let mut out = Vec::with_capacity(n + 1);
+    out.resize(n, 0.0);
+    for (s, &(_, k)) in sorted_sigmas.iter().zip(&with_prior) {
+        if k < n {
+            out[k] = *s;
+        }
+    }
+    for s in &mut out {
+        *s = clip(*s);
+    }
+    out
 }
 
 /// One draw of N(mu, sigma²) truncated to [lo, hi], by rejection (TPE's kernels keep at least
