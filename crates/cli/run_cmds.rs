@@ -36,6 +36,19 @@ pub enum RunCommand {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Join a study from any machine and run its trials on this machine's devices until the
+    /// study's budget is used up across all workers. Needs only the storage and the study name:
+    /// the spec stored with the study by `nightshift run` says the rest (dataset paths resolve here).
+    Worker {
+        /// Where the study lives, shared by every worker: postgres://user[:password]@host/db.
+        #[arg(long)]
+        storage: String,
+        /// The study name.
+        #[arg(long)]
+        study: String,
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Validate a spec (fields, command executable, dataset paths) and print what a run would do,
     /// without running anything.
     Check { spec: PathBuf },
@@ -63,14 +76,10 @@ pub fn run(cmd: RunCommand) -> Result<()> {
         }
         RunCommand::Resume { study, storage, quiet } => {
             let url = storage.unwrap_or_else(|| default_storage(&study));
-            let store = open(&url)?;
-            let record = store.load_study(&study)?;
-            let stored =
-                record.user_attrs.get("spec").ok_or_else(|| nightshift_orchestrator::Error::NoStoredSpec(study.clone()))?;
-            let mut spec = Spec::from_stored(stored).context("the spec stored with the study no longer validates")?;
-            spec.storage = url;
-            sweep(spec, quiet)
+            sweep(stored_spec(&url, &study)?, quiet)
         }
+        // A worker is a resume that many machines run at once: the storage keeps the budget global.
+        RunCommand::Worker { storage, study, quiet } => sweep(stored_spec(&storage, &study)?, quiet),
         RunCommand::Check { spec } => check(&spec),
         RunCommand::Report { study, storage, out } => {
             let url = storage.unwrap_or_else(|| default_storage(&study));
@@ -86,8 +95,17 @@ pub fn run(cmd: RunCommand) -> Result<()> {
     }
 }
 
+/// The spec stored with `study` by `nightshift run`, pointed at `url`.
+fn stored_spec(url: &str, study: &str) -> Result<Spec> {
+    let record = open(url)?.load_study(study)?;
+    let stored = record.user_attrs.get("spec").ok_or_else(|| nightshift_orchestrator::Error::NoStoredSpec(study.to_string()))?;
+    let mut spec = Spec::from_stored(stored).context("the spec stored with the study no longer validates")?;
+    spec.storage = url.to_string();
+    Ok(spec)
+}
+
 fn open(url: &str) -> Result<Arc<dyn nightshift_search::Storage>> {
-    nightshift_store::open_storage(url).with_context(|| format!("cannot open storage '{url}'"))
+    nightshift_store::open_storage(url).with_context(|| format!("cannot open storage '{}'", nightshift_store::redact_url(url)))
 }
 
 /// What the report needs to know that the trials don't say, from the spec when there is one.
@@ -272,7 +290,7 @@ fn check(path: &Path) -> Result<()> {
         );
     }
     let devices: Vec<String> = slots.iter().map(|s| s.device.to_string()).collect();
-    println!("study:    {} in {}", spec.study, spec.storage);
+    println!("study:    {} in {}", spec.study, nightshift_store::redact_url(&spec.storage));
     println!("objective: {} ({})", spec.objective.metric, spec.objective.direction);
     println!("devices:  {} slot(s): {}", slots.len(), devices.join(", "));
     let b = &spec.budget;

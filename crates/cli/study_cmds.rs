@@ -20,7 +20,7 @@ pub struct StorageArgs {
 impl StorageArgs {
     pub fn open(&self) -> Result<Arc<dyn Storage>> {
         nightshift_store::open_storage(&self.storage)
-            .with_context(|| format!("cannot open storage '{}'", self.storage))
+            .with_context(|| format!("cannot open storage '{}'", nightshift_store::redact_url(&self.storage)))
     }
 }
 

@@ -432,6 +432,12 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, mu
                     stop = Some(StopReason::SpaceExhausted(format!("all {n} grid points were tried")));
                     break;
                 }
+                // Workers elsewhere took the last places of the budget since our snapshot.
+                Err(Error::Search(SearchError::BudgetReached { .. })) => {
+                    pool.release(slot);
+                    budget_full = true;
+                    break;
+                }
                 Err(e) => {
                     pool.release(slot);
                     stop_all(&kill_tx, &mut tasks).await;
@@ -591,11 +597,16 @@ async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTrial], slot:
         }
         _ => None,
     };
+    // The storage counts every non-WAITING trial; the budget does not count trials replaced by a
+    // re-run, so allow one more per replaced (finished) trial. Replacements only grow, so an old snapshot
+    // errs on the safe side: all workers together never exceed `budget.trials`.
+    let counted = trials.iter().filter(|t| t.state != TrialState::Waiting).count() as u64;
+    let max_trials = spec.budget.trials.saturating_add(counted.saturating_sub(budget_used(trials)));
     blocking(move || -> Result<FrozenTrial> {
         if let Some(fixed) = fixed {
             study.enqueue(&fixed)?;
         }
-        let trial = study.ask(&space)?;
+        let trial = study.ask_within(&space, Some(max_trials))?;
         let storage = study.storage();
         // Heartbeat at once: a trial that never beat is never declared stale.
         storage.heartbeat(trial.id)?;

@@ -28,6 +28,9 @@ pub enum Error {
     NoCompletedTrials,
     #[error("grid exhausted: all {0} combinations of the grid have been sampled")]
     GridExhausted(usize),
+    /// `create_trial` with `max_trials` found the study's budget used up (across all workers).
+    #[error("budget reached: study '{study}' already has its {max_trials} trials")]
+    BudgetReached { study: String, max_trials: u64 },
     /// Failure inside a storage backend (SQLite, PostgreSQL, …).
     #[error("storage: {0}")]
     Storage(String),

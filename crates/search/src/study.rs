@@ -93,10 +93,17 @@ impl Study {
     /// Starts a trial: claims an enqueued one or creates a new one, then samples every parameter
     /// of `space` that it does not have yet.
     pub fn ask(&self, space: &SearchSpace) -> Result<FrozenTrial> {
+        self.ask_within(space, None)
+    }
+
+    /// [`Study::ask`] under a global budget: a new trial is refused with
+    /// [`Error::BudgetReached`] once the study has `max_trials` non-WAITING trials, counted
+    /// atomically in the storage (so across every worker). Enqueued trials are still claimed.
+    pub fn ask_within(&self, space: &SearchSpace, max_trials: Option<u64>) -> Result<FrozenTrial> {
         let study_id = self.record.id;
         let trial = match self.storage.claim_waiting_trial(study_id)? {
             Some(trial) => trial,
-            None => self.storage.create_trial(study_id, &NewTrial::default())?,
+            None => self.storage.create_trial(study_id, &NewTrial { max_trials, ..NewTrial::default() })?,
         };
         let params = match self.sample(space, &trial) {
             Ok(params) => params,
@@ -248,6 +255,23 @@ mod tests {
         let mut new = NewStudy::new("s", direction, 11);
         new.search_space = Some(space());
         Study::create(Arc::new(InMemoryStorage::new()), &new).unwrap()
+    }
+
+    #[test]
+    fn ask_within_stops_new_trials_at_the_budget_but_claims_enqueued_ones() {
+        let study = study(Direction::Minimize);
+        let space = space();
+        for _ in 0..2 {
+            let t = study.ask_within(&space, Some(2)).unwrap();
+            study.tell(t.number, TellOutcome::Value(1.0)).unwrap();
+        }
+        let err = study.ask_within(&space, Some(2)).unwrap_err();
+        assert!(matches!(&err, Error::BudgetReached { max_trials: 2, .. }), "{err}");
+        assert_eq!(study.trials().unwrap().len(), 2, "a refused ask leaves no trial behind");
+        // A re-run enqueued by hand is still claimed: it replaces a trial, it does not add one.
+        study.enqueue(&[("k".to_string(), ParamValue::Int(3))].into()).unwrap();
+        let claimed = study.ask_within(&space, Some(2)).unwrap();
+        assert_eq!((claimed.number, claimed.params["k"].clone()), (2, ParamValue::Int(3)));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub fn run_conformance_suite(make: &dyn Fn() -> Box<dyn Storage>) {
     attributes_and_params_follow_the_write_rules(make().as_ref());
     stale_trials_are_failed_per_study(make().as_ref());
     unknown_ids_are_errors(make().as_ref());
+    the_budget_caps_running_trials(make().as_ref());
 }
 
 fn sample_study(name: &str) -> NewStudy {
@@ -285,4 +286,21 @@ fn unknown_ids_are_errors(storage: &dyn Storage) {
     assert!(storage.set_trial_attr(12345, "k", &1.into(), false).is_err());
     assert!(storage.finish_trial(12345, TrialState::Complete, Some(1.0)).is_err());
     assert!(storage.trials(study.id, None).unwrap().is_empty());
+}
+
+fn the_budget_caps_running_trials(storage: &dyn Storage) {
+    let study = storage.create_study(&sample_study("s")).unwrap();
+    let capped = NewTrial { max_trials: Some(3), ..NewTrial::default() };
+    let waiting = NewTrial { waiting: true, max_trials: Some(3), ..NewTrial::default() };
+    storage.create_trial(study.id, &capped).unwrap();
+    storage.create_trial(study.id, &waiting).unwrap(); // not counted, not refused
+    let t = storage.create_trial(study.id, &capped).unwrap();
+    storage.finish_trial(t.id, TrialState::Fail, None).unwrap(); // finished trials count
+    storage.create_trial(study.id, &capped).unwrap();
+    let refused = storage.create_trial(study.id, &capped);
+    assert!(matches!(&refused, Err(Error::BudgetReached { study, max_trials: 3 }) if study == "s"), "{refused:?}");
+    assert_eq!(storage.trials(study.id, None).unwrap().len(), 4, "a refused trial leaves nothing behind");
+    assert_eq!(storage.create_trial(study.id, &NewTrial::default()).unwrap().number, 4, "numbering goes on densely");
+    assert!(storage.create_trial(study.id, &NewTrial { max_trials: Some(10), ..NewTrial::default() }).is_ok());
+    storage.create_trial(study.id, &waiting).unwrap();
 }

@@ -11,10 +11,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("invalid storage URL '{url}': {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error(
-        "storage URL '{url}': PostgreSQL support is not built yet; use a SQLite URL such as sqlite:///nightshift.db (a relative file) or sqlite:////abs/path/nightshift.db"
-    )]
-    PostgresNotBuilt { url: String },
+    #[error("storage URL '{url}' names a PostgreSQL database, not a SQLite file; open it with open_storage or PostgresStorage")]
+    NotSqlite { url: String },
     #[error("cannot create directory {} for the database: {source}", path.display())]
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open SQLite database {location}: {source}")]
@@ -39,6 +37,18 @@ pub enum Error {
         "SQLite {location}: {op}: another process kept the database busy for {waited_s:.0} s; is one stuck holding a transaction open?"
     )]
     Busy { location: String, op: &'static str, waited_s: f64 },
+    #[error("cannot connect to PostgreSQL {location}: {source}")]
+    PostgresConnect { location: String, source: postgres::Error },
+    #[error("PostgreSQL {location}: {op}: {source}")]
+    Postgres { location: String, op: &'static str, source: postgres::Error },
+    #[error("migrating PostgreSQL {location} to schema version {version}: {source}")]
+    PostgresMigration { location: String, version: i64, source: postgres::Error },
+    #[error(
+        "PostgreSQL {location}: the schema already has tables but no nightshift_schema ({tables}); use a new database or schema"
+    )]
+    PostgresForeign { location: String, tables: String },
+    #[error("PostgreSQL {location}: {op}: stored data cannot be read: {message}")]
+    PostgresCorruptData { location: String, op: &'static str, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

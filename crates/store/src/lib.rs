@@ -6,10 +6,11 @@
 //! ## Layout
 //! - [`open_storage`] / [`StorageUrl`] (`lib.rs`): a storage from a URL as users write it,
 //!   `sqlite:///relative.db`, `sqlite:////abs/path.db` or a plain path (SQLAlchemy's convention,
-//!   so Optuna command lines port unchanged). `postgres://` is recognised and reported as not
-//!   built yet.
+//!   so Optuna command lines port unchanged), or `postgres://user[:password]@host[:port]/db`.
 //! - [`SqliteStorage`] (`sqlite.rs`): the embedded default. WAL mode, `BEGIN IMMEDIATE` write
 //!   transactions, busy timeout plus retry, so many processes can ask and tell on one file.
+//! - [`PostgresStorage`] (`postgres.rs`): one database for workers on many machines; row locks,
+//!   `FOR UPDATE SKIP LOCKED` claiming, retried serialization failures.
 //! - [`SCHEMA_VERSION`] (`schema.rs`): the tables and their migrations.
 //! - [`Error`] (`error.rs`): what went wrong, naming the file and the operation; it becomes
 //!   [`nightshift_search::Error::Storage`] at the trait boundary.
@@ -36,6 +37,7 @@
 //! ```
 
 mod error;
+mod postgres;
 mod schema;
 mod sqlite;
 
@@ -45,6 +47,7 @@ use std::sync::Arc;
 use nightshift_search::Storage;
 
 pub use error::{Error, Result};
+pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresStorage, redact_url};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::SqliteStorage;
 
@@ -55,7 +58,7 @@ pub enum StorageUrl {
     Sqlite(PathBuf),
     /// A private in-memory SQLite database: `sqlite://` or `sqlite:///:memory:`.
     SqliteMemory,
-    /// `postgres://…` or `postgresql://…` (not built yet).
+    /// `postgres://…` or `postgresql://…`.
     Postgres(String),
 }
 
@@ -98,7 +101,7 @@ impl StorageUrl {
                 }
             }
             other => Err(invalid(&format!(
-                "unsupported scheme '{other}' (supported: sqlite:///relative.db, sqlite:////abs/path.db, a plain file path; postgres:// is planned)"
+                "unsupported scheme '{other}' (supported: sqlite:///relative.db, sqlite:////abs/path.db, a plain file path, postgres://user@host/db)"
             ))),
         }
     }
@@ -106,13 +109,14 @@ impl StorageUrl {
 
 /// Opens the storage a URL names, creating a SQLite file and its parent directories if needed.
 ///
-/// `url` is `sqlite:///relative.db`, `sqlite:////abs/path.db`, `sqlite://` (memory) or a plain
-/// path; `postgres://…` gives [`Error::PostgresNotBuilt`] for now.
+/// `url` is `sqlite:///relative.db`, `sqlite:////abs/path.db`, `sqlite://` (memory), a plain
+/// path, or `postgres://user[:password]@host[:port]/db` (the database must exist; its tables
+/// are created or migrated). Errors never show the password.
 pub fn open_storage(url: &str) -> Result<Arc<dyn Storage>> {
     match StorageUrl::parse(url)? {
         StorageUrl::Sqlite(path) => Ok(Arc::new(SqliteStorage::open(path)?)),
         StorageUrl::SqliteMemory => Ok(Arc::new(SqliteStorage::in_memory()?)),
-        StorageUrl::Postgres(url) => Err(Error::PostgresNotBuilt { url }),
+        StorageUrl::Postgres(url) => Ok(Arc::new(PostgresStorage::open(&url)?)),
     }
 }
 
@@ -144,8 +148,12 @@ mod tests {
         assert!(message("sqlite:///").contains("path is missing"));
         assert!(message("sqlite:///x.db?timeout=5").contains("query parameters"));
         assert!(message("mysql://u@h/db").contains("unsupported scheme 'mysql'"));
-        let postgres = open_storage("postgres://u@localhost/db").err().unwrap();
-        assert!(matches!(postgres, Error::PostgresNotBuilt { .. }));
-        assert!(postgres.to_string().contains("not built yet"), "{postgres}");
+        // Nothing listens on port 1: the error names the server but never the password.
+        let postgres = open_storage("postgres://u:hunter2@127.0.0.1:1/db").err().unwrap();
+        assert!(matches!(postgres, Error::PostgresConnect { .. }), "{postgres}");
+        let message = postgres.to_string();
+        assert!(message.contains("postgres://u:***@127.0.0.1:1/db") && !message.contains("hunter2"), "{message}");
+        let not_sqlite = SqliteStorage::open_url("postgres://u:hunter2@h/db").err().unwrap().to_string();
+        assert!(not_sqlite.contains("PostgreSQL") && !not_sqlite.contains("hunter2"), "{not_sqlite}");
     }
 }

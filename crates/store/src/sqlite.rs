@@ -111,7 +111,7 @@ impl SqliteStorage {
         match crate::StorageUrl::parse(url)? {
             crate::StorageUrl::Sqlite(path) => Self::open(path),
             crate::StorageUrl::SqliteMemory => Self::in_memory(),
-            crate::StorageUrl::Postgres(url) => Err(Error::PostgresNotBuilt { url }),
+            crate::StorageUrl::Postgres(url) => Err(Error::NotSqlite { url: crate::redact_url(&url) }),
         }
     }
 
@@ -555,9 +555,20 @@ impl Storage for SqliteStorage {
 
     fn create_trial(&self, study_id: i64, new: &NewTrial) -> nightshift_search::Result<FrozenTrial> {
         self.write("create_trial", |tx| {
-            study_name(tx, study_id)?;
-            // Inside BEGIN IMMEDIATE no other writer can take the same number; UNIQUE (study_id,
-            // number) would reject it anyway.
+            let name = study_name(tx, study_id)?;
+            // Inside BEGIN IMMEDIATE no other writer can take the same number (or the last
+            // place in the budget); UNIQUE (study_id, number) would reject it anyway.
+            if new.max_trials.is_some() && !new.waiting {
+                let used: i64 = tx
+                    .prepare_cached("SELECT COUNT(*) FROM trials WHERE study_id = ?1 AND state != 'WAITING'")?
+                    .query_row([study_id], |r| r.get(0))?;
+                if new.over_budget(used as u64) {
+                    return Err(Fail::Search(SearchError::BudgetReached {
+                        study: name,
+                        max_trials: new.max_trials.unwrap_or(0),
+                    }));
+                }
+            }
             let number: i64 = tx
                 .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")?
                 .query_row([study_id], |r| r.get(0))?;

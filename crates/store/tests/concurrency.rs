@@ -128,8 +128,15 @@ fn eight_processes_ask_and_tell_on_one_file() {
     let db = dir.path().join("shared.db");
     let storage = SqliteStorage::open(&db).unwrap();
     let study = storage.create_study(&new_study("shared")).unwrap();
-    spawn_workers("eight_processes_ask_and_tell_on_one_file", &db, now_unix() + 0.3);
+    let go_at = now_unix() + 0.3;
+    spawn_workers("eight_processes_ask_and_tell_on_one_file", &db, go_at);
+    let elapsed = now_unix() - go_at;
     check_shared_study(&storage, study.id);
+    let cycles = WORKERS * TRIALS_PER_WORKER;
+    eprintln!(
+        "sqlite: {WORKERS} processes, {cycles} ask+report+tell cycles in {elapsed:.2} s = {:.0} asks/s",
+        cycles as f64 / elapsed
+    );
 }
 
 #[test]
@@ -225,4 +232,47 @@ fn eight_processes_race_to_fail_stale_trials() {
             assert!(t.system_attrs[nightshift_search::FAIL_REASON_ATTR].as_str().unwrap().contains("heartbeat"));
         }
     }
+}
+
+const CREATED_MARK: &str = "created-within-budget=";
+
+#[test]
+fn eight_processes_never_exceed_the_budget() {
+    const BUDGET: u64 = 60;
+    if let Some((db, _, go_at)) = worker_role() {
+        let storage = SqliteStorage::open(db).unwrap();
+        let study = storage.load_study("shared").unwrap();
+        let capped = NewTrial { max_trials: Some(BUDGET), ..NewTrial::default() };
+        wait_until(go_at);
+        let mut mine = Vec::new();
+        loop {
+            match storage.create_trial(study.id, &capped) {
+                Ok(t) => {
+                    storage.finish_trial(t.id, TrialState::Complete, Some(t.number as f64)).unwrap();
+                    mine.push(t.number);
+                }
+                Err(nightshift_search::Error::BudgetReached { max_trials: BUDGET, .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        println!("\n{CREATED_MARK}{}", serde_json::to_string(&mine).unwrap());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("budget.db");
+    let storage = SqliteStorage::open(&db).unwrap();
+    let study = storage.create_study(&new_study("shared")).unwrap();
+    let outputs = spawn_workers("eight_processes_never_exceed_the_budget", &db, now_unix() + 0.3);
+    let mut all: Vec<u64> = Vec::new();
+    for out in &outputs {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once(CREATED_MARK).map(|(_, rest)| rest))
+            .unwrap_or_else(|| panic!("no result line in:\n{stdout}"));
+        all.extend(serde_json::from_str::<Vec<u64>>(line).unwrap());
+    }
+    all.sort();
+    assert_eq!(all, (0..BUDGET).collect::<Vec<_>>(), "exactly the budget, numbered densely, across all processes");
+    assert_eq!(storage.trials(study.id, None).unwrap().len() as u64, BUDGET);
 }

@@ -81,7 +81,13 @@ pub fn top_k(logits: Tensor<2>, k: usize, class_names: &[String]) -> Result<Vec<
 
 /// Runs `model` (in evaluation mode) on one image file, preprocessed as `config` says (channels,
 /// input size, normalisation), and returns its top `k` classes.
-pub fn predict_image<M: ImageClassifier>(model: &M, path: &Path, config: &ModelConfig, k: usize, device: &Device) -> Result<Vec<TopClass>> {
+pub fn predict_image<M: ImageClassifier>(
+    model: &M,
+    path: &Path,
+    config: &ModelConfig,
+    k: usize,
+    device: &Device,
+) -> Result<Vec<TopClass>> {
     let input = load_image_tensor(path, config.in_channels, config.image_size, &config.normalization, device)?;
     Ok(top_k(model.forward(input), k, &config.class_names)?.remove(0))
 }

@@ -109,8 +109,12 @@ impl Storage for InMemoryStorage {
 
     fn create_trial(&self, study_id: i64, new: &NewTrial) -> Result<FrozenTrial> {
         let mut inner = self.lock();
-        inner.study_name(study_id)?;
+        let name = inner.study_name(study_id)?.to_string();
         let number = inner.trials.iter().filter(|(s, _)| *s == study_id).count() as u64;
+        let used = inner.trials.iter().filter(|(s, t)| *s == study_id && t.state != TrialState::Waiting).count() as u64;
+        if new.over_budget(used) {
+            return Err(crate::Error::BudgetReached { study: name, max_trials: new.max_trials.unwrap_or(0) });
+        }
         let id = inner.trials.len() as i64 + 1;
         let state = if new.waiting { TrialState::Waiting } else { TrialState::Running };
         let mut trial = FrozenTrial::new(id, number, state);

@@ -66,6 +66,18 @@ pub struct NewTrial {
     pub waiting: bool,
     pub params: Vec<TrialParam>,
     pub system_attrs: BTreeMap<String, serde_json::Value>,
+    /// A global budget: refuse a RUNNING trial with [`crate::Error::BudgetReached`] when the
+    /// study already has this many non-WAITING trials. Checked in the same atomic step as the
+    /// numbering, so workers on many machines together never exceed it. WAITING trials are
+    /// neither counted nor refused (claiming one does not grow the count past what was enqueued).
+    pub max_trials: Option<u64>,
+}
+
+impl NewTrial {
+    /// Whether a study with `used` non-WAITING trials must refuse this trial.
+    pub fn over_budget(&self, used: u64) -> bool {
+        !self.waiting && self.max_trials.is_some_and(|max| used >= max)
+    }
 }
 
 /// Where studies live. Every backend passes the conformance suite in [`crate::testing`].
@@ -90,6 +102,7 @@ pub trait Storage: Send + Sync {
     fn set_study_user_attr(&self, study_id: i64, key: &str, value: &serde_json::Value) -> Result<()>;
 
     /// Creates a trial with the next number. RUNNING trials get their start time and no heartbeat.
+    /// With `max_trials`, fails with [`crate::Error::BudgetReached`] instead when the budget is used up.
     fn create_trial(&self, study_id: i64, trial: &NewTrial) -> Result<FrozenTrial>;
     /// Atomically turns the oldest WAITING trial into a RUNNING one and returns it, if any.
     fn claim_waiting_trial(&self, study_id: i64) -> Result<Option<FrozenTrial>>;

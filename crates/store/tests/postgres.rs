@@ -1,0 +1,434 @@
+//! PostgresStorage against a real server: the conformance suite, migrations, and 16 worker
+//! processes on one study (dense unique numbers, no lost tells, each stale or waiting trial
+//! taken exactly once).
+//!
+//! The server comes from `NIGHTSHIFT_TEST_POSTGRES` (e.g.
+//! `postgres://nightshift:nightshift@127.0.0.1/nightshift_test`; `.ci/run` sets one up on
+//! loopback). Without it every test prints a `SKIPPED:` line and passes. Each test works in its
+//! own fresh schema, so tests run in parallel. Worker processes are this test binary run again
+//! (`current_exe() --exact <test>`) with [`WORKER_SCHEMA`] set.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nightshift_search::{
+    Direction, NewStudy, NewTrial, SamplerConfig, SearchSpace, Storage, Study, TellOutcome, TrialState, now_unix,
+};
+use nightshift_store::{Error, POSTGRES_SCHEMA_VERSION, PostgresStorage};
+
+const URL_VAR: &str = "NIGHTSHIFT_TEST_POSTGRES";
+/// Set in a worker process: the schema to work in.
+const WORKER_SCHEMA: &str = "NIGHTSHIFT_PG_TEST_WORKER_SCHEMA";
+const WORKER_ID: &str = "NIGHTSHIFT_PG_TEST_WORKER_ID";
+/// Set in a worker process: Unix time at which to start, so that the workers collide.
+const WORKER_GO_AT: &str = "NIGHTSHIFT_PG_TEST_WORKER_GO_AT";
+
+const WORKERS: usize = 16;
+const TRIALS_PER_WORKER: usize = 50;
+
+/// The server URL, or `None` after saying on stderr why the test is skipped.
+fn server(test: &str) -> Option<String> {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            // Straight to stderr: the harness captures eprintln! of passing tests.
+            let line = format!(
+                "SKIPPED: {test}: no PostgreSQL server; set {URL_VAR}=postgres://user[:password]@127.0.0.1/db (see .ci/run)\n"
+            );
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
+/// A schema name no other test or run uses.
+fn fresh_schema(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000_000;
+    format!("t_{tag}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+fn space() -> SearchSpace {
+    SearchSpace::parse("x: {type: float, low: -5.0, high: 5.0}\nk: {type: int, low: 0, high: 9}", "t").unwrap()
+}
+
+fn new_study(name: &str) -> NewStudy {
+    let mut new = NewStudy::new(name, Direction::Minimize, 3);
+    new.sampler = SamplerConfig::Random;
+    new.search_space = Some(space());
+    new
+}
+
+/// Runs the named test of this binary as worker processes and waits for them all.
+fn spawn_workers(test: &str, schema: &str, go_at: f64) -> Vec<Output> {
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..WORKERS)
+        .map(|i| {
+            Command::new(&exe)
+                .args(["--exact", test, "--nocapture", "--test-threads=1"])
+                .env(WORKER_SCHEMA, schema)
+                .env(WORKER_ID, i.to_string())
+                .env(WORKER_GO_AT, go_at.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn a worker process")
+        })
+        .collect();
+    let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for (i, out) in outputs.iter().enumerate() {
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "worker {i} failed ({}):\n{text}", out.status);
+        assert!(!text.contains("deadlock") && !text.contains("serializ"), "worker {i} surfaced contention:\n{text}");
+    }
+    outputs
+}
+
+/// The worker role of a test: `Some((schema, id, go_at))` in a worker process.
+fn worker_role() -> Option<(String, usize, f64)> {
+    let schema = std::env::var(WORKER_SCHEMA).ok()?;
+    let id = std::env::var(WORKER_ID).unwrap().parse().unwrap();
+    let go_at = std::env::var(WORKER_GO_AT).unwrap().parse().unwrap();
+    Some((schema, id, go_at))
+}
+
+fn wait_until(unix: f64) {
+    let now = now_unix();
+    if unix > now {
+        std::thread::sleep(Duration::from_secs_f64(unix - now));
+    }
+}
+
+/// Lines `MARK<json>` a worker printed (the harness prints "test … " on the same line first).
+fn marked<T: serde::de::DeserializeOwned>(out: &Output, mark: &str) -> T {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once(mark).map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no {mark} line in:\n{stdout}"));
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn postgres_passes_the_conformance_suite() {
+    let Some(url) = server("postgres_passes_the_conformance_suite") else { return };
+    nightshift_search::testing::run_conformance_suite(&|| {
+        Box::new(PostgresStorage::open_in_schema(&url, &fresh_schema("conf")).unwrap())
+    });
+}
+
+#[test]
+fn open_storage_dispatches_postgres_urls() {
+    let Some(url) = server("open_storage_dispatches_postgres_urls") else { return };
+    let storage = nightshift_store::open_storage(&url).unwrap();
+    let name = fresh_schema("study");
+    let study = storage.create_study(&new_study(&name)).unwrap();
+    let t = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    storage.finish_trial(t.id, TrialState::Complete, Some(f64::NAN)).unwrap();
+    let again = nightshift_store::open_storage(&url).unwrap();
+    let got = again.trial(again.load_study(&name).unwrap().id, 0).unwrap();
+    assert!(got.value.unwrap().is_nan());
+}
+
+#[test]
+fn reopening_migrates_nothing_and_a_newer_schema_is_refused() {
+    let Some(url) = server("reopening_migrates_nothing_and_a_newer_schema_is_refused") else { return };
+    let schema = fresh_schema("mig");
+    let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+    let study = storage.create_study(&new_study("kept")).unwrap();
+    drop(storage);
+    let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+    assert_eq!(storage.load_study("kept").unwrap(), study);
+    drop(storage);
+
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client.batch_execute(&format!("UPDATE {schema}.nightshift_schema SET version = {}", POSTGRES_SCHEMA_VERSION + 1)).unwrap();
+    let err = PostgresStorage::open_in_schema(&url, &schema).err().unwrap();
+    assert!(matches!(err, Error::SchemaTooNew { found, .. } if found == POSTGRES_SCHEMA_VERSION + 1), "{err}");
+    assert!(err.to_string().contains("upgrade nightshift"), "{err}");
+
+    // A schema with someone else's tables is left alone.
+    let foreign = fresh_schema("foreign");
+    client.batch_execute(&format!("CREATE SCHEMA {foreign}; CREATE TABLE {foreign}.studies (study_id INT)")).unwrap();
+    let err = PostgresStorage::open_in_schema(&url, &foreign).err().unwrap();
+    assert!(matches!(err, Error::PostgresForeign { .. }), "{err}");
+    assert!(err.to_string().contains("studies"), "{err}");
+}
+
+#[test]
+fn a_wrong_password_is_not_printed() {
+    let Some(url) = server("a_wrong_password_is_not_printed") else { return };
+    let config: postgres::Config = url.parse().unwrap();
+    let user = config.get_user().unwrap_or("nightshift");
+    let db = config.get_dbname().unwrap_or("postgres");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let bad = format!("postgres://{user}:wrong-Pa55word@127.0.0.1:{port}/{db}");
+    match PostgresStorage::open(&bad) {
+        // A server that trusts loopback lets any password in: nothing to check then.
+        Ok(_) => eprintln!("note: the server does not check passwords on loopback"),
+        Err(e) => {
+            let message = e.to_string();
+            assert!(!message.contains("wrong-Pa55word") && message.contains(":***@"), "{message}");
+        }
+    }
+}
+
+/// 50 ask + tell cycles through `Study`; the told value encodes (worker, cycle) so that lost or
+/// crossed tells are visible.
+fn ask_tell_loop(storage: Arc<dyn Storage>, worker: usize) {
+    let study = Study::load(storage, "shared").unwrap();
+    let space = space();
+    for i in 0..TRIALS_PER_WORKER {
+        let trial = study.ask(&space).unwrap();
+        assert_eq!(trial.state, TrialState::Running);
+        assert_eq!(trial.params.len(), 2);
+        study.report(trial.number, 0, 1.0).unwrap();
+        study.tell(trial.number, TellOutcome::Value((worker * 1000 + i) as f64)).unwrap();
+    }
+}
+
+#[test]
+fn sixteen_processes_ask_and_tell_on_one_study() {
+    const TEST: &str = "sixteen_processes_ask_and_tell_on_one_study";
+    let Some(url) = server(TEST) else { return };
+    if let Some((schema, worker, go_at)) = worker_role() {
+        let storage: Arc<dyn Storage> = Arc::new(PostgresStorage::open_in_schema(&url, &schema).unwrap());
+        wait_until(go_at);
+        return ask_tell_loop(storage, worker);
+    }
+    let schema = fresh_schema("stress");
+    let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+    let study = storage.create_study(&new_study("shared")).unwrap();
+    let go_at = now_unix() + 1.0;
+    spawn_workers(TEST, &schema, go_at);
+    let elapsed = now_unix() - go_at;
+
+    let trials = storage.trials(study.id, None).unwrap();
+    let numbers: Vec<u64> = trials.iter().map(|t| t.number).collect();
+    assert_eq!(numbers, (0..(WORKERS * TRIALS_PER_WORKER) as u64).collect::<Vec<_>>(), "dense, unique numbers");
+    let mut per_worker = BTreeMap::new();
+    let mut values: Vec<i64> = Vec::new();
+    for t in &trials {
+        assert_eq!(t.state, TrialState::Complete, "trial {}", t.number);
+        assert_eq!(t.intermediate_values.len(), 1);
+        let v = t.value.unwrap() as i64;
+        values.push(v);
+        *per_worker.entry(v / 1000).or_insert(0) += 1;
+    }
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), WORKERS * TRIALS_PER_WORKER, "every tell landed on its own trial");
+    assert!(per_worker.len() == WORKERS && per_worker.values().all(|&n| n == TRIALS_PER_WORKER), "{per_worker:?}");
+    eprintln!(
+        "postgres: {WORKERS} processes, {} ask+report+tell cycles in {elapsed:.2} s = {:.0} asks/s",
+        trials.len(),
+        trials.len() as f64 / elapsed
+    );
+}
+
+const CLAIMED_MARK: &str = "claimed-trials=";
+
+#[test]
+fn sixteen_processes_claim_each_waiting_trial_once() {
+    const TEST: &str = "sixteen_processes_claim_each_waiting_trial_once";
+    let Some(url) = server(TEST) else { return };
+    if let Some((schema, _, go_at)) = worker_role() {
+        let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+        let study = storage.load_study("shared").unwrap();
+        wait_until(go_at);
+        let mut mine = Vec::new();
+        while let Some(t) = storage.claim_waiting_trial(study.id).unwrap() {
+            assert_eq!(t.state, TrialState::Running);
+            mine.push(t.number);
+        }
+        println!("\n{CLAIMED_MARK}{}", serde_json::to_string(&mine).unwrap());
+        return;
+    }
+    let schema = fresh_schema("claim");
+    let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+    let study = storage.create_study(&new_study("shared")).unwrap();
+    let queued = NewTrial { waiting: true, ..NewTrial::default() };
+    const QUEUED: u64 = 160;
+    for _ in 0..QUEUED {
+        storage.create_trial(study.id, &queued).unwrap();
+    }
+    let outputs = spawn_workers(TEST, &schema, now_unix() + 1.0);
+    let mut all: Vec<u64> = outputs.iter().flat_map(|o| marked::<Vec<u64>>(o, CLAIMED_MARK)).collect();
+    all.sort();
+    assert_eq!(all, (0..QUEUED).collect::<Vec<_>>(), "each waiting trial is claimed by exactly one process");
+}
+
+const FAILED_MARK: &str = "stale-worker-failed=";
+
+#[test]
+fn sixteen_processes_race_to_fail_stale_trials() {
+    const TEST: &str = "sixteen_processes_race_to_fail_stale_trials";
+    let Some(url) = server(TEST) else { return };
+    if let Some((schema, _, go_at)) = worker_role() {
+        let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+        let study = storage.load_study("shared").unwrap();
+        wait_until(go_at);
+        let failed = storage.fail_stale_trials(study.id, 0.05).unwrap();
+        let numbers: Vec<u64> = failed.iter().map(|t| t.number).collect();
+        println!("\n{FAILED_MARK}{}", serde_json::to_string(&numbers).unwrap());
+        return;
+    }
+    const STALE: u64 = 40;
+    let schema = fresh_schema("stale");
+    let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+    let study = storage.create_study(&new_study("shared")).unwrap();
+    for _ in 0..STALE {
+        let t = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+        storage.heartbeat(t.id).unwrap();
+    }
+    let silent = storage.create_trial(study.id, &NewTrial::default()).unwrap(); // no heartbeat: never stale
+    let outputs = spawn_workers(TEST, &schema, now_unix() + 1.0);
+    let mut all: Vec<u64> = outputs.iter().flat_map(|o| marked::<Vec<u64>>(o, FAILED_MARK)).collect();
+    all.sort();
+    assert_eq!(all, (0..STALE).collect::<Vec<_>>(), "each stale trial is failed by exactly one process");
+    for t in storage.trials(study.id, None).unwrap() {
+        if t.number == silent.number {
+            assert_eq!(t.state, TrialState::Running);
+        } else {
+            assert_eq!(t.state, TrialState::Fail);
+            assert!(t.system_attrs[nightshift_search::FAIL_REASON_ATTR].as_str().unwrap().contains("heartbeat"));
+        }
+    }
+}
+
+#[test]
+fn sixteen_processes_open_a_new_schema_at_once() {
+    const TEST: &str = "sixteen_processes_open_a_new_schema_at_once";
+    let Some(url) = server(TEST) else { return };
+    if let Some((schema, worker, go_at)) = worker_role() {
+        wait_until(go_at);
+        let storage: Arc<dyn Storage> = Arc::new(PostgresStorage::open_in_schema(&url, &schema).unwrap());
+        let study = Study::create_or_load(storage, &new_study("shared")).unwrap();
+        let trial = study.ask(&space()).unwrap();
+        study.tell(trial.number, TellOutcome::Value(worker as f64)).unwrap();
+        return;
+    }
+    let schema = fresh_schema("fresh");
+    let started = Instant::now();
+    spawn_workers(TEST, &schema, now_unix() + 1.0);
+    let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+    let study = storage.load_study("shared").unwrap();
+    let numbers: Vec<u64> = storage.trials(study.id, Some(&[TrialState::Complete])).unwrap().iter().map(|t| t.number).collect();
+    assert_eq!(numbers, (0..WORKERS as u64).collect::<Vec<_>>());
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+const CREATED_MARK: &str = "created-within-budget=";
+
+#[test]
+fn sixteen_processes_never_exceed_the_budget() {
+    const TEST: &str = "sixteen_processes_never_exceed_the_budget";
+    const BUDGET: u64 = 100;
+    let Some(url) = server(TEST) else { return };
+    if let Some((schema, _, go_at)) = worker_role() {
+        let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+        let study = storage.load_study("shared").unwrap();
+        let capped = NewTrial { max_trials: Some(BUDGET), ..NewTrial::default() };
+        wait_until(go_at);
+        let mut mine = Vec::new();
+        loop {
+            match storage.create_trial(study.id, &capped) {
+                Ok(t) => {
+                    storage.finish_trial(t.id, TrialState::Complete, Some(t.number as f64)).unwrap();
+                    mine.push(t.number);
+                }
+                Err(nightshift_search::Error::BudgetReached { max_trials: BUDGET, .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        println!("\n{CREATED_MARK}{}", serde_json::to_string(&mine).unwrap());
+        return;
+    }
+    let schema = fresh_schema("budget");
+    let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+    let study = storage.create_study(&new_study("shared")).unwrap();
+    let outputs = spawn_workers(TEST, &schema, now_unix() + 1.0);
+    let mut all: Vec<u64> = outputs.iter().flat_map(|o| marked::<Vec<u64>>(o, CREATED_MARK)).collect();
+    all.sort();
+    assert_eq!(all, (0..BUDGET).collect::<Vec<_>>(), "exactly the budget, numbered densely, across all processes");
+    assert_eq!(storage.trials(study.id, None).unwrap().len() as u64, BUDGET);
+}
+
+#[test]
+fn a_killed_worker_is_failed_once_and_the_others_go_on() {
+    const TEST: &str = "a_killed_worker_is_failed_once_and_the_others_go_on";
+    const BEATERS: usize = 4;
+    const GRACE: f64 = 2.0;
+    let Some(url) = server(TEST) else { return };
+    if let Some((schema, worker, _)) = worker_role() {
+        // A worker mid-trial: heart-beating every 100 ms for 6 s, then done.
+        let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+        let study = storage.load_study("shared").unwrap();
+        let t = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+        storage.set_trial_attr(t.id, "worker", &worker.into(), false).unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(6) {
+            storage.heartbeat(t.id).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        storage.finish_trial(t.id, TrialState::Complete, Some(worker as f64)).unwrap();
+        return;
+    }
+    let schema = fresh_schema("kill");
+    let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+    let study = storage.create_study(&new_study("shared")).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut children: Vec<_> = (0..BEATERS)
+        .map(|i| {
+            Command::new(&exe)
+                .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+                .env(WORKER_SCHEMA, &schema)
+                .env(WORKER_ID, i.to_string())
+                .env(WORKER_GO_AT, "0")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Wait until every worker is mid-trial, then kill -9 worker 0.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let worker_of = |t: &nightshift_search::FrozenTrial| t.user_attrs.get("worker").and_then(|w| w.as_u64());
+    while storage.trials(study.id, None).unwrap().iter().filter(|t| t.heartbeat_at.is_some() && worker_of(t).is_some()).count()
+        < BEATERS
+    {
+        assert!(Instant::now() < deadline, "the workers did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    children[0].kill().unwrap(); // SIGKILL
+    children[0].wait().unwrap();
+    std::thread::sleep(Duration::from_secs_f64(GRACE + 0.5));
+    // Several survivors notice at once; exactly one of them fails the dead worker's trial.
+    let failed: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mine = PostgresStorage::open_in_schema(&url, &schema).unwrap();
+                    mine.fail_stale_trials(study.id, GRACE).unwrap().iter().map(|t| t.number).collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let dead = storage.trials(study.id, None).unwrap().into_iter().find(|t| worker_of(t) == Some(0)).unwrap();
+    let mut all: Vec<u64> = failed.into_iter().flatten().collect();
+    all.sort();
+    assert_eq!(all, [dead.number], "the killed worker's trial, failed exactly once");
+    for child in children.drain(1..) {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for t in storage.trials(study.id, None).unwrap() {
+        let want = if t.number == dead.number { TrialState::Fail } else { TrialState::Complete };
+        assert_eq!(t.state, want, "trial {} of worker {:?}", t.number, worker_of(&t));
+    }
+}
