@@ -568,17 +568,7 @@ const ATTRS_OF_STUDY: &str = "SELECT a.trial_id, a.system, a.key, a.value FROM t
 impl Storage for PostgresStorage {
     fn create_study(&self, study: &NewStudy) -> nightshift_search::Result<StudyRecord> {
         self.write("create_study", |tx| {
-            let record = StudyRecord {
-                id: 0,
-                name: study.name.clone(),
-                direction: study.direction,
-                seed: study.seed,
-                sampler: study.sampler.clone(),
-                pruner: study.pruner.clone(),
-                search_space: study.search_space.clone(),
-                user_attrs: study.user_attrs.clone(),
-                created_at: now_unix(),
-            };
+            let record = study.to_record(0);
             let search_space = record.search_space.as_ref().map(|s| json_text(s, "search space")).transpose()?;
             // ON CONFLICT: two processes creating the same name at once get one study and one
             // StudyExists, not a unique-violation error.

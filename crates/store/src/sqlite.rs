@@ -498,17 +498,7 @@ impl Storage for SqliteStorage {
             if taken {
                 return Err(Fail::Search(SearchError::StudyExists(study.name.clone())));
             }
-            let record = StudyRecord {
-                id: 0,
-                name: study.name.clone(),
-                direction: study.direction,
-                seed: study.seed,
-                sampler: study.sampler.clone(),
-                pruner: study.pruner.clone(),
-                search_space: study.search_space.clone(),
-                user_attrs: study.user_attrs.clone(),
-                created_at: now_unix(),
-            };
+            let record = study.to_record(0);
             let search_space = record.search_space.as_ref().map(|s| json_text(s, "search space")).transpose()?;
             tx.prepare_cached(
                 "INSERT INTO studies (name, direction, seed, sampler, pruner, search_space, user_attrs, created_at)

@@ -71,17 +71,7 @@ impl Storage for InMemoryStorage {
         if inner.studies.iter().any(|s| s.name == study.name) {
             return Err(Error::StudyExists(study.name.clone()));
         }
-        let record = StudyRecord {
-            id: inner.studies.len() as i64 + 1,
-            name: study.name.clone(),
-            direction: study.direction,
-            seed: study.seed,
-            sampler: study.sampler.clone(),
-            pruner: study.pruner.clone(),
-            search_space: study.search_space.clone(),
-            user_attrs: study.user_attrs.clone(),
-            created_at: now_unix(),
-        };
+        let record = study.to_record(inner.studies.len() as i64 + 1);
         inner.studies.push(record.clone());
         Ok(record)
     }

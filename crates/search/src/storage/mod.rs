@@ -44,6 +44,21 @@ pub struct NewStudy {
 }
 
 impl NewStudy {
+    /// The record a backend stores for this study, with the id it assigned and the creation time now.
+    pub fn to_record(&self, id: i64) -> StudyRecord {
+        StudyRecord {
+            id,
+            name: self.name.clone(),
+            direction: self.direction,
+            seed: self.seed,
+            sampler: self.sampler.clone(),
+            pruner: self.pruner.clone(),
+            search_space: self.search_space.clone(),
+            user_attrs: self.user_attrs.clone(),
+            created_at: crate::trial::now_unix(),
+        }
+    }
+
     pub fn new(name: impl Into<String>, direction: Direction, seed: u64) -> Self {
         Self {
             name: name.into(),
