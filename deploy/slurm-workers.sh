@@ -22,4 +22,5 @@ study="${1:?usage: sbatch --array=0-N deploy/slurm-workers.sh STUDY}"
 workdir="${SLURM_SUBMIT_DIR:-$PWD}/workers/${SLURM_ARRAY_JOB_ID:-local}-${SLURM_ARRAY_TASK_ID:-0}"
 mkdir -p "$workdir"
 cd "$workdir"
-exec nightshift worker --storage "$NIGHTSHIFT_STORAGE" --study "$study" --quiet
+# --devices auto: the GPUs Slurm gave this task (nvidia-smi sees only those under cgroups), else its cores.
+exec nightshift worker --storage "$NIGHTSHIFT_STORAGE" --study "$study" --devices auto --quiet

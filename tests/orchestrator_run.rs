@@ -210,6 +210,75 @@ fn compare_gives_each_stratum_an_equal_share() {
     }
 }
 
+/// `nightshift run` starts a study; workers join it with nothing but the storage URL and the study
+/// name, each with its own `--devices`; together they run exactly the budget, strata included.
+fn workers_share_one_budget(sb: &Sandbox, storage: &str, study: &str) -> Vec<Value> {
+    let budget = 12;
+    let text = spec(study, &format!("{{trials: {budget}}}"), "{cpu: 1}", "--steps, 2, --sleep, 0.1", "compare: k\n")
+        .replace("params:\n", "params:\n  k: {type: categorical, choices: [a, b, c]}\n");
+    sb.file("s.yaml", &text);
+    let quiet = std::process::Stdio::null;
+    let mut first = sb.cmd(&["run", "s.yaml", "--quiet", "--storage", storage]).stdout(quiet()).spawn().unwrap();
+    // Workers need the spec that `run` stores with the study: wait for its first trial.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(sb.path().join("events.jsonl")).unwrap_or_default().contains("start") {
+        assert!(Instant::now() < deadline, "the first trial never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            sb.cmd(&["worker", "--storage", storage, "--study", study, "--devices", "cpu:2", "--quiet"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && stdout.contains("budget reached"), "worker: {stdout}\n{stderr}");
+    }
+    assert!(first.wait().unwrap().success());
+    let out = sb.ok(&["trials", "--storage", storage, "--study-name", study, "-f", "json"]);
+    let trials: Vec<Value> = serde_json::from_str::<Value>(out.trim()).unwrap().as_array().unwrap().clone();
+    let numbers: Vec<u64> = trials.iter().map(|t| t["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, (0..budget).collect::<Vec<_>>(), "exactly the budget, numbered once each");
+    assert!(trials.iter().all(|t| t["state"] == "COMPLETE"), "{trials:?}");
+    // The workers' own --devices (two slots each) were used, not the spec's single slot.
+    assert!(trials.iter().any(|t| t["system_attrs"]["slot"] == 1), "{trials:?}");
+    for k in ["a", "b", "c"] {
+        assert!(trials.iter().any(|t| t["params"]["k"] == k), "stratum {k} never ran");
+    }
+    trials
+}
+
+#[test]
+fn workers_join_by_name_and_share_the_budget_on_sqlite() {
+    let sb = Sandbox::new();
+    workers_share_one_budget(&sb, "sqlite:///reports/pool/study.db", "pool");
+}
+
+#[test]
+fn workers_join_by_name_and_share_the_budget_on_postgres() {
+    let Ok(url) = std::env::var("NIGHTSHIFT_TEST_POSTGRES") else {
+        eprintln!("SKIPPED: set NIGHTSHIFT_TEST_POSTGRES=postgres://user@host/db to run the PostgreSQL worker test");
+        return;
+    };
+    let study = format!("pool-{}-{}", std::process::id(), nightshift_search::now_unix() as u64);
+    workers_share_one_budget(&Sandbox::new(), &url, &study);
+}
+
+#[test]
+fn bad_device_flags_are_refused_with_the_valid_forms() {
+    let sb = Sandbox::new();
+    sb.file("s.yaml", &spec("flags", "{trials: 1}", "{cpu: 1}", "", ""));
+    let err = sb.fails(&["run", "s.yaml", "--devices", "gpu:x"]);
+    assert!(err.contains("--devices") && err.contains("valid: auto, cpu, cpu:N, gpu:0,1"), "{err}");
+    let err = sb.fails(&["worker", "--storage", "sqlite:///nope.db", "--study", "s", "--trials-per-device", "2"]);
+    assert!(err.contains("--devices"), "{err}");
+}
+
 #[test]
 fn check_and_bad_specs() {
     let sb = Sandbox::new();

@@ -25,6 +25,8 @@ pub enum RunCommand {
         /// No progress output (the log file and the final summary remain).
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        devices: DeviceArgs,
     },
     /// Continue a study started with `nightshift run`, using the spec stored with it.
     Resume {
@@ -35,6 +37,8 @@ pub enum RunCommand {
         storage: Option<String>,
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        devices: DeviceArgs,
     },
     /// Join a study from any machine and run its trials on this machine's devices until the
     /// study's budget is used up across all workers. Needs only the storage and the study name:
@@ -48,6 +52,8 @@ pub enum RunCommand {
         study: String,
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        devices: DeviceArgs,
     },
     /// Validate a spec (fields, command executable, dataset paths) and print what a run would do,
     /// without running anything.
@@ -65,21 +71,42 @@ pub enum RunCommand {
     },
 }
 
+/// Where this machine runs trials, overriding the spec's `devices:` (each worker names its own).
+#[derive(Debug, clap::Args)]
+pub struct DeviceArgs {
+    /// auto (CUDA GPUs from nvidia-smi, else one slot per core), cpu[:N], gpu:0,1 (CUDA) or wgpu:0.
+    #[arg(long)]
+    devices: Option<String>,
+    /// Concurrent trials on each listed GPU (or per CPU slot); needs --devices.
+    #[arg(long, requires = "devices")]
+    trials_per_device: Option<usize>,
+}
+
+impl DeviceArgs {
+    fn apply(self, mut spec: Spec) -> Result<Spec> {
+        if let Some(devices) = self.devices {
+            spec.devices =
+                DeviceSpec::from_flag(&devices, self.trials_per_device).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
+        }
+        Ok(spec)
+    }
+}
+
 pub fn run(cmd: RunCommand) -> Result<()> {
     match cmd {
-        RunCommand::Run { spec, storage, quiet } => {
+        RunCommand::Run { spec, storage, quiet, devices } => {
             let mut spec = Spec::from_file(&spec)?;
             if let Some(url) = storage {
                 spec.storage = url;
             }
-            sweep(spec, quiet)
+            sweep(devices.apply(spec)?, quiet)
         }
-        RunCommand::Resume { study, storage, quiet } => {
+        RunCommand::Resume { study, storage, quiet, devices } => {
             let url = storage.unwrap_or_else(|| default_storage(&study));
-            sweep(stored_spec(&url, &study)?, quiet)
+            sweep(devices.apply(stored_spec(&url, &study)?)?, quiet)
         }
         // A worker is a resume that many machines run at once: the storage keeps the budget global.
-        RunCommand::Worker { storage, study, quiet } => sweep(stored_spec(&storage, &study)?, quiet),
+        RunCommand::Worker { storage, study, quiet, devices } => sweep(devices.apply(stored_spec(&storage, &study)?)?, quiet),
         RunCommand::Check { spec } => check(&spec),
         RunCommand::Report { study, storage, out } => {
             let url = storage.unwrap_or_else(|| default_storage(&study));

@@ -603,10 +603,7 @@ async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTrial], slot:
     let counted = trials.iter().filter(|t| t.state != TrialState::Waiting).count() as u64;
     let max_trials = spec.budget.trials.saturating_add(counted.saturating_sub(budget_used(trials)));
     blocking(move || -> Result<FrozenTrial> {
-        if let Some(fixed) = fixed {
-            study.enqueue(&fixed)?;
-        }
-        let trial = study.ask_within(&space, Some(max_trials))?;
+        let trial = study.ask_fixed(&space, &fixed.unwrap_or_default(), Some(max_trials))?;
         let storage = study.storage();
         // Heartbeat at once: a trial that never beat is never declared stale.
         storage.heartbeat(trial.id)?;

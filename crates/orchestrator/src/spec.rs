@@ -107,6 +107,43 @@ pub enum DeviceSpec {
     },
 }
 
+impl DeviceSpec {
+    /// The command-line form (`--devices`): `auto`, `cpu[:N]`, `gpu:0,1` (CUDA) or `wgpu:0`, with
+    /// `trials_per_device` (from `--trials-per-device`) for GPUs; `None` keeps one trial per GPU.
+    pub fn from_flag(text: &str, trials_per_device: Option<usize>) -> std::result::Result<Self, String> {
+        const VALID: &str = "valid: auto, cpu, cpu:N, gpu:0,1 (CUDA), wgpu:0";
+        let (kind, rest) = text.split_once(':').map_or((text, None), |(k, r)| (k, Some(r)));
+        let per = trials_per_device.unwrap_or(1);
+        if per == 0 {
+            return Err("--trials-per-device must be at least 1".into());
+        }
+        let positive = |r: &str| r.trim().parse::<usize>().ok().filter(|n| *n >= 1);
+        match (kind.trim(), rest) {
+            ("auto", None) if trials_per_device.is_none() => Ok(DeviceSpec::Auto),
+            ("cpu", None) => Ok(DeviceSpec::Cpu { slots: per }),
+            ("cpu", Some(n)) => positive(n)
+                .map(|n| DeviceSpec::Cpu { slots: n * per })
+                .ok_or_else(|| format!("'{text}': the number of CPU slots must be a positive integer ({VALID})")),
+            (kind @ ("gpu" | "cuda" | "wgpu"), Some(list)) => {
+                let indices: Vec<u32> =
+                    list.split(',')
+                        .map(|i| i.trim().parse::<u32>())
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(|_| format!("'{text}': expected a comma-separated list of GPU indices ({VALID})"))?;
+                let mut sorted = indices.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                if sorted.len() != indices.len() {
+                    return Err(format!("'{text}': a GPU index is listed twice"));
+                }
+                let backend = if kind == "wgpu" { GpuBackend::Wgpu } else { GpuBackend::Cuda };
+                Ok(DeviceSpec::Gpu { indices, trials_per_device: per, backend })
+            }
+            _ => Err(format!("unknown device list '{text}' ({VALID}; --trials-per-device needs an explicit list)")),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GpuBackend {
     Cuda,
@@ -966,5 +1003,25 @@ compare: k
         );
         assert!(with("devices: {gpu: [0, 0]}").is_err());
         assert!(with("devices: {cpu: 0}").is_err());
+    }
+
+    #[test]
+    fn device_flags() {
+        assert_eq!(DeviceSpec::from_flag("auto", None), Ok(DeviceSpec::Auto));
+        assert_eq!(DeviceSpec::from_flag("cpu:3", None), Ok(DeviceSpec::Cpu { slots: 3 }));
+        assert_eq!(DeviceSpec::from_flag("cpu:2", Some(2)), Ok(DeviceSpec::Cpu { slots: 4 }));
+        assert_eq!(
+            DeviceSpec::from_flag("gpu:0,2", Some(2)),
+            Ok(DeviceSpec::Gpu { indices: vec![0, 2], trials_per_device: 2, backend: GpuBackend::Cuda })
+        );
+        assert_eq!(
+            DeviceSpec::from_flag("wgpu:1", None),
+            Ok(DeviceSpec::Gpu { indices: vec![1], trials_per_device: 1, backend: GpuBackend::Wgpu })
+        );
+        for bad in ["gpu", "gpu:a", "gpu:0,0", "cpu:0", "tpu:1", "", "auto:1"] {
+            let err = DeviceSpec::from_flag(bad, None).unwrap_err();
+            assert!(err.contains("valid") || err.contains("twice"), "{bad}: {err}");
+        }
+        assert!(DeviceSpec::from_flag("gpu:0", Some(0)).is_err());
     }
 }

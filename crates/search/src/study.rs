@@ -100,10 +100,20 @@ impl Study {
     /// [`Error::BudgetReached`] once the study has `max_trials` non-WAITING trials, counted
     /// atomically in the storage (so across every worker). Enqueued trials are still claimed.
     pub fn ask_within(&self, space: &SearchSpace, max_trials: Option<u64>) -> Result<FrozenTrial> {
+        self.ask_fixed(space, &Params::new(), max_trials)
+    }
+
+    /// [`Study::ask_within`] with some parameters fixed (e.g. the stratum of a comparison): an
+    /// enqueued trial is still claimed first; otherwise the new trial is created with `fixed` in
+    /// the same atomic step that checks the budget (enqueue-then-claim would bypass it).
+    pub fn ask_fixed(&self, space: &SearchSpace, fixed: &Params, max_trials: Option<u64>) -> Result<FrozenTrial> {
         let study_id = self.record.id;
         let trial = match self.storage.claim_waiting_trial(study_id)? {
             Some(trial) => trial,
-            None => self.storage.create_trial(study_id, &NewTrial { max_trials, ..NewTrial::default() })?,
+            None => {
+                let params = with_distributions(Some(space), fixed)?;
+                self.storage.create_trial(study_id, &NewTrial { params, max_trials, ..NewTrial::default() })?
+            }
         };
         let params = match self.sample(space, &trial) {
             Ok(params) => params,
@@ -162,16 +172,7 @@ impl Study {
 
     /// Enqueues a trial with fixed parameters (others are sampled when it is asked).
     pub fn enqueue(&self, params: &Params) -> Result<FrozenTrial> {
-        let space = self.record.search_space.as_ref();
-        let mut fixed = Vec::new();
-        for (name, value) in params {
-            let dist = space
-                .and_then(|s| s.get(name))
-                .cloned()
-                .ok_or_else(|| Error::Param { param: name.clone(), message: "not in the study's search space".into() })?;
-            dist.to_internal(value).map_err(|e| Error::Param { param: name.clone(), message: e.to_string() })?;
-            fixed.push((name.clone(), dist, value.clone()));
-        }
+        let fixed = with_distributions(self.record.search_space.as_ref(), params)?;
         self.storage.create_trial(self.record.id, &NewTrial { waiting: true, params: fixed, ..NewTrial::default() })
     }
 
@@ -240,6 +241,20 @@ pub fn best_of(trials: &[FrozenTrial], direction: crate::trial::Direction) -> Op
     })
 }
 
+/// Pairs each given value with its distribution from `space`, checking that it fits.
+fn with_distributions(space: Option<&SearchSpace>, params: &Params) -> Result<Vec<TrialParam>> {
+    let mut fixed = Vec::new();
+    for (name, value) in params {
+        let dist = space
+            .and_then(|s| s.get(name))
+            .cloned()
+            .ok_or_else(|| Error::Param { param: name.clone(), message: "not in the study's search space".into() })?;
+        dist.to_internal(value).map_err(|e| Error::Param { param: name.clone(), message: e.to_string() })?;
+        fixed.push((name.clone(), dist, value.clone()));
+    }
+    Ok(fixed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +287,22 @@ mod tests {
         study.enqueue(&[("k".to_string(), ParamValue::Int(3))].into()).unwrap();
         let claimed = study.ask_within(&space, Some(2)).unwrap();
         assert_eq!((claimed.number, claimed.params["k"].clone()), (2, ParamValue::Int(3)));
+    }
+
+    #[test]
+    fn ask_fixed_keeps_the_fixed_values_and_respects_the_budget() {
+        let study = study(Direction::Minimize);
+        let space = space();
+        let fixed: Params = [("k".to_string(), ParamValue::Int(1))].into();
+        let t = study.ask_fixed(&space, &fixed, Some(1)).unwrap();
+        assert_eq!(t.params["k"], ParamValue::Int(1));
+        assert!(t.params.contains_key("x"), "the rest is sampled");
+        // The fixed trial counted: the next one is refused and nothing is left WAITING to be claimed later.
+        let err = study.ask_fixed(&space, &fixed, Some(1)).unwrap_err();
+        assert!(matches!(&err, Error::BudgetReached { max_trials: 1, .. }), "{err}");
+        assert!(study.trials().unwrap().iter().all(|t| t.state != TrialState::Waiting));
+        let outside: Params = [("nope".to_string(), ParamValue::Int(1))].into();
+        assert!(matches!(study.ask_fixed(&space, &outside, None), Err(Error::Param { .. })));
     }
 
     #[test]

@@ -5,30 +5,26 @@
 //! The server comes from `NIGHTSHIFT_TEST_POSTGRES` (e.g.
 //! `postgres://nightshift:nightshift@127.0.0.1/nightshift_test`; `.ci/run` sets one up on
 //! loopback). Without it every test prints a `SKIPPED:` line and passes. Each test works in its
-//! own fresh schema, so tests run in parallel. Worker processes are this test binary run again
-//! (`current_exe() --exact <test>`) with [`WORKER_SCHEMA`] set.
+//! own fresh schema, so tests run in parallel. The multi-process harness is in `common/`.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nightshift_search::{
-    Direction, NewStudy, NewTrial, SamplerConfig, SearchSpace, Storage, Study, TellOutcome, TrialState, now_unix,
+use common::{
+    WORKERS, all_marked, ask_tell_loop, check_shared_study, check_stale_race, create_until_budget, make_stale_trials, new_study,
+    print_marked, space, wait_until, worker_role,
 };
+use nightshift_search::{NewTrial, Storage, Study, TellOutcome, TrialState, now_unix};
 use nightshift_store::{Error, POSTGRES_SCHEMA_VERSION, PostgresStorage};
 
 const URL_VAR: &str = "NIGHTSHIFT_TEST_POSTGRES";
-/// Set in a worker process: the schema to work in.
-const WORKER_SCHEMA: &str = "NIGHTSHIFT_PG_TEST_WORKER_SCHEMA";
-const WORKER_ID: &str = "NIGHTSHIFT_PG_TEST_WORKER_ID";
-/// Set in a worker process: Unix time at which to start, so that the workers collide.
-const WORKER_GO_AT: &str = "NIGHTSHIFT_PG_TEST_WORKER_GO_AT";
 
-const WORKERS: usize = 16;
-const TRIALS_PER_WORKER: usize = 50;
+/// Errors PostgreSQL raises under contention that the backend must handle, never surface.
+const CONTENTION: &[&str] = &["deadlock", "serializ"];
 
 /// The server URL, or `None` after saying on stderr why the test is skipped.
 fn server(test: &str) -> Option<String> {
@@ -52,65 +48,8 @@ fn fresh_schema(tag: &str) -> String {
     format!("t_{tag}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-fn space() -> SearchSpace {
-    SearchSpace::parse("x: {type: float, low: -5.0, high: 5.0}\nk: {type: int, low: 0, high: 9}", "t").unwrap()
-}
-
-fn new_study(name: &str) -> NewStudy {
-    let mut new = NewStudy::new(name, Direction::Minimize, 3);
-    new.sampler = SamplerConfig::Random;
-    new.search_space = Some(space());
-    new
-}
-
-/// Runs the named test of this binary as worker processes and waits for them all.
-fn spawn_workers(test: &str, schema: &str, go_at: f64) -> Vec<Output> {
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..WORKERS)
-        .map(|i| {
-            Command::new(&exe)
-                .args(["--exact", test, "--nocapture", "--test-threads=1"])
-                .env(WORKER_SCHEMA, schema)
-                .env(WORKER_ID, i.to_string())
-                .env(WORKER_GO_AT, go_at.to_string())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn a worker process")
-        })
-        .collect();
-    let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
-    for (i, out) in outputs.iter().enumerate() {
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "worker {i} failed ({}):\n{text}", out.status);
-        assert!(!text.contains("deadlock") && !text.contains("serializ"), "worker {i} surfaced contention:\n{text}");
-    }
-    outputs
-}
-
-/// The worker role of a test: `Some((schema, id, go_at))` in a worker process.
-fn worker_role() -> Option<(String, usize, f64)> {
-    let schema = std::env::var(WORKER_SCHEMA).ok()?;
-    let id = std::env::var(WORKER_ID).unwrap().parse().unwrap();
-    let go_at = std::env::var(WORKER_GO_AT).unwrap().parse().unwrap();
-    Some((schema, id, go_at))
-}
-
-fn wait_until(unix: f64) {
-    let now = now_unix();
-    if unix > now {
-        std::thread::sleep(Duration::from_secs_f64(unix - now));
-    }
-}
-
-/// Lines `MARK<json>` a worker printed (the harness prints "test … " on the same line first).
-fn marked<T: serde::de::DeserializeOwned>(out: &Output, mark: &str) -> T {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once(mark).map(|(_, rest)| rest))
-        .unwrap_or_else(|| panic!("no {mark} line in:\n{stdout}"));
-    serde_json::from_str(line).unwrap()
+fn run_workers(test: &str, schema: &str, go_at: f64) -> Vec<std::process::Output> {
+    common::run_workers(test, schema, go_at, CONTENTION)
 }
 
 #[test]
@@ -177,20 +116,6 @@ fn a_wrong_password_is_not_printed() {
     }
 }
 
-/// 50 ask + tell cycles through `Study`; the told value encodes (worker, cycle) so that lost or
-/// crossed tells are visible.
-fn ask_tell_loop(storage: Arc<dyn Storage>, worker: usize) {
-    let study = Study::load(storage, "shared").unwrap();
-    let space = space();
-    for i in 0..TRIALS_PER_WORKER {
-        let trial = study.ask(&space).unwrap();
-        assert_eq!(trial.state, TrialState::Running);
-        assert_eq!(trial.params.len(), 2);
-        study.report(trial.number, 0, 1.0).unwrap();
-        study.tell(trial.number, TellOutcome::Value((worker * 1000 + i) as f64)).unwrap();
-    }
-}
-
 #[test]
 fn sixteen_processes_ask_and_tell_on_one_study() {
     const TEST: &str = "sixteen_processes_ask_and_tell_on_one_study";
@@ -204,29 +129,12 @@ fn sixteen_processes_ask_and_tell_on_one_study() {
     let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
     let study = storage.create_study(&new_study("shared")).unwrap();
     let go_at = now_unix() + 1.0;
-    spawn_workers(TEST, &schema, go_at);
+    run_workers(TEST, &schema, go_at);
     let elapsed = now_unix() - go_at;
-
-    let trials = storage.trials(study.id, None).unwrap();
-    let numbers: Vec<u64> = trials.iter().map(|t| t.number).collect();
-    assert_eq!(numbers, (0..(WORKERS * TRIALS_PER_WORKER) as u64).collect::<Vec<_>>(), "dense, unique numbers");
-    let mut per_worker = BTreeMap::new();
-    let mut values: Vec<i64> = Vec::new();
-    for t in &trials {
-        assert_eq!(t.state, TrialState::Complete, "trial {}", t.number);
-        assert_eq!(t.intermediate_values.len(), 1);
-        let v = t.value.unwrap() as i64;
-        values.push(v);
-        *per_worker.entry(v / 1000).or_insert(0) += 1;
-    }
-    values.sort();
-    values.dedup();
-    assert_eq!(values.len(), WORKERS * TRIALS_PER_WORKER, "every tell landed on its own trial");
-    assert!(per_worker.len() == WORKERS && per_worker.values().all(|&n| n == TRIALS_PER_WORKER), "{per_worker:?}");
+    let cycles = check_shared_study(&storage, study.id);
     eprintln!(
-        "postgres: {WORKERS} processes, {} ask+report+tell cycles in {elapsed:.2} s = {:.0} asks/s",
-        trials.len(),
-        trials.len() as f64 / elapsed
+        "postgres: {WORKERS} processes, {cycles} ask+report+tell cycles in {elapsed:.2} s = {:.0} asks/s",
+        cycles as f64 / elapsed
     );
 }
 
@@ -245,8 +153,7 @@ fn sixteen_processes_claim_each_waiting_trial_once() {
             assert_eq!(t.state, TrialState::Running);
             mine.push(t.number);
         }
-        println!("\n{CLAIMED_MARK}{}", serde_json::to_string(&mine).unwrap());
-        return;
+        return print_marked(CLAIMED_MARK, &mine);
     }
     let schema = fresh_schema("claim");
     let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
@@ -256,9 +163,8 @@ fn sixteen_processes_claim_each_waiting_trial_once() {
     for _ in 0..QUEUED {
         storage.create_trial(study.id, &queued).unwrap();
     }
-    let outputs = spawn_workers(TEST, &schema, now_unix() + 1.0);
-    let mut all: Vec<u64> = outputs.iter().flat_map(|o| marked::<Vec<u64>>(o, CLAIMED_MARK)).collect();
-    all.sort();
+    let outputs = run_workers(TEST, &schema, now_unix() + 1.0);
+    let all = all_marked(&outputs, CLAIMED_MARK);
     assert_eq!(all, (0..QUEUED).collect::<Vec<_>>(), "each waiting trial is claimed by exactly one process");
 }
 
@@ -273,31 +179,15 @@ fn sixteen_processes_race_to_fail_stale_trials() {
         let study = storage.load_study("shared").unwrap();
         wait_until(go_at);
         let failed = storage.fail_stale_trials(study.id, 0.05).unwrap();
-        let numbers: Vec<u64> = failed.iter().map(|t| t.number).collect();
-        println!("\n{FAILED_MARK}{}", serde_json::to_string(&numbers).unwrap());
-        return;
+        return print_marked(FAILED_MARK, &failed.iter().map(|t| t.number).collect::<Vec<_>>());
     }
     const STALE: u64 = 40;
     let schema = fresh_schema("stale");
     let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
     let study = storage.create_study(&new_study("shared")).unwrap();
-    for _ in 0..STALE {
-        let t = storage.create_trial(study.id, &NewTrial::default()).unwrap();
-        storage.heartbeat(t.id).unwrap();
-    }
-    let silent = storage.create_trial(study.id, &NewTrial::default()).unwrap(); // no heartbeat: never stale
-    let outputs = spawn_workers(TEST, &schema, now_unix() + 1.0);
-    let mut all: Vec<u64> = outputs.iter().flat_map(|o| marked::<Vec<u64>>(o, FAILED_MARK)).collect();
-    all.sort();
-    assert_eq!(all, (0..STALE).collect::<Vec<_>>(), "each stale trial is failed by exactly one process");
-    for t in storage.trials(study.id, None).unwrap() {
-        if t.number == silent.number {
-            assert_eq!(t.state, TrialState::Running);
-        } else {
-            assert_eq!(t.state, TrialState::Fail);
-            assert!(t.system_attrs[nightshift_search::FAIL_REASON_ATTR].as_str().unwrap().contains("heartbeat"));
-        }
-    }
+    let silent = make_stale_trials(&storage, study.id, STALE);
+    let outputs = run_workers(TEST, &schema, now_unix() + 1.0);
+    check_stale_race(&storage, study.id, &all_marked(&outputs, FAILED_MARK), STALE, silent);
 }
 
 #[test]
@@ -314,7 +204,7 @@ fn sixteen_processes_open_a_new_schema_at_once() {
     }
     let schema = fresh_schema("fresh");
     let started = Instant::now();
-    spawn_workers(TEST, &schema, now_unix() + 1.0);
+    run_workers(TEST, &schema, now_unix() + 1.0);
     let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
     let study = storage.load_study("shared").unwrap();
     let numbers: Vec<u64> = storage.trials(study.id, Some(&[TrialState::Complete])).unwrap().iter().map(|t| t.number).collect();
@@ -332,28 +222,14 @@ fn sixteen_processes_never_exceed_the_budget() {
     if let Some((schema, _, go_at)) = worker_role() {
         let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
         let study = storage.load_study("shared").unwrap();
-        let capped = NewTrial { max_trials: Some(BUDGET), ..NewTrial::default() };
         wait_until(go_at);
-        let mut mine = Vec::new();
-        loop {
-            match storage.create_trial(study.id, &capped) {
-                Ok(t) => {
-                    storage.finish_trial(t.id, TrialState::Complete, Some(t.number as f64)).unwrap();
-                    mine.push(t.number);
-                }
-                Err(nightshift_search::Error::BudgetReached { max_trials: BUDGET, .. }) => break,
-                Err(e) => panic!("{e}"),
-            }
-        }
-        println!("\n{CREATED_MARK}{}", serde_json::to_string(&mine).unwrap());
-        return;
+        return print_marked(CREATED_MARK, &create_until_budget(&storage, study.id, BUDGET));
     }
     let schema = fresh_schema("budget");
     let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
     let study = storage.create_study(&new_study("shared")).unwrap();
-    let outputs = spawn_workers(TEST, &schema, now_unix() + 1.0);
-    let mut all: Vec<u64> = outputs.iter().flat_map(|o| marked::<Vec<u64>>(o, CREATED_MARK)).collect();
-    all.sort();
+    let outputs = run_workers(TEST, &schema, now_unix() + 1.0);
+    let all = all_marked(&outputs, CREATED_MARK);
     assert_eq!(all, (0..BUDGET).collect::<Vec<_>>(), "exactly the budget, numbered densely, across all processes");
     assert_eq!(storage.trials(study.id, None).unwrap().len() as u64, BUDGET);
 }
@@ -381,20 +257,7 @@ fn a_killed_worker_is_failed_once_and_the_others_go_on() {
     let schema = fresh_schema("kill");
     let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
     let study = storage.create_study(&new_study("shared")).unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut children: Vec<_> = (0..BEATERS)
-        .map(|i| {
-            Command::new(&exe)
-                .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-                .env(WORKER_SCHEMA, &schema)
-                .env(WORKER_ID, i.to_string())
-                .env(WORKER_GO_AT, "0")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let mut children = common::start_workers(TEST, &schema, BEATERS, 0.0);
     // Wait until every worker is mid-trial, then kill -9 worker 0.
     let deadline = Instant::now() + Duration::from_secs(30);
     let worker_of = |t: &nightshift_search::FrozenTrial| t.user_attrs.get("worker").and_then(|w| w.as_u64());
