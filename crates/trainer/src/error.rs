@@ -23,7 +23,7 @@ pub enum Error {
     InvalidConfig { field: String, reason: String },
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
-    #[error("training diverged at epoch {epoch}, batch {batch}: loss is {loss}")]
+    #[error("training diverged at epoch {epoch} (by batch {batch}): loss is {loss}")]
     Diverged { epoch: usize, batch: usize, loss: f32 },
     #[error("tensor data: {0}")]
     Tensor(String),

@@ -225,22 +225,28 @@ pub fn fine_tune<M: ImageClassifier>(
         rng.shuffle(&mut order);
         let augment_rng = SplitMix64::new(rng.next_u64());
         let (mut loss_sum, mut seen, mut lr) = (0.0f64, 0usize, 0.0);
+        let mut pending_loss: Option<Tensor<1>> = None;
         batcher.for_each_batch(train, &order, config.batch_size, Some(augment_rng), |i, batch| {
             let step = (epoch - 1) * steps_per_epoch + i;
             lr = cosine_with_warmup(step, total_steps, warmup_steps, config.learning_rate);
             let (images, labels) = batch.to_tensors(&train_device);
             let logits = model.forward(images);
             let loss = loss_fn.forward(logits, labels);
-            let value: f32 = loss.clone().into_scalar();
-            if !value.is_finite() {
-                return Err(Error::Diverged { epoch, batch: i, loss: value });
-            }
-            loss_sum += value as f64 * batch.len() as f64;
+            let weighted = loss.clone().detach().mul_scalar(batch.len() as f32);
+            pending_loss = Some(match pending_loss.take() {
+                Some(sum) => sum + weighted,
+                None => weighted,
+            });
             seen += batch.len();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(lr, model.clone(), grads);
+            if (i + 1) % LOSS_READ_EVERY == 0 {
+                loss_sum += read_loss_sum(pending_loss.take(), epoch, i)?;
+            }
             Ok(())
         })?;
+        let last_batch = steps_per_epoch.saturating_sub(1);
+        loss_sum += read_loss_sum(pending_loss.take(), epoch, last_batch)?;
         let train_seconds = start.elapsed().as_secs_f64();
         let valid = model.valid();
         let eval = evaluate(&valid, val, &eval_batcher, config.batch_size.max(64), device)?;
@@ -266,6 +272,22 @@ pub fn fine_tune<M: ImageClassifier>(
     }
     let (best_epoch, _, best_model) = best.expect("at least one epoch ran");
     Ok(TrainOutcome { best_model, best_epoch, history, stopped_early })
+}
+
+/// Reading a value back waits for the device. On a GPU one read per step would drain its queue every
+/// step, so the batch losses are summed on the device and read every this many steps (and at the end of
+/// each epoch); a NaN or inf anywhere in the window makes the sum non-finite, so divergence is still caught.
+const LOSS_READ_EVERY: usize = 16;
+
+/// The summed (batch-size weighted) training loss of a window of steps; [`Error::Diverged`] if it is not
+/// finite. `batch` is the last batch of the window.
+fn read_loss_sum(sum: Option<Tensor<1>>, epoch: usize, batch: usize) -> Result<f64> {
+    let Some(sum) = sum else { return Ok(0.0) };
+    let value: f32 = sum.into_scalar();
+    if !value.is_finite() {
+        return Err(Error::Diverged { epoch, batch, loss: value });
+    }
+    Ok(value as f64)
 }
 
 /// Loss, accuracy and macro-F1 of `model` (in evaluation mode) on `data`.
