@@ -93,17 +93,18 @@ impl Study {
     /// Starts a trial: claims an enqueued one or creates a new one, then samples every parameter
     /// of `space` that it does not have yet.
     pub fn ask(&self, space: &SearchSpace) -> Result<FrozenTrial> {
-        self.ask_within(space, None)
+        self.ask_within(space, None, false)
     }
 
     /// [`Study::ask`] under a global budget: a new trial is refused with
     /// [`Error::BudgetReached`] once the study has `max_trials` non-WAITING trials, counted
     /// atomically in the storage (so across every worker). Enqueued trials are still claimed.
-    pub fn ask_within(&self, space: &SearchSpace, max_trials: Option<u64>) -> Result<FrozenTrial> {
+    /// `heartbeat`: the caller heartbeats its trials (see [`NewTrial::heartbeat`]).
+    pub fn ask_within(&self, space: &SearchSpace, max_trials: Option<u64>, heartbeat: bool) -> Result<FrozenTrial> {
         let study_id = self.record.id;
-        let trial = match self.storage.claim_waiting_trial(study_id)? {
+        let trial = match self.storage.claim_waiting_trial(study_id, heartbeat)? {
             Some(trial) => trial,
-            None => self.storage.create_trial(study_id, &NewTrial { max_trials, ..NewTrial::default() })?,
+            None => self.storage.create_trial(study_id, &NewTrial { max_trials, heartbeat, ..NewTrial::default() })?,
         };
         let params = match self.sample(space, &trial) {
             Ok(params) => params,
@@ -262,15 +263,15 @@ mod tests {
         let study = study(Direction::Minimize);
         let space = space();
         for _ in 0..2 {
-            let t = study.ask_within(&space, Some(2)).unwrap();
+            let t = study.ask_within(&space, Some(2), false).unwrap();
             study.tell(t.number, TellOutcome::Value(1.0)).unwrap();
         }
-        let err = study.ask_within(&space, Some(2)).unwrap_err();
+        let err = study.ask_within(&space, Some(2), false).unwrap_err();
         assert!(matches!(&err, Error::BudgetReached { max_trials: 2, .. }), "{err}");
         assert_eq!(study.trials().unwrap().len(), 2, "a refused ask leaves no trial behind");
         // A re-run enqueued by hand is still claimed: it replaces a trial, it does not add one.
         study.enqueue(&[("k".to_string(), ParamValue::Int(3))].into()).unwrap();
-        let claimed = study.ask_within(&space, Some(2)).unwrap();
+        let claimed = study.ask_within(&space, Some(2), false).unwrap();
         assert_eq!((claimed.number, claimed.params["k"].clone()), (2, ParamValue::Int(3)));
     }
 
