@@ -134,6 +134,36 @@ fn crash_while_writing_the_report() {
 }
 
 #[test]
+fn kill_9_takes_the_trials_down_and_resume_kills_what_they_left() {
+    let sb = Sandbox::new();
+    // Two long trials (30 s before their first report), each with a `sleep 300` child.
+    sb.file("s.yaml", &spec("long", "{trials: 2}", "{cpu: 2}", "--steps, 1, --sleep, 30, --spawn-child", ""));
+    let mut run = sb.cmd(&["run", "s.yaml", "--quiet"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while events(&sb).iter().filter(|e| e["event"] == "child").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the trials did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+    let ev = events(&sb);
+    let leaders: Vec<u64> = ev.iter().filter(|e| e["event"] == "start").filter_map(|e| e["pid"].as_u64()).collect();
+    let children: Vec<u64> = ev.iter().filter_map(|e| e["child"].as_u64()).collect();
+    // The trials would sleep 30 s more: they die with their orchestrator (PR_SET_PDEATHSIG).
+    assert!(survivors(&leaders, Duration::from_secs(5)).is_empty(), "trials outlived their orchestrator");
+    // What they started lives on, orphaned (here `sleep 300`); the resume finds and kills it.
+    assert!(children.iter().all(|c| common::alive(*c)), "children are left behind until the resume");
+    let out = sb.ok(&["resume", "long", "--quiet"]);
+    assert!(out.contains("budget reached"), "{out}");
+    assert!(survivors(&children, Duration::from_secs(5)).is_empty(), "the trials' children outlived the resume");
+    for t in study_trials(&sb, "long") {
+        assert_eq!(t["state"], "FAIL", "{t}");
+        assert!(reason(&t).contains("stale: no heartbeat"), "{t}");
+    }
+    assert_integrity(&study_db(&sb, "long"));
+}
+
+#[test]
 fn a_trial_that_forks_and_dies_leaves_no_children() {
     let sb = Sandbox::new();
     let budget = "{trials: 2, max_consecutive_failures: 5}";
