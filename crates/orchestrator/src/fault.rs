@@ -8,7 +8,8 @@
 //! | name | where |
 //! |---|---|
 //! | `study-created` | `run` start-up: the study exists (with its spec), nothing else happened |
-//! | `trial-claimed` | a trial was just created or claimed (RUNNING), before its parameters are placed on a slot |
+//! | `during-ask` | a trial was just created or claimed (RUNNING, parameters sampled), before it is placed on a slot |
+//! | `trial-spawned` | a trial's process was just started |
 //! | `mid-trial` | a trial's report was recorded, before the pruner answers |
 //! | `during-tell` | a trial ended: its end attributes are written, its final state is not |
 //! | `writing-report` | the report refresh: charts written, the page not yet |
