@@ -199,66 +199,130 @@ fn a_trial_flooding_its_logs_is_capped_and_the_sweep_goes_on() {
     }
 }
 
-/// A tmpfs of `size` mounted at `path`, unmounted on drop; `None` when mounting is not permitted.
-struct Tmpfs(PathBuf);
+/// Runs `command` (a shell command line, e.g. `mount …`), quietly; whether it succeeded.
+fn sh(command: &str) -> bool {
+    let status = std::process::Command::new("sh")
+        .args(["-c", command])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    matches!(status, Ok(s) if s.success())
+}
 
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(path).unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .stderr(std::process::Stdio::null())
-            .status();
-        matches!(status, Ok(s) if s.success()).then(|| Tmpfs(path.to_path_buf()))
+/// A small filesystem mounted at `mnt` for the study file, unmounted (and its loop device freed)
+/// on drop; `None` when mounting is not permitted here (it needs root / CAP_SYS_ADMIN).
+struct Disk {
+    mnt: PathBuf,
+    loop_dev: Option<String>,
+}
+
+impl Disk {
+    /// A tmpfs of `size`.
+    fn tmpfs(mnt: &Path, size: &str) -> Option<Disk> {
+        std::fs::create_dir_all(mnt).unwrap();
+        sh(&format!("mount -t tmpfs -o size={size} tmpfs '{}'", mnt.display()))
+            .then(|| Disk { mnt: mnt.to_path_buf(), loop_dev: None })
+    }
+
+    /// A 16 MiB ext4 filesystem in a file, on a loop device.
+    fn ext4(mnt: &Path) -> Option<Disk> {
+        std::fs::create_dir_all(mnt).unwrap();
+        let image = mnt.with_extension("img");
+        std::fs::File::create(&image).unwrap().set_len(16 << 20).unwrap();
+        if !sh(&format!("mkfs.ext4 -q -F '{}'", image.display())) {
+            return None;
+        }
+        let out = std::process::Command::new("losetup").args(["--find", "--show"]).arg(&image).output().ok()?;
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || dev.is_empty() {
+            return None;
+        }
+        let disk = Disk { mnt: mnt.to_path_buf(), loop_dev: Some(dev) };
+        disk.remount().then_some(disk)
+    }
+
+    /// Mounts the loop device again (after a shutdown, the filesystem must be unmounted first).
+    fn remount(&self) -> bool {
+        let dev = self.loop_dev.as_deref().expect("a loop device");
+        let _ = sh(&format!("umount '{}'", self.mnt.display()));
+        sh(&format!("mount '{dev}' '{}'", self.mnt.display()))
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for Disk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = sh(&format!("umount -l '{}'", self.mnt.display()));
+        if let Some(dev) = &self.loop_dev {
+            let _ = sh(&format!("losetup -d '{dev}'"));
+        }
     }
+}
+
+/// A 4-trial sweep whose study file lives on `disk`; trial 1 runs `sabotage` (Python) before it
+/// reports. The sweep must stop with an error naming the study file and one of `causes`, no
+/// panic; after `repair`, the file must pass integrity_check and `resume` must finish the budget.
+fn disk_fault(sb: &Sandbox, disk: &Disk, sabotage: &str, causes: &[&str], repair: impl FnOnce()) {
+    let db = disk.mnt.join("study.db");
+    let mut program = String::from("import os, sys\nif int(os.environ['NIGHTSHIFT_TRIAL_NUMBER']) == 1:\n");
+    for line in sabotage.lines() {
+        program.push_str(&format!("    {line}\n"));
+    }
+    program.push_str("print('{\"result\": {\"value\": 0.5}}', flush=True)\n");
+    let script = sb.file("sabotage.py", &program);
+    let extra = format!("storage: sqlite:///{}\n", db.display());
+    sb.file("s.yaml", &command_spec("disk", "{trials: 4}", "{cpu: 1}", &format!("[python3, \"{}\"]", script.display()), &extra));
+    let out = output_within(&mut sb.cmd(&["run", "s.yaml", "--quiet"]), HUNG_AFTER);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !stderr.contains("panicked"), "the sweep stops with an error: {stderr}");
+    assert!(
+        stderr.contains("study.db") && causes.iter().any(|c| stderr.contains(c)),
+        "the error names the database and one of {causes:?}: {stderr}"
+    );
+    repair();
+    assert_integrity(&db);
+    let storage = format!("sqlite:///{}", db.display());
+    let out = sb.ok(&["resume", "disk", "--storage", &storage, "--quiet"]);
+    assert!(out.contains("budget reached"), "{out}");
+    let trials: Value =
+        serde_json::from_str(&sb.ok(&["trials", "--storage", &storage, "--study-name", "disk", "-f", "json"])).unwrap();
+    let numbers: Vec<u64> = trials.as_array().unwrap().iter().map(|t| t["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [0, 1, 2, 3]);
+    assert!(trials.as_array().unwrap().iter().all(|t| t["state"] != "RUNNING"), "{trials}");
+    assert_integrity(&db);
 }
 
 #[test]
 fn a_full_disk_stops_the_sweep_cleanly_and_the_study_survives() {
     let sb = Sandbox::new();
-    let mnt = sb.path().join("small-disk");
-    let Some(_disk) = Tmpfs::mount(&mnt, "2m") else {
+    let Some(disk) = Disk::tmpfs(&sb.path().join("small-disk"), "2m") else {
         eprintln!("SKIPPED a_full_disk_stops_the_sweep_cleanly: cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)");
         return;
     };
-    let db = mnt.join("study.db");
-    // The second trial fills the disk that holds the study; recording its end then fails.
-    let filler = mnt.join("filler");
-    let program = format!(
-        "import os, sys\n\
-         n = int(os.environ['NIGHTSHIFT_TRIAL_NUMBER'])\n\
-         if n == 1:\n\
-         \x20   try:\n\
-         \x20       with open({filler:?}, 'wb') as f:\n\
-         \x20           while True: f.write(b'x' * 65536); f.flush()\n\
-         \x20   except OSError: pass\n\
-         print('{{\"result\": {{\"value\": 0.5}}}}', flush=True)\n",
-        filler = filler.display().to_string()
+    let filler = disk.mnt.join("filler");
+    let fill = format!(
+        "try:\n    with open({:?}, 'wb') as f:\n        while True: f.write(b'x' * 65536); f.flush()\nexcept OSError: pass",
+        filler.display().to_string()
     );
-    let script = sb.file("fill.py", &program);
-    let extra = format!("storage: sqlite:///{}\n", db.display());
-    sb.file("s.yaml", &command_spec("full", "{trials: 4}", "{cpu: 1}", &format!("[python3, \"{}\"]", script.display()), &extra));
-    let out = output_within(&mut sb.cmd(&["run", "s.yaml", "--quiet"]), HUNG_AFTER);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && !stderr.contains("panicked"), "the sweep stops with an error: {stderr}");
-    assert!(stderr.contains("study.db") && stderr.contains("full"), "the error names the database and the cause: {stderr}");
-    // The study still opens and is intact; with space again, resume finishes it.
-    assert_integrity(&db);
-    std::fs::remove_file(&filler).unwrap();
-    let storage = format!("sqlite:///{}", db.display());
-    let out = sb.ok(&["resume", "full", "--storage", &storage, "--quiet"]);
-    assert!(out.contains("budget reached"), "{out}");
-    let trials: Value =
-        serde_json::from_str(&sb.ok(&["trials", "--storage", &storage, "--study-name", "full", "-f", "json"])).unwrap();
-    let trials = trials.as_array().unwrap();
-    assert_eq!(trials.len(), 4);
-    assert!(trials.iter().all(|t| t["state"] != "RUNNING"), "{trials:?}");
-    assert_integrity(&db);
+    disk_fault(&sb, &disk, &fill, &["database or disk is full"], || std::fs::remove_file(&filler).unwrap());
+}
+
+#[test]
+fn a_failing_disk_stops_the_sweep_cleanly_and_the_study_survives() {
+    let sb = Sandbox::new();
+    let Some(disk) = Disk::ext4(&sb.path().join("ext4-disk")) else {
+        eprintln!("SKIPPED a_failing_disk_stops_the_sweep_cleanly: cannot make and mount an ext4 loop device here");
+        return;
+    };
+    // EXT4_IOC_SHUTDOWN (flag 0: sync everything written so far, then shut down): from now on every
+    // write fails with EIO, as when the disk goes read-only or away under the sweep. (With a flag
+    // that skips the sync it is a power cut, and commits not yet synced are lost: in WAL mode with
+    // synchronous=NORMAL, SQLite is durable across process crashes, not power loss.)
+    let shutdown = format!(
+        "import fcntl, struct\nfd = os.open({:?}, os.O_RDONLY)\nfcntl.ioctl(fd, 0x8004587D, struct.pack('I', 0))",
+        disk.mnt.display().to_string()
+    );
+    // SQLite reports the failed reads and writes as an I/O error or, when a read comes back short,
+    // as a malformed image; either way the file is fine once the disk is back.
+    let causes = ["disk I/O error", "database disk image is malformed"];
+    disk_fault(&sb, &disk, &shutdown, &causes, || assert!(disk.remount(), "the filesystem mounts again"));
 }
