@@ -278,6 +278,7 @@ fn disk_fault(sb: &Sandbox, disk: &Disk, sabotage: &str, causes: &[&str], repair
         stderr.contains("study.db") && causes.iter().any(|c| stderr.contains(c)),
         "the error names the database and one of {causes:?}: {stderr}"
     );
+    assert!(stderr.contains("then `nightshift resume`"), "the error says what to do: {stderr}");
     repair();
     assert_integrity(&db);
     let storage = format!("sqlite:///{}", db.display());

@@ -66,6 +66,15 @@ fn is_contention(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
+/// Errors that usually mean the disk under the file failed, filled up or went read-only (a failing
+/// disk can also make reads come back short, which SQLite reports as a malformed image).
+fn is_disk_failure(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::ReadOnly | ErrorCode::DatabaseCorrupt)
+    )
+}
+
 /// Sleeps 1, 2, 4 … up to 64 ms, plus jitter so that colliding processes spread out.
 fn backoff(attempt: u32) {
     let base = 1u64 << attempt.min(6);
@@ -201,6 +210,9 @@ impl SqliteStorage {
                     attempt += 1;
                 }
                 Err(Fail::Search(e)) => return Err(e),
+                Err(Fail::Sql(source)) if is_disk_failure(&source) => {
+                    return Err(Error::SqliteDisk { location: location(), op, source }.into());
+                }
                 Err(Fail::Sql(source)) => return Err(Error::Sqlite { location: location(), op, source }.into()),
                 Err(Fail::Data(message)) => return Err(Error::CorruptData { location: location(), op, message }.into()),
             }
