@@ -6,42 +6,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::Sandbox;
+use common::{Sandbox, events, reason, spec, study_trials};
 use serde_json::Value;
-
-const FAKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake_trial.py");
-
-/// A spec running the fake trial with `args`; `extra` adds/overrides top-level fields.
-fn spec(study: &str, budget: &str, devices: &str, args: &str, extra: &str) -> String {
-    let args = if args.is_empty() { String::new() } else { format!(", {args}") };
-    format!(
-        "study: {study}\n\
-         objective: {{metric: score, direction: maximize}}\n\
-         sampler: {{type: random, seed: 1}}\n\
-         budget: {budget}\n\
-         devices: {devices}\n\
-         command: [python3, \"{FAKE}\", \"--log\", \"events.jsonl\"{args}]\n\
-         params:\n  x: {{type: float, low: 0.0, high: 1.0}}\n\
-         heartbeat: {{interval: 200ms, stale_after: 1s}}\n\
-         kill_grace: 300ms\n{extra}"
-    )
-}
-
-fn study_trials(sb: &Sandbox, study: &str) -> Vec<Value> {
-    let storage = format!("sqlite:///reports/{study}/study.db");
-    let out = sb.ok(&["trials", "--storage", &storage, "--study-name", study, "-f", "json"]);
-    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
-    v.as_array().unwrap().clone()
-}
-
-fn events(sb: &Sandbox) -> Vec<Value> {
-    let text = std::fs::read_to_string(sb.path().join("events.jsonl")).unwrap_or_default();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn reason(t: &Value) -> String {
-    t["system_attrs"]["fail_reason"].as_str().unwrap_or_default().to_string()
-}
 
 #[test]
 fn never_more_than_k_trials_per_device() {

@@ -40,7 +40,38 @@ fn main() {
         Command::Train(cmd) => train::run(cmd),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_message(&e));
         std::process::exit(1);
+    }
+}
+
+/// The error and its causes on one line. Our error types quote their cause in their own message
+/// (so they read well alone, e.g. in logs); a cause already quoted above is not repeated.
+fn error_message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        let e = anyhow::Error::new(io).context("cannot read spec s.yaml: No such file or directory (os error 2)");
+        assert_eq!(error_message(&e), "cannot read spec s.yaml: No such file or directory (os error 2)");
+        let e = anyhow::anyhow!("disk full").context("cannot write the report");
+        assert_eq!(error_message(&e), "cannot write the report: disk full");
     }
 }

@@ -102,24 +102,39 @@ pub fn run(cmd: RunCommand) -> Result<()> {
             sweep(devices.apply(spec)?, quiet)
         }
         RunCommand::Resume { study, storage, quiet, devices } => {
-            let url = storage.unwrap_or_else(|| default_storage(&study));
+            let url = match storage {
+                Some(url) => url,
+                None => default_storage(path_safe(&study)?),
+            };
             sweep(devices.apply(stored_spec(&url, &study)?)?, quiet)
         }
         // A worker is a resume that many machines run at once: the storage keeps the budget global.
         RunCommand::Worker { storage, study, quiet, devices } => sweep(devices.apply(stored_spec(&storage, &study)?)?, quiet),
         RunCommand::Check { spec } => check(&spec),
         RunCommand::Report { study, storage, out } => {
-            let url = storage.unwrap_or_else(|| default_storage(&study));
+            let url = match storage {
+                Some(url) => url,
+                None => default_storage(path_safe(&study)?),
+            };
             let store = open(&url)?;
             let record = store.load_study(&study)?;
             let trials = store.trials(record.id, None)?;
             let spec = record.user_attrs.get("spec").and_then(|s| Spec::from_stored(s).ok());
-            let out = out.unwrap_or_else(|| PathBuf::from("reports").join(&study));
+            let out = match out {
+                Some(out) => out,
+                None => PathBuf::from("reports").join(path_safe(&study)?),
+            };
             let files = nightshift_report::write_report(&record, &trials, &report_options(spec.as_ref(), None), &out)?;
             println!("{}", files.index.display());
             Ok(())
         }
     }
+}
+
+/// A study name about to become a path (`reports/<study>/`), checked: no `..`, no `/`.
+fn path_safe(study: &str) -> Result<&str> {
+    nightshift_orchestrator::spec::check_study_name(study).map_err(anyhow::Error::msg)?;
+    Ok(study)
 }
 
 /// The spec stored with `study` by `nightshift run`, pointed at `url`.
@@ -215,7 +230,7 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
         options.report_hook = Some(Box::new(move |record, trials| {
             // A report that cannot be written must not stop the sweep; the log says why.
             let options = ReportOptions { now: Some(now_unix()), ..report.clone() };
-            if let Err(e) = nightshift_report::write_report(record, trials, &options, &report_dir) {
+            if let Err(e) = refresh_report(record, trials, &options, &report_dir) {
                 tracing::warn!("cannot write the report: {e}");
             }
         }));
@@ -236,6 +251,22 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
     if let nightshift_orchestrator::StopReason::ConsecutiveFailures { .. } = summary.stop {
         bail!("{}", summary.stop);
     }
+    Ok(())
+}
+
+/// The in-progress report, as `write_report` writes it (charts before the page), with the
+/// `writing-report` crash-test point between the two (see `nightshift_orchestrator::fault_point`).
+fn refresh_report(
+    record: &nightshift_search::StudyRecord,
+    trials: &[FrozenTrial],
+    options: &ReportOptions,
+    dir: &Path,
+) -> nightshift_report::Result<()> {
+    let files = nightshift_report::render_report(&nightshift_report::build_report_data(record, trials, options))?;
+    let charts = files.iter().take_while(|f| f.name.ends_with(".png") || f.name.ends_with(".svg")).count();
+    nightshift_report::write_files(dir, &files[..charts])?;
+    nightshift_orchestrator::fault_point("writing-report");
+    nightshift_report::write_files(dir, &files[charts..])?;
     Ok(())
 }
 

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use nightshift_trainer::{
     Arch, Augmentation, Control, Device, EfficientNetLite, EpochMetrics, ImageClassifier, ImageDataset, LoadMode, ModelConfig,
-    Normalization, OptimizerKind, ResNet, SmallCnn, Split, TrainConfig, fine_tune, load_idx_dir, load_image_folder, load_weights,
-    parse_device, read_model_config, save_checkpoint,
+    Normalization, OptimizerKind, ResNet, SmallCnn, Split, TrainConfig, fine_tune, image_folder_classes, load_idx_dir,
+    load_image_folder, load_weights, parse_device, read_model_config, save_checkpoint,
 };
 use serde_json::{Value, json};
 
@@ -285,14 +285,7 @@ fn dataset_shape(dataset: &Path) -> anyhow::Result<(Vec<String>, [usize; 2])> {
         Ok((d.class_names, [d.height, d.width]))
     } else {
         // Image folders are resized on load; their size is whatever the model asks for.
-        let mut names: Vec<String> = std::fs::read_dir(dataset)
-            .with_context(|| format!("reading dataset folder {}", dataset.display()))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        Ok((names, [64, 64]))
+        Ok((image_folder_classes(dataset)?, [64, 64]))
     }
 }
 

@@ -1,8 +1,18 @@
 //! Helpers for integration tests that drive the real `nightshift` binary in a temp dir.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The fake trial program (tests/fixtures/fake_trial.py).
+pub const FAKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake_trial.py");
+
+/// How long any one `nightshift` command may take before the test calls it hung.
+pub const HUNG_AFTER: Duration = Duration::from_secs(300);
 
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -26,20 +36,20 @@ impl Sandbox {
     /// A `nightshift` command running in the sandbox, with a storage inside it.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nightshift"));
-        cmd.current_dir(self.path()).args(args).env_remove("NIGHTSHIFT_STORAGE");
+        cmd.current_dir(self.path()).args(args).env_remove("NIGHTSHIFT_STORAGE").env_remove("NIGHTSHIFT_FAULT_POINT");
         cmd
     }
 
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).output().expect("spawn nightshift");
+        let out = output_within(&mut self.cmd(args), HUNG_AFTER);
         assert!(out.status.success(), "nightshift {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("utf-8 stdout")
     }
 
-    /// Runs and asserts failure; returns stderr.
+    /// Runs and asserts failure without a panic; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
-        let out: Output = self.cmd(args).output().expect("spawn nightshift");
+        let out = output_within(&mut self.cmd(args), HUNG_AFTER);
         assert!(
             !out.status.success(),
             "nightshift {args:?} should have failed; stdout: {}",
@@ -48,5 +58,108 @@ impl Sandbox {
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(!stderr.contains("panicked"), "nightshift {args:?} panicked: {stderr}");
         stderr
+    }
+}
+
+/// Runs `cmd` with stdout and stderr captured; a command still running after `limit` is killed
+/// and fails the test (a hung sweep must fail, not hang the suite).
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn nightshift");
+    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for nightshift") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} was still running after {limit:?}: hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: stdout.join().expect("stdout reader"), stderr: stderr.join().expect("stderr reader") }
+}
+
+/// A spec running the fake trial with `args`; `extra` adds/overrides top-level fields.
+pub fn spec(study: &str, budget: &str, devices: &str, args: &str, extra: &str) -> String {
+    let args = if args.is_empty() { String::new() } else { format!(", {args}") };
+    command_spec(study, budget, devices, &format!("[python3, \"{FAKE}\", \"--log\", \"events.jsonl\"{args}]"), extra)
+}
+
+/// A spec running `command` (a YAML flow list) on parameter `x` in [0, 1], with short heartbeats
+/// and grace periods so that crash recovery is quick.
+pub fn command_spec(study: &str, budget: &str, devices: &str, command: &str, extra: &str) -> String {
+    format!(
+        "study: {study}\n\
+         objective: {{metric: score, direction: maximize}}\n\
+         sampler: {{type: random, seed: 1}}\n\
+         budget: {budget}\n\
+         devices: {devices}\n\
+         command: {command}\n\
+         params:\n  x: {{type: float, low: 0.0, high: 1.0}}\n\
+         heartbeat: {{interval: 200ms, stale_after: 1s}}\n\
+         kill_grace: 300ms\n{extra}"
+    )
+}
+
+/// The default SQLite file of a study run in `sb`.
+pub fn study_db(sb: &Sandbox, study: &str) -> PathBuf {
+    sb.path().join(format!("reports/{study}/study.db"))
+}
+
+/// Every trial of a study run in `sb` (default storage), as `nightshift trials -f json` prints them.
+pub fn study_trials(sb: &Sandbox, study: &str) -> Vec<Value> {
+    let storage = format!("sqlite:///reports/{study}/study.db");
+    let out = sb.ok(&["trials", "--storage", &storage, "--study-name", study, "-f", "json"]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    v.as_array().unwrap().clone()
+}
+
+/// The fake trial's event log (`--log events.jsonl`).
+pub fn events(sb: &Sandbox) -> Vec<Value> {
+    let text = std::fs::read_to_string(sb.path().join("events.jsonl")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A trial's recorded FAIL reason ("" when it has none).
+pub fn reason(t: &Value) -> String {
+    t["system_attrs"]["fail_reason"].as_str().unwrap_or_default().to_string()
+}
+
+/// Asserts that SQLite's `PRAGMA integrity_check` passes on `db`.
+pub fn assert_integrity(db: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("{} does not open: {e}", db.display()));
+    let result: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check runs");
+    assert_eq!(result, "ok", "integrity_check of {}", db.display());
+}
+
+/// Whether process `pid` is still running (a zombie awaiting its reaper counts as gone).
+pub fn alive(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to `limit` for every process in `pids` to be gone; returns those still alive.
+pub fn survivors(pids: &[u64], limit: Duration) -> Vec<u64> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<u64> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

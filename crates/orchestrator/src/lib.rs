@@ -13,6 +13,7 @@
 //! - [`run()`] (`run.rs`): the sweep loop — budget, timeouts, heartbeats, stale-trial recovery,
 //!   two-stage [`Shutdown`], freeze-strategy strata (`compare:`), [`RunSummary`].
 //! - [`ConsoleProgress`] (`progress.rs`): an [`Observer`] drawing bars or plain lines.
+//! - [`fault_point`] (`fault.rs`): a crash-test hook, inert unless `NIGHTSHIFT_FAULT_POINT` is set.
 //!
 //! The orchestrator knows the search engine (`nightshift-search`) but no storage backend and no
 //! trainer: the caller passes an `Arc<dyn Storage>` and trials are processes.
@@ -40,6 +41,7 @@
 //! ```
 
 mod error;
+mod fault;
 pub mod pool;
 mod process;
 mod progress;
@@ -48,8 +50,9 @@ mod run;
 pub mod spec;
 
 pub use error::{Error, Result};
+pub use fault::{FAULT_POINT_ENV, fault_point};
 pub use pool::{Device, DevicePool, Slot};
-pub use process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, decide, run_trial};
+pub use process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, decide, kill_leftovers, run_trial};
 pub use progress::{ConsoleProgress, fmt_value, short_params};
 pub use run::{
     Event, NoObserver, Observer, RETRY_OF_ATTR, ReportHook, RunOptions, RunSummary, Shutdown, ShutdownLevel, ShutdownTrigger,

@@ -181,6 +181,56 @@ fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
+/// Makes the child die with SIGKILL when the orchestrator dies (even by SIGKILL, when nothing of
+/// ours runs to stop it): a killed sweep leaves no trial training on. Linux only; what the child
+/// started itself is found by [`kill_leftovers`] when the trial is recovered as stale.
+fn die_with_parent(command: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls are made (prctl, getppid, _exit).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died before prctl took effect: nobody is left to read our output.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+}
+
+/// SIGKILLs every process of this machine whose environment says it belongs to the trial in
+/// `trial_dir` (`NIGHTSHIFT_TRIAL_DIR`, inherited by whatever the trial started): the leftovers
+/// of a trial whose orchestrator died. Returns how many were signalled. Linux only (reads /proc).
+pub fn kill_leftovers(trial_dir: &std::path::Path) -> usize {
+    let needle = format!("NIGHTSHIFT_TRIAL_DIR={}", trial_dir.display()).into_bytes();
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if environ.split(|b| *b == 0).any(|var| var == needle.as_slice()) {
+            // SAFETY: kill(2) on a pid; no memory is involved.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+            killed += 1;
+        }
+    }
+    killed
+}
+
 /// Signals a whole process group (the child is its leader, so the group id is its pid).
 fn signal_group(pgid: u32, signal: i32) {
     if pgid > 0 {
@@ -224,10 +274,12 @@ pub async fn run_trial(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    die_with_parent(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return failed(format!("cannot start `{program}` (in {}): {e}", launch.cwd.display())),
     };
+    crate::fault_point("trial-spawned");
     let pgid = child.id().unwrap_or(0);
     let mut stdin = child.stdin.take();
     let mut stdout = child.stdout.take().expect("piped stdout");

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 use crate::pool::{Device, DevicePool, Slot, available_cores, discover_cuda_gpus, slots_for};
-use crate::process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, run_trial};
+use crate::process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, kill_leftovers, run_trial};
 use crate::protocol::{Answer, Report};
 use crate::spec::{DeviceSpec, Program, Spec};
 
@@ -288,6 +288,7 @@ struct StudyJudge {
 impl Judge for StudyJudge {
     fn judge(&self, report: &Report, value: f64) -> std::result::Result<Answer, String> {
         self.study.report(self.number, report.step, value).map_err(|e| format!("cannot record report: {e}"))?;
+        crate::fault_point("mid-trial");
         if !report.metrics.is_empty() {
             let metrics: serde_json::Map<String, Value> = report.metrics.clone().into_iter().collect();
             let _ = self.study.storage().set_trial_attr(self.trial_id, "metrics", &Value::Object(metrics), true);
@@ -331,11 +332,13 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, mu
             sampler: spec.sampler.clone(),
             pruner: spec.pruner.clone(),
             search_space: Some(spec.space.clone()),
-            user_attrs: BTreeMap::new(),
+            // Stored with the study in the same step, so `resume` works however early a crash comes.
+            user_attrs: [("spec".to_string(), spec.to_stored())].into(),
         };
         let storage = storage.clone();
         Arc::new(blocking(move || Study::create_or_load(storage, &new)).await??)
     };
+    crate::fault_point("study-created");
     let record = study.record().clone();
     if record.direction != spec.objective.direction {
         return Err(Error::Spec {
@@ -356,7 +359,7 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, mu
     }
 
     // Trials whose orchestrator died: fail them (once, even with several workers) and maybe re-run.
-    let stale_failed = recover_stale(&study, spec, true).await?;
+    let stale_failed = recover_stale(&study, spec, &options.reports_dir, true).await?;
     let trials = trials_of(&study).await?;
     observer.event(&Event::Started {
         study: &record,
@@ -515,7 +518,7 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, mu
                 blocking(move || for id in ids {
                     if let Err(e) = storage.heartbeat(id) { tracing::warn!("heartbeat failed: {e}"); }
                 }).await?;
-                let failed = recover_stale(&study, spec, false).await?;
+                let failed = recover_stale(&study, spec, &options.reports_dir, false).await?;
                 summary.stale_failed.extend(failed);
                 let trials = trials_of(&study).await?;
                 others_running = trials.iter().filter(|t| t.state == TrialState::Running && !running.contains_key(&t.number)).count();
@@ -603,10 +606,10 @@ async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTrial], slot:
     let counted = trials.iter().filter(|t| t.state != TrialState::Waiting).count() as u64;
     let max_trials = spec.budget.trials.saturating_add(counted.saturating_sub(budget_used(trials)));
     blocking(move || -> Result<FrozenTrial> {
-        let trial = study.ask_fixed(&space, &fixed.unwrap_or_default(), Some(max_trials))?;
+        // Beating from its creation on: if we die before the first tick, the trial still goes stale.
+        let trial = study.ask_fixed(&space, &fixed.unwrap_or_default(), Some(max_trials), true)?;
+        crate::fault_point("during-ask");
         let storage = study.storage();
-        // Heartbeat at once: a trial that never beat is never declared stale.
-        storage.heartbeat(trial.id)?;
         storage.set_trial_attr(trial.id, "device", &slot.device.to_string().into(), true)?;
         storage.set_trial_attr(trial.id, "slot", &slot.index.into(), true)?;
         storage.set_trial_attr(trial.id, "start", &now_unix().into(), true)?;
@@ -615,17 +618,21 @@ async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTrial], slot:
     .await?
 }
 
-/// Fails stale RUNNING trials; re-enqueues their parameters when the spec says so.
-async fn recover_stale(study: &Arc<Study>, spec: &Spec, at_start: bool) -> Result<Vec<u64>> {
+/// Fails stale RUNNING trials, kills what is left of their processes on this machine, and
+/// re-enqueues their parameters when the spec says so.
+async fn recover_stale(study: &Arc<Study>, spec: &Spec, reports_dir: &Path, at_start: bool) -> Result<Vec<u64>> {
     let study = study.clone();
     let grace = spec.heartbeat.stale_after.as_secs_f64();
     let reenqueue = spec.reenqueue_stale;
+    let reports_dir = reports_dir.to_path_buf();
     blocking(move || -> Result<Vec<u64>> {
         let stale = study.storage().fail_stale_trials(study.record().id, grace)?;
         for trial in &stale {
+            let leftovers = kill_leftovers(&trial_dir(&reports_dir, trial.number)?);
             tracing::warn!(
                 trial = trial.number,
                 at_start,
+                leftovers,
                 "trial was RUNNING with a stale heartbeat (its orchestrator died): failed"
             );
             if reenqueue {
@@ -676,6 +683,7 @@ async fn record_outcome(study: &Arc<Study>, spec: &Spec, number: u64, r: &Runnin
             }
             Ok(())
         })();
+        crate::fault_point("during-tell");
         let (tell, retry) = match &outcome {
             Outcome::Complete { value, .. } => (TellOutcome::Value(*value), false),
             Outcome::Pruned { .. } => (TellOutcome::Pruned, false),
@@ -709,8 +717,7 @@ async fn refresh(study: &Arc<Study>, options: &RunOptions) -> Result<()> {
 
 /// The command, environment and directory of one trial.
 fn build_launch(spec: &Spec, options: &RunOptions, trial: &FrozenTrial, slot: Slot, cpu_threads: usize) -> Result<TrialLaunch> {
-    let trial_dir = std::path::absolute(options.reports_dir.join("trials").join(trial.number.to_string()))
-        .map_err(|e| Error::io("resolve", &options.reports_dir, e))?;
+    let trial_dir = trial_dir(&options.reports_dir, trial.number)?;
     std::fs::create_dir_all(&trial_dir).map_err(|e| Error::io("create", &trial_dir, e))?;
     let params_json = serde_json::to_string(&trial.params).map_err(|e| Error::Internal(e.to_string()))?;
     let params_file = trial_dir.join("params.json");
@@ -747,6 +754,11 @@ fn build_launch(spec: &Spec, options: &RunOptions, trial: &FrozenTrial, slot: Sl
     ];
     env.extend(slot.device.env(cpu_threads));
     Ok(TrialLaunch { number: trial.number, argv, env, cwd: spec.base_dir.clone(), trial_dir })
+}
+
+/// `<reports_dir>/trials/<number>`, absolute (it is also the trial's `NIGHTSHIFT_TRIAL_DIR`).
+fn trial_dir(reports_dir: &Path, number: u64) -> Result<PathBuf> {
+    std::path::absolute(reports_dir.join("trials").join(number.to_string())).map_err(|e| Error::io("resolve", reports_dir, e))
 }
 
 fn random_seed() -> u64 {

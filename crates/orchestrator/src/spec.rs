@@ -364,7 +364,7 @@ impl Spec {
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Self> {
         let loc = Locator { origin, text };
         let syntax = |e: serde_yaml::Error| Error::Spec {
-            location: yaml_location(origin, &e),
+            location: yaml_location(origin, text, &e),
             field: String::new(),
             message: strip_yaml_location(&e),
         };
@@ -389,18 +389,7 @@ impl Spec {
         })?;
 
         let study = raw.study.trim().to_string();
-        if study.is_empty()
-            || !study.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            || study.starts_with('.')
-        {
-            return Err(loc.err(
-                "study",
-                format!(
-                    "'{}' is not a valid study name: use letters, digits, '-', '_' and '.' (it names reports/<study>/)",
-                    raw.study
-                ),
-            ));
-        }
+        check_study_name(&study).map_err(|message| loc.err("study", message))?;
         let storage = raw.storage.clone().unwrap_or_else(|| default_storage(&study));
         if storage.trim().is_empty() {
             return Err(loc.err("storage", "empty storage URL (e.g. sqlite:///reports/<study>/study.db, or leave it out)"));
@@ -536,6 +525,19 @@ fn executable_exists(program: &str, base_dir: &Path) -> bool {
         return base_dir.join(program).is_file();
     }
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Checks a study name that names a directory (`reports/<study>/`): ASCII letters, digits, `-`,
+/// `_` and `.`, not starting with `.`; so never `..`, a `/` or an absolute path.
+pub fn check_study_name(name: &str) -> std::result::Result<(), String> {
+    let valid = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("'{name}' is not a valid study name: use letters, digits, '-', '_' and '.' (it names reports/<study>/)"))
+    }
 }
 
 /// `sqlite:///reports/<study>/study.db`, relative to the working directory.

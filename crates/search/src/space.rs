@@ -228,7 +228,7 @@ impl SearchSpace {
     /// `origin` (a file name, or e.g. `--search-space`) prefixes error locations.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let root: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Error::Space {
-            location: yaml_location(origin, &e),
+            location: yaml_location(origin, text, &e),
             param: None,
             message: strip_yaml_location(&e),
         })?;
@@ -394,6 +394,11 @@ fn validate(raw: RawParam) -> std::result::Result<Distribution, String> {
             if low > high {
                 return Err(format!("low ({low}) must be less than high ({high})"));
             }
+            if !(high - low).is_finite() {
+                return Err(format!(
+                    "the range [{low}, {high}] is too wide to sample: high - low overflows a 64-bit float (keep it below 1.7e308)"
+                ));
+            }
             if low == high {
                 return Err(format!(
                     "low ({low}) equals high: the range is a single value; use a categorical with one choice or remove the parameter"
@@ -477,20 +482,39 @@ fn yaml_kind(v: &serde_yaml::Value) -> &'static str {
     }
 }
 
-/// `origin:line:column` of a YAML syntax error, or just `origin`.
-pub fn yaml_location(origin: &str, e: &serde_yaml::Error) -> String {
-    match e.location() {
-        Some(loc) => format!("{origin}:{}:{}", loc.line(), loc.column()),
-        None => origin.to_string(),
+/// `origin:line:column` of a YAML error in `text`, or just `origin`. A duplicate key is reported
+/// by serde_yaml at the start of its mapping (1:1 for a top-level key); point at the second
+/// definition instead.
+pub fn yaml_location(origin: &str, text: &str, e: &serde_yaml::Error) -> String {
+    let duplicate = e.to_string().split_once("duplicate entry with key \"").and_then(|(_, rest)| {
+        let key = rest.split('"').next()?;
+        let (first, _) = locate_key(text, key)?;
+        let rest: String = text.lines().skip(first).collect::<Vec<_>>().join("\n");
+        let (line, col) = locate_key(&rest, key)?;
+        Some((first + line, col))
+    });
+    match (duplicate, e.location()) {
+        (Some((line, col)), _) => format!("{origin}:{line}:{col}"),
+        (None, Some(loc)) => format!("{origin}:{}:{}", loc.line(), loc.column()),
+        (None, None) => origin.to_string(),
     }
 }
 
 /// serde_yaml appends " at line L column C" to its messages; we print the location up front instead.
+/// An integer beyond 64 bits reads as "invalid type: integer `N` as u128, expected any YAML value";
+/// say what is wrong instead.
 pub fn strip_yaml_location(e: &serde_yaml::Error) -> String {
     let msg = e.to_string();
-    match msg.find(" at line ") {
+    let msg = match msg.find(" at line ") {
         Some(i) => msg[..i].to_string(),
         None => msg,
+    };
+    match msg.split_once("invalid type: integer `") {
+        Some((head, rest)) if rest.contains("` as u128") || rest.contains("` as i128") => {
+            let number = rest.split('`').next().unwrap_or_default();
+            format!("{head}the number {number} is too large: integers must fit in 64 bits (at most ±9223372036854775807)")
+        }
+        _ => msg,
     }
 }
 
@@ -593,8 +617,10 @@ freeze_depth: {type: int, low: 0, high: 4}
             ("", "space.yaml", "empty"),
             ("[1, 2]", "space.yaml", "expected a mapping"),
             ("x: {type: float, low: 0, high: 1\n", "space.yaml:", "did not find expected"),
-            ("x: {type: float, low: 0, high: 1}\nx: {type: int, low: 0, high: 1}\n", "space.yaml", "duplicate"),
+            ("x: {type: float, low: 0, high: 1}\nx: {type: int, low: 0, high: 1}\n", "space.yaml:2:1", "duplicate"),
             ("x: {name: FooDistribution, attributes: {}}\n", "x", "unknown Optuna distribution"),
+            ("x: {type: float, low: -1.0e308, high: 1.0e308}\n", "x", "too wide to sample"),
+            ("x: {type: int, low: 0, high: 90000000000000000000}\n", "space.yaml:1:", "90000000000000000000 is too large"),
         ];
         for (text, where_, what) in cases {
             let message = err(text);

@@ -93,26 +93,33 @@ impl Study {
     /// Starts a trial: claims an enqueued one or creates a new one, then samples every parameter
     /// of `space` that it does not have yet.
     pub fn ask(&self, space: &SearchSpace) -> Result<FrozenTrial> {
-        self.ask_within(space, None)
+        self.ask_within(space, None, false)
     }
 
     /// [`Study::ask`] under a global budget: a new trial is refused with
     /// [`Error::BudgetReached`] once the study has `max_trials` non-WAITING trials, counted
     /// atomically in the storage (so across every worker). Enqueued trials are still claimed.
-    pub fn ask_within(&self, space: &SearchSpace, max_trials: Option<u64>) -> Result<FrozenTrial> {
-        self.ask_fixed(space, &Params::new(), max_trials)
+    /// `heartbeat`: the caller heartbeats its trials (see [`NewTrial::heartbeat`]).
+    pub fn ask_within(&self, space: &SearchSpace, max_trials: Option<u64>, heartbeat: bool) -> Result<FrozenTrial> {
+        self.ask_fixed(space, &Params::new(), max_trials, heartbeat)
     }
 
     /// [`Study::ask_within`] with some parameters fixed (e.g. the stratum of a comparison): an
     /// enqueued trial is still claimed first; otherwise the new trial is created with `fixed` in
     /// the same atomic step that checks the budget (enqueue-then-claim would bypass it).
-    pub fn ask_fixed(&self, space: &SearchSpace, fixed: &Params, max_trials: Option<u64>) -> Result<FrozenTrial> {
+    pub fn ask_fixed(
+        &self,
+        space: &SearchSpace,
+        fixed: &Params,
+        max_trials: Option<u64>,
+        heartbeat: bool,
+    ) -> Result<FrozenTrial> {
         let study_id = self.record.id;
-        let trial = match self.storage.claim_waiting_trial(study_id)? {
+        let trial = match self.storage.claim_waiting_trial(study_id, heartbeat)? {
             Some(trial) => trial,
             None => {
                 let params = with_distributions(Some(space), fixed)?;
-                self.storage.create_trial(study_id, &NewTrial { params, max_trials, ..NewTrial::default() })?
+                self.storage.create_trial(study_id, &NewTrial { params, max_trials, heartbeat, ..NewTrial::default() })?
             }
         };
         let params = match self.sample(space, &trial) {
@@ -277,15 +284,15 @@ mod tests {
         let study = study(Direction::Minimize);
         let space = space();
         for _ in 0..2 {
-            let t = study.ask_within(&space, Some(2)).unwrap();
+            let t = study.ask_within(&space, Some(2), false).unwrap();
             study.tell(t.number, TellOutcome::Value(1.0)).unwrap();
         }
-        let err = study.ask_within(&space, Some(2)).unwrap_err();
+        let err = study.ask_within(&space, Some(2), false).unwrap_err();
         assert!(matches!(&err, Error::BudgetReached { max_trials: 2, .. }), "{err}");
         assert_eq!(study.trials().unwrap().len(), 2, "a refused ask leaves no trial behind");
         // A re-run enqueued by hand is still claimed: it replaces a trial, it does not add one.
         study.enqueue(&[("k".to_string(), ParamValue::Int(3))].into()).unwrap();
-        let claimed = study.ask_within(&space, Some(2)).unwrap();
+        let claimed = study.ask_within(&space, Some(2), false).unwrap();
         assert_eq!((claimed.number, claimed.params["k"].clone()), (2, ParamValue::Int(3)));
     }
 
@@ -294,15 +301,15 @@ mod tests {
         let study = study(Direction::Minimize);
         let space = space();
         let fixed: Params = [("k".to_string(), ParamValue::Int(1))].into();
-        let t = study.ask_fixed(&space, &fixed, Some(1)).unwrap();
+        let t = study.ask_fixed(&space, &fixed, Some(1), false).unwrap();
         assert_eq!(t.params["k"], ParamValue::Int(1));
         assert!(t.params.contains_key("x"), "the rest is sampled");
         // The fixed trial counted: the next one is refused and nothing is left WAITING to be claimed later.
-        let err = study.ask_fixed(&space, &fixed, Some(1)).unwrap_err();
+        let err = study.ask_fixed(&space, &fixed, Some(1), false).unwrap_err();
         assert!(matches!(&err, Error::BudgetReached { max_trials: 1, .. }), "{err}");
         assert!(study.trials().unwrap().iter().all(|t| t.state != TrialState::Waiting));
         let outside: Params = [("nope".to_string(), ParamValue::Int(1))].into();
-        assert!(matches!(study.ask_fixed(&space, &outside, None), Err(Error::Param { .. })));
+        assert!(matches!(study.ask_fixed(&space, &outside, None, false), Err(Error::Param { .. })));
     }
 
     #[test]

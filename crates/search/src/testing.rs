@@ -20,6 +20,7 @@ pub fn run_conformance_suite(make: &dyn Fn() -> Box<dyn Storage>) {
     finished_trials_are_immutable(make().as_ref());
     waiting_trials_are_claimed_once(make().as_ref());
     stale_trials_fail_once(make().as_ref());
+    heartbeat_trials_beat_from_creation(make().as_ref());
     snapshots_do_not_change(make().as_ref());
     waiting_trials_are_claimed_oldest_first_per_study(make().as_ref());
     values_are_stored_faithfully(make().as_ref());
@@ -145,11 +146,11 @@ fn waiting_trials_are_claimed_once(storage: &dyn Storage) {
     let w = storage.create_trial(study.id, &queued).unwrap();
     assert_eq!((w.number, w.state), (0, TrialState::Waiting));
     assert!(w.started_at.is_none());
-    let claimed = storage.claim_waiting_trial(study.id).unwrap().expect("one waiting trial");
+    let claimed = storage.claim_waiting_trial(study.id, false).unwrap().expect("one waiting trial");
     assert_eq!((claimed.number, claimed.state), (0, TrialState::Running));
     assert_eq!(claimed.params["bs"], ParamValue::Int(32));
     assert!(claimed.started_at.is_some());
-    assert!(storage.claim_waiting_trial(study.id).unwrap().is_none());
+    assert!(storage.claim_waiting_trial(study.id, false).unwrap().is_none());
 }
 
 fn stale_trials_fail_once(storage: &dyn Storage) {
@@ -165,6 +166,23 @@ fn stale_trials_fail_once(storage: &dyn Storage) {
     assert!(failed[0].system_attrs[crate::FAIL_REASON_ATTR].as_str().unwrap().contains("heartbeat"));
     assert!(storage.fail_stale_trials(study.id, 0.01).unwrap().is_empty(), "failed exactly once");
     assert_eq!(storage.trial(study.id, silent.number).unwrap().state, TrialState::Running, "no heartbeat, no staleness");
+}
+
+/// A trial asked by a heartbeating caller is alive from its creation or claim on: if the caller
+/// dies before its first explicit heartbeat, the trial still goes stale (no RUNNING zombie).
+fn heartbeat_trials_beat_from_creation(storage: &dyn Storage) {
+    let study = storage.create_study(&sample_study("s")).unwrap();
+    let created = storage.create_trial(study.id, &NewTrial { heartbeat: true, ..NewTrial::default() }).unwrap();
+    assert!(created.heartbeat_at.is_some());
+    storage.create_trial(study.id, &NewTrial { waiting: true, ..NewTrial::default() }).unwrap();
+    let claimed = storage.claim_waiting_trial(study.id, true).unwrap().expect("one waiting trial");
+    assert!(claimed.heartbeat_at.is_some());
+    let shell = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    assert!(shell.heartbeat_at.is_none());
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let failed: Vec<u64> = storage.fail_stale_trials(study.id, 0.01).unwrap().iter().map(|t| t.number).collect();
+    assert_eq!(failed, [created.number, claimed.number]);
+    assert_eq!(storage.trial(study.id, shell.number).unwrap().state, TrialState::Running);
 }
 
 fn snapshots_do_not_change(storage: &dyn Storage) {
@@ -185,14 +203,14 @@ fn waiting_trials_are_claimed_oldest_first_per_study(storage: &dyn Storage) {
     storage.create_trial(a.id, &NewTrial::default()).unwrap();
     storage.create_trial(a.id, &waiting).unwrap();
     storage.create_trial(b.id, &waiting).unwrap();
-    assert_eq!(storage.claim_waiting_trial(a.id).unwrap().map(|t| t.number), Some(0));
-    assert_eq!(storage.claim_waiting_trial(a.id).unwrap().map(|t| t.number), Some(2));
-    assert!(storage.claim_waiting_trial(a.id).unwrap().is_none(), "never claims another study's trial");
+    assert_eq!(storage.claim_waiting_trial(a.id, false).unwrap().map(|t| t.number), Some(0));
+    assert_eq!(storage.claim_waiting_trial(a.id, false).unwrap().map(|t| t.number), Some(2));
+    assert!(storage.claim_waiting_trial(a.id, false).unwrap().is_none(), "never claims another study's trial");
     assert_eq!(storage.trial(b.id, 0).unwrap().state, TrialState::Waiting);
     // A waiting trial can be finished without being claimed (e.g. failed by hand).
     let w = storage.trial(b.id, 0).unwrap();
     assert_eq!(storage.finish_trial(w.id, TrialState::Fail, None).unwrap().state, TrialState::Fail);
-    assert!(storage.claim_waiting_trial(b.id).unwrap().is_none());
+    assert!(storage.claim_waiting_trial(b.id, false).unwrap().is_none());
 }
 
 fn values_are_stored_faithfully(storage: &dyn Storage) {
@@ -251,7 +269,7 @@ fn attributes_and_params_follow_the_write_rules(storage: &dyn Storage) {
     let queued = NewTrial { waiting: true, params: vec![("bs".into(), bs.clone(), ParamValue::Int(16))], ..NewTrial::default() };
     let w = storage.create_trial(study.id, &queued).unwrap();
     storage.set_trial_params(w.id, &[("bs".into(), bs.clone(), ParamValue::Int(32))]).unwrap();
-    assert_eq!(storage.claim_waiting_trial(study.id).unwrap().unwrap().params["bs"], ParamValue::Int(16));
+    assert_eq!(storage.claim_waiting_trial(study.id, false).unwrap().unwrap().params["bs"], ParamValue::Int(16));
     storage.finish_trial(t.id, TrialState::Complete, Some(1.0)).unwrap();
     let err = storage.set_trial_params(t.id, &[("bs".into(), bs, ParamValue::Int(32))]);
     assert!(matches!(err, Err(Error::TrialFinished { number: 0, state: TrialState::Complete })), "{err:?}");

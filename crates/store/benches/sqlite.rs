@@ -40,7 +40,7 @@ fn calls(c: &mut Criterion) {
     let (_dir, storage, study) = filled(100);
     let mut g = c.benchmark_group("sqlite_call");
     g.bench_function("create_trial", |b| b.iter(|| storage.create_trial(study, &NewTrial::default()).unwrap()));
-    g.bench_function("claim_waiting_trial_none", |b| b.iter(|| storage.claim_waiting_trial(study).unwrap()));
+    g.bench_function("claim_waiting_trial_none", |b| b.iter(|| storage.claim_waiting_trial(study, false).unwrap()));
     g.bench_function("set_trial_params_5", |b| {
         b.iter_batched(
             || storage.create_trial(study, &NewTrial::default()).unwrap().id,

@@ -31,6 +31,10 @@ pub enum Error {
     Migration { location: String, version: i64, source: rusqlite::Error },
     #[error("SQLite {location}: {op}: {source}")]
     Sqlite { location: String, op: &'static str, source: rusqlite::Error },
+    #[error(
+        "SQLite {location}: {op}: {source}. Did the disk holding it fail, fill up or go read-only? Fix that, then `nightshift resume`; `sqlite3 {location} 'PRAGMA integrity_check'` tells whether the file itself is damaged"
+    )]
+    SqliteDisk { location: String, op: &'static str, source: rusqlite::Error },
     #[error("SQLite {location}: {op}: stored data cannot be read: {message}")]
     CorruptData { location: String, op: &'static str, message: String },
     #[error(

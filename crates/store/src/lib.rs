@@ -67,7 +67,8 @@ impl StorageUrl {
     /// empty host and `/`, then the path, so three slashes start a relative path and four an
     /// absolute one. Anything without `://` is a file path.
     pub fn parse(url: &str) -> Result<Self> {
-        let invalid = |reason: &str| Error::InvalidUrl { url: url.to_string(), reason: reason.to_string() };
+        // The URL may hold a password even when it is not a PostgreSQL one: never echo it.
+        let invalid = |reason: &str| Error::InvalidUrl { url: redact_url(url), reason: reason.to_string() };
         let trimmed = url.trim();
         if trimmed.is_empty() {
             return Err(invalid("it is empty; give sqlite:///file.db or a file path"));
@@ -148,6 +149,8 @@ mod tests {
         assert!(message("sqlite:///").contains("path is missing"));
         assert!(message("sqlite:///x.db?timeout=5").contains("query parameters"));
         assert!(message("mysql://u@h/db").contains("unsupported scheme 'mysql'"));
+        let mysql = message("mysql://u:hunter2@h/db");
+        assert!(mysql.contains("mysql://u:***@h/db") && !mysql.contains("hunter2"), "{mysql}");
         // Nothing listens on port 1: the error names the server but never the password.
         let postgres = open_storage("postgres://u:hunter2@127.0.0.1:1/db").err().unwrap();
         assert!(matches!(postgres, Error::PostgresConnect { .. }), "{postgres}");

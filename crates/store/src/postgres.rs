@@ -658,9 +658,10 @@ impl Storage for PostgresStorage {
             }
             let state = if new.waiting { TrialState::Waiting } else { TrialState::Running };
             let started_at = (!new.waiting).then(now_unix);
+            let heartbeat_at = started_at.filter(|_| new.heartbeat);
             let row = tx.query_opt(
-                "INSERT INTO trials (study_id, number, state, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
-                &[&study_id, &number, &state.as_str(), &started_at],
+                "INSERT INTO trials (study_id, number, state, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[&study_id, &number, &state.as_str(), &started_at, &heartbeat_at],
             )?;
             let id: i64 = get(&row.ok_or_else(|| Fail::Data("INSERT … RETURNING gave no row".into()))?, 0)?;
             insert_params(tx, id, &new.params)?;
@@ -669,6 +670,7 @@ impl Storage for PostgresStorage {
             }
             let mut trial = FrozenTrial::new(id, number as u64, state);
             trial.started_at = started_at;
+            trial.heartbeat_at = heartbeat_at;
             for (name, dist, value) in &new.params {
                 if !trial.params.contains_key(name) {
                     trial.params.insert(name.clone(), value.clone());
@@ -680,15 +682,16 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn claim_waiting_trial(&self, study_id: i64) -> nightshift_search::Result<Option<FrozenTrial>> {
+    fn claim_waiting_trial(&self, study_id: i64, heartbeat: bool) -> nightshift_search::Result<Option<FrozenTrial>> {
         self.write("claim_waiting_trial", |tx| {
+            let now = now_unix();
             // SKIP LOCKED: a trial another worker is claiming right now is passed over, not waited for.
             let row = tx.query_opt(
-                "UPDATE trials SET state = 'RUNNING', started_at = $2
+                "UPDATE trials SET state = 'RUNNING', started_at = $2, heartbeat_at = $3
                  WHERE id = (SELECT id FROM trials WHERE study_id = $1 AND state = 'WAITING'
                              ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING id",
-                &[&study_id, &now_unix()],
+                &[&study_id, &now, &heartbeat.then_some(now)],
             )?;
             match row {
                 Some(row) => load_trial(tx, get(&row, 0)?),

@@ -66,6 +66,15 @@ fn is_contention(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
+/// Errors that usually mean the disk under the file failed, filled up or went read-only (a failing
+/// disk can also make reads come back short, which SQLite reports as a malformed image).
+fn is_disk_failure(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::ReadOnly | ErrorCode::DatabaseCorrupt)
+    )
+}
+
 /// Sleeps 1, 2, 4 … up to 64 ms, plus jitter so that colliding processes spread out.
 fn backoff(attempt: u32) {
     let base = 1u64 << attempt.min(6);
@@ -201,6 +210,9 @@ impl SqliteStorage {
                     attempt += 1;
                 }
                 Err(Fail::Search(e)) => return Err(e),
+                Err(Fail::Sql(source)) if is_disk_failure(&source) => {
+                    return Err(Error::SqliteDisk { location: location(), op, source }.into());
+                }
                 Err(Fail::Sql(source)) => return Err(Error::Sqlite { location: location(), op, source }.into()),
                 Err(Fail::Data(message)) => return Err(Error::CorruptData { location: location(), op, message }.into()),
             }
@@ -564,8 +576,11 @@ impl Storage for SqliteStorage {
                 .query_row([study_id], |r| r.get(0))?;
             let state = if new.waiting { TrialState::Waiting } else { TrialState::Running };
             let started_at = (!new.waiting).then(now_unix);
-            tx.prepare_cached("INSERT INTO trials (study_id, number, state, started_at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![study_id, number, state.as_str(), started_at])?;
+            let heartbeat_at = started_at.filter(|_| new.heartbeat);
+            tx.prepare_cached(
+                "INSERT INTO trials (study_id, number, state, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![study_id, number, state.as_str(), started_at, heartbeat_at])?;
             let id = tx.last_insert_rowid();
             insert_params(tx, id, &new.params)?;
             for (key, value) in &new.system_attrs {
@@ -573,6 +588,7 @@ impl Storage for SqliteStorage {
             }
             let mut trial = FrozenTrial::new(id, number as u64, state);
             trial.started_at = started_at;
+            trial.heartbeat_at = heartbeat_at;
             for (name, dist, value) in &new.params {
                 if !trial.params.contains_key(name) {
                     trial.params.insert(name.clone(), value.clone());
@@ -584,15 +600,16 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn claim_waiting_trial(&self, study_id: i64) -> nightshift_search::Result<Option<FrozenTrial>> {
+    fn claim_waiting_trial(&self, study_id: i64, heartbeat: bool) -> nightshift_search::Result<Option<FrozenTrial>> {
         self.write("claim_waiting_trial", |tx| {
             let oldest: Option<i64> = tx
                 .prepare_cached("SELECT id FROM trials WHERE study_id = ?1 AND state = 'WAITING' ORDER BY number LIMIT 1")?
                 .query_row([study_id], |r| r.get(0))
                 .optional()?;
             let Some(id) = oldest else { return Ok(None) };
-            tx.prepare_cached("UPDATE trials SET state = 'RUNNING', started_at = ?2 WHERE id = ?1")?
-                .execute(params![id, now_unix()])?;
+            let now = now_unix();
+            tx.prepare_cached("UPDATE trials SET state = 'RUNNING', started_at = ?2, heartbeat_at = ?3 WHERE id = ?1")?
+                .execute(params![id, now, heartbeat.then_some(now)])?;
             load_trial(tx, id)
         })
     }
@@ -788,7 +805,7 @@ mod tests {
         assert_eq!(trials[0].user_attrs["note"], "first");
         assert_eq!(trials[0].system_attrs["device"], "cpu:0");
         // The migrated database is fully usable: the waiting trial is claimed, numbering goes on.
-        assert_eq!(storage.claim_waiting_trial(study.id).unwrap().unwrap().number, 1);
+        assert_eq!(storage.claim_waiting_trial(study.id, false).unwrap().unwrap().number, 1);
         assert_eq!(storage.create_trial(study.id, &NewTrial::default()).unwrap().number, 2);
         drop(storage);
         // Opening again finds nothing to do.

@@ -149,7 +149,7 @@ fn sixteen_processes_claim_each_waiting_trial_once() {
         let study = storage.load_study("shared").unwrap();
         wait_until(go_at);
         let mut mine = Vec::new();
-        while let Some(t) = storage.claim_waiting_trial(study.id).unwrap() {
+        while let Some(t) = storage.claim_waiting_trial(study.id, false).unwrap() {
             assert_eq!(t.state, TrialState::Running);
             mine.push(t.number);
         }

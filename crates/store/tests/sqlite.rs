@@ -66,6 +66,7 @@ fn reopening_a_file_preserves_everything() {
             params: vec![("k".into(), k, ParamValue::Int(2))],
             system_attrs: BTreeMap::from([("queued_by".into(), "cli".into())]),
             max_trials: None,
+            heartbeat: false,
         };
         storage.create_trial(study.id, &queued).unwrap();
         (storage.list_studies().unwrap(), storage.trials(study.id, None).unwrap(), study.id)

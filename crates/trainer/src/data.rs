@@ -230,7 +230,11 @@ fn parse_idx(path: &Path, bytes: &[u8], expected_rank: u8) -> Result<(Vec<usize>
     }
     let dims: Vec<usize> =
         (0..rank as usize).map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize).collect();
-    let expected: usize = dims.iter().product();
+    // A corrupt header can claim 2^96 bytes: overflow is an error, not a wrap or a panic.
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad(format!("dimensions {dims:?} are impossibly large (corrupt header?)")))?;
     let payload = &bytes[header..];
     if payload.len() < expected {
         return Err(bad(format!("truncated: dimensions {dims:?} need {expected} bytes of data, found {}", payload.len())));
@@ -250,8 +254,21 @@ pub fn load_idx(images: &Path, labels: &Path) -> Result<ImageDataset> {
             label_count: label_dims[0],
         });
     }
+    if dims[1] == 0 || dims[2] == 0 {
+        return Err(Error::Idx {
+            path: images.into(),
+            reason: format!("images of {}×{} pixels: nothing to learn from", dims[1], dims[2]),
+        });
+    }
+    let dataset_err = |reason: String| Error::Dataset { path: images.parent().unwrap_or(images).into(), reason };
+    if dims[0] == 0 {
+        return Err(dataset_err(format!("{} has no images", images.display())));
+    }
     let labels_vec: Vec<usize> = label_bytes.iter().map(|&l| l as usize).collect();
     let num_classes = labels_vec.iter().max().map_or(0, |m| m + 1);
+    if let [only] = labels_vec.iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>()[..] {
+        return Err(dataset_err(format!("only one class ({only}) in {}; a classifier needs at least two", labels.display())));
+    }
     Ok(ImageDataset {
         channels: 1,
         height: dims[1],
@@ -300,6 +317,26 @@ pub fn load_image_folder(root: &Path, channels: usize, height: usize, width: usi
     if channels != 1 && channels != 3 {
         return Err(Error::config("channels", format!("must be 1 or 3, got {channels}")));
     }
+    let classes = image_folder_files(root)?;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (label, files) in classes.values().enumerate() {
+        for path in files {
+            pixels.extend(read_image(path, channels, height, width)?);
+            labels.push(label);
+        }
+    }
+    Ok(ImageDataset { channels, height, width, pixels, labels, class_names: classes.into_keys().collect() })
+}
+
+/// The class names of an image folder (sorted), after checking its layout as
+/// [`load_image_folder`] does, without decoding any image.
+pub fn image_folder_classes(root: &Path) -> Result<Vec<String>> {
+    Ok(image_folder_files(root)?.into_keys().collect())
+}
+
+/// The image files of each class of `root/<class>/*.{png,jpg,jpeg}`: at least two classes, none empty.
+fn image_folder_files(root: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
     let dataset_err = |reason: String| Error::Dataset { path: root.into(), reason };
     let mut classes: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for entry in std::fs::read_dir(root).map_err(|e| Error::io(root, e))? {
@@ -329,15 +366,7 @@ pub fn load_image_folder(root: &Path, channels: usize, height: usize, width: usi
     if let Some((name, _)) = classes.iter().find(|(_, files)| files.is_empty()) {
         return Err(dataset_err(format!("class folder {name} has no .png/.jpg images")));
     }
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    for (label, files) in classes.values().enumerate() {
-        for path in files {
-            pixels.extend(read_image(path, channels, height, width)?);
-            labels.push(label);
-        }
-    }
-    Ok(ImageDataset { channels, height, width, pixels, labels, class_names: classes.into_keys().collect() })
+    Ok(classes)
 }
 
 /// Decodes one image file into CHW u8 with `channels`, resized to `height`×`width` (bilinear).

@@ -110,6 +110,7 @@ impl Storage for InMemoryStorage {
         let mut trial = FrozenTrial::new(id, number, state);
         if !new.waiting {
             trial.started_at = Some(now_unix());
+            trial.heartbeat_at = new.heartbeat.then(now_unix);
         }
         insert_params(&mut trial, &new.params);
         trial.system_attrs = new.system_attrs.clone();
@@ -117,12 +118,13 @@ impl Storage for InMemoryStorage {
         Ok(trial)
     }
 
-    fn claim_waiting_trial(&self, study_id: i64) -> Result<Option<FrozenTrial>> {
+    fn claim_waiting_trial(&self, study_id: i64, heartbeat: bool) -> Result<Option<FrozenTrial>> {
         let mut inner = self.lock();
         let waiting = inner.trials.iter_mut().find(|(s, t)| *s == study_id && t.state == TrialState::Waiting);
         Ok(waiting.map(|(_, trial)| {
             trial.state = TrialState::Running;
             trial.started_at = Some(now_unix());
+            trial.heartbeat_at = heartbeat.then(now_unix);
             trial.clone()
         }))
     }

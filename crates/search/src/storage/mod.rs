@@ -86,6 +86,11 @@ pub struct NewTrial {
     /// numbering, so workers on many machines together never exceed it. WAITING trials are
     /// neither counted nor refused (claiming one does not grow the count past what was enqueued).
     pub max_trials: Option<u64>,
+    /// A RUNNING trial whose asker sends heartbeats (an orchestrator): its first heartbeat is
+    /// recorded in the same atomic step as its creation, so if the asker dies at once the trial
+    /// still goes stale instead of staying RUNNING forever. Trials asked from a shell loop
+    /// (`nightshift ask`) never beat and leave this false.
+    pub heartbeat: bool,
 }
 
 impl NewTrial {
@@ -116,11 +121,13 @@ pub trait Storage: Send + Sync {
     /// Sets (or replaces) a study-level user attribute.
     fn set_study_user_attr(&self, study_id: i64, key: &str, value: &serde_json::Value) -> Result<()>;
 
-    /// Creates a trial with the next number. RUNNING trials get their start time and no heartbeat.
+    /// Creates a trial with the next number. RUNNING trials get their start time, and a first
+    /// heartbeat when [`NewTrial::heartbeat`] is set.
     /// With `max_trials`, fails with [`crate::Error::BudgetReached`] instead when the budget is used up.
     fn create_trial(&self, study_id: i64, trial: &NewTrial) -> Result<FrozenTrial>;
     /// Atomically turns the oldest WAITING trial into a RUNNING one and returns it, if any.
-    fn claim_waiting_trial(&self, study_id: i64) -> Result<Option<FrozenTrial>>;
+    /// With `heartbeat`, the claimed trial gets its first heartbeat in the same atomic step.
+    fn claim_waiting_trial(&self, study_id: i64, heartbeat: bool) -> Result<Option<FrozenTrial>>;
     /// Records parameters of a RUNNING trial (params already set keep their value).
     fn set_trial_params(&self, trial_id: i64, params: &[TrialParam]) -> Result<()>;
     /// Records an intermediate value; a step reported twice keeps its first value (as Optuna).

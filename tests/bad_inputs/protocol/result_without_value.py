@@ -1,0 +1,1 @@
+print("{\"result\": {\"metrics\": {\"other\": 1}}}", flush=True)
