@@ -6,8 +6,10 @@
 #   scripts/gpu-check.sh            # wgpu (+ cuda when it builds) + PyTorch
 #   EPOCHS=5 scripts/gpu-check.sh
 #
-# Runs headless on a software Vulkan (Mesa lavapipe) too, which is how CI exercises the wgpu code path
-# (NIGHTSHIFT_DEVICE=wgpu:cpu). Never enable burn's `vulkan` feature: its SPIR-V path crashes lavapipe.
+# Runs headless on a software Vulkan too (Mesa lavapipe: apt-get install mesa-vulkan-drivers), to exercise
+# the wgpu code path without a GPU: WGPU_DEVICE=wgpu:cpu scripts/gpu-check.sh. CI does not run it (a cold
+# wgpu build is another 25+ min on 2 cores). Never enable burn's `vulkan` feature: its SPIR-V path crashes
+# lavapipe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS="${EPOCHS:-2}"
