@@ -195,16 +195,16 @@ pub fn resize_bilinear(image: &[u8], channels: usize, h: usize, w: usize, out_h:
 // ---------------------------------------------------------------------------------------------------------
 // IDX
 
-fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+/// Gunzips `raw` when it starts with the gzip magic, else returns it as is; `path` only names it in errors.
+fn maybe_gunzip<'a>(path: &Path, raw: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::GzDecoder::new(raw)
             .read_to_end(&mut out)
             .map_err(|e| Error::Idx { path: path.into(), reason: format!("corrupt or truncated gzip stream: {e}") })?;
-        Ok(out)
+        Ok(out.into())
     } else {
-        Ok(raw)
+        Ok(raw.into())
     }
 }
 
@@ -240,8 +240,15 @@ fn parse_idx(path: &Path, bytes: &[u8], expected_rank: u8) -> Result<(Vec<usize>
 
 /// Loads an IDX image file (`[n, h, w]` u8) and its label file (`[n]` u8), gzip'd or raw.
 pub fn load_idx(images: &Path, labels: &Path) -> Result<ImageDataset> {
-    let (dims, pixels) = parse_idx(images, &read_maybe_gzip(images)?, 3)?;
-    let (label_dims, label_bytes) = parse_idx(labels, &read_maybe_gzip(labels)?, 1)?;
+    let image_bytes = std::fs::read(images).map_err(|e| Error::io(images, e))?;
+    let label_bytes = std::fs::read(labels).map_err(|e| Error::io(labels, e))?;
+    load_idx_bytes(images, &image_bytes, labels, &label_bytes)
+}
+
+/// [`load_idx`] on file contents already in memory (gzip'd or raw); the paths only name the files in errors.
+pub fn load_idx_bytes(images: &Path, image_bytes: &[u8], labels: &Path, label_bytes: &[u8]) -> Result<ImageDataset> {
+    let (dims, pixels) = parse_idx(images, &maybe_gunzip(images, image_bytes)?, 3)?;
+    let (label_dims, label_bytes) = parse_idx(labels, &maybe_gunzip(labels, label_bytes)?, 1)?;
     if dims[0] != label_dims[0] {
         return Err(Error::LabelCountMismatch {
             images: images.into(),
@@ -348,7 +355,14 @@ pub fn read_image(path: &Path, channels: usize, height: usize, width: usize) -> 
 
 /// Decodes one image file into CHW u8 with `channels`, at its own size. Returns (pixels, height, width).
 pub fn decode_image(path: &Path, channels: usize) -> Result<(Vec<u8>, usize, usize)> {
-    let img = image::open(path).map_err(|e| Error::Image { path: path.into(), reason: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_image_bytes(path, &bytes, channels)
+}
+
+/// [`decode_image`] on file contents already in memory; `path` gives the format (by its extension) and names
+/// the image in errors.
+pub fn decode_image_bytes(path: &Path, bytes: &[u8], channels: usize) -> Result<(Vec<u8>, usize, usize)> {
+    let img = decode_dynamic_image(path, bytes)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let chw = if channels == 1 {
         img.to_luma8().into_raw()
@@ -363,6 +377,18 @@ pub fn decode_image(path: &Path, channels: usize) -> Result<(Vec<u8>, usize, usi
         chw
     };
     Ok((chw, h, w))
+}
+
+/// The one place images are decoded (dataset loading and `predict`). The format comes from `path`'s
+/// extension, as for `image::open`, or from the contents when the extension names none.
+pub(crate) fn decode_dynamic_image(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
+    let bad = |e: image::ImageError| Error::Image { path: path.into(), reason: e.to_string() };
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    let reader = match image::ImageFormat::from_path(path) {
+        Ok(format) => reader.with_format(format),
+        Err(_) => reader.with_guessed_format().map_err(|e| bad(e.into()))?,
+    };
+    reader.decode().map_err(bad)
 }
 
 // ---------------------------------------------------------------------------------------------------------

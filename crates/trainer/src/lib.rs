@@ -58,7 +58,10 @@ pub mod train;
 /// The burn device type, re-exported so that callers need no direct burn dependency.
 pub use burn::tensor::Device;
 pub use checkpoint::{ImportReport, LoadMode, load_weights, read_model_config, save_checkpoint, save_weights};
-pub use data::{Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, load_idx, load_idx_dir, load_image_folder};
+pub use data::{
+    Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, decode_image_bytes, load_idx, load_idx_bytes,
+    load_idx_dir, load_image_folder,
+};
 pub use device::parse_device;
 pub use efficientnet::EfficientNetLite;
 pub use error::{Error, Result};
