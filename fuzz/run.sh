@@ -18,5 +18,7 @@ case "$target" in
     *) echo "unknown fuzz target '$target' (see fuzz/Cargo.toml)" >&2; exit 2 ;;
 esac
 mkdir -p "fuzz/corpus/$target"
+# One core: burn's CPU backend would otherwise start a rayon thread per core.
+export RAYON_NUM_THREADS=1
 exec cargo +nightly fuzz run "${flags[@]}" "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
     -runs="$runs" -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 "${dict[@]}"

@@ -33,5 +33,9 @@ pub fn load(bytes: &[u8], extension: &str) {
     let path = PATH.get_or_init(|| PathBuf::from(format!("/dev/shm/nightshift-fuzz-{}.{extension}", std::process::id())));
     std::fs::write(path, bytes).expect("write the input to /dev/shm");
     let mut model = model();
-    let _ = load_weights(&mut model, path, mode);
+    let result = load_weights(&mut model, path, mode);
+    // To check that seeds load (reach the weight-applying code): run the target on them with this set.
+    if std::env::var_os("NIGHTSHIFT_FUZZ_VERBOSE").is_some() {
+        eprintln!("{mode:?}: {:?}", result.map(|r| r.summary()));
+    }
 }

@@ -230,7 +230,11 @@ fn parse_idx(path: &Path, bytes: &[u8], expected_rank: u8) -> Result<(Vec<usize>
     }
     let dims: Vec<usize> =
         (0..rank as usize).map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize).collect();
-    let expected: usize = dims.iter().product();
+    // Checked: three u32 dimensions can multiply past usize (a panic, or a wrapped size that passes the check below).
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad(format!("dimensions {dims:?} multiply to more bytes than a usize can count")))?;
     let payload = &bytes[header..];
     if payload.len() < expected {
         return Err(bad(format!("truncated: dimensions {dims:?} need {expected} bytes of data, found {}", payload.len())));
@@ -248,6 +252,10 @@ pub fn load_idx(images: &Path, labels: &Path) -> Result<ImageDataset> {
 /// [`load_idx`] on file contents already in memory (gzip'd or raw); the paths only name the files in errors.
 pub fn load_idx_bytes(images: &Path, image_bytes: &[u8], labels: &Path, label_bytes: &[u8]) -> Result<ImageDataset> {
     let (dims, pixels) = parse_idx(images, &maybe_gunzip(images, image_bytes)?, 3)?;
+    if dims[1] == 0 || dims[2] == 0 {
+        let reason = format!("images are {}×{} pixels: height and width must be at least 1", dims[1], dims[2]);
+        return Err(Error::Idx { path: images.into(), reason });
+    }
     let (label_dims, label_bytes) = parse_idx(labels, &maybe_gunzip(labels, label_bytes)?, 1)?;
     if dims[0] != label_dims[0] {
         return Err(Error::LabelCountMismatch {
@@ -383,11 +391,11 @@ pub fn decode_image_bytes(path: &Path, bytes: &[u8], channels: usize) -> Result<
 /// extension, as for `image::open`, or from the contents when the extension names none.
 pub(crate) fn decode_dynamic_image(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
     let bad = |e: image::ImageError| Error::Image { path: path.into(), reason: e.to_string() };
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes));
-    let reader = match image::ImageFormat::from_path(path) {
-        Ok(format) => reader.with_format(format),
-        Err(_) => reader.with_guessed_format().map_err(|e| bad(e.into()))?,
-    };
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    match image::ImageFormat::from_path(path) {
+        Ok(format) => reader.set_format(format),
+        Err(_) => reader = reader.with_guessed_format().map_err(|e| bad(e.into()))?,
+    }
     reader.decode().map_err(bad)
 }
 
@@ -626,6 +634,35 @@ mod tests {
         let bytes = std::fs::read(&img).unwrap();
         std::fs::write(&img, &bytes[..bytes.len() / 2]).unwrap();
         assert!(load_idx(&img, &lab).unwrap_err().to_string().contains("truncated"));
+    }
+
+    /// Crashing inputs of the `idx` fuzz target, in its layout: a 2-byte big-endian length, the image file,
+    /// the label file.
+    fn fuzz_case(input: &[u8]) -> Result<ImageDataset> {
+        let len = u16::from_be_bytes([input[0], input[1]]) as usize;
+        let (images, labels) = input[2..].split_at(len);
+        load_idx_bytes(Path::new("imgs"), images, Path::new("labs"), labels)
+    }
+
+    #[test]
+    fn idx_dimensions_that_overflow_or_leave_images_empty_are_errors() {
+        // Dimensions [26882, 4849667, 1543532305]: their product overflowed usize (a panic with overflow checks;
+        // in release builds a wrapped size that passed the length check).
+        let overflow = [
+            0x00, 0x1c, 0x00, 0x00, 0x08, 0x03, 0x00, 0x00, 0x69, 0x02, 0x00, 0x4a, 0x00, 0x03, 0x5c, 0x00, 0x6f, 0x11, 0x60,
+            0x18, 0xfe, 0x4f, 0x07, 0xac, 0x12, 0x7a, 0x4d, 0xdb, 0xff, 0xfe, 0x3d, 0x2b, 0x8f, 0xcd, 0x27, 0xea, 0x53, 0x9e,
+            0x02, 0xc3, 0xed, 0xd7, 0x36, 0x4c, 0x19, 0x89, 0xa2, 0xbb, 0xa0, 0x00, 0x01, 0x02,
+        ];
+        let err = fuzz_case(&overflow).unwrap_err().to_string();
+        assert!(err.contains("imgs") && err.contains("multiply to more bytes"), "{err}");
+        // Three 2×0 images: loaded, then resizing them panicked on `h - 1`.
+        let zero_width = [
+            0x00, 0x1c, 0x00, 0x00, 0x08, 0x03, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
+            0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x00, 0x00, 0x08, 0x01, 0x00, 0x00, 0x00, 0x03,
+            0x0b, 0x00, 0x00, 0x08, 0x01, 0x00, 0x00, 0x00, 0x03, 0x00, 0x01, 0x23, 0x00, 0x01, 0x23, 0x02,
+        ];
+        let err = fuzz_case(&zero_width).unwrap_err().to_string();
+        assert!(err.contains("imgs") && err.contains("2×0 pixels"), "{err}");
     }
 
     #[test]
