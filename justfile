@@ -20,3 +20,11 @@ bench:
 # Render the report of a study.
 report study:
     cargo run --release -- report {{study}}
+
+# Fuzz one target with cargo-fuzz on nightly (docs/fuzzing.md), e.g. `just fuzz spec`; optional runs and seconds.
+fuzz target *args:
+    fuzz/run.sh {{target}} {{args}}
+
+# Every fuzz target in turn, one job at a time.
+fuzz-all *args:
+    for t in space spec protocol idx image checkpoint_safetensors checkpoint_pth; do fuzz/run.sh $t {{args}} || exit 1; done

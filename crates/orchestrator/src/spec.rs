@@ -262,27 +262,36 @@ impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let value = serde_yaml::Value::deserialize(d)?;
         let parsed = match &value {
-            serde_yaml::Value::Number(n) => n.as_f64().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64),
+            serde_yaml::Value::Number(n) => n.as_f64().and_then(seconds),
             serde_yaml::Value::String(s) => parse_duration(s),
             _ => None,
         };
         parsed.map(HumanDuration).ok_or_else(|| {
             serde::de::Error::custom(format!(
-                "invalid duration {}: use a number with a unit, e.g. 90s, 30m, 8h, 1h30m or 500ms",
+                "invalid duration {}: use a number with a unit, e.g. 90s, 30m, 8h, 1h30m or 500ms (at most 100 years)",
                 yaml_short(&value)
             ))
         })
     }
 }
 
-/// Parses `90s`, `30m`, `8h`, `2d`, `1h30m`, `250ms`, `1.5h` or a bare number of seconds.
+/// The longest duration a spec may give: far beyond any sweep, yet small enough that what is computed from it
+/// (`Instant + timeout`, `2 × heartbeat.interval`) cannot overflow and panic.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// A non-negative number of seconds up to [`MAX_DURATION`] (`Duration::from_secs_f64` panics beyond `u64` seconds).
+fn seconds(secs: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(secs).ok().filter(|d| *d <= MAX_DURATION)
+}
+
+/// Parses `90s`, `30m`, `8h`, `2d`, `1h30m`, `250ms`, `1.5h` or a bare number of seconds, up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     if text.is_empty() {
         return None;
     }
     if let Ok(secs) = text.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return seconds(secs);
     }
     let mut total = 0.0;
     let mut rest = text;
@@ -305,7 +314,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         total += number * factor;
         rest = &rest[unit_len..];
     }
-    Some(Duration::from_secs_f64(total))
+    seconds(total)
 }
 
 /// Parses a local clock time `HH:MM` (24-hour).
@@ -610,6 +619,10 @@ fn parse_budget(raw: &RawBudget, loc: &Locator<'_>) -> Result<Budget> {
     })
 }
 
+/// The most trial slots a spec may ask for (`cpu` or `gpu` × `trials_per_device`): far more than any machine
+/// runs at once, and it keeps a slip such as `cpu: 1e12` from overflowing or allocating a pool that size.
+pub const MAX_SLOTS: usize = 1024;
+
 fn parse_devices(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result<DeviceSpec> {
     const VALID: &str = "valid: auto, {cpu: N}, or {gpu: [0, 1], trials_per_device: K, backend: cuda|wgpu}";
     let Some(value) = value else { return Ok(DeviceSpec::Auto) };
@@ -623,10 +636,13 @@ fn parse_devices(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result
     let get_usize = |key: &str| -> Result<Option<usize>> {
         match map.get(key) {
             None => Ok(None),
-            Some(serde_yaml::Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => Ok(n.as_u64().map(|n| n as usize)),
-            Some(other) => {
-                Err(loc.err(&format!("devices.{key}"), format!("expected a positive integer, found {}", yaml_short(other))))
+            Some(serde_yaml::Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=MAX_SLOTS as u64).contains(&n)) => {
+                Ok(n.as_u64().map(|n| n as usize))
             }
+            Some(other) => Err(loc.err(
+                &format!("devices.{key}"),
+                format!("expected a positive integer up to {MAX_SLOTS}, found {}", yaml_short(other)),
+            )),
         }
     };
     for key in map.keys() {
@@ -641,8 +657,11 @@ fn parse_devices(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result
             if map.contains_key("backend") {
                 return Err(loc.err("devices.backend", "only meaningful with gpu"));
             }
-            let per = get_usize("trials_per_device")?.unwrap_or(1);
-            Ok(DeviceSpec::Cpu { slots: get_usize("cpu")?.unwrap_or(1) * per })
+            let (cpu, per) = (get_usize("cpu")?.unwrap_or(1), get_usize("trials_per_device")?.unwrap_or(1));
+            if cpu * per > MAX_SLOTS {
+                return Err(loc.err("devices", format!("cpu × trials_per_device = {} slots, at most {MAX_SLOTS}", cpu * per)));
+            }
+            Ok(DeviceSpec::Cpu { slots: cpu * per })
         }
         (None, Some(gpu)) => {
             let indices: Vec<u32> = match gpu {
@@ -651,7 +670,10 @@ fn parse_devices(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result
                     .map(|i| i.as_u64().and_then(|i| u32::try_from(i).ok()))
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| loc.err("devices.gpu", "expected a list of GPU indices, e.g. [0, 1]"))?,
-                serde_yaml::Value::Number(n) if n.as_u64().is_some() => vec![n.as_u64().unwrap() as u32],
+                // An index beyond u32 is an error, not truncated onto another GPU.
+                serde_yaml::Value::Number(n) if n.as_u64().is_some_and(|i| u32::try_from(i).is_ok()) => {
+                    vec![n.as_u64().unwrap() as u32]
+                }
                 other => {
                     return Err(loc.err(
                         "devices.gpu",
@@ -670,7 +692,12 @@ fn parse_devices(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result
                 Some(Some("wgpu")) => GpuBackend::Wgpu,
                 Some(_) => return Err(loc.err("devices.backend", "valid: cuda, wgpu")),
             };
-            Ok(DeviceSpec::Gpu { indices, trials_per_device: get_usize("trials_per_device")?.unwrap_or(1), backend })
+            let per = get_usize("trials_per_device")?.unwrap_or(1);
+            if indices.len() * per > MAX_SLOTS {
+                let slots = indices.len() * per;
+                return Err(loc.err("devices", format!("gpu × trials_per_device = {slots} slots, at most {MAX_SLOTS}")));
+            }
+            Ok(DeviceSpec::Gpu { indices, trials_per_device: per, backend })
         }
         (None, None) => Err(loc.err("devices", format!("missing cpu or gpu ({VALID})"))),
     }
@@ -933,10 +960,33 @@ compare: k
         assert_eq!(parse_duration("12"), Some(Duration::from_secs(12)));
         assert_eq!(parse_duration("8x"), None);
         assert_eq!(parse_duration("h"), None);
+        // Found with the `spec` fuzz target's harness: these panicked in `Duration::from_secs_f64`.
+        assert_eq!(parse_duration("1e300"), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
+        assert_eq!(parse_duration("-1"), None);
+        assert_eq!(parse_duration("NaN"), None);
+        assert_eq!(parse_duration("36500d"), Some(MAX_DURATION.min(Duration::from_secs(36_500 * 86_400))));
+        assert_eq!(parse_duration("36600d"), None);
         assert_eq!(parse_clock("07:00"), Some((7, 0)));
         assert_eq!(parse_clock("23:59"), Some((23, 59)));
         assert_eq!(parse_clock("24:00"), None);
         assert_eq!(parse_clock("7am"), None);
+    }
+
+    #[test]
+    fn durations_beyond_100_years_are_errors_not_panics() {
+        // Inputs found with the `spec` fuzz target's harness; each panicked before (`Duration::from_secs_f64`
+        // out of range, or `interval * 2` overflowing).
+        for (text, line) in [
+            (GOOD.replace("timeout: 1h30m", "timeout: 1e300"), 4),
+            (GOOD.replace("timeout: 1h30m", "timeout: 99999999999999999999d"), 4),
+            (format!("{GOOD}heartbeat: {{interval: 1.0e19}}\n"), 12),
+        ] {
+            let e = err(&text);
+            assert!(e.contains(&format!("spec.yaml:{line}:")) && e.contains("at most 100 years"), "{e}");
+        }
+        let spec = parse(&GOOD.replace("timeout: 1h30m", "timeout: 36500d")).unwrap();
+        assert_eq!(spec.budget.timeout, Some(MAX_DURATION));
     }
 
     #[test]
@@ -1005,6 +1055,15 @@ compare: k
         );
         assert!(with("devices: {gpu: [0, 0]}").is_err());
         assert!(with("devices: {cpu: 0}").is_err());
+        // Found with the `spec` fuzz target's harness: `cpu × trials_per_device` overflowed (a panic, or in
+        // release builds a wrapped slot count) and a huge count would have allocated a pool that size.
+        let e = with("devices: {cpu: 9223372036854775807, trials_per_device: 4}").unwrap_err().to_string();
+        assert!(e.contains("devices.cpu") && e.contains("up to 1024"), "{e}");
+        let e = with("devices: {cpu: 64, trials_per_device: 64}").unwrap_err().to_string();
+        assert!(e.contains("4096 slots, at most 1024"), "{e}");
+        assert_eq!(with("devices: {cpu: 32, trials_per_device: 32}").unwrap(), DeviceSpec::Cpu { slots: 1024 });
+        // A GPU index beyond u32 was truncated onto GPU 0.
+        assert!(with("devices: {gpu: 4294967296}").unwrap_err().to_string().contains("devices.gpu"));
     }
 
     #[test]

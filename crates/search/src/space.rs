@@ -295,11 +295,19 @@ impl SearchSpace {
         serde_json::Value::Object(map)
     }
 
-    /// Number of points for a grid over this space (`None` when a float has no step).
+    /// Number of points for a grid over this space (`None` when a float has no step, or the count does not
+    /// fit in a `usize`).
     pub fn grid_size(&self) -> Option<usize> {
         self.params.iter().try_fold(1usize, |acc, (_, d)| {
             let n = match *d {
-                Distribution::Float { low, high, step: Some(s), .. } => ((high - low) / s).round() as usize + 1,
+                Distribution::Float { low, high, step: Some(s), .. } => {
+                    // A valid step may still give more points than a usize holds (step 1 over [0, 1e300]).
+                    let points = ((high - low) / s).round() + 1.0;
+                    if points >= usize::MAX as f64 {
+                        return None;
+                    }
+                    points as usize
+                }
                 Distribution::Float { .. } => return None,
                 Distribution::Int { low, high, step, .. } => ((high - low) / step) as usize + 1,
                 Distribution::Categorical { ref choices } => choices.len(),
@@ -645,6 +653,20 @@ freeze_depth: {type: int, low: 0, high: 4}
         assert_eq!(int.to_external(5.2), ParamValue::Int(6));
         assert_eq!(int.to_external(99.0), ParamValue::Int(10));
         assert!(!int.contains(5.0));
+    }
+
+    #[test]
+    fn grid_size_counts_points_and_gives_none_for_grids_beyond_usize() {
+        let space = SearchSpace::parse(ISSUE_SPACE, "space.yaml").unwrap();
+        assert_eq!(space.grid_size(), None); // learning_rate has no step
+        let grid =
+            SearchSpace::parse("d: {type: float, low: 0.0, high: 0.5, step: 0.05}\nk: {type: int, low: 0, high: 4}\n", "g")
+                .unwrap();
+        assert_eq!(grid.grid_size(), Some(11 * 5));
+        // Found with the `space` fuzz target's harness: 1e300 + 1 points overflowed `as usize + 1` (a panic in
+        // debug builds, a grid of 0 points in release builds).
+        let huge = SearchSpace::parse("x: {type: float, low: 0, high: 1.0e300, step: 1.0}\n", "g").unwrap();
+        assert_eq!(huge.grid_size(), None);
     }
 
     #[test]

@@ -190,6 +190,31 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// The checkpoint fuzz targets' seeds (fuzz/make_seeds.py, written without PyTorch) are real checkpoints of
+    /// their small CNN, so fuzzing starts from inputs that reach the weight-applying code.
+    #[test]
+    fn fuzz_seed_checkpoints_load_into_their_model() {
+        let _rng = crate::serial_rng();
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
+        let dir = tempfile::tempdir().unwrap();
+        let config = ModelConfig { arch: crate::model::Arch::SmallCnn { width: 2, depth: 1 }, ..small_config(2) };
+        for (seed, ext, applied) in [
+            ("checkpoint_safetensors/strict", "safetensors", 12),
+            ("checkpoint_safetensors/strict-f64", "safetensors", 12),
+            ("checkpoint_safetensors/backbone-3-classes", "safetensors", 10),
+            ("checkpoint_pth/strict", "pth", 12),
+            ("checkpoint_pth/backbone-3-classes", "pth", 10),
+        ] {
+            let bytes = std::fs::read(seeds.join(seed)).unwrap();
+            let mode = if bytes[0] & 1 == 0 { LoadMode::Strict } else { LoadMode::Backbone };
+            let path = dir.path().join(format!("seed.{ext}"));
+            std::fs::write(&path, &bytes[1..]).unwrap();
+            let mut model = SmallCnn::init(&config, &Device::flex()).unwrap();
+            let report = load_weights(&mut model, &path, mode).unwrap_or_else(|e| panic!("{seed}: {e}"));
+            assert_eq!(report.applied.len(), applied, "{seed}: {report:?}");
+        }
+    }
+
     #[test]
     fn mismatched_checkpoints_list_missing_unexpected_and_misshaped_keys() {
         let _rng = crate::serial_rng();

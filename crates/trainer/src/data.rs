@@ -195,16 +195,16 @@ pub fn resize_bilinear(image: &[u8], channels: usize, h: usize, w: usize, out_h:
 // ---------------------------------------------------------------------------------------------------------
 // IDX
 
-fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+/// Gunzips `raw` when it starts with the gzip magic, else returns it as is; `path` only names it in errors.
+fn maybe_gunzip<'a>(path: &Path, raw: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::GzDecoder::new(raw)
             .read_to_end(&mut out)
             .map_err(|e| Error::Idx { path: path.into(), reason: format!("corrupt or truncated gzip stream: {e}") })?;
-        Ok(out)
+        Ok(out.into())
     } else {
-        Ok(raw)
+        Ok(raw.into())
     }
 }
 
@@ -234,7 +234,7 @@ fn parse_idx(path: &Path, bytes: &[u8], expected_rank: u8) -> Result<(Vec<usize>
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| bad(format!("dimensions {dims:?} are impossibly large (corrupt header?)")))?;
+        .ok_or_else(|| bad(format!("dimensions {dims:?} multiply to more bytes than a usize can count (corrupt header?)")))?;
     let payload = &bytes[header..];
     if payload.len() < expected {
         return Err(bad(format!("truncated: dimensions {dims:?} need {expected} bytes of data, found {}", payload.len())));
@@ -244,20 +244,25 @@ fn parse_idx(path: &Path, bytes: &[u8], expected_rank: u8) -> Result<(Vec<usize>
 
 /// Loads an IDX image file (`[n, h, w]` u8) and its label file (`[n]` u8), gzip'd or raw.
 pub fn load_idx(images: &Path, labels: &Path) -> Result<ImageDataset> {
-    let (dims, pixels) = parse_idx(images, &read_maybe_gzip(images)?, 3)?;
-    let (label_dims, label_bytes) = parse_idx(labels, &read_maybe_gzip(labels)?, 1)?;
+    let image_bytes = std::fs::read(images).map_err(|e| Error::io(images, e))?;
+    let label_bytes = std::fs::read(labels).map_err(|e| Error::io(labels, e))?;
+    load_idx_bytes(images, &image_bytes, labels, &label_bytes)
+}
+
+/// [`load_idx`] on file contents already in memory (gzip'd or raw); the paths only name the files in errors.
+pub fn load_idx_bytes(images: &Path, image_bytes: &[u8], labels: &Path, label_bytes: &[u8]) -> Result<ImageDataset> {
+    let (dims, pixels) = parse_idx(images, &maybe_gunzip(images, image_bytes)?, 3)?;
+    if dims[1] == 0 || dims[2] == 0 {
+        let reason = format!("images of {}×{} pixels: height and width must be at least 1", dims[1], dims[2]);
+        return Err(Error::Idx { path: images.into(), reason });
+    }
+    let (label_dims, label_bytes) = parse_idx(labels, &maybe_gunzip(labels, label_bytes)?, 1)?;
     if dims[0] != label_dims[0] {
         return Err(Error::LabelCountMismatch {
             images: images.into(),
             image_count: dims[0],
             labels: labels.into(),
             label_count: label_dims[0],
-        });
-    }
-    if dims[1] == 0 || dims[2] == 0 {
-        return Err(Error::Idx {
-            path: images.into(),
-            reason: format!("images of {}×{} pixels: nothing to learn from", dims[1], dims[2]),
         });
     }
     let dataset_err = |reason: String| Error::Dataset { path: images.parent().unwrap_or(images).into(), reason };
@@ -377,7 +382,14 @@ pub fn read_image(path: &Path, channels: usize, height: usize, width: usize) -> 
 
 /// Decodes one image file into CHW u8 with `channels`, at its own size. Returns (pixels, height, width).
 pub fn decode_image(path: &Path, channels: usize) -> Result<(Vec<u8>, usize, usize)> {
-    let img = image::open(path).map_err(|e| Error::Image { path: path.into(), reason: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_image_bytes(path, &bytes, channels)
+}
+
+/// [`decode_image`] on file contents already in memory; `path` gives the format (by its extension) and names
+/// the image in errors.
+pub fn decode_image_bytes(path: &Path, bytes: &[u8], channels: usize) -> Result<(Vec<u8>, usize, usize)> {
+    let img = decode_dynamic_image(path, bytes)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let chw = if channels == 1 {
         img.to_luma8().into_raw()
@@ -392,6 +404,18 @@ pub fn decode_image(path: &Path, channels: usize) -> Result<(Vec<u8>, usize, usi
         chw
     };
     Ok((chw, h, w))
+}
+
+/// The one place images are decoded (dataset loading and `predict`). The format comes from `path`'s
+/// extension, as for `image::open`, or from the contents when the extension names none.
+pub(crate) fn decode_dynamic_image(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
+    let bad = |e: image::ImageError| Error::Image { path: path.into(), reason: e.to_string() };
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    match image::ImageFormat::from_path(path) {
+        Ok(format) => reader.set_format(format),
+        Err(_) => reader = reader.with_guessed_format().map_err(|e| bad(e.into()))?,
+    }
+    reader.decode().map_err(bad)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -629,6 +653,35 @@ mod tests {
         let bytes = std::fs::read(&img).unwrap();
         std::fs::write(&img, &bytes[..bytes.len() / 2]).unwrap();
         assert!(load_idx(&img, &lab).unwrap_err().to_string().contains("truncated"));
+    }
+
+    /// Crashing inputs of the `idx` fuzz target, in its layout: a 2-byte big-endian length, the image file,
+    /// the label file.
+    fn fuzz_case(input: &[u8]) -> Result<ImageDataset> {
+        let len = u16::from_be_bytes([input[0], input[1]]) as usize;
+        let (images, labels) = input[2..].split_at(len);
+        load_idx_bytes(Path::new("imgs"), images, Path::new("labs"), labels)
+    }
+
+    #[test]
+    fn idx_dimensions_that_overflow_or_leave_images_empty_are_errors() {
+        // Dimensions [26882, 4849667, 1543532305]: their product overflowed usize (a panic with overflow checks;
+        // in release builds a wrapped size that passed the length check).
+        let overflow = [
+            0x00, 0x1c, 0x00, 0x00, 0x08, 0x03, 0x00, 0x00, 0x69, 0x02, 0x00, 0x4a, 0x00, 0x03, 0x5c, 0x00, 0x6f, 0x11, 0x60,
+            0x18, 0xfe, 0x4f, 0x07, 0xac, 0x12, 0x7a, 0x4d, 0xdb, 0xff, 0xfe, 0x3d, 0x2b, 0x8f, 0xcd, 0x27, 0xea, 0x53, 0x9e,
+            0x02, 0xc3, 0xed, 0xd7, 0x36, 0x4c, 0x19, 0x89, 0xa2, 0xbb, 0xa0, 0x00, 0x01, 0x02,
+        ];
+        let err = fuzz_case(&overflow).unwrap_err().to_string();
+        assert!(err.contains("imgs") && err.contains("multiply to more bytes"), "{err}");
+        // Three 2×0 images: loaded, then resizing them panicked on `w - 1`.
+        let zero_width = [
+            0x00, 0x1c, 0x00, 0x00, 0x08, 0x03, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
+            0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x00, 0x00, 0x08, 0x01, 0x00, 0x00, 0x00, 0x03,
+            0x0b, 0x00, 0x00, 0x08, 0x01, 0x00, 0x00, 0x00, 0x03, 0x00, 0x01, 0x23, 0x00, 0x01, 0x23, 0x02,
+        ];
+        let err = fuzz_case(&zero_width).unwrap_err().to_string();
+        assert!(err.contains("imgs") && err.contains("2×0 pixels"), "{err}");
     }
 
     #[test]

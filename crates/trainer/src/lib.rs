@@ -59,8 +59,8 @@ pub mod train;
 pub use burn::tensor::Device;
 pub use checkpoint::{ImportReport, LoadMode, load_weights, read_model_config, save_checkpoint, save_weights};
 pub use data::{
-    Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, image_folder_classes, load_idx, load_idx_dir,
-    load_image_folder,
+    Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, decode_image_bytes, image_folder_classes, load_idx,
+    load_idx_bytes, load_idx_dir, load_image_folder,
 };
 pub use device::parse_device;
 pub use efficientnet::EfficientNetLite;

@@ -29,7 +29,8 @@ pub fn load_image_tensor(
     normalization: &Normalization,
     device: &Device,
 ) -> Result<Tensor<4>> {
-    let img = image::open(path).map_err(|e| Error::Image { path: path.into(), reason: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let img = crate::data::decode_dynamic_image(path, &bytes)?;
     let [th, tw] = size;
     let img = if img.height() as usize == th && img.width() as usize == tw {
         img
