@@ -19,6 +19,9 @@ pub struct TopClass {
     pub logit: f32,
 }
 
+/// The largest intermediate image [`load_image_tensor`] resizes to before its centre crop (64 Mpx).
+const MAX_RESIZED_PIXELS: u64 = 1 << 26;
+
 /// Loads `path` as a `[1, channels, size, size]` tensor the way torchvision's ImageNet evaluation does:
 /// an image already `size`×`size` is only scaled to [0, 1] and normalised; any other image is resized so its
 /// shorter side is `size * 256 / 224` (bilinear, antialiased like PIL) and centre-cropped to `size`.
@@ -38,6 +41,16 @@ pub fn load_image_tensor(
         let short = (th.min(tw) * 256).div_ceil(224) as f64;
         let scale = short / img.width().min(img.height()) as f64;
         let (w, h) = ((img.width() as f64 * scale).round() as u32, (img.height() as f64 * scale).round() as u32);
+        // A thin strip (1×65535 is a few hundred bytes of PNG) would scale to gigapixels before the crop.
+        if w as u64 * h as u64 > MAX_RESIZED_PIXELS {
+            let reason = format!(
+                "{}×{} pixels is too elongated: scaling its shorter side to {short} would make {w}×{h} pixels \
+                 (at most {MAX_RESIZED_PIXELS}); crop it first",
+                img.width(),
+                img.height()
+            );
+            return Err(Error::Image { path: path.to_path_buf(), reason });
+        }
         let resized = img.resize_exact(w.max(tw as u32), h.max(th as u32), image::imageops::FilterType::Triangle);
         let (x, y) = ((resized.width() - tw as u32) / 2, (resized.height() - th as u32) / 2);
         resized.crop_imm(x, y, tw as u32, th as u32)
@@ -96,6 +109,15 @@ pub fn predict_image<M: ImageClassifier>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_very_elongated_image_is_refused_before_resizing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strip.png");
+        image::GrayImage::new(1, 65_535).save(&path).unwrap();
+        let err = load_image_tensor(&path, 3, [224, 224], &Normalization::imagenet(), &Device::flex()).unwrap_err();
+        assert!(err.to_string().contains("1×65535 pixels is too elongated"), "{err}");
+    }
 
     #[test]
     fn top_k_orders_by_logit_with_softmax_probabilities() {
