@@ -184,6 +184,9 @@ fn describe_exit(status: ExitStatus) -> String {
 /// Makes the child die with SIGKILL when the orchestrator dies (even by SIGKILL, when nothing of
 /// ours runs to stop it): a killed sweep leaves no trial training on. Linux only; what the child
 /// started itself is found by [`kill_leftovers`] when the trial is recovered as stale.
+/// Caution: the kernel sends the signal when the *thread* that forked exits, so trials must be spawned
+/// from async tasks (runtime worker threads live as long as the runtime), never from `spawn_blocking`,
+/// whose idle threads are reaped after a few seconds.
 fn die_with_parent(command: &mut tokio::process::Command) {
     #[cfg(target_os = "linux")]
     {
