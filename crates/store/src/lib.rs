@@ -36,6 +36,7 @@
 //! assert_eq!(again.trials().unwrap().len(), 5);
 //! ```
 
+mod attempt;
 mod error;
 mod postgres;
 mod schema;

@@ -37,6 +37,7 @@ use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Row, Statement};
 
+use crate::attempt::backoff;
 use crate::error::{Error, Result};
 
 /// How long the retry loop keeps re-running a transaction that met a serialization failure.
@@ -147,22 +148,11 @@ pub struct PostgresStorage {
     location: String,
 }
 
-/// Why one transaction attempt failed.
-enum Fail {
-    Search(SearchError),
-    Pg(postgres::Error),
-    Data(String),
-}
+type Fail = crate::attempt::Fail<postgres::Error>;
 
 impl From<postgres::Error> for Fail {
     fn from(e: postgres::Error) -> Self {
-        Fail::Pg(e)
-    }
-}
-
-impl From<SearchError> for Fail {
-    fn from(e: SearchError) -> Self {
-        Fail::Search(e)
+        Fail::Db(e)
     }
 }
 
@@ -170,14 +160,6 @@ type Attempt<T> = std::result::Result<T, Fail>;
 
 fn is_transient(e: &postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
-}
-
-/// Sleeps 1, 2, 4 … up to 64 ms, plus jitter so that colliding processes spread out.
-fn backoff(attempt: u32) {
-    let base = 1u64 << attempt.min(6);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let jitter = (u64::from(nanos) ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9)) % (base * 1000 + 1);
-    std::thread::sleep(Duration::from_micros(base * 1000 / 2 + jitter / 2));
 }
 
 /// A schema name safe to splice into `SET search_path` / `CREATE SCHEMA` (identifiers cannot be
@@ -371,12 +353,12 @@ impl PostgresStorage {
             let location = || self.location.clone();
             match outcome {
                 Ok(value) => return Ok(value),
-                Err(Fail::Pg(e)) if is_transient(&e) && started.elapsed() < RETRY_FOR => {
+                Err(Fail::Db(e)) if is_transient(&e) && started.elapsed() < RETRY_FOR => {
                     backoff(attempt);
                     attempt += 1;
                 }
                 Err(Fail::Search(e)) => return Err(e),
-                Err(Fail::Pg(source)) => return Err(Error::Postgres { location: location(), op, source }.into()),
+                Err(Fail::Db(source)) => return Err(Error::Postgres { location: location(), op, source }.into()),
                 Err(Fail::Data(message)) => return Err(Error::PostgresCorruptData { location: location(), op, message }.into()),
             }
         }
@@ -656,28 +638,16 @@ impl Storage for PostgresStorage {
                     return Err(Fail::Search(SearchError::BudgetReached { study, max_trials: new.max_trials.unwrap_or(0) }));
                 }
             }
-            let state = if new.waiting { TrialState::Waiting } else { TrialState::Running };
-            let started_at = (!new.waiting).then(now_unix);
-            let heartbeat_at = started_at.filter(|_| new.heartbeat);
+            let mut trial = new.snapshot(number as u64);
             let row = tx.query_opt(
                 "INSERT INTO trials (study_id, number, state, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                &[&study_id, &number, &state.as_str(), &started_at, &heartbeat_at],
+                &[&study_id, &number, &trial.state.as_str(), &trial.started_at, &trial.heartbeat_at],
             )?;
-            let id: i64 = get(&row.ok_or_else(|| Fail::Data("INSERT … RETURNING gave no row".into()))?, 0)?;
-            insert_params(tx, id, &new.params)?;
+            trial.id = get(&row.ok_or_else(|| Fail::Data("INSERT … RETURNING gave no row".into()))?, 0)?;
+            insert_params(tx, trial.id, &new.params)?;
             for (key, value) in &new.system_attrs {
-                upsert_attr(tx, id, key, value, true)?;
+                upsert_attr(tx, trial.id, key, value, true)?;
             }
-            let mut trial = FrozenTrial::new(id, number as u64, state);
-            trial.started_at = started_at;
-            trial.heartbeat_at = heartbeat_at;
-            for (name, dist, value) in &new.params {
-                if !trial.params.contains_key(name) {
-                    trial.params.insert(name.clone(), value.clone());
-                    trial.distributions.insert(name.clone(), dist.clone());
-                }
-            }
-            trial.system_attrs = new.system_attrs.clone();
             Ok(trial)
         })
     }

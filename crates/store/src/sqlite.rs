@@ -21,6 +21,7 @@ use nightshift_search::{
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
+use crate::attempt::backoff;
 use crate::error::{Error, Result};
 use crate::schema;
 
@@ -40,23 +41,11 @@ pub struct SqliteStorage {
     location: String,
 }
 
-/// Why one transaction attempt failed: a domain error to pass through, a SQLite error (maybe
-/// transient), or stored data that does not parse.
-enum Fail {
-    Search(SearchError),
-    Sql(rusqlite::Error),
-    Data(String),
-}
+type Fail = crate::attempt::Fail<rusqlite::Error>;
 
 impl From<rusqlite::Error> for Fail {
     fn from(e: rusqlite::Error) -> Self {
-        Fail::Sql(e)
-    }
-}
-
-impl From<SearchError> for Fail {
-    fn from(e: SearchError) -> Self {
-        Fail::Search(e)
+        Fail::Db(e)
     }
 }
 
@@ -73,14 +62,6 @@ fn is_disk_failure(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::ReadOnly | ErrorCode::DatabaseCorrupt)
     )
-}
-
-/// Sleeps 1, 2, 4 … up to 64 ms, plus jitter so that colliding processes spread out.
-fn backoff(attempt: u32) {
-    let base = 1u64 << attempt.min(6);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let jitter = (u64::from(nanos) ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9)) % (base * 1000 + 1);
-    std::thread::sleep(Duration::from_micros(base * 1000 / 2 + jitter / 2));
 }
 
 /// Re-runs `f` while it fails with lock contention, for at most [`RETRY_FOR`].
@@ -202,7 +183,7 @@ impl SqliteStorage {
             let location = || self.location.clone();
             match outcome {
                 Ok(value) => return Ok(value),
-                Err(Fail::Sql(e)) if is_contention(&e) => {
+                Err(Fail::Db(e)) if is_contention(&e) => {
                     if started.elapsed() >= RETRY_FOR {
                         return Err(Error::Busy { location: location(), op, waited_s: started.elapsed().as_secs_f64() }.into());
                     }
@@ -210,10 +191,10 @@ impl SqliteStorage {
                     attempt += 1;
                 }
                 Err(Fail::Search(e)) => return Err(e),
-                Err(Fail::Sql(source)) if is_disk_failure(&source) => {
+                Err(Fail::Db(source)) if is_disk_failure(&source) => {
                     return Err(Error::SqliteDisk { location: location(), op, source }.into());
                 }
-                Err(Fail::Sql(source)) => return Err(Error::Sqlite { location: location(), op, source }.into()),
+                Err(Fail::Db(source)) => return Err(Error::Sqlite { location: location(), op, source }.into()),
                 Err(Fail::Data(message)) => return Err(Error::CorruptData { location: location(), op, message }.into()),
             }
         }
@@ -574,28 +555,16 @@ impl Storage for SqliteStorage {
             let number: i64 = tx
                 .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")?
                 .query_row([study_id], |r| r.get(0))?;
-            let state = if new.waiting { TrialState::Waiting } else { TrialState::Running };
-            let started_at = (!new.waiting).then(now_unix);
-            let heartbeat_at = started_at.filter(|_| new.heartbeat);
+            let mut trial = new.snapshot(number as u64);
             tx.prepare_cached(
                 "INSERT INTO trials (study_id, number, state, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![study_id, number, state.as_str(), started_at, heartbeat_at])?;
-            let id = tx.last_insert_rowid();
-            insert_params(tx, id, &new.params)?;
+            .execute(params![study_id, number, trial.state.as_str(), trial.started_at, trial.heartbeat_at])?;
+            trial.id = tx.last_insert_rowid();
+            insert_params(tx, trial.id, &new.params)?;
             for (key, value) in &new.system_attrs {
-                upsert_attr(tx, id, key, value, true)?;
+                upsert_attr(tx, trial.id, key, value, true)?;
             }
-            let mut trial = FrozenTrial::new(id, number as u64, state);
-            trial.started_at = started_at;
-            trial.heartbeat_at = heartbeat_at;
-            for (name, dist, value) in &new.params {
-                if !trial.params.contains_key(name) {
-                    trial.params.insert(name.clone(), value.clone());
-                    trial.distributions.insert(name.clone(), dist.clone());
-                }
-            }
-            trial.system_attrs = new.system_attrs.clone();
             Ok(trial)
         })
     }

@@ -105,15 +105,8 @@ impl Storage for InMemoryStorage {
         if new.over_budget(used) {
             return Err(crate::Error::BudgetReached { study: name, max_trials: new.max_trials.unwrap_or(0) });
         }
-        let id = inner.trials.len() as i64 + 1;
-        let state = if new.waiting { TrialState::Waiting } else { TrialState::Running };
-        let mut trial = FrozenTrial::new(id, number, state);
-        if !new.waiting {
-            trial.started_at = Some(now_unix());
-            trial.heartbeat_at = new.heartbeat.then(now_unix);
-        }
-        insert_params(&mut trial, &new.params);
-        trial.system_attrs = new.system_attrs.clone();
+        let mut trial = new.snapshot(number);
+        trial.id = inner.trials.len() as i64 + 1;
         inner.trials.push((study_id, trial.clone()));
         Ok(trial)
     }

@@ -94,6 +94,27 @@ pub struct NewTrial {
 }
 
 impl NewTrial {
+    /// The snapshot of this trial created now as trial `number`: its state, start and first heartbeat
+    /// times, parameters (the first of a repeated name wins) and system attributes. Its `id` is 0 until
+    /// the backend stores it and sets the id it got.
+    pub fn snapshot(&self, number: u64) -> FrozenTrial {
+        let state = if self.waiting { TrialState::Waiting } else { TrialState::Running };
+        let mut trial = FrozenTrial::new(0, number, state);
+        if !self.waiting {
+            let now = crate::trial::now_unix();
+            trial.started_at = Some(now);
+            trial.heartbeat_at = self.heartbeat.then_some(now);
+        }
+        for (name, dist, value) in &self.params {
+            if !trial.params.contains_key(name) {
+                trial.params.insert(name.clone(), value.clone());
+                trial.distributions.insert(name.clone(), dist.clone());
+            }
+        }
+        trial.system_attrs = self.system_attrs.clone();
+        trial
+    }
+
     /// Whether a study with `used` non-WAITING trials must refuse this trial.
     pub fn over_budget(&self, used: u64) -> bool {
         !self.waiting && self.max_trials.is_some_and(|max| used >= max)
