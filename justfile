@@ -4,9 +4,11 @@
 demo:
     cargo run --release -- run search-spaces/demo.yaml
 
-# The whole test suite (what .ci/run runs).
+# The whole test suite (what .ci/run runs), then the tests skipped for a missing resource.
 test:
+    rm -f "${TMPDIR:-/tmp}/nightshift-test-skips.log"
     cargo test --workspace
+    @cat "${TMPDIR:-/tmp}/nightshift-test-skips.log" 2>/dev/null || echo "no test was skipped"
 
 # Formatting and lints, warnings are errors.
 lint:

@@ -296,7 +296,11 @@ fn disk_fault(sb: &Sandbox, disk: &Disk, sabotage: &str, causes: &[&str], repair
 fn a_full_disk_stops_the_sweep_cleanly_and_the_study_survives() {
     let sb = Sandbox::new();
     let Some(disk) = Disk::tmpfs(&sb.path().join("small-disk"), "2m") else {
-        eprintln!("SKIPPED a_full_disk_stops_the_sweep_cleanly: cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)");
+        nightshift_testkit::skip(
+            "a_full_disk_stops_the_sweep_cleanly_and_the_study_survives",
+            "permission to mount a tmpfs",
+            "run as root or with CAP_SYS_ADMIN",
+        );
         return;
     };
     let filler = disk.mnt.join("filler");
@@ -311,7 +315,11 @@ fn a_full_disk_stops_the_sweep_cleanly_and_the_study_survives() {
 fn a_failing_disk_stops_the_sweep_cleanly_and_the_study_survives() {
     let sb = Sandbox::new();
     let Some(disk) = Disk::ext4(&sb.path().join("ext4-disk")) else {
-        eprintln!("SKIPPED a_failing_disk_stops_the_sweep_cleanly: cannot make and mount an ext4 loop device here");
+        nightshift_testkit::skip(
+            "a_failing_disk_stops_the_sweep_cleanly_and_the_study_survives",
+            "an ext4 loop device (mkfs.ext4, losetup, mount)",
+            "run as root with e2fsprogs and util-linux installed",
+        );
         return;
     };
     // EXT4_IOC_SHUTDOWN (flag 0: sync everything written so far, then shut down): from now on every

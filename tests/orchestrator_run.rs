@@ -228,7 +228,11 @@ fn workers_join_by_name_and_share_the_budget_on_sqlite() {
 #[test]
 fn workers_join_by_name_and_share_the_budget_on_postgres() {
     let Ok(url) = std::env::var("NIGHTSHIFT_TEST_POSTGRES") else {
-        eprintln!("SKIPPED: set NIGHTSHIFT_TEST_POSTGRES=postgres://user@host/db to run the PostgreSQL worker test");
+        nightshift_testkit::skip(
+            "workers_join_by_name_and_share_the_budget_on_postgres",
+            "a PostgreSQL server",
+            "set NIGHTSHIFT_TEST_POSTGRES=postgres://user@host/db; .ci/run starts one",
+        );
         return;
     };
     let study = format!("pool-{}-{}", std::process::id(), nightshift_search::now_unix() as u64);

@@ -83,7 +83,7 @@ pub enum StudyCommand {
         #[arg(long)]
         trial_number: u64,
         /// The objective value (one objective).
-        #[arg(long, allow_negative_numbers = true, required_unless_present = "state")]
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_float, required_unless_present = "state")]
         values: Option<f64>,
         /// complete (needs --values), pruned or fail.
         #[arg(long)]
@@ -102,7 +102,7 @@ pub enum StudyCommand {
         trial_number: u64,
         #[arg(long)]
         step: u64,
-        #[arg(long, allow_negative_numbers = true)]
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_float)]
         value: f64,
     },
     /// List the trials of a study.
@@ -150,9 +150,10 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
                 Err(e) => return Err(e.into()),
             };
             let study = options.apply_overrides(study)?;
+            // Without a space anywhere, Optuna's `ask` returns a trial with empty params; so do we.
             let space = match &options.search_space {
                 Some(text) => read_space(text)?,
-                None => study.search_space().cloned().context("pass --search-space (the study has none stored)")?,
+                None => study.search_space().cloned().unwrap_or_default(),
             };
             let trial = study.ask(&space)?;
             println!("{}", json!({"number": trial.number, "params": trial.params}));
@@ -313,6 +314,21 @@ fn parse_direction(s: &str) -> Result<Direction, String> {
     s.parse()
 }
 
+/// A float as Python's `float()` (and so argparse, and Optuna's CLI) reads it: any sign and
+/// exponent syntax (`-6.7e-06`, `-1e+300`), `inf`/`-inf`/`infinity`, `nan`, surrounding blanks and
+/// digit-group underscores (`1_000.5`).
+fn parse_float(s: &str) -> Result<f64, String> {
+    let text = s.trim();
+    let plain = if text.contains('_') { text.replace('_', "") } else { text.to_string() };
+    let ok_underscores = !text.contains('_') || text.split(|c: char| !c.is_ascii_digit() && c != '_').all(|run| {
+        run.is_empty() || (!run.starts_with('_') && !run.ends_with('_') && !run.contains("__"))
+    });
+    match plain.parse::<f64>() {
+        Ok(v) if ok_underscores => Ok(v),
+        _ => Err(format!("'{s}' is not a number (e.g. 0.93, -6.7e-06, inf, -inf, nan)")),
+    }
+}
+
 /// A search space given inline (JSON/YAML) or as @file.
 pub fn read_space(arg: &str) -> Result<SearchSpace> {
     match arg.strip_prefix('@') {
@@ -340,5 +356,20 @@ mod tests {
         assert_eq!(pruner_type_name("SuccessiveHalvingPruner"), "successive_halving");
         assert_eq!(pruner_type_name("successive_halving"), "successive_halving");
         assert_eq!(pruner_type_name("NopPruner"), "none");
+    }
+
+    #[test]
+    fn floats_parse_as_python_float_does() {
+        assert_eq!(parse_float("-6.762234605393754e-06"), Ok(-6.762234605393754e-06));
+        assert_eq!(parse_float("-1e+300"), Ok(-1e300));
+        assert_eq!(parse_float("-3.3e-05"), Ok(-3.3e-05));
+        assert_eq!(parse_float(" 2.5 "), Ok(2.5));
+        assert_eq!(parse_float("1_000.5"), Ok(1000.5));
+        assert_eq!(parse_float("-inf"), Ok(f64::NEG_INFINITY));
+        assert_eq!(parse_float("Infinity"), Ok(f64::INFINITY));
+        assert!(parse_float("nan").unwrap().is_nan());
+        for bad in ["", "abc", "1__0", "_1", "1_", "--1", "0x10"] {
+            assert!(parse_float(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 }

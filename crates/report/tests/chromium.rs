@@ -71,8 +71,10 @@ fn console_lines(stderr: &str) -> Vec<&str> {
 #[test]
 fn headless_chromium_renders_the_page_with_no_console_error_or_missing_image() {
     let Some(binary) = CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()) else {
-        eprintln!(
-            "SKIPPED headless_chromium_renders_the_page…: no Chromium at {CANDIDATES:?} (apt-get install chromium to run it)"
+        nightshift_testkit::skip(
+            "headless_chromium_renders_the_page_with_no_console_error_or_missing_image",
+            &format!("Chromium (looked at {CANDIDATES:?})"),
+            "apt-get install chromium",
         );
         return;
     };

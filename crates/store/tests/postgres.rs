@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,11 +30,11 @@ fn server(test: &str) -> Option<String> {
     match std::env::var(URL_VAR) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
-            // Straight to stderr: the harness captures eprintln! of passing tests.
-            let line = format!(
-                "SKIPPED: {test}: no PostgreSQL server; set {URL_VAR}=postgres://user[:password]@127.0.0.1/db (see .ci/run)\n"
+            nightshift_testkit::skip(
+                test,
+                "a PostgreSQL server",
+                &format!("set {URL_VAR}=postgres://user[:password]@127.0.0.1/db; .ci/run starts one"),
             );
-            let _ = std::io::stderr().write_all(line.as_bytes());
             None
         }
     }

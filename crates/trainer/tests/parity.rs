@@ -16,6 +16,11 @@ use nightshift_trainer::{
 };
 use serde_json::Value;
 
+/// libtest runs each test on a thread named after it.
+fn current_test() -> String {
+    std::thread::current().name().unwrap_or("a parity test").to_string()
+}
+
 fn fixtures() -> Option<PathBuf> {
     let root = std::env::var_os("NIGHTSHIFT_SHARED")
         .map(PathBuf::from)
@@ -24,7 +29,11 @@ fn fixtures() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: {} not found (shared fixtures are absent on this machine)", dir.display());
+        nightshift_testkit::skip(
+            &current_test(),
+            &format!("the shared fixtures at {}", dir.display()),
+            "they ship beside the repository as ../shared; or set NIGHTSHIFT_SHARED",
+        );
         None
     }
 }
