@@ -51,6 +51,8 @@ use std::sync::{Mutex, TryLockError};
 
 use serde::{Deserialize, Serialize};
 
+#[doc(hidden)]
+pub use self::parzen::DimReport;
 use self::parzen::{Dim, LANES, Parzen, ParzenParams};
 use super::{RandomSampler, Sampler, SamplingContext};
 use crate::error::{Error, Result};
@@ -88,7 +90,7 @@ impl Default for TpeConfig {
             consider_magic_clip: true,
             consider_endpoints: false,
             multivariate: true,
-            group: true,
+            group: false,
             constant_liar: true,
         }
     }
@@ -115,7 +117,6 @@ impl TpeSampler {
             prior_weight: if self.config.prior_weight.is_finite() { self.config.prior_weight.max(0.0) } else { 1.0 },
             consider_magic_clip: self.config.consider_magic_clip,
             consider_endpoints: self.config.consider_endpoints,
-            multivariate: self.config.multivariate,
         }
     }
 
@@ -365,7 +366,8 @@ struct History<'p> {
     /// Column-major encoded coordinates, one column of `len()` rows per parameter; NaN where a
     /// trial lacks the parameter.
     cols: Vec<f64>,
-    /// Per row: whether it is in the below group, and whether it is finished.
+    /// Per row: the trial's number, whether it is in the below group, and whether it is finished.
+    numbers: Vec<u64>,
     below: Vec<bool>,
     finished: Vec<bool>,
     /// With at most 64 parameters, per row: bit `j` is set when parameter `j` is present (not
@@ -502,7 +504,8 @@ impl<'p> History<'p> {
                 below[i] = true;
             }
         }
-        Self { dims, names: params.iter().map(|&(n, _)| n).collect(), cols, below, finished, present }
+        let numbers = rows.iter().map(|t| t.number).collect();
+        Self { dims, names: params.iter().map(|&(n, _)| n).collect(), cols, numbers, below, finished, present }
     }
 
     fn len(&self) -> usize {
@@ -586,9 +589,38 @@ impl TpeSampler {
 
     /// Samples the columns `group` of `history` jointly; returns their encoded coordinates.
     fn sample_group(&self, ctx: &SamplingContext<'_>, history: &History<'_>, group: &[usize]) -> Vec<f64> {
+        let fit = GroupFit::new(history, group);
+        let (l, g) = fit.estimators(self.parzen_params());
+        let d = fit.dims.len();
+        let salt = format!("tpe/{}", history.names[group[0]]);
+        let mut rng = ctx.rng(&salt);
+        let n_cand = self.config.n_ei_candidates.max(1);
+        let mut samples = Vec::new();
+        l.sample(&mut rng, n_cand, &mut samples);
+        let best = best_candidate(&l, &g, &samples, d).0;
+        samples[best * d..(best + 1) * d].to_vec()
+    }
+
+    /// Univariate TPE for one parameter (Optuna's `sample_independent` after the start-up).
+    fn sample_one(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> ParamValue {
+        let history = self.history(ctx, &[(name, distribution)]);
+        let v = self.sample_group(ctx, &history, &[0]);
+        distribution.to_external(history.dims[0].decode(v[0]))
+    }
+}
+
+/// The observations of one group of parameters (columns of a [`History`]): the rows that have
+/// every parameter of the group, split into below and above, in order of trial number.
+struct GroupFit {
+    dims: Vec<Dim>,
+    /// Per dimension, the coordinates of the below (above) rows.
+    below: Vec<Vec<f64>>,
+    above: Vec<Vec<f64>>,
+}
+
+impl GroupFit {
+    fn new(history: &History<'_>, group: &[usize]) -> Self {
         let dims: Vec<Dim> = group.iter().map(|&j| history.dims[j].clone()).collect();
-        let d = dims.len();
-        // The rows that have every parameter of the group, split into below and above, as columns.
         let cols: Vec<&[f64]> = group.iter().map(|&j| history.col(j)).collect();
         let (mut rows_below, mut rows_above) = (Vec::new(), Vec::with_capacity(history.len()));
         let mut split = |row: usize| {
@@ -613,44 +645,117 @@ impl TpeSampler {
             }
         }
         let gather = |rows: &[usize]| -> Vec<Vec<f64>> { cols.iter().map(|c| rows.iter().map(|&r| c[r]).collect()).collect() };
-        let (below, above) = (gather(&rows_below), gather(&rows_above));
-        let params = self.parzen_params();
-        let w_below = default_weights(rows_below.len());
-        let w_above = default_weights(rows_above.len());
-        let l = Parzen::new(&dims, &below, &w_below, params);
-        let g = Parzen::new(&dims, &above, &w_above, params);
-
-        let salt = format!("tpe/{}", history.names[group[0]]);
-        let mut rng = ctx.rng(&salt);
-        let n_cand = self.config.n_ei_candidates.max(1);
-        let mut samples = Vec::new();
-        l.sample(&mut rng, n_cand, &mut samples);
-
-        // Column-major, padded to whole blocks by repeating the first candidate.
-        let padded = n_cand.div_ceil(LANES) * LANES;
-        let columns: Vec<Vec<f64>> =
-            (0..d).map(|j| (0..padded).map(|c| samples[(if c < n_cand { c } else { 0 }) * d + j]).collect()).collect();
-        let mut log_l = vec![0.0; padded];
-        let mut log_g = vec![0.0; padded];
-        l.log_pdf(&columns, &mut log_l);
-        g.log_pdf(&columns, &mut log_g);
-        let mut best = 0;
-        let mut best_score = f64::NEG_INFINITY;
-        for c in 0..n_cand {
-            let score = log_l[c] - log_g[c];
-            if score > best_score {
-                best_score = score;
-                best = c;
-            }
-        }
-        samples[best * d..(best + 1) * d].to_vec()
+        Self { below: gather(&rows_below), above: gather(&rows_above), dims }
     }
 
-    /// Univariate TPE for one parameter (Optuna's `sample_independent` after the start-up).
-    fn sample_one(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> ParamValue {
-        let history = self.history(ctx, &[(name, distribution)]);
-        let v = self.sample_group(ctx, &history, &[0]);
-        distribution.to_external(history.dims[0].decode(v[0]))
+    /// l(x) and g(x). Both take their observation weights from [`default_weights`] (Optuna's
+    /// single-objective rule) and add the prior.
+    fn estimators(&self, params: ParzenParams) -> (Parzen<'_>, Parzen<'_>) {
+        let n_below = self.below.first().map_or(0, Vec::len);
+        let n_above = self.above.first().map_or(0, Vec::len);
+        let l = Parzen::new(&self.dims, &self.below, &default_weights(n_below), params);
+        let g = Parzen::new(&self.dims, &self.above, &default_weights(n_above), params);
+        (l, g)
+    }
+}
+
+/// The candidate (rows of `d` encoded coordinates in `samples`) that maximises
+/// log l(x) − log g(x), the first one on ties (numpy's `argmax`), with every candidate's log l
+/// and log g.
+fn best_candidate(l: &Parzen<'_>, g: &Parzen<'_>, samples: &[f64], d: usize) -> (usize, Vec<f64>, Vec<f64>) {
+    let n_cand = if d == 0 { 0 } else { samples.len() / d };
+    // Column-major, padded to whole blocks by repeating the first candidate.
+    let padded = n_cand.div_ceil(LANES) * LANES;
+    let columns: Vec<Vec<f64>> =
+        (0..d).map(|j| (0..padded).map(|c| samples[(if c < n_cand { c } else { 0 }) * d + j]).collect()).collect();
+    let mut log_l = vec![0.0; padded];
+    let mut log_g = vec![0.0; padded];
+    l.log_pdf(&columns, &mut log_l);
+    g.log_pdf(&columns, &mut log_g);
+    log_l.truncate(n_cand);
+    log_g.truncate(n_cand);
+    let mut best = 0;
+    let mut best_score = f64::NEG_INFINITY;
+    for c in 0..n_cand {
+        let score = log_l[c] - log_g[c];
+        if score > best_score {
+            best_score = score;
+            best = c;
+        }
+    }
+    (best, log_l, log_g)
+}
+
+/// What TPE derives from a history for one set of parameters, as plain data: the split, both
+/// fitted estimators, their log densities at given points and the pick among given candidates.
+/// For the golden tests against Optuna (`tests/tpe_golden.rs`); not a stable API.
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct TpeFitReport {
+    /// Whether the history is still in the random start-up phase.
+    pub in_startup: bool,
+    /// Numbers of the trials in the below and above groups (all usable trials, also those that
+    /// lack some of the parameters).
+    pub below_trials: Vec<u64>,
+    pub above_trials: Vec<u64>,
+    /// l(x) and g(x): normalised mixture weights and, per parameter (sorted by name), its kernels.
+    pub below: (Vec<f64>, Vec<(String, DimReport)>),
+    pub above: (Vec<f64>, Vec<(String, DimReport)>),
+    /// log l and log g at the points.
+    pub log_l: Vec<f64>,
+    pub log_g: Vec<f64>,
+    /// log l − log g at the candidates, and the index TPE picks.
+    pub acquisition: Vec<f64>,
+    pub chosen: usize,
+}
+
+impl TpeSampler {
+    /// Fits l(x) and g(x) for `params` as an ask after the start-up would, evaluates them at
+    /// `points`, and picks among `candidates` (our random stream differs from numpy's, so the
+    /// golden tests supply Optuna's candidates). Every point must set every parameter.
+    #[doc(hidden)]
+    pub fn fit_report(
+        &self,
+        ctx: &SamplingContext<'_>,
+        params: &[(&str, &Distribution)],
+        points: &[BTreeMap<String, ParamValue>],
+        candidates: &[BTreeMap<String, ParamValue>],
+    ) -> Result<TpeFitReport> {
+        let mut params = params.to_vec();
+        params.sort_by(|a, b| a.0.cmp(b.0));
+        let history = History::collect(ctx, &params, self.config.constant_liar, None);
+        let group: Vec<usize> = (0..params.len()).collect();
+        let fit = GroupFit::new(&history, &group);
+        let (l, g) = fit.estimators(self.parzen_params());
+        let encode = |rows: &[BTreeMap<String, ParamValue>]| -> Result<Vec<f64>> {
+            let mut out = Vec::with_capacity(rows.len() * params.len());
+            for row in rows {
+                for (&(name, dist), dim) in params.iter().zip(&fit.dims) {
+                    let value = row
+                        .get(name)
+                        .ok_or_else(|| Error::Param { param: name.to_string(), message: "missing from a point".into() })?;
+                    let x = dist.to_internal(value).map_err(|e| Error::Param { param: name.to_string(), message: e.to_string() })?;
+                    out.push(dim.encode(x));
+                }
+            }
+            Ok(out)
+        };
+        let d = params.len();
+        let (_, log_l, log_g) = best_candidate(&l, &g, &encode(points)?, d);
+        let (chosen, cl, cg) = best_candidate(&l, &g, &encode(candidates)?, d);
+        let named = |(w, dims): (Vec<f64>, Vec<DimReport>)| (w, params.iter().map(|p| p.0.to_string()).zip(dims).collect());
+        let pick = |below: bool| history.numbers.iter().zip(&history.below).filter(|(_, b)| **b == below).map(|(n, _)| *n).collect();
+        Ok(TpeFitReport {
+            in_startup: self.in_startup(ctx),
+            below_trials: pick(true),
+            above_trials: pick(false),
+            below: named(l.report()),
+            above: named(g.report()),
+            log_l,
+            log_g,
+            acquisition: cl.iter().zip(&cg).map(|(a, b)| a - b).collect(),
+            chosen,
+        })
     }
 }
 

@@ -15,8 +15,10 @@ use super::truncnorm::{LN_SQRT_2PI, fast_exp, fast_ln, fast_ln_normal, fast_log1
 use crate::space::Distribution;
 
 const EPS: f64 = 1e-12;
-/// Scott's-rule constant used by Optuna's multivariate TPE (from BOHB).
-const SIGMA0_MAGNITUDE: f64 = 0.2;
+/// Kernels whose centre lies closer than this many σ·√2 to a bound get their truncation constant
+/// from the precise [`log_gauss_mass`]: there the mass outside exceeds ~1e-7, and the fast
+/// approximation's relative error of 1.2e-7 would show in the log density.
+const Z_PRECISE: f64 = 3.6;
 /// Candidates are evaluated in blocks of this many lanes.
 pub(crate) const LANES: usize = 8;
 
@@ -73,9 +75,11 @@ impl Dim {
     /// discrete and categorical parameters).
     pub fn encode(&self, x: f64) -> f64 {
         match self.kind {
+            // The exact logarithm: bandwidths are differences of these, so an error here would be
+            // magnified (rows are cached, so this runs once per trial).
             Kind::Continuous => {
                 if self.log {
-                    fast_ln(x)
+                    x.ln()
                 } else {
                     x
                 }
@@ -157,13 +161,23 @@ fn round_half_away(x: f64) -> f64 {
     r.copysign(x)
 }
 
+/// One dimension of a fitted [`Parzen`] estimator as plain data (see [`Parzen::report`]).
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum DimReport {
+    /// Per kernel (the prior last): centre and bandwidth in kernel space (x, or ln x for log
+    /// parameters), and the kernel-space bounds (widened by ±step/2 for grids, then logged).
+    Numerical { mus: Vec<f64>, sigmas: Vec<f64>, low: f64, high: f64 },
+    /// Per kernel (the prior last): the probability of each choice.
+    Categorical { weights: Vec<Vec<f64>> },
+}
+
 /// Parzen estimator options (Optuna's `_ParzenEstimatorParameters`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ParzenParams {
     pub prior_weight: f64,
     pub consider_magic_clip: bool,
     pub consider_endpoints: bool,
-    pub multivariate: bool,
 }
 
 /// Per-dimension kernel parameters.
@@ -240,18 +254,17 @@ impl<'d> Parzen<'d> {
                     });
                 }
                 _ => {
-                    // Kernel centres, with room for the prior's. Grid centres only matter to the
-                    // univariate bandwidths. One match per dimension, not per kernel: in a
-                    // per-kernel match the compiler speculates the log branch's logarithm.
+                    // Kernel centres in kernel space, with room for the prior's. One match per
+                    // dimension, not per kernel: in a per-kernel match the compiler speculates the
+                    // log branch's logarithm.
                     let mut mus: Vec<f64> = Vec::with_capacity(k_total);
                     match dim.kind {
                         Kind::Continuous => mus.extend(column),
-                        _ if params.multivariate => {}
                         Kind::Discrete { log: true, low, step, .. } => mus.extend(column.map(|i| (low + i * step).ln())),
                         Kind::Discrete { low, step, .. } => mus.extend(column.map(|i| low + i * step)),
                         Kind::Categorical { .. } => unreachable!("handled above"),
                     }
-                    let sigmas = kernel_sigmas(n, &mus, dim, d, params);
+                    let sigmas = kernel_sigmas(&mus, dim, params);
                     let prior_mu = 0.5 * (dim.lo + dim.hi);
                     if let Kind::Continuous = dim.kind {
                         let mut mu = mus;
@@ -259,26 +272,24 @@ impl<'d> Parzen<'d> {
                         mu.push(prior_mu);
                         sigma.push(range);
                         let inv: Vec<f64> = sigma.iter().map(|s| std::f64::consts::FRAC_1_SQRT_2 / s).collect();
-                        // ln σ once when the observations share σ (multivariate). Not as a
-                        // per-kernel branch: the compiler would speculate its logarithm.
-                        let log_sigma: Vec<f64> = if params.multivariate || sigma[..n].iter().all(|&s| s == sigma[0]) {
-                            let shared = sigma[0].ln();
-                            let mut v = vec![shared; k_total];
-                            v[n] = sigma[n].ln();
-                            v
+                        // σ is positive and normal unless the range is degenerate; then the
+                        // call-free logarithm vectorises.
+                        let log_sigma: Vec<f64> = if sigma.iter().all(|s| s.is_normal() && *s > 0.0) {
+                            sigma.iter().map(|&s| fast_ln_normal(s)).collect()
                         } else {
                             sigma.iter().map(|s| s.ln()).collect()
                         };
                         subtract_log_norms_dispatch(&mut base, &mu, &inv, &log_sigma, dim.lo, dim.hi);
+                        refine_log_norms(&mut base, &mu, &sigma, &inv, dim.lo, dim.hi);
                         models.push(DimModel::Continuous { mu, sigma, inv });
                     } else {
-                        // Slots are distinct (grid index, σ) pairs: with a shared σ (multivariate)
-                        // that is one per distinct observed value.
+                        // Slots are distinct (grid index, σ) pairs: repeated values mostly share
+                        // the clipped σ, so there are few per distinct observed value.
                         let indices = &obs[j];
                         let mut slot_of = vec![0u32; k_total];
                         let (mut slot_mu, mut slot_sigma) = (Vec::new(), Vec::new());
                         let Kind::Discrete { m: grid, .. } = dim.kind else { unreachable!("discrete") };
-                        if n > 0 && (params.multivariate || sigmas.iter().all(|&s| s == sigmas[0])) && grid <= 64 {
+                        if n > 0 && sigmas.iter().all(|&s| s == sigmas[0]) && grid <= 64 {
                             // Shared σ on a modest grid: the slot is the grid index, no sorting.
                             slot_mu.extend((0..grid).map(|i| i as f64));
                             slot_sigma.resize(grid, sigmas[0]);
@@ -353,6 +364,51 @@ impl<'d> Parzen<'d> {
                 out.push(v);
             }
         }
+    }
+
+    /// The fitted mixture as plain data in Optuna's terms: the normalised mixture weights and,
+    /// per dimension, the kernels' centres and bandwidths in kernel space (x or ln x) with the
+    /// bounds, or the categorical weight rows. For the golden tests.
+    pub fn report(&self) -> (Vec<f64>, Vec<DimReport>) {
+        let k_total = self.weights.len();
+        let dims = self
+            .dims
+            .iter()
+            .zip(&self.models)
+            .map(|(dim, model)| match (model, &dim.kind) {
+                (DimModel::Continuous { mu, sigma, .. }, _) => {
+                    DimReport::Numerical { mus: mu.clone(), sigmas: sigma.clone(), low: dim.lo, high: dim.hi }
+                }
+                (DimModel::Slot { slot_of, .. }, Kind::Categorical { n }) => {
+                    let n = *n;
+                    let a = self.prior_weight / (self.n_obs + 1) as f64;
+                    let rows = (0..k_total)
+                        .map(|k| {
+                            if k == self.n_obs {
+                                // The prior row: a on every choice, normalised (zeros when a = 0).
+                                let sum = n as f64 * a;
+                                let w = if self.n_obs == 0 { 1.0 / n as f64 } else if sum == 0.0 { 0.0 } else { a / sum };
+                                vec![w; n]
+                            } else {
+                                let c = slot_of[k] as usize;
+                                (0..n).map(|j| (a + f64::from(u8::from(j == c))) / (1.0 + n as f64 * a)).collect()
+                            }
+                        })
+                        .collect();
+                    DimReport::Categorical { weights: rows }
+                }
+                (DimModel::Slot { slot_of, slot_mu, slot_sigma, prior_slot, .. }, _) => {
+                    let (mut mus, mut sigmas) = (Vec::with_capacity(k_total), Vec::with_capacity(k_total));
+                    for &s in &slot_of[..k_total] {
+                        let i = s as usize;
+                        mus.push(if s == *prior_slot { slot_mu[i] } else { dim.center(slot_mu[i]) });
+                        sigmas.push(slot_sigma[i]);
+                    }
+                    DimReport::Numerical { mus, sigmas, low: dim.lo, high: dim.hi }
+                }
+            })
+            .collect();
+        (self.weights.clone(), dims)
     }
 
     /// Log density of the mixture at each candidate. `cands[j]` holds dimension `j`'s encoded
@@ -708,46 +764,63 @@ fn subtract_log_norms_dispatch(base: &mut [f64], mu: &[f64], inv: &[f64], log_si
     subtract_log_norms(base, mu, inv, log_sigma, lo, hi)
 }
 
-/// Bandwidths of `n` kernels for one numerical dimension (Optuna's `compute_sigmas`), clipped
-/// by the "magic clip" to [range / min(100, n + 2), range]. Only univariate bandwidths look at
-/// the kernel centres `mus`. The vector has room for one more (the prior's).
-fn kernel_sigmas(n: usize, mus: &[f64], dim: &Dim, n_dims: usize, params: ParzenParams) -> Vec<f64> {
+/// Corrects `base` (as left by [`subtract_log_norms`]) for the kernels near a bound, where the
+/// fast truncation constant is not accurate enough: there it is replaced by the precise
+/// ln(Φ(b) − Φ(a)), as Optuna computes it. Far from the bounds (most kernels once there are many
+/// observations) the fast value is already exact to ~1e-14.
+fn refine_log_norms(base: &mut [f64], mu: &[f64], sigma: &[f64], inv: &[f64], lo: f64, hi: f64) {
+    for k in 0..base.len() {
+        let (m, s) = (mu[k], inv[k]);
+        let za = ((m - lo) * s).max(0.0);
+        let zb = ((hi - m) * s).max(0.0);
+        if za.min(zb) >= Z_PRECISE {
+            continue;
+        }
+        let (da, db) = (1.0 + 0.5 * za, 1.0 + 0.5 * zb);
+        let q = 1.0 / (da * db);
+        let fast = fast_log1m(half_erfcc(za, db * q) + half_erfcc(zb, da * q));
+        let precise = log_gauss_mass((lo - m) / sigma[k], (hi - m) / sigma[k]);
+        base[k] += fast - precise;
+    }
+}
+
+/// Bandwidths of the kernels centred at `mus` (kernel space) for one numerical dimension, as
+/// Optuna 5.0's `compute_sigmas` (univariate and multivariate alike): each centre's distance to
+/// the farther of its sorted neighbours, where the range's ends are the outermost neighbours
+/// (the prior's centre is not one); without `consider_endpoints` (and with at least two
+/// centres) the first and last centres take the gap to their inner neighbour instead. Then the
+/// "magic clip" to [range / min(100, n + 2), range]. Ties are broken by position (trial
+/// number); Optuna's `np.argsort` breaks them in a platform-dependent order. The vector has room
+/// for one more (the prior's).
+fn kernel_sigmas(mus: &[f64], dim: &Dim, params: ParzenParams) -> Vec<f64> {
+    let n = mus.len();
     let (lo, hi) = (dim.lo, dim.hi);
     let range = hi - lo;
+    // n kernels plus the prior.
     let min_sigma = if params.consider_magic_clip { range / (100f64).min(1.0 + (n + 1) as f64) } else { EPS };
-    let clip = |s: f64| s.clamp(min_sigma.min(range), range.max(EPS));
-    if params.multivariate {
-        // One shared bandwidth, clipped once.
-        let sigma = clip(SIGMA0_MAGNITUDE * (n.max(1) as f64).powf(-1.0 / (n_dims as f64 + 4.0)) * range);
-        let mut sigmas = Vec::with_capacity(n + 1);
-        sigmas.resize(n, sigma);
-        return sigmas;
-    }
-    debug_assert_eq!(mus.len(), n);
-    // Distance to the farther neighbour among the sorted centres, the prior's centre and the bounds.
-    let mut with_prior: Vec<(f64, usize)> = mus.iter().copied().enumerate().map(|(k, m)| (m, k)).collect();
-    with_prior.push((0.5 * (lo + hi), n));
-    with_prior.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut points = Vec::with_capacity(with_prior.len() + 2);
-    points.push(lo);
-    points.extend(with_prior.iter().map(|p| p.0));
-    points.push(hi);
-    let mut sorted_sigmas: Vec<f64> =
-        (1..points.len() - 1).map(|i| (points[i] - points[i - 1]).max(points[i + 1] - points[i])).collect();
-    let len = sorted_sigmas.len();
-    if !params.consider_endpoints && points.len() >= 4 {
-        sorted_sigmas[0] = points[2] - points[1];
-        sorted_sigmas[len - 1] = points[len] - points[len - 1];
-    }
     let mut out = Vec::with_capacity(n + 1);
-    out.resize(n, 0.0);
-    for (s, &(_, k)) in sorted_sigmas.iter().zip(&with_prior) {
-        if k < n {
-            out[k] = *s;
-        }
+    if n == 0 {
+        return out;
     }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_unstable_by(|&a, &b| mus[a as usize].total_cmp(&mus[b as usize]).then(a.cmp(&b)));
+    // The sorted centres with the ends of the range around them.
+    let mut points = Vec::with_capacity(n + 2);
+    points.push(lo);
+    points.extend(order.iter().map(|&k| mus[k as usize]));
+    points.push(hi);
+    out.resize(n, 0.0);
+    for (i, &k) in order.iter().enumerate() {
+        let (left, mid, right) = (points[i], points[i + 1], points[i + 2]);
+        out[k as usize] = (mid - left).max(right - mid);
+    }
+    if !params.consider_endpoints && n >= 2 {
+        out[order[0] as usize] = points[2] - points[1];
+        out[order[n - 1] as usize] = points[n] - points[n - 1];
+    }
+    // numpy.clip: max, then min.
     for s in &mut out {
-        *s = clip(*s);
+        *s = s.max(min_sigma).min(range);
     }
     out
 }
