@@ -481,10 +481,11 @@ impl<'p> History<'p> {
             if n_below == 0 {
                 continue;
             }
-            if best.len() == n_below && loss.total_cmp(&best[n_below - 1].0) != Ordering::Less {
+            // Losses are never NaN here; −0 and +0 tie, as in Optuna's (stable) sort.
+            if best.len() == n_below && loss >= best[n_below - 1].0 {
                 continue;
             }
-            let at = best.partition_point(|&(l, _)| l.total_cmp(&loss) != Ordering::Greater);
+            let at = best.partition_point(|&(l, _)| l <= loss);
             best.insert(at, (loss, i));
             best.truncate(n_below);
         }

@@ -848,8 +848,7 @@ mod tests {
     use crate::space::ParamValue;
     use rand::SeedableRng;
 
-    const PARAMS: ParzenParams =
-        ParzenParams { prior_weight: 1.0, consider_magic_clip: true, consider_endpoints: false, multivariate: true };
+    const PARAMS: ParzenParams = ParzenParams { prior_weight: 1.0, consider_magic_clip: true, consider_endpoints: false };
 
     fn padded(values: &[f64]) -> Vec<f64> {
         let mut v = values.to_vec();
@@ -943,18 +942,37 @@ mod tests {
     }
 
     #[test]
-    fn scott_bandwidth_and_magic_clip() {
+    fn bandwidths_follow_optunas_neighbour_rule() {
         let dim = Dim::new(&Distribution::Float { low: 0.0, high: 10.0, log: false, step: None });
-        let mus = vec![1.0; 16];
-        // 0.2 · 16^(−1/6) · 10 with a 2-D space.
-        let s = kernel_sigmas(16, &mus, &dim, 2, PARAMS);
-        assert!((s[0] - 0.2 * 16f64.powf(-1.0 / 6.0) * 10.0).abs() < 1e-12);
-        // Univariate: neighbours; with one observation at 1.0 the prior centre 5.0 is its neighbour,
-        // and without endpoints the first σ is the gap to the next point (4.0).
-        let uni = ParzenParams { multivariate: false, ..PARAMS };
-        assert_eq!(kernel_sigmas(1, &[1.0], &dim, 1, uni), vec![4.0]);
-        // Magic clip: never below range / min(100, n + 2).
-        let tight = kernel_sigmas(3, &[5.0, 5.0, 5.0], &dim, 1, uni);
+        // One observation: both neighbours are the range's ends (the prior's centre is not one),
+        // the farther is 9 away; fewer than two centres, so no end-kernel rule.
+        assert_eq!(kernel_sigmas(&[1.0], &dim, PARAMS), vec![9.0]);
+        // Sorted 1, 4, 8 between 0 and 10: the inner kernel takes max(3, 4); without endpoints the
+        // outer ones take the gap to their inner neighbour (3 and 4), with them max(1, 3), max(4, 2).
+        assert_eq!(kernel_sigmas(&[8.0, 1.0, 4.0], &dim, PARAMS), vec![4.0, 3.0, 4.0]);
+        let ends = ParzenParams { consider_endpoints: true, ..PARAMS };
+        assert_eq!(kernel_sigmas(&[8.0, 1.0, 4.0], &dim, ends), vec![4.0, 3.0, 4.0]);
+        assert_eq!(kernel_sigmas(&[9.5, 0.5], &dim, ends), vec![9.0, 9.0]);
+        assert_eq!(kernel_sigmas(&[9.5, 0.5], &dim, PARAMS), vec![9.0, 9.0]);
+        assert_eq!(kernel_sigmas(&[9.5, 5.0, 0.5], &dim, ends), vec![4.5, 4.5, 4.5]);
+        // Magic clip: never below range / min(100, n + 2), never above the range.
+        let tight = kernel_sigmas(&[5.0, 5.0, 5.0], &dim, PARAMS);
         assert!(tight.iter().all(|&s| (s - 10.0 / 5.0).abs() < 1e-12), "{tight:?}");
+        let wide = kernel_sigmas(&[0.0, 10.0], &Dim::new(&Distribution::Float { low: 0.0, high: 10.0, log: false, step: None }), ends);
+        assert_eq!(wide, vec![10.0, 10.0]);
+    }
+
+    /// Tied centres: the earlier observation (lower trial number) takes the left gap. Optuna's
+    /// `np.argsort` orders ties in a platform-dependent way (not stably on AVX-512 machines), so
+    /// here we deliberately pick the stable order; the golden fixtures avoid ties.
+    #[test]
+    fn tied_centres_are_ordered_by_position() {
+        let dim = Dim::new(&Distribution::Float { low: 0.0, high: 100.0, log: false, step: None });
+        let params = ParzenParams { consider_magic_clip: false, ..PARAMS };
+        // Sorted: 10 (k=1), 50 (k=0), 50 (k=2), 50 (k=3), 90 (k=4).
+        let s = kernel_sigmas(&[50.0, 10.0, 50.0, 50.0, 90.0], &dim, params);
+        assert_eq!(s[0], 40.0, "{s:?}");
+        assert_eq!(s[2], EPS, "{s:?}");
+        assert_eq!(s[3], 40.0, "{s:?}");
     }
 }
