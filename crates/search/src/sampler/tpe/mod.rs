@@ -6,26 +6,41 @@
 //! (Bergstra et al. 2011; Watanabe 2023, "Tree-structured Parzen estimator: understanding its
 //! algorithm components and why it works").
 //!
-//! What this implementation does, as Optuna does by default:
+//! What this implementation does, as Optuna 5.0's `TPESampler` does by default (single
+//! objective); `tests/tpe_golden.rs` checks it against Optuna itself, to 1e-9, on fixtures that
+//! `benches/optuna_reference.py` computes with Optuna's own internals:
 //! - The first `n_startup_trials` (COMPLETE and PRUNED trials count) are sampled by a composed
 //!   [`RandomSampler`]; so is everything while the history is too short.
 //! - The below group holds the best γ(n) = min(⌈0.1·n⌉, 25) of the n finished trials: COMPLETE ones
-//!   ranked by loss, then PRUNED ones by deepest step and last intermediate value (NaN worst).
+//!   ranked by loss, then PRUNED ones by deepest step and last intermediate value as a loss (NaN
+//!   worst, no intermediate values after all others); ties keep the order of trial numbers.
 //!   FAIL and WAITING trials are ignored. With `constant_liar`, other RUNNING trials join the
 //!   above group, which steers parallel workers away from each other's pending points.
-//! - Observations are weighted 1, except that with 25 or more of them the older n − 25 get a
-//!   linear ramp from 1/n to 1 ([`default_weights`]); the prior gets `prior_weight`.
-//! - Multivariate: the parameters are sampled jointly, one product kernel per trial, with Scott's
-//!   bandwidth 0.2·n^(−1/(d+4))·range clipped by the "magic clip" to ≥ range/min(100, n + 2). With
-//!   `group`, the history is decomposed into groups of parameters that always appear together
-//!   (a fixed space is one group) and each group is sampled jointly.
+//! - Both groups' observations are weighted by [`default_weights`] (1 each, except that with more
+//!   than 25 of them the older n − 25 get a linear ramp from 1/n to 1), the prior gets
+//!   `prior_weight`, and the weights are normalised.
+//! - Multivariate (the default): the parameters that every finished trial has are sampled
+//!   jointly, one product kernel per trial; the others one at a time (univariate, through
+//!   `sample_independent`). With `group` (off by default, as in Optuna), the history is instead
+//!   decomposed into groups of parameters that always appear together and each group is sampled
+//!   jointly.
+//! - Bandwidths, multivariate and univariate alike (Optuna's `compute_sigmas`): per dimension,
+//!   each kernel's distance to the farther of its sorted neighbours, the ends of the range
+//!   (widened by ±step/2 for grids, logged for log parameters) being the outermost neighbours;
+//!   without `consider_endpoints` the first and last kernels take the gap to their inner
+//!   neighbour. Then the "magic clip" to [range/min(100, n + 2), range]. The prior kernel sits at
+//!   the range's centre with σ = range.
 //! - Kernels: truncated Gaussians (in log space for log parameters); int and stepped parameters
 //!   put the Gaussian over bins of width `step`, widened by ±step/2 at the ends, and the draw is
 //!   rounded onto the grid; categorical kernels put weight 1 + a on the observed choice and a =
-//!   prior_weight/(n + 1) on every choice.
+//!   prior_weight/(n + 1) on every choice (the prior's row is uniform).
+//! - The pick is the first candidate that maximises log l(x) − log g(x).
 //!
-//! Every suggestion is a deterministic function of (study seed, trial number, history): all
-//! randomness comes from [`SamplingContext::rng`].
+//! Deliberate differences from Optuna: the random stream (numpy's `RandomState` cannot be
+//! reproduced; every suggestion is a deterministic function of (study seed, trial number,
+//! history), all randomness coming from [`SamplingContext::rng`]), so the candidates differ; and
+//! tied kernel centres are ordered by trial number, where Optuna's `np.argsort` uses a
+//! platform-dependent order. Only the single-objective sampler exists.
 //!
 //! Speed: one pass over the history checks each usable trial against a small per-sampler cache of
 //! the encoded rows of finished trials (immutable by the `Storage` invariants), so a long-lived
@@ -59,7 +74,7 @@ use crate::error::{Error, Result};
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::{FrozenTrial, TrialState};
 
-/// TPE options, Optuna 5.0's defaults.
+/// TPE options; the defaults are Optuna 5.0's (`TPESampler()` for one objective).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TpeConfig {
@@ -69,13 +84,16 @@ pub struct TpeConfig {
     pub n_ei_candidates: usize,
     /// Weight of the prior kernel in both estimators.
     pub prior_weight: f64,
-    /// Lower-bound kernel widths by range / min(100, n + 2).
+    /// Lower-bound kernel widths by range / min(100, n + 2) (n observations); otherwise by 1e-12.
     pub consider_magic_clip: bool,
-    /// Univariate bandwidths only: let the end kernels see the bounds as neighbours.
+    /// Let the first and last kernels of a dimension see the range's ends as neighbours when
+    /// choosing their widths (otherwise they take the gap to their inner neighbour).
     pub consider_endpoints: bool,
-    /// Sample the parameters jointly (one product kernel per trial).
+    /// Sample the parameters that every finished trial has jointly (one product kernel per
+    /// trial); the rest one at a time. Off: every parameter one at a time.
     pub multivariate: bool,
-    /// With `multivariate`, sample each group of always-co-occurring parameters jointly.
+    /// With `multivariate`, sample each group of always-co-occurring parameters jointly instead
+    /// (Optuna's experimental `group`; off by default, as there).
     pub group: bool,
     /// Treat RUNNING trials as bad ("above") so parallel workers spread out.
     pub constant_liar: bool,
@@ -778,11 +796,21 @@ impl Sampler for TpeSampler {
         if !self.config.multivariate || self.in_startup(ctx) {
             return relative;
         }
+        if !self.config.group {
+            // The intersection, from the (cached) encoded rows: a column is NaN where a trial
+            // lacks the parameter or has a value outside it.
+            let mut params: Vec<(&str, &Distribution)> = space.iter().filter(|(_, d)| !d.is_single()).collect();
+            params.sort_by(|a, b| a.0.cmp(b.0));
+            let history = self.history(ctx, &params);
+            for j in history.intersection() {
+                relative.insert(params[j].0, params[j].1.clone());
+            }
+            return relative;
+        }
         let finished = || ctx.trials.iter().filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned));
         for (name, dist) in space.iter().filter(|(_, d)| !d.is_single()) {
             let has = |t: &FrozenTrial| t.params.get(name).is_some_and(|v| dist.to_internal(v).is_ok());
-            let keep = if self.config.group { finished().any(has) } else { finished().all(has) && finished().next().is_some() };
-            if keep {
+            if finished().any(has) {
                 relative.insert(name, dist.clone());
             }
         }

@@ -264,7 +264,13 @@ impl<'d> Parzen<'d> {
                         Kind::Discrete { low, step, .. } => mus.extend(column.map(|i| low + i * step)),
                         Kind::Categorical { .. } => unreachable!("handled above"),
                     }
-                    let sigmas = kernel_sigmas(&mus, dim, params);
+                    // The centres in increasing order, ties by position: grid indices order a
+                    // grid's centres (one radix pass for up to 256 grid points).
+                    let order = match dim.kind {
+                        Kind::Continuous => sort_order(&mus.iter().map(|&m| order_key(m)).collect::<Vec<_>>()),
+                        _ => sort_order(&obs[j].iter().map(|&i| i as u64).collect::<Vec<_>>()),
+                    };
+                    let sigmas = kernel_sigmas(&mus, &order, dim, params);
                     let prior_mu = 0.5 * (dim.lo + dim.hi);
                     if let Kind::Continuous = dim.kind {
                         let mut mu = mus;
@@ -297,9 +303,10 @@ impl<'d> Parzen<'d> {
                                 *s = i as u32;
                             }
                         } else {
-                            let mut order: Vec<usize> = (0..n).collect();
-                            order.sort_by(|&a, &b| indices[a].total_cmp(&indices[b]).then(sigmas[a].total_cmp(&sigmas[b])));
+                            // In the centres' order each grid value's run of kernels has at most
+                            // three bandwidths in turn (gap on the left, clipped, gap on the right).
                             for &k in &order {
+                                let k = k as usize;
                                 let (i, s) = (indices[k], sigmas[k]);
                                 if slot_mu.last() != Some(&i) || slot_sigma.last() != Some(&s) {
                                     slot_mu.push(i);
@@ -498,23 +505,25 @@ impl<'d> Parzen<'d> {
                 distinct.dedup();
                 let linear = matches!(dim.kind, Kind::Discrete { log: false, .. });
                 let Kind::Discrete { step, m, .. } = dim.kind else { unreachable!("discrete") };
-                // For a linear grid with a shared σ the bin mass depends only on i − j: memoise it.
-                let mut diff_memo: Vec<f64> = Vec::new();
-                let mut memo_sigma = f64::NAN;
+                // On a linear grid a bin's mass under a kernel depends only on i − j and σ: memoise it.
+                // One memo per distinct σ (a few: the clipped one and the neighbour gaps).
+                let mut memos: Vec<(f64, Vec<f64>)> = Vec::new();
                 let mut values = vec![0.0; distinct.len()];
                 for s in 0..n_slots {
                     let sigma = slot_sigma[s];
                     let is_prior = s as u32 == *prior_slot;
-                    let use_memo = linear && !is_prior && m <= 4096;
-                    if use_memo && sigma != memo_sigma {
-                        diff_memo.clear();
-                        diff_memo.resize(2 * m - 1, f64::NAN);
-                        memo_sigma = sigma;
+                    let mut memo = None;
+                    if linear && !is_prior && m <= 4096 {
+                        memo = memos.iter().position(|(s, _)| *s == sigma);
+                        if memo.is_none() && memos.len() < 16 {
+                            memos.push((sigma, vec![f64::NAN; 2 * m - 1]));
+                            memo = Some(memos.len() - 1);
+                        }
                     }
                     for (v, &i) in values.iter_mut().zip(&distinct) {
-                        *v = if use_memo {
+                        *v = if let Some(memo) = memo {
                             let di = (i - slot_mu[s]) as isize + m as isize - 1;
-                            let slot = &mut diff_memo[di as usize];
+                            let slot = &mut memos[memo].1[di as usize];
                             if slot.is_nan() {
                                 let delta = (i - slot_mu[s]) * step;
                                 *slot = log_gauss_mass((delta - 0.5 * step) / sigma, (delta + 0.5 * step) / sigma);
@@ -789,11 +798,12 @@ fn refine_log_norms(base: &mut [f64], mu: &[f64], sigma: &[f64], inv: &[f64], lo
 /// the farther of its sorted neighbours, where the range's ends are the outermost neighbours
 /// (the prior's centre is not one); without `consider_endpoints` (and with at least two
 /// centres) the first and last centres take the gap to their inner neighbour instead. Then the
-/// "magic clip" to [range / min(100, n + 2), range]. Ties are broken by position (trial
-/// number); Optuna's `np.argsort` breaks them in a platform-dependent order. The vector has room
-/// for one more (the prior's).
-fn kernel_sigmas(mus: &[f64], dim: &Dim, params: ParzenParams) -> Vec<f64> {
+/// "magic clip" to [range / min(100, n + 2), range]. `order` sorts `mus` ([`sort_order`]), ties
+/// by position (trial number); Optuna's `np.argsort` breaks them in a platform-dependent order.
+/// The vector has room for one more (the prior's).
+fn kernel_sigmas(mus: &[f64], order: &[u32], dim: &Dim, params: ParzenParams) -> Vec<f64> {
     let n = mus.len();
+    debug_assert_eq!(order.len(), n);
     let (lo, hi) = (dim.lo, dim.hi);
     let range = hi - lo;
     // n kernels plus the prior.
@@ -802,8 +812,6 @@ fn kernel_sigmas(mus: &[f64], dim: &Dim, params: ParzenParams) -> Vec<f64> {
     if n == 0 {
         return out;
     }
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.sort_unstable_by(|&a, &b| mus[a as usize].total_cmp(&mus[b as usize]).then(a.cmp(&b)));
     // The sorted centres with the ends of the range around them.
     let mut points = Vec::with_capacity(n + 2);
     points.push(lo);
@@ -823,6 +831,46 @@ fn kernel_sigmas(mus: &[f64], dim: &Dim, params: ParzenParams) -> Vec<f64> {
         *s = s.max(min_sigma).min(range);
     }
     out
+}
+
+/// A key whose unsigned order is `x`'s numeric order (−0 before +0; no NaN here).
+#[inline]
+fn order_key(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 { !bits } else { bits | 1 << 63 }
+}
+
+/// The permutation that sorts `keys`, equal keys in their original order: an LSD radix sort by
+/// bytes that skips the bytes all keys share (most of them for a grid index or for floats of one
+/// sign and a narrow range). Several times faster than a comparison sort on this hot path.
+fn sort_order(keys: &[u64]) -> Vec<u32> {
+    let n = keys.len();
+    let mut counts = [[0u32; 256]; 8];
+    for &k in keys {
+        for (b, c) in counts.iter_mut().enumerate() {
+            c[(k >> (8 * b)) as usize & 0xff] += 1;
+        }
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut next = vec![0u32; n];
+    for (b, c) in counts.iter().enumerate() {
+        if c.iter().any(|&x| x as usize == n) {
+            continue; // every key has the same byte here
+        }
+        let mut start = [0u32; 256];
+        let mut acc = 0;
+        for (s, &x) in start.iter_mut().zip(c) {
+            *s = acc;
+            acc += x;
+        }
+        for &k in &order {
+            let byte = (keys[k as usize] >> (8 * b)) as usize & 0xff;
+            next[start[byte] as usize] = k;
+            start[byte] += 1;
+        }
+        std::mem::swap(&mut order, &mut next);
+    }
+    order
 }
 
 /// One draw of N(mu, sigma²) truncated to [lo, hi], by rejection (TPE's kernels keep at least
@@ -941,24 +989,41 @@ mod tests {
         assert!((ones - p1).abs() < 0.03, "{ones} vs {p1}");
     }
 
+    fn sigmas_of(mus: &[f64], dim: &Dim, params: ParzenParams) -> Vec<f64> {
+        let order = sort_order(&mus.iter().map(|&m| order_key(m)).collect::<Vec<_>>());
+        kernel_sigmas(mus, &order, dim, params)
+    }
+
+    #[test]
+    fn sort_order_is_a_stable_sort() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for n in [0, 1, 2, 17, 300, 1000] {
+            let xs: Vec<f64> = (0..n).map(|_| (rng.random::<f64>() * 20.0 - 10.0).round() / 4.0 * 1e-3).collect();
+            let order = sort_order(&xs.iter().map(|&x| order_key(x)).collect::<Vec<_>>());
+            let mut want: Vec<u32> = (0..n as u32).collect();
+            want.sort_by(|&a, &b| xs[a as usize].total_cmp(&xs[b as usize]));
+            assert_eq!(order, want, "n = {n}");
+        }
+    }
+
     #[test]
     fn bandwidths_follow_optunas_neighbour_rule() {
         let dim = Dim::new(&Distribution::Float { low: 0.0, high: 10.0, log: false, step: None });
         // One observation: both neighbours are the range's ends (the prior's centre is not one),
         // the farther is 9 away; fewer than two centres, so no end-kernel rule.
-        assert_eq!(kernel_sigmas(&[1.0], &dim, PARAMS), vec![9.0]);
+        assert_eq!(sigmas_of(&[1.0], &dim, PARAMS), vec![9.0]);
         // Sorted 1, 4, 8 between 0 and 10: the inner kernel takes max(3, 4); without endpoints the
         // outer ones take the gap to their inner neighbour (3 and 4), with them max(1, 3), max(4, 2).
-        assert_eq!(kernel_sigmas(&[8.0, 1.0, 4.0], &dim, PARAMS), vec![4.0, 3.0, 4.0]);
+        assert_eq!(sigmas_of(&[8.0, 1.0, 4.0], &dim, PARAMS), vec![4.0, 3.0, 4.0]);
         let ends = ParzenParams { consider_endpoints: true, ..PARAMS };
-        assert_eq!(kernel_sigmas(&[8.0, 1.0, 4.0], &dim, ends), vec![4.0, 3.0, 4.0]);
-        assert_eq!(kernel_sigmas(&[9.5, 0.5], &dim, ends), vec![9.0, 9.0]);
-        assert_eq!(kernel_sigmas(&[9.5, 0.5], &dim, PARAMS), vec![9.0, 9.0]);
-        assert_eq!(kernel_sigmas(&[9.5, 5.0, 0.5], &dim, ends), vec![4.5, 4.5, 4.5]);
+        assert_eq!(sigmas_of(&[8.0, 1.0, 4.0], &dim, ends), vec![4.0, 3.0, 4.0]);
+        assert_eq!(sigmas_of(&[9.5, 0.5], &dim, ends), vec![9.0, 9.0]);
+        assert_eq!(sigmas_of(&[9.5, 0.5], &dim, PARAMS), vec![9.0, 9.0]);
+        assert_eq!(sigmas_of(&[9.5, 5.0, 0.5], &dim, ends), vec![4.5, 4.5, 4.5]);
         // Magic clip: never below range / min(100, n + 2), never above the range.
-        let tight = kernel_sigmas(&[5.0, 5.0, 5.0], &dim, PARAMS);
+        let tight = sigmas_of(&[5.0, 5.0, 5.0], &dim, PARAMS);
         assert!(tight.iter().all(|&s| (s - 10.0 / 5.0).abs() < 1e-12), "{tight:?}");
-        let wide = kernel_sigmas(&[0.0, 10.0], &Dim::new(&Distribution::Float { low: 0.0, high: 10.0, log: false, step: None }), ends);
+        let wide = sigmas_of(&[0.0, 10.0], &Dim::new(&Distribution::Float { low: 0.0, high: 10.0, log: false, step: None }), ends);
         assert_eq!(wide, vec![10.0, 10.0]);
     }
 
@@ -970,7 +1035,7 @@ mod tests {
         let dim = Dim::new(&Distribution::Float { low: 0.0, high: 100.0, log: false, step: None });
         let params = ParzenParams { consider_magic_clip: false, ..PARAMS };
         // Sorted: 10 (k=1), 50 (k=0), 50 (k=2), 50 (k=3), 90 (k=4).
-        let s = kernel_sigmas(&[50.0, 10.0, 50.0, 50.0, 90.0], &dim, params);
+        let s = sigmas_of(&[50.0, 10.0, 50.0, 50.0, 90.0], &dim, params);
         assert_eq!(s[0], 40.0, "{s:?}");
         assert_eq!(s[2], EPS, "{s:?}");
         assert_eq!(s[3], 40.0, "{s:?}");
