@@ -606,6 +606,44 @@ impl TpeSampler {
         History::collect(ctx, params, liar, Some(table))
     }
 
+    /// The indices of the parameters `params` (sorted by name) that every finished trial has,
+    /// with a value inside its distribution (Optuna's intersection search space); none without
+    /// finished trials. A lighter pass than [`History::collect`] (no split, no columns), through
+    /// the row cache.
+    fn intersection(&self, ctx: &SamplingContext<'_>, params: &[(&str, &Distribution)]) -> Vec<usize> {
+        let d = params.len();
+        let dims: Vec<Dim> = params.iter().map(|(_, dist)| Dim::new(dist)).collect();
+        let mut guard = match self.cache.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(_)) | Err(TryLockError::WouldBlock) => None,
+        };
+        let mut table = guard.as_deref_mut().map(|cache| cache.table(ctx.study_name, params));
+        let mut all = vec![true; d];
+        let mut any_finished = false;
+        let mut row = vec![f64::NAN; d];
+        for trial in ctx.trials.iter().filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned)) {
+            any_finished = true;
+            let cached = table.as_deref().and_then(|t| t.index_of(trial));
+            let values: &[f64] = match (cached, table.as_deref()) {
+                (Some(i), Some(t)) => &t.values[i * d..(i + 1) * d],
+                _ => {
+                    encode_row(trial, params, &dims, &mut row);
+                    if let Some(t) = table.as_deref_mut().filter(|_| d > 0) {
+                        t.put(trial, &row);
+                    }
+                    &row
+                }
+            };
+            for (a, v) in all.iter_mut().zip(values) {
+                *a &= !v.is_nan();
+            }
+        }
+        if !any_finished {
+            return Vec::new();
+        }
+        (0..d).filter(|&j| all[j]).collect()
+    }
+
     /// Samples the columns `group` of `history` jointly; returns their encoded coordinates.
     fn sample_group(&self, ctx: &SamplingContext<'_>, history: &History<'_>, group: &[usize]) -> Vec<f64> {
         let fit = GroupFit::new(history, group);
@@ -801,8 +839,7 @@ impl Sampler for TpeSampler {
             // lacks the parameter or has a value outside it.
             let mut params: Vec<(&str, &Distribution)> = space.iter().filter(|(_, d)| !d.is_single()).collect();
             params.sort_by(|a, b| a.0.cmp(b.0));
-            let history = self.history(ctx, &params);
-            for j in history.intersection() {
+            for j in self.intersection(ctx, &params) {
                 relative.insert(params[j].0, params[j].1.clone());
             }
             return relative;

@@ -268,7 +268,8 @@ impl<'d> Parzen<'d> {
                     // grid's centres (one radix pass for up to 256 grid points).
                     let order = match dim.kind {
                         Kind::Continuous => sort_order(&mus.iter().map(|&m| order_key(m)).collect::<Vec<_>>()),
-                        _ => sort_order(&obs[j].iter().map(|&i| i as u64).collect::<Vec<_>>()),
+                        Kind::Discrete { m, .. } => grid_order(&obs[j], m),
+                        Kind::Categorical { .. } => unreachable!("handled above"),
                     };
                     let sigmas = kernel_sigmas(&mus, &order, dim, params);
                     let prior_mu = 0.5 * (dim.lo + dim.hi);
@@ -831,6 +832,28 @@ fn kernel_sigmas(mus: &[f64], order: &[u32], dim: &Dim, params: ParzenParams) ->
         *s = s.max(min_sigma).min(range);
     }
     out
+}
+
+/// The permutation that sorts grid indices `column` (each in 0..m), equal ones in their
+/// original order: a counting sort when the grid is not much larger than the column.
+fn grid_order(column: &[f64], m: usize) -> Vec<u32> {
+    if m > 4 * column.len() + 256 {
+        return sort_order(&column.iter().map(|&i| i as u64).collect::<Vec<_>>());
+    }
+    let mut start = vec![0u32; m + 1];
+    for &i in column {
+        start[i as usize + 1] += 1;
+    }
+    for g in 0..m {
+        start[g + 1] += start[g];
+    }
+    let mut order = vec![0u32; column.len()];
+    for (k, &i) in column.iter().enumerate() {
+        let at = &mut start[i as usize];
+        order[*at as usize] = k as u32;
+        *at += 1;
+    }
+    order
 }
 
 /// A key whose unsigned order is `x`'s numeric order (−0 before +0; no NaN here).
