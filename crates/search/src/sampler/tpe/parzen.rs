@@ -267,7 +267,7 @@ impl<'d> Parzen<'d> {
                     // The centres in increasing order, ties by position: grid indices order a
                     // grid's centres (one radix pass for up to 256 grid points).
                     let order = match dim.kind {
-                        Kind::Continuous => sort_order(&mus.iter().map(|&m| order_key(m)).collect::<Vec<_>>()),
+                        Kind::Continuous => float_order(&mus),
                         Kind::Discrete { m, .. } => grid_order(&obs[j], m),
                         Kind::Categorical { .. } => unreachable!("handled above"),
                     };
@@ -856,6 +856,42 @@ fn grid_order(column: &[f64], m: usize) -> Vec<u32> {
     order
 }
 
+/// The permutation that sorts `xs` (no NaN), equal values in their original order: a bucket
+/// sort (n buckets between the extremes, then each bucket sorted by value and position), linear
+/// for spread-out values; crowded buckets (a converged history) fall back to a comparison sort
+/// of just themselves. Falls back to [`sort_order`] for short or non-finite inputs.
+fn float_order(xs: &[f64]) -> Vec<u32> {
+    let n = xs.len();
+    let (lo, hi) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    if n < 32 || !(lo.is_finite() && hi.is_finite() && hi > lo) {
+        return sort_order(&xs.iter().map(|&x| order_key(x)).collect::<Vec<_>>());
+    }
+    // Rounding keeps the bucket index monotone in x.
+    let scale = n as f64 / (hi - lo);
+    let bucket = |x: f64| (((x - lo) * scale) as usize).min(n - 1);
+    let mut start = vec![0u32; n + 1];
+    for &x in xs {
+        start[bucket(x) + 1] += 1;
+    }
+    for b in 0..n {
+        start[b + 1] += start[b];
+    }
+    let bounds = start.clone();
+    let mut order = vec![0u32; n];
+    for (k, &x) in xs.iter().enumerate() {
+        let at = &mut start[bucket(x)];
+        order[*at as usize] = k as u32;
+        *at += 1;
+    }
+    for b in 0..n {
+        let (s, e) = (bounds[b] as usize, bounds[b + 1] as usize);
+        if e - s > 1 {
+            order[s..e].sort_unstable_by(|&a, &b| xs[a as usize].total_cmp(&xs[b as usize]).then(a.cmp(&b)));
+        }
+    }
+    order
+}
+
 /// A key whose unsigned order is `x`'s numeric order (−0 before +0; no NaN here).
 #[inline]
 fn order_key(x: f64) -> u64 {
@@ -1023,6 +1059,10 @@ mod tests {
         for n in [0, 1, 2, 17, 300, 1000] {
             let xs: Vec<f64> = (0..n).map(|_| (rng.random::<f64>() * 20.0 - 10.0).round() / 4.0 * 1e-3).collect();
             let order = sort_order(&xs.iter().map(|&x| order_key(x)).collect::<Vec<_>>());
+            assert_eq!(float_order(&xs), order, "n = {n}");
+            let clustered: Vec<f64> = xs.iter().map(|&x| if x > 0.0 { 1e-9 * x } else { x }).collect();
+            let want_clustered = sort_order(&clustered.iter().map(|&x| order_key(x)).collect::<Vec<_>>());
+            assert_eq!(float_order(&clustered), want_clustered, "n = {n}");
             let mut want: Vec<u32> = (0..n as u32).collect();
             want.sort_by(|&a, &b| xs[a as usize].total_cmp(&xs[b as usize]));
             assert_eq!(order, want, "n = {n}");
