@@ -209,7 +209,8 @@ fn check_fixture(name: &str, fx: &Value, c: &mut Checker) {
         trials: &trials,
         trial_number: fx["current_trial"].as_u64().expect("current_trial"),
     };
-    let numbers = |v: &Value| -> Vec<u64> { v.as_array().expect("numbers").iter().map(|n| n.as_u64().expect("number")).collect() };
+    let numbers =
+        |v: &Value| -> Vec<u64> { v.as_array().expect("numbers").iter().map(|n| n.as_u64().expect("number")).collect() };
     for (i, fit) in fx["fits"].as_array().expect("fits").iter().enumerate() {
         let names: Vec<&str> = fit["params"].as_array().expect("params").iter().map(|p| p.as_str().expect("name")).collect();
         let params: Vec<(&str, &Distribution)> = names.iter().map(|&n| (n, &dists[n])).collect();

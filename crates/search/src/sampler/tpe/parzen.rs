@@ -395,7 +395,13 @@ impl<'d> Parzen<'d> {
                             if k == self.n_obs {
                                 // The prior row: a on every choice, normalised (zeros when a = 0).
                                 let sum = n as f64 * a;
-                                let w = if self.n_obs == 0 { 1.0 / n as f64 } else if sum == 0.0 { 0.0 } else { a / sum };
+                                let w = if self.n_obs == 0 {
+                                    1.0 / n as f64
+                                } else if sum == 0.0 {
+                                    0.0
+                                } else {
+                                    a / sum
+                                };
                                 vec![w; n]
                             } else {
                                 let c = slot_of[k] as usize;
@@ -1086,7 +1092,8 @@ mod tests {
         // Magic clip: never below range / min(100, n + 2), never above the range.
         let tight = sigmas_of(&[5.0, 5.0, 5.0], &dim, PARAMS);
         assert!(tight.iter().all(|&s| (s - 10.0 / 5.0).abs() < 1e-12), "{tight:?}");
-        let wide = sigmas_of(&[0.0, 10.0], &Dim::new(&Distribution::Float { low: 0.0, high: 10.0, log: false, step: None }), ends);
+        let wide =
+            sigmas_of(&[0.0, 10.0], &Dim::new(&Distribution::Float { low: 0.0, high: 10.0, log: false, step: None }), ends);
         assert_eq!(wide, vec![10.0, 10.0]);
     }
 
