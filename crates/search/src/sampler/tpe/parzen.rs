@@ -11,7 +11,7 @@
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use super::truncnorm::{LN_SQRT_2PI, fast_exp, fast_ln, fast_ln_normal, fast_log1m, log_gauss_mass};
+use super::truncnorm::{LN_SQRT_2PI, fast_exp, fast_ln, fast_ln_normal, fast_log1m, log_gauss_mass, ndtr};
 use crate::space::Distribution;
 
 const EPS: f64 = 1e-12;
@@ -795,7 +795,15 @@ fn refine_log_norms(base: &mut [f64], mu: &[f64], sigma: &[f64], inv: &[f64], lo
         let (da, db) = (1.0 + 0.5 * za, 1.0 + 0.5 * zb);
         let q = 1.0 / (da * db);
         let fast = fast_log1m(half_erfcc(za, db * q) + half_erfcc(zb, da * q));
-        let precise = log_gauss_mass((lo - m) / sigma[k], (hi - m) / sigma[k]);
+        let (a, b) = ((lo - m) / sigma[k], (hi - m) / sigma[k]);
+        let precise = if a < 0.0 && b > 0.0 {
+            // Optuna's central case, ln(1 − Φ(a) − Φ(−b)). The far bound's tail (beyond 8.5σ,
+            // < 1e-17) is below the last bit of the near one's (> 1e-7 here): skip its erfc.
+            let tail = |t: f64| if t < -8.5 { 0.0 } else { ndtr(t) };
+            (-(tail(a) + tail(-b))).ln_1p()
+        } else {
+            log_gauss_mass(a, b)
+        };
         base[k] += fast - precise;
     }
 }
