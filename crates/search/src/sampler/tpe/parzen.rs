@@ -721,7 +721,8 @@ fn sum_kernels_dispatch(hot: &HotLoop<'_>, bound: &[f64], acc_out: &mut [f64]) {
 ///
 /// The mass outside is Φ(−z_lo·√2) + Φ(−z_hi·√2) with z = (distance to the bound)/(σ√2) ≥ 0, each
 /// through Numerical Recipes' `erfcc` (as [`fast_tail_mass`], fractional error < 1.2e-7), and with
-/// the two reciprocals 1/(1 + z/2) taken from one division.
+/// the two reciprocals 1/(1 + z/2) taken from one division. That is exact to ~1e-14 in the log
+/// only where the mass outside is small; [`refine_log_norms`] redoes the kernels near a bound.
 #[inline(always)]
 fn subtract_log_norms(base: &mut [f64], mu: &[f64], inv: &[f64], log_sigma: &[f64], lo: f64, hi: f64) {
     let k_total = base.len();
