@@ -252,12 +252,29 @@ fn groups_follow_which_parameters_trials_have() {
     for (name, dist) in params {
         space.insert(name, dist.clone());
     }
-    let tpe = TpeSampler::new(TpeConfig::default());
+    let tpe = TpeSampler::new(TpeConfig { group: true, ..TpeConfig::default() });
     let c = ctx(&trials, 12);
     let relative = tpe.infer_relative_search_space(&c, &space);
     assert_eq!(relative.len(), 4);
     let sampled = tpe.sample_relative(&c, &relative).unwrap();
     assert_eq!(sampled.len(), 4);
+    // Without `group` (the default) only the parameter every trial has is sampled jointly; the
+    // others go one at a time through `sample_independent`.
+    let plain = TpeSampler::new(TpeConfig::default());
+    let relative = plain.infer_relative_search_space(&c, &space);
+    assert_eq!(relative.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>(), vec!["a"]);
+}
+
+#[test]
+fn defaults_are_optunas() {
+    // Optuna 5.0's TPESampler, single objective: multivariate (when left at None), no group,
+    // constant liar, 10 start-up trials, 24 candidates, prior weight 1, magic clip, no endpoints.
+    let c = TpeConfig::default();
+    assert_eq!(
+        (c.n_startup_trials, c.n_ei_candidates, c.prior_weight, c.consider_magic_clip, c.consider_endpoints),
+        (10, 24, 1.0, true, false)
+    );
+    assert_eq!((c.multivariate, c.group, c.constant_liar), (true, false, true));
 }
 
 #[test]
@@ -319,10 +336,12 @@ fn never_panics_on_degenerate_histories() {
 
 #[test]
 fn study_with_tpe_beats_random_on_a_quadratic() {
-    // A real ask/tell loop: TPE's best after 60 trials should be near the optimum.
+    // A real ask/tell loop: TPE's best after 60 trials should be near the optimum, and better
+    // than random search's on most seeds. Optuna 5.0's TPE, on this problem, beats random on 95%
+    // of seeds 0..40 (median best 0.003 against 1.0); 20 seeds keep the test far from flaky.
     let space = SearchSpace::parse("x: {type: float, low: -10.0, high: 10.0}\ny: {type: int, low: -5, high: 5}\n", "t").unwrap();
     let mut wins = 0;
-    for seed in 0..5 {
+    for seed in 0..20 {
         let best = |sampler: crate::sampler::SamplerConfig| {
             let mut new = NewStudy::new("q", Direction::Minimize, seed);
             new.sampler = sampler;
@@ -340,7 +359,7 @@ fn study_with_tpe_beats_random_on_a_quadratic() {
         assert!(tpe < 1.0, "seed {seed}: TPE best {tpe}");
         wins += usize::from(tpe < random);
     }
-    assert!(wins >= 4, "TPE beat random on {wins}/5 seeds");
+    assert!(wins >= 16, "TPE beat random on {wins}/20 seeds");
 }
 
 #[test]
