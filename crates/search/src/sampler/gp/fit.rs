@@ -14,7 +14,7 @@ use nalgebra::{Cholesky, DMatrix, DVector};
 
 use super::kernel::{KernelParams, matern52_with_derivative, sq_diff};
 use super::lbfgs::{self, Options};
-use super::regressor::{GpRegressor, Observations};
+use super::regressor::{GpRegressor, Observations, lower_inverse};
 
 /// Optuna's `DEFAULT_MINIMUM_NOISE_VAR`.
 pub const MINIMUM_NOISE_VAR: f64 = 1e-6;
@@ -101,7 +101,9 @@ impl<'a> Objective<'a> {
         let log_det: f64 = 2.0 * chol.l_dirty().diagonal().iter().map(|v| v.ln()).sum::<f64>();
         let alpha = chol.solve(&self.y);
         let lml = -0.5 * log_det - 0.5 * self.y.dot(&alpha);
-        let inverse = chol.inverse();
+        // C⁻¹ = L⁻ᵀL⁻¹: a triangular inverse and a matrix product, several times cheaper than `Cholesky::inverse`.
+        let l_inv = lower_inverse(chol.l_dirty());
+        let inverse = l_inv.transpose() * &l_inv;
         // W = ααᵀ − C⁻¹; ∂lml/∂θ = ½ Σ_ij W_ij ∂C_ij/∂θ, the off-diagonal pairs counted twice.
         let mut g_scale = 0.0;
         let mut g_noise = 0.0;

@@ -67,6 +67,28 @@ pub fn cholesky_with_jitter(mut c: DMatrix<f64>, scale: f64) -> Option<Cholesky<
     None
 }
 
+/// `L⁻¹` for a lower-triangular `l` (the upper triangle of `l` is ignored): column `j` solves
+/// `L x = e_j` from row `j` down, the rows above being zero.
+pub fn lower_inverse(l: &DMatrix<f64>) -> DMatrix<f64> {
+    let n = l.nrows();
+    let mut x = DMatrix::zeros(n, n);
+    let ls = l.as_slice();
+    let xs = x.as_mut_slice();
+    for j in 0..n {
+        let col = &mut xs[j * n..(j + 1) * n];
+        col[j] = 1.0;
+        for k in j..n {
+            let lk = &ls[k * n..(k + 1) * n];
+            let xk = col[k] / lk[k];
+            col[k] = xk;
+            for i in k + 1..n {
+                col[i] -= xk * lk[i];
+            }
+        }
+    }
+    x
+}
+
 /// The training covariance `K + σ²I`.
 pub fn covariance(obs: &Observations, params: &KernelParams) -> DMatrix<f64> {
     let n = obs.len();
@@ -88,8 +110,9 @@ pub fn covariance(obs: &Observations, params: &KernelParams) -> DMatrix<f64> {
 pub struct GpRegressor {
     params: KernelParams,
     obs: Observations,
-    /// Lower Cholesky factor of `K + σ²I`.
-    l: DMatrix<f64>,
+    /// Inverse of the lower Cholesky factor of `K + σ²I` (applied by matrix products, which
+    /// are several times faster than triangular solves here).
+    l_inv: DMatrix<f64>,
     /// `(K + σ²I)⁻¹ y`.
     alpha: DVector<f64>,
 }
@@ -102,7 +125,11 @@ impl GpRegressor {
         if alpha.iter().any(|v| !v.is_finite()) {
             return None;
         }
-        Some(Self { l: chol.unpack(), alpha, params, obs })
+        let l_inv = lower_inverse(&chol.unpack());
+        if l_inv.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        Some(Self { l_inv, alpha, params, obs })
     }
 
     pub fn params(&self) -> &KernelParams {
@@ -125,8 +152,8 @@ impl GpRegressor {
         let mut k = DVector::zeros(self.obs.len());
         self.cross_covariance(x, &mut k);
         let mean = k.dot(&self.alpha);
-        self.l.solve_lower_triangular_mut(&mut k);
-        (mean, (self.params.scale - k.norm_squared()).max(0.0))
+        let v = &self.l_inv * &k;
+        (mean, (self.params.scale - v.norm_squared()).max(0.0))
     }
 
     /// Posterior means and variances at the rows of `xs` (`dims` coordinates each), solving for
@@ -144,8 +171,8 @@ impl GpRegressor {
             }
         }
         let means = k.tr_mul(&self.alpha);
-        self.l.solve_lower_triangular_mut(&mut k);
-        (0..m).map(|p| (means[p], (self.params.scale - k.column(p).norm_squared()).max(0.0))).collect()
+        let v = &self.l_inv * &k;
+        (0..m).map(|p| (means[p], (self.params.scale - v.column(p).norm_squared()).max(0.0))).collect()
     }
 
     /// Posterior mean and variance at `x`, with their gradients with respect to `x` written to
@@ -162,11 +189,10 @@ impl GpRegressor {
             dk[i] = self.params.scale * dm;
         }
         let mean = k.dot(&self.alpha);
-        let mut v = k.clone();
-        self.l.solve_lower_triangular_mut(&mut v);
+        let v = &self.l_inv * &k;
         let raw_var = self.params.scale - v.norm_squared();
-        // w = C⁻¹ k
-        self.l.tr_solve_lower_triangular_mut(&mut v);
+        // w = C⁻¹ k = L⁻ᵀ L⁻¹ k
+        let v = self.l_inv.tr_mul(&v);
         dmean.iter_mut().for_each(|g| *g = 0.0);
         dvar.iter_mut().for_each(|g| *g = 0.0);
         for i in 0..n {
@@ -234,6 +260,16 @@ mod tests {
         }
         // At a training point the posterior interpolates (small noise).
         assert!((batch[1].0 - (2.0f64 * 1.3).sin()).abs() < 1e-2 && batch[1].1 < 1e-2);
+    }
+
+    #[test]
+    fn lower_inverse_inverts() {
+        let gp = toy();
+        let c = covariance(&gp.obs, &gp.params);
+        let chol = Cholesky::new(c).unwrap();
+        let l = chol.unpack();
+        let product = &l * lower_inverse(&l);
+        assert!((product - DMatrix::<f64>::identity(5, 5)).abs().max() < 1e-12);
     }
 
     #[test]
