@@ -76,8 +76,13 @@ fn bench_ask<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
         let sampler = GpSampler::new(GpConfig { n_preliminary_samples: preliminary, ..GpConfig::default() });
         for n in [50u64, 100, 200] {
             let trials = history(&space, n);
-            let ctx =
-                SamplingContext { study_name: "bench", direction: Direction::Minimize, seed: 1, trials: &trials, trial_number: n };
+            let ctx = SamplingContext {
+                study_name: "bench",
+                direction: Direction::Minimize,
+                seed: 1,
+                trials: &trials,
+                trial_number: n,
+            };
             assert_eq!(sampler.infer_relative_search_space(&ctx, &space).len(), 5);
             assert_eq!(ask(&sampler, &ctx, &space).len(), 5);
             group.bench_with_input(BenchmarkId::new(label, n), &ctx, |b, ctx| b.iter(|| ask(&sampler, black_box(ctx), &space)));

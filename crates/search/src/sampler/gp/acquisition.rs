@@ -38,19 +38,19 @@ pub struct LogEi<'a> {
 }
 
 impl LogEi<'_> {
-    fn from_moments(&self, mean: f64, var: f64) -> f64 {
+    fn of_moments(&self, mean: f64, var: f64) -> f64 {
         let sigma = (var + STABILIZING_NOISE).sqrt();
         standard_log_ei((mean - self.threshold) / sigma).0 + sigma.ln()
     }
 
     pub fn eval(&self, x: &[f64]) -> f64 {
         let (mean, var) = self.gp.posterior(x);
-        self.from_moments(mean, var)
+        self.of_moments(mean, var)
     }
 
     /// log EI at the rows of `xs`.
     pub fn eval_batch(&self, xs: &[f64]) -> Vec<f64> {
-        self.gp.posterior_batch(xs).into_iter().map(|(m, v)| self.from_moments(m, v)).collect()
+        self.gp.posterior_batch(xs).into_iter().map(|(m, v)| self.of_moments(m, v)).collect()
     }
 
     /// log EI at `x`, writing its gradient with respect to `x` (zero along categorical dimensions).
@@ -99,7 +99,7 @@ mod tests {
         // Far below, log h ≈ −z²/2 − log √(2π) − 2 log |z|, and the derivative ≈ −z.
         for z in [-30.0, -100.0, -1e4, -1e8] {
             let (v, d) = standard_log_ei(z);
-            let approx = -0.5 * z * z - LOG_SQRT_2PI - 2.0 * (-z as f64).ln();
+            let approx = -0.5 * z * z - LOG_SQRT_2PI - 2.0 * (-z).ln();
             assert!(v.is_finite() && d.is_finite());
             assert!((v - approx).abs() < 5.0 / (z * z), "z {z}: {v} vs {approx}");
             assert!((d / -z - 1.0).abs() < 5.0 / (z * z), "z {z}: {d}");

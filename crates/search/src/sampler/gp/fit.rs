@@ -128,10 +128,9 @@ impl<'a> Objective<'a> {
         }
         // Chain rule to log λ, and the prior.
         let mut prior = s.ln() - s + 0.1 * noise.ln() - 30.0 * noise;
-        for k in 0..d {
-            let lambda = p.inv_sq_lengthscales[k];
+        for (g, &lambda) in grad.iter_mut().zip(&p.inv_sq_lengthscales) {
             prior -= 0.1 / lambda + 0.1 * lambda;
-            grad[k] = -(grad[k] * lambda + 0.1 / lambda - 0.1 * lambda);
+            *g = -(*g * lambda + 0.1 / lambda - 0.1 * lambda);
         }
         grad[d] = -(g_scale + 1.0 - s);
         grad[d + 1] = if self.deterministic {
@@ -209,7 +208,11 @@ mod tests {
                 rp[k] += h;
                 rm[k] -= h;
                 let fd = (objective.eval(&rp, &mut [0.0; 5]) - objective.eval(&rm, &mut [0.0; 5])) / (2.0 * h);
-                assert!((fd - grad[k]).abs() < 1e-5 * fd.abs().max(1.0), "deterministic {deterministic}, k {k}: {fd} vs {}", grad[k]);
+                assert!(
+                    (fd - grad[k]).abs() < 1e-5 * fd.abs().max(1.0),
+                    "deterministic {deterministic}, k {k}: {fd} vs {}",
+                    grad[k]
+                );
             }
             if deterministic {
                 assert_eq!(grad[4], 0.0);

@@ -46,11 +46,7 @@ pub fn matern52_with_derivative(r2: f64) -> (f64, f64) {
 /// The per-dimension distance δ_d: squared difference, or Hamming distance for categoricals.
 #[inline]
 pub fn sq_diff(a: f64, b: f64, categorical: bool) -> f64 {
-    if categorical {
-        if a == b { 0.0 } else { 1.0 }
-    } else {
-        (a - b) * (a - b)
-    }
+    if categorical { if a == b { 0.0 } else { 1.0 } } else { (a - b) * (a - b) }
 }
 
 /// `r² = Σ_d λ_d δ_d(a, b)`.

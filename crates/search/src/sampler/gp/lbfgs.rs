@@ -90,7 +90,7 @@ where
         }
         two_loop(&history, &g, &free, &mut d, &mut alpha);
         let mut slope: f64 = d.iter().zip(&g).map(|(a, b)| a * b).sum();
-        if !(slope < 0.0) {
+        if slope.is_nan() || slope >= 0.0 {
             // Not a descent direction: forget the curvature pairs and go down the gradient.
             history.clear();
             for i in 0..n {

@@ -35,7 +35,13 @@ pub struct Effort {
 
 /// The encoded point that maximises `acqf` (found as described in the module documentation),
 /// and its value. `best_observed` is the encoded best trial, used as one more starting point.
-pub fn maximize(acqf: &LogEi<'_>, dims: &[Dim], best_observed: Option<&[f64]>, effort: Effort, rng: &mut StdRng) -> (Vec<f64>, f64) {
+pub fn maximize(
+    acqf: &LogEi<'_>,
+    dims: &[Dim],
+    best_observed: Option<&[f64]>,
+    effort: Effort,
+    rng: &mut StdRng,
+) -> (Vec<f64>, f64) {
     let d = dims.len();
     let n = effort.n_preliminary_samples.max(1);
     // Preliminary samples: a Sobol design scrambled afresh for every ask.
@@ -65,7 +71,7 @@ pub fn maximize(acqf: &LogEi<'_>, dims: &[Dim], best_observed: Option<&[f64]>, e
     let mut starts: Vec<Vec<f64>> = vec![samples[best * d..(best + 1) * d].to_vec()];
     let mut total: f64 = weights.iter().sum();
     for _ in 0..extra {
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             break;
         }
         let mut target = rng.random::<f64>() * total;
@@ -226,7 +232,13 @@ fn line_search(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, j: usize, grid: &[f
         let left = (t.floor() as usize).min(last - 1);
         let w = t - left as f64;
         let (a, b) = (at(left, cache), at(left + 1, cache));
-        if w == 0.0 { a } else if w == 1.0 { b } else { (1.0 - w) * a + w * b }
+        if w == 0.0 {
+            a
+        } else if w == 1.0 {
+            b
+        } else {
+            (1.0 - w) * a + w * b
+        }
     };
     const GOLDEN: f64 = 0.381_966_011_250_105;
     let (mut a, mut b, mut c) = (-1e-12, current as f64, last as f64 + 1e-12);

@@ -160,7 +160,7 @@ impl GpRegressor {
     /// all points at once.
     pub fn posterior_batch(&self, xs: &[f64]) -> Vec<(f64, f64)> {
         let d = self.obs.dims;
-        let m = if d == 0 { 0 } else { xs.len() / d };
+        let m = xs.len().checked_div(d).unwrap_or(0);
         let n = self.obs.len();
         let mut k = DMatrix::zeros(n, m);
         for p in 0..m {

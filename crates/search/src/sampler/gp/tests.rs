@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::sampler::SamplerConfig;
 use crate::storage::{InMemoryStorage, NewStudy};
 use crate::study::{Study, TellOutcome};
-use crate::sampler::SamplerConfig;
 use crate::trial::Direction;
 
 fn float(low: f64, high: f64) -> Distribution {
@@ -125,7 +125,10 @@ fn pruned_and_failed_trials_are_ignored() {
     noisy.push(trial(12, TrialState::Pruned, Some(-100.0), &[("x", &d, -0.9), ("y", &d, 0.9)]));
     noisy.push(trial(13, TrialState::Fail, None, &[("x", &d, 0.9), ("y", &d, 0.9)]));
     let sampler = small();
-    assert_eq!(ask(&sampler, &ctx(&trials, 14, Direction::Minimize), &space), ask(&sampler, &ctx(&noisy, 14, Direction::Minimize), &space));
+    assert_eq!(
+        ask(&sampler, &ctx(&trials, 14, Direction::Minimize), &space),
+        ask(&sampler, &ctx(&noisy, 14, Direction::Minimize), &space)
+    );
 }
 
 #[test]
@@ -258,7 +261,8 @@ fn branin(x1: f64, x2: f64) -> f64 {
 
 /// Best Branin value after 30 trials of a study with `sampler`.
 fn branin_best(sampler: SamplerConfig, seed: u64) -> f64 {
-    let space = SearchSpace::parse("x1: {type: float, low: -5.0, high: 10.0}\nx2: {type: float, low: 0.0, high: 15.0}\n", "b").unwrap();
+    let space =
+        SearchSpace::parse("x1: {type: float, low: -5.0, high: 10.0}\nx2: {type: float, low: 0.0, high: 15.0}\n", "b").unwrap();
     let mut new = NewStudy::new("branin", Direction::Minimize, seed);
     new.sampler = sampler;
     let study = Study::create(Arc::new(InMemoryStorage::new()), &new).unwrap();
