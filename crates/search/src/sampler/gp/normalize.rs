@@ -7,6 +7,9 @@
 
 use crate::space::Distribution;
 
+/// Largest int/stepped grid enumerated as a discrete dimension.
+pub const MAX_GRID: usize = 4096;
+
 /// How the acquisition optimiser treats a dimension.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DimKind {
@@ -50,8 +53,10 @@ impl Dim {
             (lo, hi) = (lo.ln(), hi.ln());
         }
         let mut dim = Self { kind: DimKind::Continuous, distribution: distribution.clone(), low: lo, high: hi, log };
-        if step > 0.0 {
-            let count = ((high - low) / step).round() as usize + 1;
+        let count = ((high - low) / step).round() + 1.0;
+        // A grid too large to enumerate is searched as a continuous range and rounded at the end.
+        if step > 0.0 && count <= MAX_GRID as f64 {
+            let count = count as usize;
             let grid = (0..count).map(|k| dim.encode((low + k as f64 * step).min(high))).collect();
             dim.kind = DimKind::Discrete(grid);
         }
@@ -144,6 +149,15 @@ mod tests {
         assert_eq!(grid.len(), 1024);
         assert!(grid.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(log_int.decode(log_int.encode(37.0)), 37.0);
+    }
+
+    #[test]
+    fn huge_int_ranges_are_searched_as_continuous_and_rounded() {
+        let dim = Dim::new(&Distribution::Int { low: 0, high: 1_000_000_000, log: false, step: 1 });
+        assert_eq!(dim.kind, DimKind::Continuous);
+        let v = dim.decode(0.123_456_789_9);
+        assert_eq!(v.fract(), 0.0);
+        assert!((v - 123_456_789.0).abs() <= 1.0, "{v}");
     }
 
     #[test]

@@ -175,18 +175,15 @@ fn gradient_ascent(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, continuous: &[u
 
 /// Optimises dimension `j` alone over its values; true when it improved `f`.
 fn discrete_search(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, j: usize, dim: &Dim) -> bool {
-    let choices: Vec<f64> = match &dim.kind {
-        DimKind::Continuous => return false,
-        DimKind::Discrete(grid) => grid.clone(),
-        DimKind::Categorical(n) => (0..*n).map(|i| i as f64).collect(),
-    };
-    if choices.len() <= 1 {
-        return false;
-    }
-    if dim.is_categorical() || choices.len() <= MAX_EXHAUSTIVE {
-        exhaustive(acqf, x, f, j, &choices)
-    } else {
-        line_search(acqf, x, f, j, &choices)
+    match &dim.kind {
+        DimKind::Continuous => false,
+        DimKind::Categorical(n) => {
+            let choices: Vec<f64> = (0..*n).map(|i| i as f64).collect();
+            *n > 1 && exhaustive(acqf, x, f, j, &choices)
+        }
+        DimKind::Discrete(grid) if grid.len() <= 1 => false,
+        DimKind::Discrete(grid) if grid.len() <= MAX_EXHAUSTIVE => exhaustive(acqf, x, f, j, grid),
+        DimKind::Discrete(grid) => line_search(acqf, x, f, j, grid),
     }
 }
 
@@ -215,17 +212,20 @@ fn exhaustive(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, j: usize, choices: &
 fn line_search(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, j: usize, grid: &[f64]) -> bool {
     let last = grid.len() - 1;
     let current = super::normalize::nearest(grid, x[j]);
-    let mut cache: Vec<Option<f64>> = vec![None; grid.len()];
-    cache[current] = Some(-*f);
+    // Evaluated grid points (a few dozen at most, so a list beats a table the size of the grid).
+    let mut cache: Vec<(usize, f64)> = vec![(current, -*f)];
     let mut point = x.to_vec();
-    let mut at = |i: usize, cache: &mut Vec<Option<f64>>| -> f64 {
-        *cache[i].get_or_insert_with(|| {
-            point[j] = grid[i];
-            -acqf.eval(&point)
-        })
+    let mut at = |i: usize, cache: &mut Vec<(usize, f64)>| -> f64 {
+        if let Some(&(_, v)) = cache.iter().find(|(k, _)| *k == i) {
+            return v;
+        }
+        point[j] = grid[i];
+        let v = -acqf.eval(&point);
+        cache.push((i, v));
+        v
     };
     // Negative acquisition, linearly interpolated; +∞ outside the grid.
-    let mut g = |t: f64, cache: &mut Vec<Option<f64>>| -> f64 {
+    let mut g = |t: f64, cache: &mut Vec<(usize, f64)>| -> f64 {
         if !(0.0..=last as f64).contains(&t) {
             return f64::INFINITY;
         }

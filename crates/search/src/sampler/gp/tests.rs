@@ -253,6 +253,26 @@ fn mixed_space_suggestions_are_valid_on_grid_and_improve() {
     assert!(best < 0.5 * best_random, "GP best {best} vs start-up best {best_random}");
 }
 
+#[test]
+fn huge_and_wide_integer_ranges_stay_valid() {
+    let space = SearchSpace::parse(
+        "seed: {type: int, low: 0, high: 1000000000}\nsteps: {type: int, low: 10, high: 100000, step: 10}\nkind: {type: categorical, choices: [a, b]}\n",
+        "ints",
+    )
+    .unwrap();
+    let mut new = NewStudy::new("ints", Direction::Maximize, 2);
+    new.sampler = SamplerConfig::Gp(GpConfig { n_startup_trials: 3, n_preliminary_samples: 64, ..GpConfig::default() });
+    let study = Study::create(Arc::new(InMemoryStorage::new()), &new).unwrap();
+    for _ in 0..8 {
+        let trial = study.ask(&space).unwrap();
+        for (name, dist) in space.iter() {
+            assert!(dist.contains(dist.to_internal(&trial.params[name]).unwrap()), "{name}");
+        }
+        let value = (trial.params["steps"].as_f64().unwrap() / 1e5).sin();
+        study.tell(trial.number, TellOutcome::Value(value)).unwrap();
+    }
+}
+
 fn branin(x1: f64, x2: f64) -> f64 {
     let pi = std::f64::consts::PI;
     let (b, c, t) = (5.1 / (4.0 * pi * pi), 5.0 / pi, 1.0 / (8.0 * pi));
