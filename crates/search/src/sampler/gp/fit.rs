@@ -149,14 +149,41 @@ pub struct Fit {
     pub fallback: Option<FitFallback>,
 }
 
-/// Fits the hyper-parameters to `obs`, always from Optuna's default starting point (so the
-/// result depends on the data only), stopping when the gradient is at most 1e-2 as Optuna's
-/// `gtol` does. Falls back to the default parameters when the fit fails, and returns no GP
-/// when even those cannot be factorised.
+/// Up to this many observations, [`fit`] also starts from shorter and longer length scales.
+pub const MULTI_START_MAX_OBSERVATIONS: usize = 64;
+
+/// Fits the hyper-parameters to `obs`, stopping when the gradient is at most 1e-2 as Optuna's
+/// `gtol` does. The fit always starts from Optuna's default point (every λ, the scale and the
+/// noise 1), so the result depends on the data only; with at most
+/// [`MULTI_START_MAX_OBSERVATIONS`] observations it also starts from λ = 10 and λ = 0.1 and keeps
+/// the best posterior (a deterministic stand-in for Optuna's warm start from the previous ask,
+/// where the likelihood has several optima and a fit is cheap). Falls back to the default
+/// parameters when the fit fails, and returns no GP when even those cannot be factorised.
 pub fn fit(obs: &Observations, deterministic: bool) -> Fit {
     let objective = Objective::new(obs, deterministic, MINIMUM_NOISE_VAR);
-    let x0 = objective.raw(&KernelParams::default_for(obs.dims));
-    fit_from(obs, deterministic, &x0)
+    let start = |lambda: f64| {
+        let mut p = KernelParams::default_for(obs.dims);
+        p.inv_sq_lengthscales.iter_mut().for_each(|v| *v = lambda);
+        objective.raw(&p)
+    };
+    let mut best = fit_from(obs, deterministic, &start(1.0));
+    if obs.len() > MULTI_START_MAX_OBSERVATIONS {
+        return best;
+    }
+    let mut grad = vec![0.0; obs.dims + 2];
+    let mut loss = |fit: &Fit| match (&fit.gp, fit.fallback) {
+        (Some(gp), None) => objective.eval(&objective.raw(gp.params()), &mut grad),
+        _ => f64::INFINITY,
+    };
+    let mut best_loss = loss(&best);
+    for lambda in [10.0, 0.1] {
+        let candidate = fit_from(obs, deterministic, &start(lambda));
+        let candidate_loss = loss(&candidate);
+        if candidate_loss < best_loss {
+            (best, best_loss) = (candidate, candidate_loss);
+        }
+    }
+    best
 }
 
 /// [`fit`] from the raw (log) parameters `x0`.
@@ -254,6 +281,21 @@ mod tests {
         let fitted = objective.eval(&objective.raw(gp.params()), &mut [0.0; 4]);
         let start = objective.eval(&objective.raw(&KernelParams::default_for(2)), &mut [0.0; 4]);
         assert!(fitted < start - 1.0, "{fitted} vs {start}");
+    }
+
+    #[test]
+    fn multi_start_keeps_the_best_posterior_and_is_deterministic() {
+        let obs = data();
+        let objective = Objective::new(&obs, false, MINIMUM_NOISE_VAR);
+        let loss = |fit: &Fit| objective.eval(&objective.raw(fit.gp.as_ref().unwrap().params()), &mut [0.0; 5]);
+        let best = fit(&obs, false);
+        for lambda in [1.0, 10.0, 0.1] {
+            let mut p = KernelParams::default_for(3);
+            p.inv_sq_lengthscales.iter_mut().for_each(|v| *v = lambda);
+            let single = fit_from(&obs, false, &objective.raw(&p));
+            assert!(loss(&best) <= loss(&single) + 1e-12, "λ0 = {lambda}");
+        }
+        assert_eq!(best.gp.unwrap().params(), fit(&obs, false).gp.unwrap().params());
     }
 
     #[test]

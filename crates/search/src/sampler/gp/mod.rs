@@ -20,12 +20,14 @@
 //!    dimensions with exhaustive or line search on the discrete ones (tolerance 1e-4).
 //!
 //! Where it differs from Optuna:
-//! - **Fit from a fixed start.** Optuna warm-starts the hyper-parameter fit from the previous
+//! - **Fit from fixed starts.** Optuna warm-starts the hyper-parameter fit from the previous
 //!   ask's result (kept in the sampler object). Here every ask fits from Optuna's default
 //!   starting point, so a suggestion depends only on (study seed, trial number, history) and a
-//!   CLI `ask` in a fresh process reproduces it. A fit that fails falls back to the default
-//!   kernel parameters, as Optuna's does; one that stops at an iteration limit with a finite
-//!   likelihood is kept (Optuna would discard it).
+//!   CLI `ask` in a fresh process reproduces it; up to 64 observations, two more starts (all
+//!   λ = 10, all λ = 0.1) are tried and the best posterior kept, which made the 25- and 50-trial
+//!   regret on Hartmann-6 and Rosenbrock-4 better over 30 seeds. A fit that fails falls back to
+//!   the default kernel parameters, as Optuna's does; one that stops at an iteration limit with
+//!   a finite likelihood is kept (Optuna would discard it).
 //! - **RUNNING trials** (parallel workers): instead of Optuna's qLogEI, a *capped Kriging
 //!   believer*: every other RUNNING trial that has all the joint parameters joins the data as a
 //!   pseudo-observation at the GP's posterior mean there, capped at the incumbent best value, with
@@ -35,6 +37,11 @@
 //!   method in the encoded coordinate (only for grids of more than 16 values).
 //! - **Box-constrained L-BFGS** is a projected L-BFGS without the generalised Cauchy point.
 //! - **Preliminary samples**: 2048 by default, as Optuna; `n_preliminary_samples` lowers it for latency.
+//!
+//! Checked against Optuna: on the same history, the fitted hyper-parameters agree with
+//! Optuna's `fit_kernel_params` (no cache) to about four digits, and the acquisition maximum
+//! found is equal or higher. Regret after 25 and 50 trials against Optuna's GPSampler and ask
+//! latency: `examples/gp_regret.rs`, `benches/optuna_gp.py`, `cargo bench --bench gp_ask`.
 //!
 //! Numerics never fail an ask: non-positive-definite covariances get growing jitter; a failed
 //! fit falls back to the default kernel parameters; if even those cannot be factorised, the
