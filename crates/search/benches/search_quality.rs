@@ -1,8 +1,9 @@
-//! Search quality: TPE vs random search on standard black-box functions, through the real
-//! `Study` ask/tell path over `InMemoryStorage`.
+//! Search quality: TPE, the GP sampler and random search on standard black-box functions,
+//! through the real `Study` ask/tell path over `InMemoryStorage`.
 //!
-//! For each function and sampler, 30 seeds; prints the median and quartiles of the best value
-//! found after N trials (lower is better; the known optimum is shown).
+//! For each function and sampler, 30 seeds (run on two threads); prints the median and
+//! quartiles of the best value found after N trials (lower is better; the known optimum is
+//! shown), and on how many seeds TPE and GP beat random search at the largest N.
 //!
 //! Run: `cargo bench -p nightshift-search --bench search_quality`
 
@@ -11,11 +12,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nightshift_search::{
-    Direction, InMemoryStorage, NewStudy, ParamValue, SamplerConfig, SearchSpace, Study, TellOutcome, TpeConfig,
+    Direction, GpConfig, InMemoryStorage, NewStudy, ParamValue, SamplerConfig, SearchSpace, Study, TellOutcome, TpeConfig,
 };
 
 const SEEDS: u64 = 30;
-const CHECKPOINTS: [usize; 3] = [50, 100, 200];
+const CHECKPOINTS: [usize; 4] = [25, 50, 100, 200];
 
 struct Problem {
     name: &'static str,
@@ -128,10 +129,34 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// `run` for every seed, spread over two threads; indexed by seed.
+fn runs(problem: &Problem, sampler: &SamplerConfig) -> Vec<Vec<f64>> {
+    let mut out = vec![Vec::new(); SEEDS as usize];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2u64)
+            .map(|t| {
+                scope.spawn(move || {
+                    (0..SEEDS).filter(|s| s % 2 == t).map(|seed| (seed, run(problem, sampler, seed))).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            for (seed, r) in handle.join().expect("run thread") {
+                out[seed as usize] = r;
+            }
+        }
+    });
+    out
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; other flags (e.g. a filter) are ignored.
     let started = Instant::now();
-    let samplers = [("tpe", SamplerConfig::Tpe(TpeConfig::default())), ("random", SamplerConfig::Random)];
+    let samplers = [
+        ("tpe", SamplerConfig::Tpe(TpeConfig::default())),
+        ("gp", SamplerConfig::Gp(GpConfig::default())),
+        ("random", SamplerConfig::Random),
+    ];
     println!("best value after N trials over {SEEDS} seeds: median [25th, 75th percentile]; lower is better");
     println!(
         "{:<10} {:>10} {:<7} {}",
@@ -141,25 +166,33 @@ fn main() {
         CHECKPOINTS.map(|n| format!("{:>34}", format!("N={n}"))).join("")
     );
     for problem in &PROBLEMS {
-        let mut medians = Vec::new();
+        let mut all = Vec::new();
         for (label, sampler) in &samplers {
-            let runs: Vec<Vec<f64>> = (0..SEEDS).map(|seed| run(problem, sampler, seed)).collect();
+            let t0 = Instant::now();
+            let runs = runs(problem, sampler);
             let mut cells = String::new();
-            let mut row_medians = Vec::new();
             for c in 0..CHECKPOINTS.len() {
                 let mut v: Vec<f64> = runs.iter().map(|r| r[c]).collect();
                 v.sort_by(f64::total_cmp);
                 let (q1, med, q3) = (quantile(&v, 0.25), quantile(&v, 0.5), quantile(&v, 0.75));
-                row_medians.push(med);
                 cells.push_str(&format!("{:>34}", format!("{med:.4} [{q1:.4}, {q3:.4}]")));
             }
-            medians.push(row_medians);
-            println!("{:<10} {:>10.5} {:<7} {cells}", problem.name, problem.optimum, label);
+            println!(
+                "{:<10} {:>10.5} {:<7} {cells}   ({:.1} s)",
+                problem.name,
+                problem.optimum,
+                label,
+                t0.elapsed().as_secs_f64()
+            );
+            all.push(runs);
         }
-        // How many seeds TPE wins at the largest N.
+        // On how many seeds TPE and GP beat random at the largest N.
         let last = CHECKPOINTS.len() - 1;
-        let wins = (0..SEEDS).filter(|&s| run(problem, &samplers[0].1, s)[last] < run(problem, &samplers[1].1, s)[last]).count();
-        println!("{:<10} TPE better than random on {wins}/{SEEDS} seeds at N={}", "", CHECKPOINTS[last]);
+        let random = &all[samplers.len() - 1];
+        for (i, (label, _)) in samplers.iter().enumerate().take(samplers.len() - 1) {
+            let wins = (0..SEEDS as usize).filter(|&s| all[i][s][last] < random[s][last]).count();
+            println!("{:<10} {label} better than random on {wins}/{SEEDS} seeds at N={}", "", CHECKPOINTS[last]);
+        }
     }
     println!("({:.1} s)", started.elapsed().as_secs_f64());
 }

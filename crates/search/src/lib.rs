@@ -7,7 +7,8 @@
 //!   JSON (ours or Optuna's `--search-space` format) and validated, with errors that name the
 //!   parameter and line.
 //! - [`FrozenTrial`], [`TrialState`], [`Direction`] (`trial.rs`): immutable snapshots of trials.
-//! - [`Sampler`] (`sampler/`): [`RandomSampler`], [`TpeSampler`] (`sampler/tpe/`), grid, QMC.
+//! - [`Sampler`] (`sampler/`): [`RandomSampler`], [`TpeSampler`] (`sampler/tpe/`), [`GpSampler`]
+//!   (`sampler/gp/`, Gaussian-process Bayesian optimisation), grid, QMC.
 //! - [`Pruner`] (`pruner/`): median, percentile, successive halving, Hyperband, patient, threshold.
 //! - [`Storage`] (`storage/`): the persistence seam, with [`InMemoryStorage`]; the SQLite and
 //!   PostgreSQL backends live in `nightshift-store` and pass the same [`testing`] suite.
@@ -44,7 +45,8 @@ pub use pruner::{
     ThresholdConfig, ThresholdPruner,
 };
 pub use sampler::{
-    GridSampler, QmcConfig, QmcSampler, RandomSampler, Sampler, SamplerConfig, SamplingContext, TpeConfig, TpeSampler,
+    GpConfig, GpSampler, GridSampler, QmcConfig, QmcSampler, RandomSampler, Sampler, SamplerConfig, SamplingContext, TpeConfig,
+    TpeSampler,
 };
 pub use space::{Distribution, ParamValue, Params, SearchSpace};
 pub use storage::{FAIL_REASON_ATTR, InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam};

@@ -5,6 +5,7 @@
 //! Every suggestion is a deterministic function of (study seed, trial number, history), so an `ask`
 //! in a brand-new process reproduces, and concurrent start-up trials differ.
 
+pub mod gp;
 pub mod grid;
 pub mod qmc;
 pub mod random;
@@ -20,6 +21,7 @@ use crate::error::Result;
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::{Direction, FrozenTrial};
 
+pub use gp::{GpConfig, GpSampler};
 pub use grid::GridSampler;
 pub use qmc::{QmcConfig, QmcSampler};
 pub use random::RandomSampler;
@@ -93,6 +95,7 @@ pub enum SamplerConfig {
     Tpe(TpeConfig),
     Grid,
     Qmc(QmcConfig),
+    Gp(GpConfig),
 }
 
 impl Default for SamplerConfig {
@@ -108,6 +111,7 @@ impl SamplerConfig {
             Self::Tpe(config) => Box::new(TpeSampler::new(config.clone())),
             Self::Grid => Box::new(GridSampler),
             Self::Qmc(config) => Box::new(QmcSampler::new(config.clone())),
+            Self::Gp(config) => Box::new(GpSampler::new(config.clone())),
         }
     }
 
@@ -119,11 +123,12 @@ impl SamplerConfig {
             "random" => "random",
             "grid" => "grid",
             "qmc" => "qmc",
+            "gp" => "gp",
             _ => {
                 return Err(crate::Error::Config {
                     what: "sampler",
                     message: format!(
-                        "unknown sampler '{name}' (valid: tpe, random, grid, qmc; Optuna names such as TPESampler work too)"
+                        "unknown sampler '{name}' (valid: tpe, random, grid, qmc, gp; Optuna names such as TPESampler work too)"
                     ),
                 });
             }

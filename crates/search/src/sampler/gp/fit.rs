@@ -1,0 +1,335 @@
+//! Fitting the kernel hyper-parameters: maximise the log marginal likelihood plus Optuna's
+//! default log prior, over the logarithms of the parameters, with L-BFGS and analytic gradients.
+//!
+//! Parameters (all positive, optimised as logarithms): λ_d (inverse squared length scales), the
+//! kernel scale `s` and the noise variance `σ² = exp(ρ) + min_noise` (fixed at `min_noise` for a
+//! deterministic objective). Log prior (Optuna's `prior.py`, constants dropped):
+//! `−Σ_d (0.1/λ_d + 0.1·λ_d) + (log s − s) + (0.1·log σ² − 30·σ²)`, i.e. Gamma(2, 1) on the
+//! scale and Gamma(1.1, 30) on the noise.
+//!
+//! Log marginal likelihood: `−½ log det C − ½ yᵀC⁻¹y` with `C = K + σ²I`; its gradient is
+//! `½ tr((ααᵀ − C⁻¹) ∂C/∂θ)` with `α = C⁻¹y`.
+
+use nalgebra::{Cholesky, DMatrix, DVector};
+
+use super::kernel::{KernelParams, matern52_with_derivative, sq_diff};
+use super::lbfgs::{self, Options};
+use super::regressor::{GpRegressor, Observations, lower_inverse};
+
+/// Optuna's `DEFAULT_MINIMUM_NOISE_VAR`.
+pub const MINIMUM_NOISE_VAR: f64 = 1e-6;
+
+/// Why a fit did not produce fitted hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FitFallback {
+    /// The likelihood could not be evaluated at the starting point or the optimum; the default
+    /// kernel parameters were used instead.
+    DefaultParams,
+}
+
+/// The negative log posterior of the hyper-parameters as a function of their logarithms.
+pub struct Objective<'a> {
+    obs: &'a Observations,
+    y: DVector<f64>,
+    /// δ_d between observations i > j, pair-major: `pairs[(i(i−1)/2 + j)·dims + d]`.
+    pairs: Vec<f64>,
+    deterministic: bool,
+    min_noise: f64,
+}
+
+impl<'a> Objective<'a> {
+    pub fn new(obs: &'a Observations, deterministic: bool, min_noise: f64) -> Self {
+        let (n, d) = (obs.len(), obs.dims);
+        let mut pairs = Vec::with_capacity(n * n.saturating_sub(1) / 2 * d);
+        for i in 0..n {
+            for j in 0..i {
+                let (a, b) = (obs.row(i), obs.row(j));
+                pairs.extend((0..d).map(|c| sq_diff(a[c], b[c], obs.categorical[c])));
+            }
+        }
+        Self { obs, y: DVector::from_column_slice(&obs.y), pairs, deterministic, min_noise }
+    }
+
+    /// Raw (log) parameters → kernel parameters.
+    pub fn params(&self, raw: &[f64]) -> KernelParams {
+        let d = self.obs.dims;
+        KernelParams {
+            inv_sq_lengthscales: raw[..d].iter().map(|v| v.exp()).collect(),
+            scale: raw[d].exp(),
+            noise_var: if self.deterministic { self.min_noise } else { raw[d + 1].exp() + self.min_noise },
+        }
+    }
+
+    /// Kernel parameters → raw (log) parameters (the inverse of [`Objective::params`]).
+    pub fn raw(&self, params: &KernelParams) -> Vec<f64> {
+        let mut raw: Vec<f64> = params.inv_sq_lengthscales.iter().map(|v| v.ln()).collect();
+        raw.push(params.scale.ln());
+        // Keep the noise a little above its minimum so that its logarithm is finite.
+        raw.push((params.noise_var - 0.99 * self.min_noise).max(0.01 * self.min_noise).ln());
+        raw
+    }
+
+    /// Negative (log marginal likelihood + log prior) at `raw`, writing its gradient; +∞ when the
+    /// covariance is not positive definite.
+    pub fn eval(&self, raw: &[f64], grad: &mut [f64]) -> f64 {
+        let (n, d) = (self.obs.len(), self.obs.dims);
+        let p = self.params(raw);
+        let (s, noise) = (p.scale, p.noise_var);
+        if !s.is_finite() || !noise.is_finite() || p.inv_sq_lengthscales.iter().any(|v| !v.is_finite()) {
+            return f64::INFINITY;
+        }
+        // Covariance, with the kernel correlations m and their derivatives dm per pair.
+        let n_pairs = n * n.saturating_sub(1) / 2;
+        let mut m = Vec::with_capacity(n_pairs);
+        let mut dm = Vec::with_capacity(n_pairs);
+        let mut c = DMatrix::zeros(n, n);
+        let mut pair = 0;
+        for i in 0..n {
+            c[(i, i)] = s + noise;
+            for j in 0..i {
+                let deltas = &self.pairs[pair * d..(pair + 1) * d];
+                let r2: f64 = deltas.iter().zip(&p.inv_sq_lengthscales).map(|(a, b)| a * b).sum();
+                let (mi, dmi) = matern52_with_derivative(r2);
+                c[(i, j)] = s * mi;
+                c[(j, i)] = s * mi;
+                m.push(mi);
+                dm.push(dmi);
+                pair += 1;
+            }
+        }
+        let Some(chol) = Cholesky::new(c) else { return f64::INFINITY };
+        let log_det: f64 = 2.0 * chol.l_dirty().diagonal().iter().map(|v| v.ln()).sum::<f64>();
+        let alpha = chol.solve(&self.y);
+        let lml = -0.5 * log_det - 0.5 * self.y.dot(&alpha);
+        // C⁻¹ = L⁻ᵀL⁻¹: a triangular inverse and a matrix product, several times cheaper than `Cholesky::inverse`.
+        let l_inv = lower_inverse(chol.l_dirty());
+        let inverse = l_inv.transpose() * &l_inv;
+        // W = ααᵀ − C⁻¹; ∂lml/∂θ = ½ Σ_ij W_ij ∂C_ij/∂θ, the off-diagonal pairs counted twice.
+        let mut g_scale = 0.0;
+        let mut g_noise = 0.0;
+        for i in 0..n {
+            let w = alpha[i] * alpha[i] - inverse[(i, i)];
+            g_scale += 0.5 * w * s;
+            g_noise += 0.5 * w;
+        }
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        let mut pair = 0;
+        for i in 0..n {
+            for j in 0..i {
+                let w = alpha[i] * alpha[j] - inverse[(i, j)];
+                g_scale += w * s * m[pair];
+                let coeff = w * s * dm[pair];
+                let deltas = &self.pairs[pair * d..(pair + 1) * d];
+                for k in 0..d {
+                    grad[k] += coeff * deltas[k];
+                }
+                pair += 1;
+            }
+        }
+        // Chain rule to log λ, and the prior.
+        let mut prior = s.ln() - s + 0.1 * noise.ln() - 30.0 * noise;
+        for (g, &lambda) in grad.iter_mut().zip(&p.inv_sq_lengthscales) {
+            prior -= 0.1 / lambda + 0.1 * lambda;
+            *g = -(*g * lambda + 0.1 / lambda - 0.1 * lambda);
+        }
+        grad[d] = -(g_scale + 1.0 - s);
+        grad[d + 1] = if self.deterministic {
+            0.0
+        } else {
+            let e = raw[d + 1].exp();
+            -(g_noise * e + (0.1 / noise - 30.0) * e)
+        };
+        -(lml + prior)
+    }
+}
+
+/// A fitted GP, and why the fit fell back to defaults if it did.
+pub struct Fit {
+    pub gp: Option<GpRegressor>,
+    pub fallback: Option<FitFallback>,
+}
+
+/// Up to this many observations, [`fit`] also starts from shorter and longer length scales.
+pub const MULTI_START_MAX_OBSERVATIONS: usize = 64;
+
+/// Fits the hyper-parameters to `obs`, stopping when the gradient is at most 1e-2 as Optuna's
+/// `gtol` does. The fit always starts from Optuna's default point (every λ, the scale and the
+/// noise 1), so the result depends on the data only; with at most
+/// [`MULTI_START_MAX_OBSERVATIONS`] observations it also starts from λ = 10 and λ = 0.1 and keeps
+/// the best posterior (a deterministic stand-in for Optuna's warm start from the previous ask,
+/// where the likelihood has several optima and a fit is cheap). Falls back to the default
+/// parameters when the fit fails, and returns no GP when even those cannot be factorised.
+pub fn fit(obs: &Observations, deterministic: bool) -> Fit {
+    let objective = Objective::new(obs, deterministic, MINIMUM_NOISE_VAR);
+    let start = |lambda: f64| {
+        let mut p = KernelParams::default_for(obs.dims);
+        p.inv_sq_lengthscales.iter_mut().for_each(|v| *v = lambda);
+        objective.raw(&p)
+    };
+    let mut best = fit_from(obs, deterministic, &start(1.0));
+    if obs.len() > MULTI_START_MAX_OBSERVATIONS {
+        return best;
+    }
+    let mut grad = vec![0.0; obs.dims + 2];
+    let mut loss = |fit: &Fit| match (&fit.gp, fit.fallback) {
+        (Some(gp), None) => objective.eval(&objective.raw(gp.params()), &mut grad),
+        _ => f64::INFINITY,
+    };
+    let mut best_loss = loss(&best);
+    for lambda in [10.0, 0.1] {
+        let candidate = fit_from(obs, deterministic, &start(lambda));
+        let candidate_loss = loss(&candidate);
+        if candidate_loss < best_loss {
+            (best, best_loss) = (candidate, candidate_loss);
+        }
+    }
+    best
+}
+
+/// [`fit`] from the raw (log) parameters `x0`.
+pub fn fit_from(obs: &Observations, deterministic: bool, x0: &[f64]) -> Fit {
+    let objective = Objective::new(obs, deterministic, MINIMUM_NOISE_VAR);
+    let default = KernelParams::default_for(obs.dims);
+    let options = Options { pgtol: 1e-2, max_iters: 200, ..Options::default() };
+    let out = lbfgs::minimize(|raw, grad| objective.eval(raw, grad), x0, None, &options);
+    if out.f.is_finite()
+        && let Some(gp) = GpRegressor::new(obs.clone(), objective.params(&out.x))
+    {
+        return Fit { gp: Some(gp), fallback: None };
+    }
+    let mut params = default;
+    if deterministic {
+        params.noise_var = MINIMUM_NOISE_VAR;
+    }
+    Fit { gp: GpRegressor::new(obs.clone(), params), fallback: Some(FitFallback::DefaultParams) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> Observations {
+        let mut obs = Observations::new(3, vec![false, false, true]);
+        for i in 0..12 {
+            let t = i as f64;
+            let row = [(t * 0.37).fract(), (t * 0.61 + 0.2).fract(), (i % 3) as f64];
+            obs.push(&row, (4.0 * row[0]).sin() + row[1] * row[1] + 0.3 * row[2]);
+        }
+        let mean = obs.y.iter().sum::<f64>() / obs.y.len() as f64;
+        obs.y.iter_mut().for_each(|v| *v -= mean);
+        obs
+    }
+
+    #[test]
+    fn likelihood_gradient_matches_finite_differences() {
+        let obs = data();
+        for deterministic in [false, true] {
+            let objective = Objective::new(&obs, deterministic, MINIMUM_NOISE_VAR);
+            let raw = [0.3, -0.5, 0.2, 0.1, -3.0];
+            let mut grad = [0.0; 5];
+            let f = objective.eval(&raw, &mut grad);
+            assert!(f.is_finite());
+            for k in 0..5 {
+                let h = 1e-6;
+                let (mut rp, mut rm) = (raw, raw);
+                rp[k] += h;
+                rm[k] -= h;
+                let fd = (objective.eval(&rp, &mut [0.0; 5]) - objective.eval(&rm, &mut [0.0; 5])) / (2.0 * h);
+                assert!(
+                    (fd - grad[k]).abs() < 1e-5 * fd.abs().max(1.0),
+                    "deterministic {deterministic}, k {k}: {fd} vs {}",
+                    grad[k]
+                );
+            }
+            if deterministic {
+                assert_eq!(grad[4], 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn likelihood_value_matches_the_direct_formula() {
+        let obs = data();
+        let objective = Objective::new(&obs, false, MINIMUM_NOISE_VAR);
+        let raw = [0.3, -0.5, 0.2, 0.1, -3.0];
+        let p = objective.params(&raw);
+        let c = super::super::regressor::covariance(&obs, &p);
+        let y = DVector::from_column_slice(&obs.y);
+        let lml = -0.5 * c.determinant().ln() - 0.5 * y.dot(&(c.clone().try_inverse().unwrap() * &y));
+        let prior = -p.inv_sq_lengthscales.iter().map(|l| 0.1 / l + 0.1 * l).sum::<f64>() + p.scale.ln() - p.scale
+            + 0.1 * p.noise_var.ln()
+            - 30.0 * p.noise_var;
+        let f = objective.eval(&raw, &mut [0.0; 5]);
+        assert!((f + lml + prior).abs() < 1e-8, "{f} vs {}", -(lml + prior));
+    }
+
+    #[test]
+    fn fitting_raises_the_posterior_and_learns_an_irrelevant_dimension() {
+        // y depends on x0 only: the fitted λ of x1 must come out much smaller than that of x0.
+        let mut obs = Observations::new(2, vec![false, false]);
+        for i in 0..25 {
+            let t = i as f64;
+            let row = [(t * 0.381_966).fract(), (t * 0.618_034 + 0.1).fract()];
+            obs.push(&row, (6.0 * row[0]).sin());
+        }
+        let fit = fit(&obs, false);
+        assert!(fit.fallback.is_none());
+        let gp = fit.gp.unwrap();
+        let lambda = &gp.params().inv_sq_lengthscales;
+        assert!(lambda[0] > 10.0 * lambda[1], "{lambda:?}");
+        let objective = Objective::new(&obs, false, MINIMUM_NOISE_VAR);
+        let fitted = objective.eval(&objective.raw(gp.params()), &mut [0.0; 4]);
+        let start = objective.eval(&objective.raw(&KernelParams::default_for(2)), &mut [0.0; 4]);
+        assert!(fitted < start - 1.0, "{fitted} vs {start}");
+    }
+
+    #[test]
+    fn multi_start_keeps_the_best_posterior_and_is_deterministic() {
+        let obs = data();
+        let objective = Objective::new(&obs, false, MINIMUM_NOISE_VAR);
+        let loss = |fit: &Fit| objective.eval(&objective.raw(fit.gp.as_ref().unwrap().params()), &mut [0.0; 5]);
+        let best = fit(&obs, false);
+        for lambda in [1.0, 10.0, 0.1] {
+            let mut p = KernelParams::default_for(3);
+            p.inv_sq_lengthscales.iter_mut().for_each(|v| *v = lambda);
+            let single = fit_from(&obs, false, &objective.raw(&p));
+            assert!(loss(&best) <= loss(&single) + 1e-12, "λ0 = {lambda}");
+        }
+        assert_eq!(best.gp.unwrap().params(), fit(&obs, false).gp.unwrap().params());
+    }
+
+    #[test]
+    fn degenerate_data_still_gives_a_model() {
+        // One point; all-equal values; duplicated points.
+        let mut one = Observations::new(2, vec![false, true]);
+        one.push(&[0.5, 1.0], 0.0);
+        assert!(fit(&one, false).gp.is_some());
+        let mut same = Observations::new(1, vec![false]);
+        for i in 0..6 {
+            same.push(&[i as f64 / 5.0], 0.0);
+        }
+        assert!(fit(&same, true).gp.is_some());
+        let mut dup = Observations::new(1, vec![false]);
+        for i in 0..6 {
+            dup.push(&[0.25], if i % 2 == 0 { 1.0 } else { -1.0 });
+        }
+        let fit = fit(&dup, true);
+        assert!(fit.gp.is_some());
+    }
+
+    #[test]
+    fn a_failed_fit_falls_back_to_the_default_parameters_or_to_nothing() {
+        let obs = data();
+        // A start where the likelihood is not finite (λ = e^800 overflows): default parameters.
+        let fit = fit_from(&obs, false, &[800.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(fit.fallback, Some(FitFallback::DefaultParams));
+        assert_eq!(fit.gp.unwrap().params(), &KernelParams::default_for(3));
+        // Data that no parameters can model (a NaN coordinate): no GP at all.
+        let mut bad = Observations::new(1, vec![false]);
+        bad.push(&[f64::NAN], 1.0);
+        bad.push(&[0.5], 0.0);
+        let fit = super::fit(&bad, false);
+        assert_eq!(fit.fallback, Some(FitFallback::DefaultParams));
+        assert!(fit.gp.is_none());
+    }
+}

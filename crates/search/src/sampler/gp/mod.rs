@@ -1,0 +1,265 @@
+//! Gaussian-process Bayesian optimisation, following Optuna 5.0's `GPSampler`.
+//!
+//! Per ask, once `n_startup_trials` trials are COMPLETE (before that, and for parameters outside
+//! the joint space, a composed [`RandomSampler`] samples, as Optuna's independent sampler does):
+//! 1. **Space**: the parameters of the asked space that every COMPLETE trial has (Optuna's
+//!    `IntersectionSearchSpace`), minus single-valued ones, encoded in the unit cube
+//!    ([`normalize`]: log scale for log parameters; ints and stepped floats widened by half a
+//!    step and rounded back onto their grid; categoricals as choice indices).
+//! 2. **Data**: COMPLETE trials only (PRUNED and FAIL are ignored, as in Optuna); values as losses
+//!    (sign flipped for `maximize`), negated to be maximised, infinities clipped to the finite
+//!    extremes (`warn_and_convert_inf`), then standardised.
+//! 3. **Model** ([`kernel`], [`regressor`], [`fit`]): Matérn-5/2 ARD kernel (Hamming distance for
+//!    categoricals) with a kernel scale and a noise variance (≥ 1e-6, fixed at 1e-6 with
+//!    `deterministic_objective`), fitted by maximising the log marginal likelihood plus Optuna's
+//!    default log prior with L-BFGS ([`lbfgs`]) on the log-parameters with analytic gradients.
+//! 4. **Acquisition** ([`acquisition`]): log expected improvement over the best observed
+//!    standardised value, computed stably in the far tail.
+//! 5. **Optimisation** ([`optimize`]): Sobol preliminary samples, roulette-selected starting
+//!    points plus the best trial, then local searches mixing L-BFGS-B on the continuous
+//!    dimensions with exhaustive or line search on the discrete ones (tolerance 1e-4).
+//!
+//! Where it differs from Optuna:
+//! - **Fit from fixed starts.** Optuna warm-starts the hyper-parameter fit from the previous
+//!   ask's result (kept in the sampler object). Here every ask fits from Optuna's default
+//!   starting point, so a suggestion depends only on (study seed, trial number, history) and a
+//!   CLI `ask` in a fresh process reproduces it; up to 64 observations, two more starts (all
+//!   λ = 10, all λ = 0.1) are tried and the best posterior kept, which made the 25- and 50-trial
+//!   regret on Hartmann-6 and Rosenbrock-4 better over 30 seeds. A fit that fails falls back to
+//!   the default kernel parameters, as Optuna's does; one that stops at an iteration limit with
+//!   a finite likelihood is kept (Optuna would discard it).
+//! - **RUNNING trials** (parallel workers): instead of Optuna's qLogEI, a *capped Kriging
+//!   believer*: every other RUNNING trial that has all the joint parameters joins the data as a
+//!   pseudo-observation at the GP's posterior mean there, capped at the incumbent best value, with
+//!   the fitted hyper-parameters unchanged. The posterior variance collapses at pending points
+//!   and the cap removes any predicted improvement there, so concurrent workers spread out.
+//! - **Discrete line search**: golden-section search over grid indices instead of Brent's
+//!   method in the encoded coordinate (only for grids of more than 16 values).
+//! - **Box-constrained L-BFGS** is a projected L-BFGS without the generalised Cauchy point.
+//! - **Preliminary samples**: 2048 by default, as Optuna; `n_preliminary_samples` lowers it for latency.
+//!
+//! Checked against Optuna: on the same history, the fitted hyper-parameters agree with
+//! Optuna's `fit_kernel_params` (no cache) to about four digits, and the acquisition maximum
+//! found is equal or higher. Regret after 25 and 50 trials against Optuna's GPSampler and ask
+//! latency: `examples/gp_regret.rs`, `benches/optuna_gp.py`, `cargo bench --bench gp_ask`.
+//!
+//! Numerics never fail an ask: non-positive-definite covariances get growing jitter; a failed
+//! fit falls back to the default kernel parameters; if even those cannot be factorised, the
+//! joint parameters are left to the random sampler for that ask. [`GpSampler::suggest`] reports
+//! which fallback (if any) was taken.
+
+pub mod acquisition;
+pub mod fit;
+pub mod kernel;
+pub mod lbfgs;
+pub mod normalize;
+pub mod optimize;
+pub mod regressor;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use self::acquisition::LogEi;
+use self::normalize::Dim;
+use self::optimize::Effort;
+use self::regressor::{GpRegressor, Observations};
+use super::{RandomSampler, Sampler, SamplingContext};
+use crate::error::Result;
+use crate::space::{Distribution, ParamValue, SearchSpace};
+use crate::trial::{FrozenTrial, TrialState};
+
+/// GP sampler options; the defaults are Optuna 5.0's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpConfig {
+    /// COMPLETE trials sampled at random before the GP takes over.
+    pub n_startup_trials: usize,
+    /// Fix the noise variance at its minimum (the objective has no noise).
+    pub deterministic_objective: bool,
+    /// Sobol points evaluated before the local searches.
+    pub n_preliminary_samples: usize,
+    /// Local searches per ask (starting points).
+    pub n_local_search: usize,
+}
+
+impl Default for GpConfig {
+    fn default() -> Self {
+        Self { n_startup_trials: 10, deterministic_objective: false, n_preliminary_samples: 2048, n_local_search: 10 }
+    }
+}
+
+/// Why an ask did not use the fitted GP as designed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpFallback {
+    /// The hyper-parameter fit failed; the default kernel parameters were used.
+    DefaultKernelParams,
+    /// No GP could be built (not even with default parameters and jitter); the joint parameters
+    /// were left to random sampling.
+    Random,
+}
+
+/// What [`GpSampler::suggest`] decided.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpSuggestion {
+    /// The jointly sampled parameters (empty: sample them independently, at random).
+    pub params: BTreeMap<String, ParamValue>,
+    pub fallback: Option<GpFallback>,
+}
+
+/// The GP sampler. See the module documentation for the algorithm.
+#[derive(Clone, Debug, Default)]
+pub struct GpSampler {
+    config: GpConfig,
+}
+
+impl GpSampler {
+    pub fn new(config: GpConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn config(&self) -> &GpConfig {
+        &self.config
+    }
+
+    fn completed<'a>(&self, ctx: &'a SamplingContext<'_>) -> impl Iterator<Item = &'a FrozenTrial> + 'a {
+        let current = ctx.trial_number;
+        ctx.trials.iter().filter(move |t| t.state == TrialState::Complete && t.number != current)
+    }
+
+    fn in_startup(&self, ctx: &SamplingContext<'_>) -> bool {
+        let n = self.config.n_startup_trials;
+        self.completed(ctx).take(n.max(1)).count() < n.max(1)
+    }
+
+    /// Jointly samples `space` (already the relative space) and says which fallback was taken.
+    pub fn suggest(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> GpSuggestion {
+        let mut out = GpSuggestion { params: BTreeMap::new(), fallback: None };
+        let mut params: Vec<(&str, &Distribution)> = space.iter().filter(|(_, d)| !d.is_single()).collect();
+        if params.is_empty() {
+            return out;
+        }
+        params.sort_by(|a, b| a.0.cmp(b.0));
+        let dims: Vec<Dim> = params.iter().map(|(_, d)| Dim::new(d)).collect();
+        let categorical: Vec<bool> = dims.iter().map(Dim::is_categorical).collect();
+        let encode = |t: &FrozenTrial, row: &mut Vec<f64>| -> bool {
+            row.clear();
+            for ((name, dist), dim) in params.iter().zip(&dims) {
+                match t.params.get(*name).map(|v| dist.to_internal(v)) {
+                    Some(Ok(internal)) => row.push(dim.encode(internal)),
+                    _ => return false,
+                }
+            }
+            true
+        };
+
+        // Observations: COMPLETE trials, values as gains (negated losses).
+        let mut obs = Observations::new(dims.len(), categorical);
+        let mut row = Vec::with_capacity(dims.len());
+        for t in self.completed(ctx) {
+            let Some(value) = t.value.filter(|v| !v.is_nan()) else { continue };
+            if encode(t, &mut row) {
+                obs.push(&row, -ctx.direction.to_loss(value));
+            }
+        }
+        if obs.is_empty() {
+            return out;
+        }
+        standardize(&mut obs.y);
+
+        let fit = fit::fit(&obs, self.config.deterministic_objective);
+        if fit.fallback.is_some() {
+            out.fallback = Some(GpFallback::DefaultKernelParams);
+        }
+        let Some(mut gp) = fit.gp else {
+            out.fallback = Some(GpFallback::Random);
+            return out;
+        };
+        let best = argmax(&obs.y);
+        let threshold = obs.y[best];
+        let best_row = obs.row(best).to_vec();
+
+        // Capped Kriging believer for the other RUNNING trials.
+        let mut augmented = obs.clone();
+        let mut pending = 0;
+        for t in ctx.trials.iter().filter(|t| t.state == TrialState::Running && t.number != ctx.trial_number) {
+            if encode(t, &mut row) {
+                let (mean, _) = gp.posterior(&row);
+                augmented.push(&row, mean.min(threshold));
+                pending += 1;
+            }
+        }
+        if pending > 0
+            && let Some(believer) = GpRegressor::new(augmented, gp.params().clone())
+        {
+            gp = believer;
+        }
+
+        let acqf = LogEi { gp: &gp, threshold };
+        let effort = Effort {
+            n_preliminary_samples: self.config.n_preliminary_samples.max(1),
+            n_local_search: self.config.n_local_search.max(1),
+            tol: 1e-4,
+        };
+        let mut rng = ctx.rng("gp");
+        let (x, _) = optimize::maximize(&acqf, &dims, Some(&best_row), effort, &mut rng);
+        for (((name, dist), dim), &u) in params.iter().zip(&dims).zip(&x) {
+            out.params.insert(name.to_string(), dist.to_external(dim.decode(u)));
+        }
+        out
+    }
+}
+
+/// Clips infinities to the finite extremes (0 when there are none) and standardises to mean 0
+/// and standard deviation 1 (Optuna's `warn_and_convert_inf` and `_standardize_values`).
+fn standardize(y: &mut [f64]) {
+    let finite = y.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 0.0) };
+    y.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
+    let n = y.len() as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let std = (y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    y.iter_mut().for_each(|v| *v = (*v - mean) / std.max(1e-10));
+}
+
+fn argmax(values: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+impl Sampler for GpSampler {
+    /// The non-single parameters of `space` that every COMPLETE trial has (with a value in
+    /// range); empty during the start-up phase.
+    fn infer_relative_search_space(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> SearchSpace {
+        let mut relative = SearchSpace::new();
+        if self.in_startup(ctx) {
+            return relative;
+        }
+        for (name, dist) in space.iter().filter(|(_, d)| !d.is_single()) {
+            if self.completed(ctx).all(|t| t.params.get(name).is_some_and(|v| dist.to_internal(v).is_ok())) {
+                relative.insert(name, dist.clone());
+            }
+        }
+        relative
+    }
+
+    fn sample_relative(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> Result<BTreeMap<String, ParamValue>> {
+        if space.is_empty() || self.in_startup(ctx) {
+            return Ok(BTreeMap::new());
+        }
+        Ok(self.suggest(ctx, space).params)
+    }
+
+    fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue> {
+        RandomSampler.sample_independent(ctx, name, distribution)
+    }
+}
+
+#[cfg(test)]
+mod tests;
