@@ -30,7 +30,8 @@ pub struct StudyOptions {
     /// Optimisation direction.
     #[arg(long, default_value = "minimize", value_parser = parse_direction)]
     direction: Direction,
-    /// Sampler: tpe, random, grid or qmc (Optuna's names, e.g. TPESampler, work too).
+    /// Sampler: auto (the default: a Gaussian process while it pays off, then TPE), tpe, gp,
+    /// random, grid or qmc (Optuna's names, e.g. TPESampler or GPSampler, work too).
     #[arg(long)]
     sampler: Option<String>,
     /// Sampler options as a JSON object, e.g. '{"n_startup_trials": 5, "seed": 3}'.
@@ -253,8 +254,12 @@ impl StudyOptions {
 
     fn sampler_config(&self) -> Result<Option<SamplerConfig>> {
         let kwargs = self.sampler_kwargs()?;
+        let only_seed = kwargs.as_ref().is_some_and(|k| k.as_object().is_some_and(|m| m.keys().all(|key| key == "seed")));
         match (&self.sampler, &kwargs) {
             (None, None) => Ok(None),
+            // `{"seed": 3}` alone picks the seed, not a sampler (the study's own, `auto` by default).
+            (None, Some(_)) if only_seed => Ok(None),
+            // Other kwargs without a name are TPE's, as with Optuna's CLI, whose default sampler is TPE.
             (name, _) => Ok(Some(SamplerConfig::from_name_and_kwargs(name.as_deref().unwrap_or("tpe"), kwargs.as_ref())?)),
         }
     }

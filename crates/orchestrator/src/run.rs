@@ -353,6 +353,8 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, mu
     if record.sampler != spec.sampler || record.pruner != spec.pruner {
         observer.event(&Event::Notice("the study already exists: its stored sampler and pruner are used, not the spec's"));
     }
+    let sampler_line = format!("sampler: {}", record.sampler.describe());
+    observer.event(&Event::Notice(&sampler_line));
     {
         let (storage, stored) = (storage.clone(), spec.to_stored());
         blocking(move || storage.set_study_user_attr(record.id, "spec", &stored)).await??;

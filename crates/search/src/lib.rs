@@ -7,8 +7,9 @@
 //!   JSON (ours or Optuna's `--search-space` format) and validated, with errors that name the
 //!   parameter and line.
 //! - [`FrozenTrial`], [`TrialState`], [`Direction`] (`trial.rs`): immutable snapshots of trials.
-//! - [`Sampler`] (`sampler/`): [`RandomSampler`], [`TpeSampler`] (`sampler/tpe/`), [`GpSampler`]
-//!   (`sampler/gp/`, Gaussian-process Bayesian optimisation), grid, QMC.
+//! - [`Sampler`] (`sampler/`): [`AutoSampler`] (`sampler/auto.rs`, the default: GP while it pays
+//!   off, TPE beyond), [`TpeSampler`] (`sampler/tpe/`), [`GpSampler`] (`sampler/gp/`,
+//!   Gaussian-process Bayesian optimisation), [`RandomSampler`], grid, QMC.
 //! - [`Pruner`] (`pruner/`): median, percentile, successive halving, Hyperband, patient, threshold.
 //! - [`Storage`] (`storage/`): the persistence seam, with [`InMemoryStorage`]; the SQLite and
 //!   PostgreSQL backends live in `nightshift-store` and pass the same [`testing`] suite.
@@ -45,7 +46,7 @@ pub use pruner::{
     ThresholdConfig, ThresholdPruner,
 };
 pub use sampler::{
-    GpConfig, GpSampler, GridSampler, QmcConfig, QmcSampler, RandomSampler, Sampler, SamplerConfig, SamplingContext, TpeConfig,
+    AutoConfig, AutoSampler, GpConfig, GpSampler, GridSampler, QmcConfig, QmcSampler, RandomSampler, Sampler, SamplerConfig, SamplingContext, TpeConfig,
     TpeSampler,
 };
 pub use space::{Distribution, ParamValue, Params, SearchSpace};

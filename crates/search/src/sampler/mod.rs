@@ -5,6 +5,7 @@
 //! Every suggestion is a deterministic function of (study seed, trial number, history), so an `ask`
 //! in a brand-new process reproduces, and concurrent start-up trials differ.
 
+pub mod auto;
 pub mod gp;
 pub mod grid;
 pub mod qmc;
@@ -21,6 +22,7 @@ use crate::error::Result;
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::{Direction, FrozenTrial};
 
+pub use auto::{AutoChoice, AutoConfig, AutoDecision, AutoSampler};
 pub use gp::{GpConfig, GpSampler};
 pub use grid::GridSampler;
 pub use qmc::{QmcConfig, QmcSampler};
@@ -91,6 +93,8 @@ pub trait Sampler: Send + Sync {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SamplerConfig {
+    /// A Gaussian process while it pays off, TPE beyond (the default; see [`AutoSampler`]).
+    Auto(AutoConfig),
     Random,
     Tpe(TpeConfig),
     Grid,
@@ -100,19 +104,50 @@ pub enum SamplerConfig {
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        Self::Tpe(TpeConfig::default())
+        Self::Auto(AutoConfig::default())
     }
 }
 
 impl SamplerConfig {
     pub fn build(&self) -> Box<dyn Sampler> {
         match self {
+            Self::Auto(config) => Box::new(AutoSampler::new(config.clone())),
             Self::Random => Box::new(RandomSampler),
             Self::Tpe(config) => Box::new(TpeSampler::new(config.clone())),
             Self::Grid => Box::new(GridSampler),
             Self::Qmc(config) => Box::new(QmcSampler::new(config.clone())),
             Self::Gp(config) => Box::new(GpSampler::new(config.clone())),
         }
+    }
+
+    /// The sampler's name (as specs spell it).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Auto(_) => "auto",
+            Self::Random => "random",
+            Self::Tpe(_) => "tpe",
+            Self::Grid => "grid",
+            Self::Qmc(_) => "qmc",
+            Self::Gp(_) => "gp",
+        }
+    }
+
+    /// The sampler and its options in words, for `nightshift check` and the start of a sweep;
+    /// for `auto`, its policy (which sampler it uses when, and why).
+    pub fn describe(&self) -> String {
+        if let Self::Auto(config) = self {
+            return config.describe();
+        }
+        let options = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map
+                .into_iter()
+                .filter(|(k, _)| k != "type")
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => String::new(),
+        };
+        if options.is_empty() { self.name().to_string() } else { format!("{} ({options})", self.name()) }
     }
 
     /// Parses a sampler name as Optuna's CLI spells it (`TPESampler`) or as ours (`tpe`),
@@ -124,11 +159,12 @@ impl SamplerConfig {
             "grid" => "grid",
             "qmc" => "qmc",
             "gp" => "gp",
+            "auto" => "auto",
             _ => {
                 return Err(crate::Error::Config {
                     what: "sampler",
                     message: format!(
-                        "unknown sampler '{name}' (valid: tpe, random, grid, qmc, gp; Optuna names such as TPESampler work too)"
+                        "unknown sampler '{name}' (valid: auto, tpe, gp, random, grid, qmc; Optuna names such as TPESampler work too)"
                     ),
                 });
             }

@@ -1,0 +1,214 @@
+//! `auto`, the default sampler: a Gaussian process while it pays off, TPE beyond.
+//!
+//! Over the 20–100 trials of a typical overnight sweep, Gaussian-process Bayesian optimisation
+//! finds better points than TPE per trial (docs/search.md measures both against Optuna 5.0), but
+//! its cost grows with the cube of the history and it learns only from COMPLETE trials. So, per
+//! ask, from the study's history alone (a resumed study continues exactly as it would have):
+//! - fewer COMPLETE trials than the GP's start-up count, but enough finished ones (COMPLETE and
+//!   PRUNED) for TPE's start-up: **TPE**, which learns from pruned trials too;
+//! - fewer than `gp_max_trials` finished trials: **GP** (random during its start-up trials);
+//! - otherwise: **TPE**.
+//!
+//! The decision depends on the history only, never on the space, so the three sampler calls of
+//! one ask always go to the same sampler.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{GpConfig, GpSampler, Sampler, SamplingContext, TpeConfig, TpeSampler};
+use crate::error::Result;
+use crate::space::{Distribution, ParamValue, SearchSpace};
+use crate::trial::TrialState;
+
+/// `auto` options. The GP and TPE inside use their own defaults (Optuna 5.0's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutoConfig {
+    /// Switch from the GP to TPE once the study has this many finished (COMPLETE + PRUNED) trials.
+    pub gp_max_trials: usize,
+}
+
+impl Default for AutoConfig {
+    fn default() -> Self {
+        Self { gp_max_trials: DEFAULT_GP_MAX_TRIALS }
+    }
+}
+
+/// Where `auto` hands over from the GP to TPE by default; see docs/search.md for the measurements
+/// behind it (GP quality against Optuna, ask latency against the history size).
+pub const DEFAULT_GP_MAX_TRIALS: usize = 200;
+
+impl AutoConfig {
+    /// The policy in one sentence, for `nightshift check` and the start of a sweep.
+    pub fn describe(&self) -> String {
+        let gp = GpConfig::default();
+        format!(
+            "auto: {} random trials, then a Gaussian process (GP) until {} finished trials, then TPE \
+             (TPE also while pruned trials outnumber what the GP could learn from)",
+            gp.n_startup_trials, self.gp_max_trials
+        )
+    }
+}
+
+/// Which sampler `auto` used for one ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoChoice {
+    Gp,
+    Tpe,
+}
+
+impl fmt::Display for AutoChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Gp => "gp",
+            Self::Tpe => "tpe",
+        })
+    }
+}
+
+/// `auto`'s choice for one ask and the reason, in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoDecision {
+    pub choice: AutoChoice,
+    pub reason: String,
+}
+
+/// The `auto` sampler. See the module documentation.
+#[derive(Debug)]
+pub struct AutoSampler {
+    config: AutoConfig,
+    gp: GpSampler,
+    tpe: TpeSampler,
+}
+
+impl AutoSampler {
+    pub fn new(config: AutoConfig) -> Self {
+        Self { config, gp: GpSampler::new(GpConfig::default()), tpe: TpeSampler::new(TpeConfig::default()) }
+    }
+
+    pub fn config(&self) -> &AutoConfig {
+        &self.config
+    }
+
+    /// The sampler this ask goes to, and why.
+    pub fn decide(&self, ctx: &SamplingContext<'_>) -> AutoDecision {
+        let others = ctx.trials.iter().filter(|t| t.number != ctx.trial_number);
+        let (mut complete, mut pruned) = (0usize, 0usize);
+        for t in others {
+            match t.state {
+                TrialState::Complete => complete += 1,
+                TrialState::Pruned => pruned += 1,
+                _ => {}
+            }
+        }
+        let finished = complete + pruned;
+        let gp_startup = self.gp.config().n_startup_trials;
+        let tpe_startup = self.tpe.config().n_startup_trials;
+        let (choice, reason) = if finished >= self.config.gp_max_trials {
+            (AutoChoice::Tpe, format!("{finished} finished trials ≥ gp_max_trials {}", self.config.gp_max_trials))
+        } else if complete < gp_startup && finished >= tpe_startup {
+            (
+                AutoChoice::Tpe,
+                format!(
+                    "{complete} COMPLETE trials are fewer than the GP's {gp_startup} start-up trials, \
+                     but TPE can learn from the {pruned} pruned ones too"
+                ),
+            )
+        } else if complete < gp_startup {
+            (AutoChoice::Gp, format!("start-up: {complete} of {gp_startup} COMPLETE trials, sampled at random"))
+        } else {
+            (AutoChoice::Gp, format!("{finished} finished trials < gp_max_trials {}", self.config.gp_max_trials))
+        };
+        AutoDecision { choice, reason }
+    }
+
+    fn pick(&self, ctx: &SamplingContext<'_>) -> &dyn Sampler {
+        match self.decide(ctx).choice {
+            AutoChoice::Gp => &self.gp,
+            AutoChoice::Tpe => &self.tpe,
+        }
+    }
+}
+
+impl Sampler for AutoSampler {
+    fn infer_relative_search_space(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> SearchSpace {
+        self.pick(ctx).infer_relative_search_space(ctx, space)
+    }
+
+    fn sample_relative(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> Result<BTreeMap<String, ParamValue>> {
+        self.pick(ctx).sample_relative(ctx, space)
+    }
+
+    fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue> {
+        self.pick(ctx).sample_independent(ctx, name, distribution)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trial::{Direction, FrozenTrial};
+
+    fn history(complete: usize, pruned: usize, running: usize) -> Vec<FrozenTrial> {
+        let states = std::iter::repeat_n(TrialState::Complete, complete)
+            .chain(std::iter::repeat_n(TrialState::Pruned, pruned))
+            .chain(std::iter::repeat_n(TrialState::Running, running));
+        states
+            .enumerate()
+            .map(|(i, state)| {
+                let mut t = FrozenTrial::new(i as i64, i as u64, state);
+                if state == TrialState::Complete {
+                    t.value = Some(i as f64);
+                }
+                t
+            })
+            .collect()
+    }
+
+    fn decide(sampler: &AutoSampler, trials: &[FrozenTrial]) -> AutoChoice {
+        let ctx = SamplingContext {
+            study_name: "s",
+            direction: Direction::Minimize,
+            seed: 1,
+            trials,
+            trial_number: trials.len() as u64,
+        };
+        sampler.decide(&ctx).choice
+    }
+
+    #[test]
+    fn gp_from_the_start_until_the_limit_then_tpe() {
+        let auto = AutoSampler::new(AutoConfig { gp_max_trials: 50 });
+        assert_eq!(decide(&auto, &history(0, 0, 0)), AutoChoice::Gp);
+        assert_eq!(decide(&auto, &history(9, 0, 3)), AutoChoice::Gp);
+        assert_eq!(decide(&auto, &history(10, 0, 0)), AutoChoice::Gp);
+        assert_eq!(decide(&auto, &history(49, 0, 0)), AutoChoice::Gp);
+        assert_eq!(decide(&auto, &history(50, 0, 0)), AutoChoice::Tpe);
+        assert_eq!(decide(&auto, &history(30, 20, 0)), AutoChoice::Tpe, "pruned trials count as finished");
+    }
+
+    #[test]
+    fn tpe_while_pruned_trials_leave_the_gp_in_its_start_up() {
+        let auto = AutoSampler::new(AutoConfig::default());
+        assert_eq!(decide(&auto, &history(4, 6, 0)), AutoChoice::Tpe);
+        assert_eq!(decide(&auto, &history(4, 5, 0)), AutoChoice::Gp, "both samplers are still in start-up");
+        assert_eq!(decide(&auto, &history(10, 30, 0)), AutoChoice::Gp);
+    }
+
+    #[test]
+    fn the_trial_being_sampled_does_not_count() {
+        let auto = AutoSampler::new(AutoConfig { gp_max_trials: 10 });
+        let mut trials = history(9, 0, 0);
+        trials.push(FrozenTrial::new(9, 9, TrialState::Complete));
+        let ctx = SamplingContext { study_name: "s", direction: Direction::Minimize, seed: 1, trials: &trials, trial_number: 9 };
+        assert_eq!(auto.decide(&ctx).choice, AutoChoice::Gp);
+    }
+
+    #[test]
+    fn the_policy_is_described_with_its_numbers() {
+        let text = AutoConfig { gp_max_trials: 123 }.describe();
+        assert!(text.contains("123") && text.contains("TPE") && text.contains("Gaussian process"), "{text}");
+    }
+}
