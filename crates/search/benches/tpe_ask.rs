@@ -6,6 +6,11 @@
 //! (`CLOCK_THREAD_CPUTIME_ID` on Linux), which stays meaningful on a busy machine.
 //!
 //! Run: `cargo bench -p nightshift-search --bench tpe_ask`
+//!
+//! With `TPE_ASK_COUNT=N` (and optionally `TPE_ASK_TRIALS=n`, default 1000) the binary instead
+//! performs N asks over n trials and exits, for a deterministic instruction count:
+//! `TPE_ASK_COUNT=100 valgrind --tool=callgrind <bench binary>` (build it with
+//! `cargo bench -p nightshift-search --bench tpe_ask --no-run`).
 
 use std::collections::BTreeMap;
 
@@ -174,4 +179,25 @@ criterion_group! {
     config = Criterion::default().with_measurement(ThreadCpuTime);
     targets = cpu
 }
-criterion_main!(wall_time, cpu_time);
+/// `TPE_ASK_COUNT` asks over `TPE_ASK_TRIALS` trials, after one warm-up ask that fills the row
+/// cache (as in the timed benchmark).
+fn count_asks(count: usize) {
+    let trials: u64 = std::env::var("TPE_ASK_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let space = SearchSpace::parse(SPACE, "bench").unwrap();
+    let sampler = TpeSampler::new(TpeConfig::default());
+    let history = history(&space, trials);
+    let ctx =
+        SamplingContext { study_name: "bench", direction: Direction::Minimize, seed: 1, trials: &history, trial_number: trials };
+    for _ in 0..=count {
+        black_box(ask(&sampler, black_box(&ctx), &space));
+    }
+}
+
+fn main() {
+    if let Some(count) = std::env::var("TPE_ASK_COUNT").ok().and_then(|v| v.parse().ok()) {
+        return count_asks(count);
+    }
+    wall_time();
+    cpu_time();
+    Criterion::default().configure_from_args().final_summary();
+}

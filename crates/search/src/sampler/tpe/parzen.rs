@@ -203,8 +203,16 @@ pub(crate) struct Parzen<'d> {
 
 impl<'d> Parzen<'d> {
     /// `obs[j]` holds dimension `j`'s encoded coordinate of each observation, and `obs_weights`
-    /// their (unnormalised) weights.
-    pub fn new(dims: &'d [Dim], obs: &[Vec<f64>], obs_weights: &[f64], params: ParzenParams) -> Self {
+    /// their (unnormalised) weights. `orders[j]`, if given, lists the observations in order of
+    /// dimension `j`'s coordinates, ties by index (ignored for categorical dimensions); otherwise
+    /// they are sorted here.
+    pub fn new(
+        dims: &'d [Dim],
+        obs: &[Vec<f64>],
+        obs_weights: &[f64],
+        params: ParzenParams,
+        orders: Option<&[Vec<u32>]>,
+    ) -> Self {
         let d = dims.len();
         let n = obs_weights.len();
         debug_assert!(obs.len() == d && obs.iter().all(|c| c.len() == n));
@@ -266,12 +274,21 @@ impl<'d> Parzen<'d> {
                     }
                     // The centres in increasing order, ties by position: grid indices order a
                     // grid's centres (one radix pass for up to 256 grid points).
-                    let order = match dim.kind {
-                        Kind::Continuous => float_order(&mus),
-                        Kind::Discrete { m, .. } => grid_order(&obs[j], m),
-                        Kind::Categorical { .. } => unreachable!("handled above"),
+                    let sorted;
+                    let order: &[u32] = match (orders, &dim.kind) {
+                        (Some(orders), _) => &orders[j],
+                        (None, Kind::Continuous) => {
+                            sorted = float_order(&mus);
+                            &sorted
+                        }
+                        (None, Kind::Discrete { m, .. }) => {
+                            sorted = grid_order(&obs[j], *m);
+                            &sorted
+                        }
+                        (None, Kind::Categorical { .. }) => unreachable!("handled above"),
                     };
-                    let sigmas = kernel_sigmas(&mus, &order, dim, params);
+                    debug_assert_eq!(order.len(), n);
+                    let sigmas = kernel_sigmas(&mus, order, dim, params);
                     let prior_mu = 0.5 * (dim.lo + dim.hi);
                     if let Kind::Continuous = dim.kind {
                         let mut mu = mus;
@@ -306,7 +323,7 @@ impl<'d> Parzen<'d> {
                         } else {
                             // In the centres' order each grid value's run of kernels has at most
                             // three bandwidths in turn (gap on the left, clipped, gap on the right).
-                            for &k in &order {
+                            for &k in order {
                                 let k = k as usize;
                                 let (i, s) = (indices[k], sigmas[k]);
                                 if slot_mu.last() != Some(&i) || slot_sigma.last() != Some(&s) {
@@ -992,7 +1009,7 @@ mod tests {
             let dims = [dim];
             let mid = (m / 2) as f64;
             let obs = [0.0, mid, mid, (m - 1) as f64];
-            let parzen = Parzen::new(&dims, &[obs.to_vec()], &[1.0; 4], PARAMS);
+            let parzen = Parzen::new(&dims, &[obs.to_vec()], &[1.0; 4], PARAMS, None);
             let grid: Vec<f64> = (0..m).map(|i| i as f64).collect();
             let cands = padded(&grid);
             let mut out = vec![0.0; cands.len()];
@@ -1033,7 +1050,7 @@ mod tests {
     fn continuous_density_integrates_to_one() {
         let dims = [Dim::new(&Distribution::Float { low: -1.0, high: 3.0, log: false, step: None })];
         let obs = [0.0, 0.1, 2.9, -1.0];
-        let parzen = Parzen::new(&dims, &[obs.to_vec()], &[1.0, 0.5, 1.0, 1.0], PARAMS);
+        let parzen = Parzen::new(&dims, &[obs.to_vec()], &[1.0, 0.5, 1.0, 1.0], PARAMS, None);
         let n = 40_000;
         let h = 4.0 / n as f64;
         let xs: Vec<f64> = (0..n).map(|i| -1.0 + (i as f64 + 0.5) * h).collect();
@@ -1048,7 +1065,7 @@ mod tests {
         // 3 observations of choice 1 among 4 choices: each kernel row is (1/4 + [j=1]) / (1 + 4/4),
         // the prior row is uniform; mixture weights 1/4 each.
         let dims = [Dim::new(&Distribution::Categorical { choices: (0..4).map(ParamValue::Int).collect() })];
-        let parzen = Parzen::new(&dims, &[vec![1.0, 1.0, 1.0]], &[1.0; 3], PARAMS);
+        let parzen = Parzen::new(&dims, &[vec![1.0, 1.0, 1.0]], &[1.0; 3], PARAMS, None);
         let cands = padded(&[0.0, 1.0, 2.0, 3.0]);
         let mut out = vec![0.0; cands.len()];
         parzen.log_pdf(&[cands], &mut out);
