@@ -10,7 +10,9 @@
 //! With `TPE_ASK_COUNT=N` (and optionally `TPE_ASK_TRIALS=n`, default 1000) the binary instead
 //! performs N asks over n trials and exits, for a deterministic instruction count:
 //! `TPE_ASK_COUNT=100 valgrind --tool=callgrind <bench binary>` (build it with
-//! `cargo bench -p nightshift-search --bench tpe_ask --no-run`).
+//! `cargo bench -p nightshift-search --bench tpe_ask --no-run`). With `TPE_ASK_TRACE=n` it runs a
+//! study of n trials with one long-lived sampler and prints every suggestion, so that two builds
+//! can be checked to suggest bit for bit the same.
 
 use std::collections::BTreeMap;
 
@@ -193,7 +195,36 @@ fn count_asks(count: usize) {
     }
 }
 
+/// A study of `n` trials (the objective above, one long-lived sampler); prints each suggestion.
+fn trace(n: u64) {
+    let space = SearchSpace::parse(SPACE, "bench").unwrap();
+    let sampler = TpeSampler::new(TpeConfig::default());
+    let mut trials: Vec<FrozenTrial> = Vec::new();
+    for number in 0..n {
+        trials.push(FrozenTrial::new(number as i64, number, TrialState::Running));
+        let ctx = SamplingContext {
+            study_name: "bench",
+            direction: Direction::Minimize,
+            seed: 1,
+            trials: &trials,
+            trial_number: number,
+        };
+        let params = ask(&sampler, &ctx, &space);
+        println!("{number}: {params:?}");
+        let t = trials.last_mut().unwrap();
+        t.state = TrialState::Complete;
+        t.value = Some(objective(&params));
+        for (name, dist) in space.iter() {
+            t.distributions.insert(name.to_string(), dist.clone());
+        }
+        t.params = params;
+    }
+}
+
 fn main() {
+    if let Some(n) = std::env::var("TPE_ASK_TRACE").ok().and_then(|v| v.parse().ok()) {
+        return trace(n);
+    }
     if let Some(count) = std::env::var("TPE_ASK_COUNT").ok().and_then(|v| v.parse().ok()) {
         return count_asks(count);
     }

@@ -238,11 +238,12 @@ impl<'d> Parzen<'d> {
         let (unit, ln_sum) = (1.0 / sum, sum.ln());
         // Positive normal weights (always, unless prior_weight is 0) take the call-free fast_ln,
         // which vectorises.
-        let mut base: Vec<f64> = if weights.iter().all(|w| w.is_normal() && *w > 0.0) {
-            weights.iter().map(|&w| if w == unit { -ln_sum } else { fast_ln_normal(w) }).collect()
+        let mut base: Vec<f64> = vec![0.0; k_total];
+        if weights.iter().all(|w| w.is_normal() && *w > 0.0) {
+            log_weights_dispatch(&weights, unit, ln_sum, &mut base);
         } else {
-            weights.iter().map(|&w| if w == unit { -ln_sum } else { fast_ln(w) }).collect()
-        };
+            base.iter_mut().zip(&weights).for_each(|(b, &w)| *b = if w == unit { -ln_sum } else { fast_ln(w) });
+        }
 
         let mut models = Vec::with_capacity(d);
         for (j, dim) in dims.iter().enumerate() {
@@ -295,16 +296,17 @@ impl<'d> Parzen<'d> {
                         let mut sigma = sigmas;
                         mu.push(prior_mu);
                         sigma.push(range);
-                        let inv: Vec<f64> = sigma.iter().map(|s| std::f64::consts::FRAC_1_SQRT_2 / s).collect();
+                        let mut inv = vec![0.0; k_total];
+                        let mut fast_z = vec![0.0; k_total];
+                        let mut norms = LogNorms { base: &mut base, mu: &mu, sigma: &sigma, inv: &mut inv, fast_z: &mut fast_z };
                         // σ is positive and normal unless the range is degenerate; then the
                         // call-free logarithm vectorises.
-                        let log_sigma: Vec<f64> = if sigma.iter().all(|s| s.is_normal() && *s > 0.0) {
-                            sigma.iter().map(|&s| fast_ln_normal(s)).collect()
+                        if sigma.iter().all(|s| s.is_normal() && *s > 0.0) {
+                            subtract_log_norms_dispatch(&mut norms, dim.lo, dim.hi);
                         } else {
-                            sigma.iter().map(|s| s.ln()).collect()
-                        };
-                        subtract_log_norms_dispatch(&mut base, &mu, &inv, &log_sigma, dim.lo, dim.hi);
-                        refine_log_norms(&mut base, &mu, &sigma, &inv, dim.lo, dim.hi);
+                            subtract_log_norms::<false>(&mut norms, dim.lo, dim.hi);
+                        }
+                        refine_log_norms(&mut norms, dim.lo, dim.hi);
                         models.push(DimModel::Continuous { mu, sigma, inv });
                     } else {
                         // Slots are distinct (grid index, σ) pairs: repeated values mostly share
@@ -733,25 +735,43 @@ fn sum_kernels_dispatch(hot: &HotLoop<'_>, bound: &[f64], acc_out: &mut [f64]) {
     )
 }
 
-/// base[k] −= ln(σ_k √(2π)) + ln Z_k: the normalising constant of kernel k, a Gaussian N(μ_k, σ_k²)
-/// truncated to [lo, hi] (Z_k = 1 − its mass outside). `inv` holds 1/(σ_k√2).
+/// One continuous dimension's kernels (centres and σ) and what is derived from them: `inv[k]` =
+/// 1/(σ_k√2), and `base` less each kernel's log normalising constant (`fast_z[k]` keeps the fast
+/// ln Z_k that [`refine_log_norms`] replaces near the bounds).
+struct LogNorms<'a> {
+    base: &'a mut [f64],
+    mu: &'a [f64],
+    sigma: &'a [f64],
+    inv: &'a mut [f64],
+    fast_z: &'a mut [f64],
+}
+
+/// inv[k] = 1/(σ_k√2) and base[k] −= ln(σ_k √(2π)) + ln Z_k: the normalising constant of kernel
+/// k, a Gaussian N(μ_k, σ_k²) truncated to [lo, hi] (Z_k = 1 − its mass outside). `NORMAL`: every
+/// σ is positive and normal, so ln σ takes the call-free [`fast_ln_normal`] and the loop vectorises.
 ///
 /// The mass outside is Φ(−z_lo·√2) + Φ(−z_hi·√2) with z = (distance to the bound)/(σ√2) ≥ 0, each
 /// through Numerical Recipes' `erfcc` (as [`fast_tail_mass`], fractional error < 1.2e-7), and with
 /// the two reciprocals 1/(1 + z/2) taken from one division. That is exact to ~1e-14 in the log
 /// only where the mass outside is small; [`refine_log_norms`] redoes the kernels near a bound.
 #[inline(always)]
-fn subtract_log_norms(base: &mut [f64], mu: &[f64], inv: &[f64], log_sigma: &[f64], lo: f64, hi: f64) {
-    let k_total = base.len();
-    let (mu, inv, log_sigma) = (&mu[..k_total], &inv[..k_total], &log_sigma[..k_total]);
+fn subtract_log_norms<const NORMAL: bool>(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
+    let k_total = norms.base.len();
+    let LogNorms { base, mu, sigma, inv, fast_z } = norms;
+    let (mu, sigma, inv, fast_z) = (&mu[..k_total], &sigma[..k_total], &mut inv[..k_total], &mut fast_z[..k_total]);
     for k in 0..k_total {
-        let (m, s) = (mu[k], inv[k]);
+        let (m, sg) = (mu[k], sigma[k]);
+        let s = std::f64::consts::FRAC_1_SQRT_2 / sg;
+        let log_sigma = if NORMAL { fast_ln_normal(sg) } else { sg.ln() };
         let za = ((m - lo) * s).max(0.0);
         let zb = ((hi - m) * s).max(0.0);
         let (da, db) = (1.0 + 0.5 * za, 1.0 + 0.5 * zb);
         let q = 1.0 / (da * db);
         let tail = half_erfcc(za, db * q) + half_erfcc(zb, da * q);
-        base[k] -= log_sigma[k] + LN_SQRT_2PI + fast_log1m(tail);
+        let log_z = fast_log1m(tail);
+        inv[k] = s;
+        fast_z[k] = log_z;
+        base[k] -= log_sigma + LN_SQRT_2PI + log_z;
     }
 }
 
@@ -774,35 +794,73 @@ fn half_erfcc(z: f64, u: f64) -> f64 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn subtract_log_norms_avx2(base: &mut [f64], mu: &[f64], inv: &[f64], log_sigma: &[f64], lo: f64, hi: f64) {
-    subtract_log_norms(base, mu, inv, log_sigma, lo, hi)
+fn subtract_log_norms_avx2(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
+    subtract_log_norms::<true>(norms, lo, hi)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn subtract_log_norms_avx512(base: &mut [f64], mu: &[f64], inv: &[f64], log_sigma: &[f64], lo: f64, hi: f64) {
-    subtract_log_norms(base, mu, inv, log_sigma, lo, hi)
+fn subtract_log_norms_avx512(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
+    subtract_log_norms::<true>(norms, lo, hi)
 }
 
-fn subtract_log_norms_dispatch(base: &mut [f64], mu: &[f64], inv: &[f64], log_sigma: &[f64], lo: f64, hi: f64) {
+/// [`subtract_log_norms`] for positive normal σ, with the widest vectors the CPU has.
+fn subtract_log_norms_dispatch(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU supports AVX-512F, as checked just above.
-        return unsafe { subtract_log_norms_avx512(base, mu, inv, log_sigma, lo, hi) };
+        return unsafe { subtract_log_norms_avx512(norms, lo, hi) };
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, as checked just above.
-        return unsafe { subtract_log_norms_avx2(base, mu, inv, log_sigma, lo, hi) };
+        return unsafe { subtract_log_norms_avx2(norms, lo, hi) };
     }
-    subtract_log_norms(base, mu, inv, log_sigma, lo, hi)
+    subtract_log_norms::<true>(norms, lo, hi)
+}
+
+/// out[k] = ln w_k for positive normal weights, −ln(sum) exactly for the unit ones (w = `unit`
+/// = 1/sum). Branch-free, so that it vectorises.
+#[inline(always)]
+fn log_weights(weights: &[f64], unit: f64, ln_sum: f64, out: &mut [f64]) {
+    for (o, &w) in out.iter_mut().zip(weights) {
+        let ln = fast_ln_normal(w);
+        *o = if w == unit { -ln_sum } else { ln };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn log_weights_avx2(weights: &[f64], unit: f64, ln_sum: f64, out: &mut [f64]) {
+    log_weights(weights, unit, ln_sum, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn log_weights_avx512(weights: &[f64], unit: f64, ln_sum: f64, out: &mut [f64]) {
+    log_weights(weights, unit, ln_sum, out)
+}
+
+fn log_weights_dispatch(weights: &[f64], unit: f64, ln_sum: f64, out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F, as checked just above.
+        return unsafe { log_weights_avx512(weights, unit, ln_sum, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, as checked just above.
+        return unsafe { log_weights_avx2(weights, unit, ln_sum, out) };
+    }
+    log_weights(weights, unit, ln_sum, out)
 }
 
 /// Corrects `base` (as left by [`subtract_log_norms`]) for the kernels near a bound, where the
 /// fast truncation constant is not accurate enough: there it is replaced by the precise
 /// ln(Φ(b) − Φ(a)), as Optuna computes it. Far from the bounds (most kernels once there are many
 /// observations) the fast value is already exact to ~1e-14.
-fn refine_log_norms(base: &mut [f64], mu: &[f64], sigma: &[f64], inv: &[f64], lo: f64, hi: f64) {
+fn refine_log_norms(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
+    let LogNorms { base, mu, sigma, inv, fast_z } = norms;
     for k in 0..base.len() {
         let (m, s) = (mu[k], inv[k]);
         let za = ((m - lo) * s).max(0.0);
@@ -810,9 +868,6 @@ fn refine_log_norms(base: &mut [f64], mu: &[f64], sigma: &[f64], inv: &[f64], lo
         if za.min(zb) >= Z_PRECISE {
             continue;
         }
-        let (da, db) = (1.0 + 0.5 * za, 1.0 + 0.5 * zb);
-        let q = 1.0 / (da * db);
-        let fast = fast_log1m(half_erfcc(za, db * q) + half_erfcc(zb, da * q));
         let (a, b) = ((lo - m) / sigma[k], (hi - m) / sigma[k]);
         let precise = if a < 0.0 && b > 0.0 {
             // Optuna's central case, ln(1 − Φ(a) − Φ(−b)). The far bound's tail (beyond 8.5σ,
@@ -822,7 +877,7 @@ fn refine_log_norms(base: &mut [f64], mu: &[f64], sigma: &[f64], inv: &[f64], lo
         } else {
             log_gauss_mass(a, b)
         };
-        base[k] += fast - precise;
+        base[k] += fast_z[k] - precise;
     }
 }
 
