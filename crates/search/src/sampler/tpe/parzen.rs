@@ -11,7 +11,7 @@
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use super::truncnorm::{LN_SQRT_2PI, fast_exp, fast_ln, fast_ln_normal, fast_log1m, log_gauss_mass, ndtr};
+use super::truncnorm::{LN_SQRT_2PI, fast_exp, fast_ln, fast_ln_normal, fast_log1m, log_gauss_mass_memo, log_z_near_bound_memo};
 use crate::space::Distribution;
 
 const EPS: f64 = 1e-12;
@@ -346,7 +346,7 @@ impl<'d> Parzen<'d> {
                             .enumerate()
                             .map(|(s, (&i, &sig))| {
                                 let m = if s as u32 == prior_slot { i } else { dim.center(i) };
-                                log_gauss_mass((dim.lo - m) / sig, (dim.hi - m) / sig)
+                                log_gauss_mass_memo((dim.lo - m) / sig, (dim.hi - m) / sig)
                             })
                             .collect();
                         models.push(DimModel::Slot { slot_of, slot_mu, slot_sigma, slot_log_z, prior_slot });
@@ -529,6 +529,9 @@ impl<'d> Parzen<'d> {
                 let mut distinct: Vec<f64> = column.to_vec();
                 distinct.sort_by(f64::total_cmp);
                 distinct.dedup();
+                // Each candidate's index among the distinct values.
+                let slot_of_cand: Vec<usize> =
+                    column.iter().map(|&x| distinct.partition_point(|&d| d < x).min(distinct.len() - 1)).collect();
                 let linear = matches!(dim.kind, Kind::Discrete { log: false, .. });
                 let Kind::Discrete { step, m, .. } = dim.kind else { unreachable!("discrete") };
                 // On a linear grid a bin's mass under a kernel depends only on i − j and σ: memoise it.
@@ -552,19 +555,18 @@ impl<'d> Parzen<'d> {
                             let slot = &mut memos[memo].1[di as usize];
                             if slot.is_nan() {
                                 let delta = (i - slot_mu[s]) * step;
-                                *slot = log_gauss_mass((delta - 0.5 * step) / sigma, (delta + 0.5 * step) / sigma);
+                                *slot = log_gauss_mass_memo((delta - 0.5 * step) / sigma, (delta + 0.5 * step) / sigma);
                             }
                             *slot
                         } else {
                             let mu = if is_prior { slot_mu[s] } else { dim.center(slot_mu[s]) };
                             let (lo, hi) = dim.edges(i);
-                            log_gauss_mass((lo - mu) / sigma, (hi - mu) / sigma)
+                            log_gauss_mass_memo((lo - mu) / sigma, (hi - mu) / sigma)
                         } - slot_log_z[s];
                     }
                     let row = &mut table[s * p..(s + 1) * p];
-                    for (r, &x) in row.iter_mut().zip(column) {
-                        let at = distinct.partition_point(|&d| d < x);
-                        *r = values[at.min(values.len() - 1)];
+                    for (r, &at) in row.iter_mut().zip(&slot_of_cand) {
+                        *r = values[at];
                     }
                 }
             }
@@ -869,14 +871,8 @@ fn refine_log_norms(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
             continue;
         }
         let (a, b) = ((lo - m) / sigma[k], (hi - m) / sigma[k]);
-        let precise = if a < 0.0 && b > 0.0 {
-            // Optuna's central case, ln(1 − Φ(a) − Φ(−b)). The far bound's tail (beyond 8.5σ,
-            // < 1e-17) is below the last bit of the near one's (> 1e-7 here): skip its erfc.
-            let tail = |t: f64| if t < -8.5 { 0.0 } else { ndtr(t) };
-            (-(tail(a) + tail(-b))).ln_1p()
-        } else {
-            log_gauss_mass(a, b)
-        };
+        // Optuna's ln(Φ(b) − Φ(a)), remembered across asks.
+        let precise = log_z_near_bound_memo(a, b);
         base[k] += fast_z[k] - precise;
     }
 }
@@ -900,23 +896,20 @@ fn kernel_sigmas(mus: &[f64], order: &[u32], dim: &Dim, params: ParzenParams) ->
     if n == 0 {
         return out;
     }
-    // The sorted centres with the ends of the range around them.
-    let mut points = Vec::with_capacity(n + 2);
-    points.push(lo);
-    points.extend(order.iter().map(|&k| mus[k as usize]));
-    points.push(hi);
+    // numpy.clip: max, then min.
+    let clip = |s: f64| s.max(min_sigma).min(range);
+    let at = |i: usize| mus[order[i] as usize];
     out.resize(n, 0.0);
-    for (i, &k) in order.iter().enumerate() {
-        let (left, mid, right) = (points[i], points[i + 1], points[i + 2]);
-        out[k as usize] = (mid - left).max(right - mid);
+    // Walk the sorted centres, the ends of the range being the outermost neighbours.
+    let (mut left, mut mid) = (lo, at(0));
+    for i in 0..n {
+        let right = if i + 1 < n { at(i + 1) } else { hi };
+        out[order[i] as usize] = clip((mid - left).max(right - mid));
+        (left, mid) = (mid, right);
     }
     if !params.consider_endpoints && n >= 2 {
-        out[order[0] as usize] = points[2] - points[1];
-        out[order[n - 1] as usize] = points[n] - points[n - 1];
-    }
-    // numpy.clip: max, then min.
-    for s in &mut out {
-        *s = s.max(min_sigma).min(range);
+        out[order[0] as usize] = clip(at(1) - at(0));
+        out[order[n - 1] as usize] = clip(at(n - 1) - at(n - 2));
     }
     out
 }
@@ -1038,6 +1031,7 @@ fn truncnorm_draw(rng: &mut impl Rng, mu: f64, sigma: f64, lo: f64, hi: f64) -> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::truncnorm::log_gauss_mass;
     use super::*;
     use crate::space::ParamValue;
     use rand::SeedableRng;
