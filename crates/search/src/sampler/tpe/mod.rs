@@ -835,17 +835,28 @@ impl GroupFit {
         }
         let (mut below_order, mut above_order) = (Vec::with_capacity(group.len()), Vec::with_capacity(group.len()));
         for &j in group {
-            let (mut b, mut a) = (Vec::new(), Vec::with_capacity(rows_above.len()));
-            if !history.orders[j].is_empty() {
-                b.reserve(rows_below.len());
-                for &row in &history.orders[j] {
-                    match kernel[row as usize] {
-                        u32::MAX => {}
-                        k if k & BELOW != 0 => b.push(k & !BELOW),
-                        k => a.push(k),
-                    }
+            if history.orders[j].is_empty() {
+                below_order.push(Vec::new());
+                above_order.push(Vec::new());
+                continue;
+            }
+            // Every row of the group has this parameter, so each order holds exactly its rows.
+            let (mut b, mut a) = (vec![0; rows_below.len()], vec![0; rows_above.len()]);
+            let (mut nb, mut na) = (0, 0);
+            for &row in &history.orders[j] {
+                let k = kernel[row as usize];
+                if k == u32::MAX {
+                    continue;
+                }
+                if k & BELOW != 0 {
+                    b[nb] = k & !BELOW;
+                    nb += 1;
+                } else {
+                    a[na] = k;
+                    na += 1;
                 }
             }
+            debug_assert!(nb == b.len() && na == a.len());
             below_order.push(b);
             above_order.push(a);
         }
