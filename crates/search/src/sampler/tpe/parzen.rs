@@ -896,15 +896,20 @@ fn kernel_sigmas(mus: &[f64], order: &[u32], dim: &Dim, params: ParzenParams) ->
     if n == 0 {
         return out;
     }
-    // numpy.clip: max, then min.
-    let clip = |s: f64| s.max(min_sigma).min(range);
+    // numpy.clip: max, then min. Plain comparisons (no NaN here; the sign of a zero gap is
+    // clipped away) are cheaper than f64::max/min, which handle NaN.
+    let clip = |s: f64| {
+        let s = if s > min_sigma { s } else { min_sigma };
+        if s < range { s } else { range }
+    };
     let at = |i: usize| mus[order[i] as usize];
     out.resize(n, 0.0);
     // Walk the sorted centres, the ends of the range being the outermost neighbours.
     let (mut left, mut mid) = (lo, at(0));
     for i in 0..n {
         let right = if i + 1 < n { at(i + 1) } else { hi };
-        out[order[i] as usize] = clip((mid - left).max(right - mid));
+        let (l, r) = (mid - left, right - mid);
+        out[order[i] as usize] = clip(if l > r { l } else { r });
         (left, mid) = (mid, right);
     }
     if !params.consider_endpoints && n >= 2 {
