@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use criterion::measurement::{Measurement, ValueFormatter};
-use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group};
 use nightshift_search::{
     Direction, FrozenTrial, ParamValue, RandomSampler, Sampler, SamplingContext, SearchSpace, TpeConfig, TpeSampler, TrialState,
 };
