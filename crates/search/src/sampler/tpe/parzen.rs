@@ -325,12 +325,14 @@ impl<'d> Parzen<'d> {
                         } else {
                             // In the centres' order each grid value's run of kernels has at most
                             // three bandwidths in turn (gap on the left, clipped, gap on the right).
+                            let (mut last_i, mut last_s) = (f64::NAN, f64::NAN);
                             for &k in order {
                                 let k = k as usize;
                                 let (i, s) = (indices[k], sigmas[k]);
-                                if slot_mu.last() != Some(&i) || slot_sigma.last() != Some(&s) {
+                                if i != last_i || s != last_s {
                                     slot_mu.push(i);
                                     slot_sigma.push(s);
+                                    (last_i, last_s) = (i, s);
                                 }
                                 slot_of[k] = (slot_mu.len() - 1) as u32;
                             }
