@@ -61,12 +61,14 @@
 //! grid kernels' bin masses go through a small per-thread memo, as their arguments recur from ask
 //! to ask. None of this changes a suggestion: `TPE_ASK_TRACE=1000` of the benchmark prints the same
 //! 1000 suggestions, bit for bit, as before these shortcuts. An ask over 1000 finished trials of a
-//! 5-parameter space takes about 0.14 ms of CPU time (0.087 ms at 500, 0.035 ms at 100; `cargo
+//! 5-parameter space takes about 0.14 ms of CPU time (0.085 ms at 500, 0.034 ms at 100; `cargo
 //! bench -p nightshift-search --bench tpe_ask`, group `tpe_ask_cpu`, on a busy 2-core machine where,
-//! in the same run, the version before the sorted-row cache took 0.22, 0.14 and 0.069 ms; 1.96 M
+//! in the same run, the version before the sorted-row cache took 0.22, 0.14 and 0.067 ms; 1.95 M
 //! instructions per ask at 1000 under callgrind, against 2.46 M). The benchmark repeats one ask on
 //! a fixed history, which flatters those caches a little: a whole 1000-trial study
-//! (`TPE_ASK_TRACE=1000`) takes 0.09 s of CPU time against 0.14 s before.
+//! (`TPE_ASK_TRACE=1000`) takes 0.09–0.10 s of CPU time against 0.14 s before. About a fifth of an
+//! ask is the scoring loop; interleaving three candidate blocks per kernel, or packing each
+//! kernel's numbers into one record, made it slower on that machine.
 
 mod parzen;
 pub mod truncnorm;
