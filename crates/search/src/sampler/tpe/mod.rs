@@ -376,6 +376,9 @@ impl RowTable {
     /// afresh when many are new (the first ask) or a row changed.
     fn refresh_sorted(&mut self) {
         let d = self.params.len();
+        if self.pending.is_empty() && !self.stale && self.sorted.len() == d {
+            return;
+        }
         let cached = self.stamps.iter().filter(|s| s.is_some()).count();
         let values = &self.values;
         if self.stale || self.sorted.len() != d || 8 * self.pending.len() > cached {
