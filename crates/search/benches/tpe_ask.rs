@@ -6,11 +6,18 @@
 //! (`CLOCK_THREAD_CPUTIME_ID` on Linux), which stays meaningful on a busy machine.
 //!
 //! Run: `cargo bench -p nightshift-search --bench tpe_ask`
+//!
+//! With `TPE_ASK_COUNT=N` (and optionally `TPE_ASK_TRIALS=n`, default 1000) the binary instead
+//! performs N asks over n trials and exits, for a deterministic instruction count:
+//! `TPE_ASK_COUNT=100 valgrind --tool=callgrind <bench binary>` (build it with
+//! `cargo bench -p nightshift-search --bench tpe_ask --no-run`). With `TPE_ASK_TRACE=n` it runs a
+//! study of n trials with one long-lived sampler and prints every suggestion, so that two builds
+//! can be checked to suggest bit for bit the same.
 
 use std::collections::BTreeMap;
 
 use criterion::measurement::{Measurement, ValueFormatter};
-use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group};
 use nightshift_search::{
     Direction, FrozenTrial, ParamValue, RandomSampler, Sampler, SamplingContext, SearchSpace, TpeConfig, TpeSampler, TrialState,
 };
@@ -174,4 +181,54 @@ criterion_group! {
     config = Criterion::default().with_measurement(ThreadCpuTime);
     targets = cpu
 }
-criterion_main!(wall_time, cpu_time);
+/// `TPE_ASK_COUNT` asks over `TPE_ASK_TRIALS` trials, after one warm-up ask that fills the row
+/// cache (as in the timed benchmark).
+fn count_asks(count: usize) {
+    let trials: u64 = std::env::var("TPE_ASK_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let space = SearchSpace::parse(SPACE, "bench").unwrap();
+    let sampler = TpeSampler::new(TpeConfig::default());
+    let history = history(&space, trials);
+    let ctx =
+        SamplingContext { study_name: "bench", direction: Direction::Minimize, seed: 1, trials: &history, trial_number: trials };
+    for _ in 0..=count {
+        black_box(ask(&sampler, black_box(&ctx), &space));
+    }
+}
+
+/// A study of `n` trials (the objective above, one long-lived sampler); prints each suggestion.
+fn trace(n: u64) {
+    let space = SearchSpace::parse(SPACE, "bench").unwrap();
+    let sampler = TpeSampler::new(TpeConfig::default());
+    let mut trials: Vec<FrozenTrial> = Vec::new();
+    for number in 0..n {
+        trials.push(FrozenTrial::new(number as i64, number, TrialState::Running));
+        let ctx = SamplingContext {
+            study_name: "bench",
+            direction: Direction::Minimize,
+            seed: 1,
+            trials: &trials,
+            trial_number: number,
+        };
+        let params = ask(&sampler, &ctx, &space);
+        println!("{number}: {params:?}");
+        let t = trials.last_mut().unwrap();
+        t.state = TrialState::Complete;
+        t.value = Some(objective(&params));
+        for (name, dist) in space.iter() {
+            t.distributions.insert(name.to_string(), dist.clone());
+        }
+        t.params = params;
+    }
+}
+
+fn main() {
+    if let Some(n) = std::env::var("TPE_ASK_TRACE").ok().and_then(|v| v.parse().ok()) {
+        return trace(n);
+    }
+    if let Some(count) = std::env::var("TPE_ASK_COUNT").ok().and_then(|v| v.parse().ok()) {
+        return count_asks(count);
+    }
+    wall_time();
+    cpu_time();
+    Criterion::default().configure_from_args().final_summary();
+}

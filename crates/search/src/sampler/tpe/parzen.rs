@@ -11,7 +11,7 @@
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use super::truncnorm::{LN_SQRT_2PI, fast_exp, fast_ln, fast_ln_normal, fast_log1m, log_gauss_mass, ndtr};
+use super::truncnorm::{LN_SQRT_2PI, fast_exp, fast_ln, fast_ln_normal, fast_log1m, log_gauss_mass_memo, log_z_near_bound_memo};
 use crate::space::Distribution;
 
 const EPS: f64 = 1e-12;
@@ -203,8 +203,16 @@ pub(crate) struct Parzen<'d> {
 
 impl<'d> Parzen<'d> {
     /// `obs[j]` holds dimension `j`'s encoded coordinate of each observation, and `obs_weights`
-    /// their (unnormalised) weights.
-    pub fn new(dims: &'d [Dim], obs: &[Vec<f64>], obs_weights: &[f64], params: ParzenParams) -> Self {
+    /// their (unnormalised) weights. `orders[j]`, if given, lists the observations in order of
+    /// dimension `j`'s coordinates, ties by index (ignored for categorical dimensions); otherwise
+    /// they are sorted here.
+    pub fn new(
+        dims: &'d [Dim],
+        obs: &[Vec<f64>],
+        obs_weights: &[f64],
+        params: ParzenParams,
+        orders: Option<&[Vec<u32>]>,
+    ) -> Self {
         let d = dims.len();
         let n = obs_weights.len();
         debug_assert!(obs.len() == d && obs.iter().all(|c| c.len() == n));
@@ -230,11 +238,12 @@ impl<'d> Parzen<'d> {
         let (unit, ln_sum) = (1.0 / sum, sum.ln());
         // Positive normal weights (always, unless prior_weight is 0) take the call-free fast_ln,
         // which vectorises.
-        let mut base: Vec<f64> = if weights.iter().all(|w| w.is_normal() && *w > 0.0) {
-            weights.iter().map(|&w| if w == unit { -ln_sum } else { fast_ln_normal(w) }).collect()
+        let mut base: Vec<f64> = vec![0.0; k_total];
+        if weights.iter().all(|w| w.is_normal() && *w > 0.0) {
+            log_weights_dispatch(&weights, unit, ln_sum, &mut base);
         } else {
-            weights.iter().map(|&w| if w == unit { -ln_sum } else { fast_ln(w) }).collect()
-        };
+            base.iter_mut().zip(&weights).for_each(|(b, &w)| *b = if w == unit { -ln_sum } else { fast_ln(w) });
+        }
 
         let mut models = Vec::with_capacity(d);
         for (j, dim) in dims.iter().enumerate() {
@@ -266,28 +275,38 @@ impl<'d> Parzen<'d> {
                     }
                     // The centres in increasing order, ties by position: grid indices order a
                     // grid's centres (one radix pass for up to 256 grid points).
-                    let order = match dim.kind {
-                        Kind::Continuous => float_order(&mus),
-                        Kind::Discrete { m, .. } => grid_order(&obs[j], m),
-                        Kind::Categorical { .. } => unreachable!("handled above"),
+                    let sorted;
+                    let order: &[u32] = match (orders, &dim.kind) {
+                        (Some(orders), _) => &orders[j],
+                        (None, Kind::Continuous) => {
+                            sorted = float_order(&mus);
+                            &sorted
+                        }
+                        (None, Kind::Discrete { m, .. }) => {
+                            sorted = grid_order(&obs[j], *m);
+                            &sorted
+                        }
+                        (None, Kind::Categorical { .. }) => unreachable!("handled above"),
                     };
-                    let sigmas = kernel_sigmas(&mus, &order, dim, params);
+                    debug_assert_eq!(order.len(), n);
+                    let sigmas = kernel_sigmas(&mus, order, dim, params);
                     let prior_mu = 0.5 * (dim.lo + dim.hi);
                     if let Kind::Continuous = dim.kind {
                         let mut mu = mus;
                         let mut sigma = sigmas;
                         mu.push(prior_mu);
                         sigma.push(range);
-                        let inv: Vec<f64> = sigma.iter().map(|s| std::f64::consts::FRAC_1_SQRT_2 / s).collect();
+                        let mut inv = vec![0.0; k_total];
+                        let mut fast_z = vec![0.0; k_total];
+                        let mut norms = LogNorms { base: &mut base, mu: &mu, sigma: &sigma, inv: &mut inv, fast_z: &mut fast_z };
                         // σ is positive and normal unless the range is degenerate; then the
                         // call-free logarithm vectorises.
-                        let log_sigma: Vec<f64> = if sigma.iter().all(|s| s.is_normal() && *s > 0.0) {
-                            sigma.iter().map(|&s| fast_ln_normal(s)).collect()
+                        if sigma.iter().all(|s| s.is_normal() && *s > 0.0) {
+                            subtract_log_norms_dispatch(&mut norms, dim.lo, dim.hi);
                         } else {
-                            sigma.iter().map(|s| s.ln()).collect()
-                        };
-                        subtract_log_norms_dispatch(&mut base, &mu, &inv, &log_sigma, dim.lo, dim.hi);
-                        refine_log_norms(&mut base, &mu, &sigma, &inv, dim.lo, dim.hi);
+                            subtract_log_norms::<false>(&mut norms, dim.lo, dim.hi);
+                        }
+                        refine_log_norms(&mut norms, dim.lo, dim.hi);
                         models.push(DimModel::Continuous { mu, sigma, inv });
                     } else {
                         // Slots are distinct (grid index, σ) pairs: repeated values mostly share
@@ -306,12 +325,14 @@ impl<'d> Parzen<'d> {
                         } else {
                             // In the centres' order each grid value's run of kernels has at most
                             // three bandwidths in turn (gap on the left, clipped, gap on the right).
-                            for &k in &order {
+                            let (mut last_i, mut last_s) = (f64::NAN, f64::NAN);
+                            for &k in order {
                                 let k = k as usize;
                                 let (i, s) = (indices[k], sigmas[k]);
-                                if slot_mu.last() != Some(&i) || slot_sigma.last() != Some(&s) {
+                                if i != last_i || s != last_s {
                                     slot_mu.push(i);
                                     slot_sigma.push(s);
+                                    (last_i, last_s) = (i, s);
                                 }
                                 slot_of[k] = (slot_mu.len() - 1) as u32;
                             }
@@ -327,7 +348,7 @@ impl<'d> Parzen<'d> {
                             .enumerate()
                             .map(|(s, (&i, &sig))| {
                                 let m = if s as u32 == prior_slot { i } else { dim.center(i) };
-                                log_gauss_mass((dim.lo - m) / sig, (dim.hi - m) / sig)
+                                log_gauss_mass_memo((dim.lo - m) / sig, (dim.hi - m) / sig)
                             })
                             .collect();
                         models.push(DimModel::Slot { slot_of, slot_mu, slot_sigma, slot_log_z, prior_slot });
@@ -510,6 +531,9 @@ impl<'d> Parzen<'d> {
                 let mut distinct: Vec<f64> = column.to_vec();
                 distinct.sort_by(f64::total_cmp);
                 distinct.dedup();
+                // Each candidate's index among the distinct values.
+                let slot_of_cand: Vec<usize> =
+                    column.iter().map(|&x| distinct.partition_point(|&d| d < x).min(distinct.len() - 1)).collect();
                 let linear = matches!(dim.kind, Kind::Discrete { log: false, .. });
                 let Kind::Discrete { step, m, .. } = dim.kind else { unreachable!("discrete") };
                 // On a linear grid a bin's mass under a kernel depends only on i − j and σ: memoise it.
@@ -533,19 +557,18 @@ impl<'d> Parzen<'d> {
                             let slot = &mut memos[memo].1[di as usize];
                             if slot.is_nan() {
                                 let delta = (i - slot_mu[s]) * step;
-                                *slot = log_gauss_mass((delta - 0.5 * step) / sigma, (delta + 0.5 * step) / sigma);
+                                *slot = log_gauss_mass_memo((delta - 0.5 * step) / sigma, (delta + 0.5 * step) / sigma);
                             }
                             *slot
                         } else {
                             let mu = if is_prior { slot_mu[s] } else { dim.center(slot_mu[s]) };
                             let (lo, hi) = dim.edges(i);
-                            log_gauss_mass((lo - mu) / sigma, (hi - mu) / sigma)
+                            log_gauss_mass_memo((lo - mu) / sigma, (hi - mu) / sigma)
                         } - slot_log_z[s];
                     }
                     let row = &mut table[s * p..(s + 1) * p];
-                    for (r, &x) in row.iter_mut().zip(column) {
-                        let at = distinct.partition_point(|&d| d < x);
-                        *r = values[at.min(values.len() - 1)];
+                    for (r, &at) in row.iter_mut().zip(&slot_of_cand) {
+                        *r = values[at];
                     }
                 }
             }
@@ -716,25 +739,43 @@ fn sum_kernels_dispatch(hot: &HotLoop<'_>, bound: &[f64], acc_out: &mut [f64]) {
     )
 }
 
-/// base[k] −= ln(σ_k √(2π)) + ln Z_k: the normalising constant of kernel k, a Gaussian N(μ_k, σ_k²)
-/// truncated to [lo, hi] (Z_k = 1 − its mass outside). `inv` holds 1/(σ_k√2).
+/// One continuous dimension's kernels (centres and σ) and what is derived from them: `inv[k]` =
+/// 1/(σ_k√2), and `base` less each kernel's log normalising constant (`fast_z[k]` keeps the fast
+/// ln Z_k that [`refine_log_norms`] replaces near the bounds).
+struct LogNorms<'a> {
+    base: &'a mut [f64],
+    mu: &'a [f64],
+    sigma: &'a [f64],
+    inv: &'a mut [f64],
+    fast_z: &'a mut [f64],
+}
+
+/// inv[k] = 1/(σ_k√2) and base[k] −= ln(σ_k √(2π)) + ln Z_k: the normalising constant of kernel
+/// k, a Gaussian N(μ_k, σ_k²) truncated to [lo, hi] (Z_k = 1 − its mass outside). `NORMAL`: every
+/// σ is positive and normal, so ln σ takes the call-free [`fast_ln_normal`] and the loop vectorises.
 ///
 /// The mass outside is Φ(−z_lo·√2) + Φ(−z_hi·√2) with z = (distance to the bound)/(σ√2) ≥ 0, each
 /// through Numerical Recipes' `erfcc` (as [`fast_tail_mass`], fractional error < 1.2e-7), and with
 /// the two reciprocals 1/(1 + z/2) taken from one division. That is exact to ~1e-14 in the log
 /// only where the mass outside is small; [`refine_log_norms`] redoes the kernels near a bound.
 #[inline(always)]
-fn subtract_log_norms(base: &mut [f64], mu: &[f64], inv: &[f64], log_sigma: &[f64], lo: f64, hi: f64) {
-    let k_total = base.len();
-    let (mu, inv, log_sigma) = (&mu[..k_total], &inv[..k_total], &log_sigma[..k_total]);
+fn subtract_log_norms<const NORMAL: bool>(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
+    let k_total = norms.base.len();
+    let LogNorms { base, mu, sigma, inv, fast_z } = norms;
+    let (mu, sigma, inv, fast_z) = (&mu[..k_total], &sigma[..k_total], &mut inv[..k_total], &mut fast_z[..k_total]);
     for k in 0..k_total {
-        let (m, s) = (mu[k], inv[k]);
+        let (m, sg) = (mu[k], sigma[k]);
+        let s = std::f64::consts::FRAC_1_SQRT_2 / sg;
+        let log_sigma = if NORMAL { fast_ln_normal(sg) } else { sg.ln() };
         let za = ((m - lo) * s).max(0.0);
         let zb = ((hi - m) * s).max(0.0);
         let (da, db) = (1.0 + 0.5 * za, 1.0 + 0.5 * zb);
         let q = 1.0 / (da * db);
         let tail = half_erfcc(za, db * q) + half_erfcc(zb, da * q);
-        base[k] -= log_sigma[k] + LN_SQRT_2PI + fast_log1m(tail);
+        let log_z = fast_log1m(tail);
+        inv[k] = s;
+        fast_z[k] = log_z;
+        base[k] -= log_sigma + LN_SQRT_2PI + log_z;
     }
 }
 
@@ -757,35 +798,73 @@ fn half_erfcc(z: f64, u: f64) -> f64 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn subtract_log_norms_avx2(base: &mut [f64], mu: &[f64], inv: &[f64], log_sigma: &[f64], lo: f64, hi: f64) {
-    subtract_log_norms(base, mu, inv, log_sigma, lo, hi)
+fn subtract_log_norms_avx2(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
+    subtract_log_norms::<true>(norms, lo, hi)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn subtract_log_norms_avx512(base: &mut [f64], mu: &[f64], inv: &[f64], log_sigma: &[f64], lo: f64, hi: f64) {
-    subtract_log_norms(base, mu, inv, log_sigma, lo, hi)
+fn subtract_log_norms_avx512(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
+    subtract_log_norms::<true>(norms, lo, hi)
 }
 
-fn subtract_log_norms_dispatch(base: &mut [f64], mu: &[f64], inv: &[f64], log_sigma: &[f64], lo: f64, hi: f64) {
+/// [`subtract_log_norms`] for positive normal σ, with the widest vectors the CPU has.
+fn subtract_log_norms_dispatch(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU supports AVX-512F, as checked just above.
-        return unsafe { subtract_log_norms_avx512(base, mu, inv, log_sigma, lo, hi) };
+        return unsafe { subtract_log_norms_avx512(norms, lo, hi) };
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, as checked just above.
-        return unsafe { subtract_log_norms_avx2(base, mu, inv, log_sigma, lo, hi) };
+        return unsafe { subtract_log_norms_avx2(norms, lo, hi) };
     }
-    subtract_log_norms(base, mu, inv, log_sigma, lo, hi)
+    subtract_log_norms::<true>(norms, lo, hi)
+}
+
+/// out[k] = ln w_k for positive normal weights, −ln(sum) exactly for the unit ones (w = `unit`
+/// = 1/sum). Branch-free, so that it vectorises.
+#[inline(always)]
+fn log_weights(weights: &[f64], unit: f64, ln_sum: f64, out: &mut [f64]) {
+    for (o, &w) in out.iter_mut().zip(weights) {
+        let ln = fast_ln_normal(w);
+        *o = if w == unit { -ln_sum } else { ln };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn log_weights_avx2(weights: &[f64], unit: f64, ln_sum: f64, out: &mut [f64]) {
+    log_weights(weights, unit, ln_sum, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn log_weights_avx512(weights: &[f64], unit: f64, ln_sum: f64, out: &mut [f64]) {
+    log_weights(weights, unit, ln_sum, out)
+}
+
+fn log_weights_dispatch(weights: &[f64], unit: f64, ln_sum: f64, out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F, as checked just above.
+        return unsafe { log_weights_avx512(weights, unit, ln_sum, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, as checked just above.
+        return unsafe { log_weights_avx2(weights, unit, ln_sum, out) };
+    }
+    log_weights(weights, unit, ln_sum, out)
 }
 
 /// Corrects `base` (as left by [`subtract_log_norms`]) for the kernels near a bound, where the
 /// fast truncation constant is not accurate enough: there it is replaced by the precise
 /// ln(Φ(b) − Φ(a)), as Optuna computes it. Far from the bounds (most kernels once there are many
 /// observations) the fast value is already exact to ~1e-14.
-fn refine_log_norms(base: &mut [f64], mu: &[f64], sigma: &[f64], inv: &[f64], lo: f64, hi: f64) {
+fn refine_log_norms(norms: &mut LogNorms<'_>, lo: f64, hi: f64) {
+    let LogNorms { base, mu, sigma, inv, fast_z } = norms;
     for k in 0..base.len() {
         let (m, s) = (mu[k], inv[k]);
         let za = ((m - lo) * s).max(0.0);
@@ -793,19 +872,10 @@ fn refine_log_norms(base: &mut [f64], mu: &[f64], sigma: &[f64], inv: &[f64], lo
         if za.min(zb) >= Z_PRECISE {
             continue;
         }
-        let (da, db) = (1.0 + 0.5 * za, 1.0 + 0.5 * zb);
-        let q = 1.0 / (da * db);
-        let fast = fast_log1m(half_erfcc(za, db * q) + half_erfcc(zb, da * q));
         let (a, b) = ((lo - m) / sigma[k], (hi - m) / sigma[k]);
-        let precise = if a < 0.0 && b > 0.0 {
-            // Optuna's central case, ln(1 − Φ(a) − Φ(−b)). The far bound's tail (beyond 8.5σ,
-            // < 1e-17) is below the last bit of the near one's (> 1e-7 here): skip its erfc.
-            let tail = |t: f64| if t < -8.5 { 0.0 } else { ndtr(t) };
-            (-(tail(a) + tail(-b))).ln_1p()
-        } else {
-            log_gauss_mass(a, b)
-        };
-        base[k] += fast - precise;
+        // Optuna's ln(Φ(b) − Φ(a)), remembered across asks.
+        let precise = log_z_near_bound_memo(a, b);
+        base[k] += fast_z[k] - precise;
     }
 }
 
@@ -828,23 +898,25 @@ fn kernel_sigmas(mus: &[f64], order: &[u32], dim: &Dim, params: ParzenParams) ->
     if n == 0 {
         return out;
     }
-    // The sorted centres with the ends of the range around them.
-    let mut points = Vec::with_capacity(n + 2);
-    points.push(lo);
-    points.extend(order.iter().map(|&k| mus[k as usize]));
-    points.push(hi);
+    // numpy.clip: max, then min. Plain comparisons (no NaN here; the sign of a zero gap is
+    // clipped away) are cheaper than f64::max/min, which handle NaN.
+    let clip = |s: f64| {
+        let s = if s > min_sigma { s } else { min_sigma };
+        if s < range { s } else { range }
+    };
+    let at = |i: usize| mus[order[i] as usize];
     out.resize(n, 0.0);
-    for (i, &k) in order.iter().enumerate() {
-        let (left, mid, right) = (points[i], points[i + 1], points[i + 2]);
-        out[k as usize] = (mid - left).max(right - mid);
+    // Walk the sorted centres, the ends of the range being the outermost neighbours.
+    let (mut left, mut mid) = (lo, at(0));
+    for i in 0..n {
+        let right = if i + 1 < n { at(i + 1) } else { hi };
+        let (l, r) = (mid - left, right - mid);
+        out[order[i] as usize] = clip(if l > r { l } else { r });
+        (left, mid) = (mid, right);
     }
     if !params.consider_endpoints && n >= 2 {
-        out[order[0] as usize] = points[2] - points[1];
-        out[order[n - 1] as usize] = points[n] - points[n - 1];
-    }
-    // numpy.clip: max, then min.
-    for s in &mut out {
-        *s = s.max(min_sigma).min(range);
+        out[order[0] as usize] = clip(at(1) - at(0));
+        out[order[n - 1] as usize] = clip(at(n - 1) - at(n - 2));
     }
     out
 }
@@ -966,6 +1038,7 @@ fn truncnorm_draw(rng: &mut impl Rng, mu: f64, sigma: f64, lo: f64, hi: f64) -> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::truncnorm::log_gauss_mass;
     use super::*;
     use crate::space::ParamValue;
     use rand::SeedableRng;
@@ -992,7 +1065,7 @@ mod tests {
             let dims = [dim];
             let mid = (m / 2) as f64;
             let obs = [0.0, mid, mid, (m - 1) as f64];
-            let parzen = Parzen::new(&dims, &[obs.to_vec()], &[1.0; 4], PARAMS);
+            let parzen = Parzen::new(&dims, &[obs.to_vec()], &[1.0; 4], PARAMS, None);
             let grid: Vec<f64> = (0..m).map(|i| i as f64).collect();
             let cands = padded(&grid);
             let mut out = vec![0.0; cands.len()];
@@ -1033,7 +1106,7 @@ mod tests {
     fn continuous_density_integrates_to_one() {
         let dims = [Dim::new(&Distribution::Float { low: -1.0, high: 3.0, log: false, step: None })];
         let obs = [0.0, 0.1, 2.9, -1.0];
-        let parzen = Parzen::new(&dims, &[obs.to_vec()], &[1.0, 0.5, 1.0, 1.0], PARAMS);
+        let parzen = Parzen::new(&dims, &[obs.to_vec()], &[1.0, 0.5, 1.0, 1.0], PARAMS, None);
         let n = 40_000;
         let h = 4.0 / n as f64;
         let xs: Vec<f64> = (0..n).map(|i| -1.0 + (i as f64 + 0.5) * h).collect();
@@ -1048,7 +1121,7 @@ mod tests {
         // 3 observations of choice 1 among 4 choices: each kernel row is (1/4 + [j=1]) / (1 + 4/4),
         // the prior row is uniform; mixture weights 1/4 each.
         let dims = [Dim::new(&Distribution::Categorical { choices: (0..4).map(ParamValue::Int).collect() })];
-        let parzen = Parzen::new(&dims, &[vec![1.0, 1.0, 1.0]], &[1.0; 3], PARAMS);
+        let parzen = Parzen::new(&dims, &[vec![1.0, 1.0, 1.0]], &[1.0; 3], PARAMS, None);
         let cands = padded(&[0.0, 1.0, 2.0, 3.0]);
         let mut out = vec![0.0; cands.len()];
         parzen.log_pdf(&[cands], &mut out);

@@ -431,3 +431,30 @@ fn row_cache_gives_the_same_suggestions_as_a_fresh_sampler() {
     let number = trials.len() as u64;
     assert_eq!(ask(&long_lived, &trials, number), ask(&TpeSampler::new(TpeConfig::default()), &trials, number));
 }
+
+#[test]
+fn cached_column_orders_match_a_fresh_sort() {
+    // A row table kept across a growing history (inserting rows, with ties, RUNNING trials that
+    // it does not hold, and a parameter some trials lack) orders every column as sorting does.
+    let x = x_dist();
+    let k = Distribution::Int { low: 0, high: 6, log: false, step: 1 };
+    let params: [(&str, &Distribution); 2] = [("k", &k), ("x", &x)];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut table = RowTable::new("t", &params);
+    let mut trials = Vec::new();
+    for number in 0..120u64 {
+        let xv = ParamValue::Float((rng.random_range(-10.0..10.0f64) * 2.0).round() / 2.0);
+        let kv = ParamValue::Int(rng.random_range(0..=6));
+        let mut ps = vec![("k", &k, kv)];
+        if number % 5 != 0 {
+            ps.push(("x", &x, xv));
+        }
+        let state = if number % 9 == 4 { TrialState::Running } else { TrialState::Complete };
+        let value = (state == TrialState::Complete).then(|| rng.random::<f64>());
+        trials.push(trial(number, state, value, &ps));
+        let cached = History::collect(&ctx(&trials, number + 1), &params, true, Some(&mut table));
+        let fresh = History::collect(&ctx(&trials, number + 1), &params, true, None);
+        assert_eq!(cached.orders, fresh.orders, "after trial {number}");
+        assert_eq!(fresh.orders[1].len(), fresh.col(1).iter().filter(|v| !v.is_nan()).count());
+    }
+}
