@@ -6,7 +6,10 @@
 //! ask, from the study's history alone (a resumed study continues exactly as it would have):
 //! - fewer COMPLETE trials than the GP's start-up count, but enough finished ones (COMPLETE and
 //!   PRUNED) for TPE's start-up: **TPE**, which learns from pruned trials too;
-//! - fewer than `gp_max_trials` finished trials: **GP** (random during its start-up trials);
+//! - otherwise fewer COMPLETE trials than the GP's start-up count: **QMC**, points of a scrambled
+//!   Sobol sequence (trial `i` takes point `i`), which cover the space more evenly than the
+//!   uniform random start-up of Optuna's samplers, so the GP's first model sees more of it;
+//! - fewer than `gp_max_trials` finished trials: **GP**;
 //! - otherwise: **TPE**.
 //!
 //! The decision depends on the history only, never on the space, so the three sampler calls of
@@ -17,7 +20,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{GpConfig, GpSampler, Sampler, SamplingContext, TpeConfig, TpeSampler};
+use super::{GpConfig, GpSampler, QmcConfig, QmcSampler, Sampler, SamplingContext, TpeConfig, TpeSampler};
 use crate::error::Result;
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::TrialState;
@@ -45,8 +48,8 @@ impl AutoConfig {
     pub fn describe(&self) -> String {
         let gp = GpConfig::default();
         format!(
-            "auto: {} random trials, then a Gaussian process (GP) until {} finished trials, then TPE \
-             (TPE also while pruned trials outnumber what the GP could learn from)",
+            "auto: {} space-filling (Sobol) trials, then a Gaussian process (GP) until {} finished trials, \
+             then TPE (TPE also while pruned trials leave too few complete ones for the GP)",
             gp.n_startup_trials, self.gp_max_trials
         )
     }
@@ -55,6 +58,7 @@ impl AutoConfig {
 /// Which sampler `auto` used for one ask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AutoChoice {
+    Qmc,
     Gp,
     Tpe,
 }
@@ -62,6 +66,7 @@ pub enum AutoChoice {
 impl fmt::Display for AutoChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Qmc => "qmc",
             Self::Gp => "gp",
             Self::Tpe => "tpe",
         })
@@ -79,13 +84,19 @@ pub struct AutoDecision {
 #[derive(Debug)]
 pub struct AutoSampler {
     config: AutoConfig,
+    qmc: QmcSampler,
     gp: GpSampler,
     tpe: TpeSampler,
 }
 
 impl AutoSampler {
     pub fn new(config: AutoConfig) -> Self {
-        Self { config, gp: GpSampler::new(GpConfig::default()), tpe: TpeSampler::new(TpeConfig::default()) }
+        Self {
+            config,
+            qmc: QmcSampler::new(QmcConfig { scramble: true }),
+            gp: GpSampler::new(GpConfig::default()),
+            tpe: TpeSampler::new(TpeConfig::default()),
+        }
     }
 
     pub fn config(&self) -> &AutoConfig {
@@ -117,7 +128,7 @@ impl AutoSampler {
                 ),
             )
         } else if complete < gp_startup {
-            (AutoChoice::Gp, format!("start-up: {complete} of {gp_startup} COMPLETE trials, sampled at random"))
+            (AutoChoice::Qmc, format!("start-up: {complete} of {gp_startup} COMPLETE trials, Sobol points"))
         } else {
             (AutoChoice::Gp, format!("{finished} finished trials < gp_max_trials {}", self.config.gp_max_trials))
         };
@@ -126,6 +137,7 @@ impl AutoSampler {
 
     fn pick(&self, ctx: &SamplingContext<'_>) -> &dyn Sampler {
         match self.decide(ctx).choice {
+            AutoChoice::Qmc => &self.qmc,
             AutoChoice::Gp => &self.gp,
             AutoChoice::Tpe => &self.tpe,
         }
@@ -181,8 +193,8 @@ mod tests {
     #[test]
     fn gp_from_the_start_until_the_limit_then_tpe() {
         let auto = AutoSampler::new(AutoConfig { gp_max_trials: 50 });
-        assert_eq!(decide(&auto, &history(0, 0, 0)), AutoChoice::Gp);
-        assert_eq!(decide(&auto, &history(9, 0, 3)), AutoChoice::Gp);
+        assert_eq!(decide(&auto, &history(0, 0, 0)), AutoChoice::Qmc);
+        assert_eq!(decide(&auto, &history(9, 0, 3)), AutoChoice::Qmc);
         assert_eq!(decide(&auto, &history(10, 0, 0)), AutoChoice::Gp);
         assert_eq!(decide(&auto, &history(49, 0, 0)), AutoChoice::Gp);
         assert_eq!(decide(&auto, &history(50, 0, 0)), AutoChoice::Tpe);
@@ -193,7 +205,7 @@ mod tests {
     fn tpe_while_pruned_trials_leave_the_gp_in_its_start_up() {
         let auto = AutoSampler::new(AutoConfig::default());
         assert_eq!(decide(&auto, &history(4, 6, 0)), AutoChoice::Tpe);
-        assert_eq!(decide(&auto, &history(4, 5, 0)), AutoChoice::Gp, "both samplers are still in start-up");
+        assert_eq!(decide(&auto, &history(4, 5, 0)), AutoChoice::Qmc, "both samplers are still in start-up");
         assert_eq!(decide(&auto, &history(10, 30, 0)), AutoChoice::Gp);
     }
 
@@ -203,7 +215,7 @@ mod tests {
         let mut trials = history(9, 0, 0);
         trials.push(FrozenTrial::new(9, 9, TrialState::Complete));
         let ctx = SamplingContext { study_name: "s", direction: Direction::Minimize, seed: 1, trials: &trials, trial_number: 9 };
-        assert_eq!(auto.decide(&ctx).choice, AutoChoice::Gp);
+        assert_eq!(auto.decide(&ctx).choice, AutoChoice::Qmc);
     }
 
     #[test]
