@@ -367,7 +367,11 @@ fn check(path: &Path) -> Result<()> {
     }
     budget.push_str(&format!(", stop after {} consecutive failures", b.max_consecutive_failures));
     println!("budget:   {budget}");
-    println!("sampler:  {} (seed {})", spec.sampler.describe(), spec.seed.map(|s| s.to_string()).unwrap_or_else(|| "random".into()));
+    println!(
+        "sampler:  {} (seed {})",
+        spec.sampler.describe(),
+        spec.seed.map(|s| s.to_string()).unwrap_or_else(|| "random".into())
+    );
     println!("pruner:   {:?}", spec.pruner);
     println!("space:");
     for (name, dist) in spec.space.iter() {

@@ -325,9 +325,10 @@ fn parse_direction(s: &str) -> Result<Direction, String> {
 fn parse_float(s: &str) -> Result<f64, String> {
     let text = s.trim();
     let plain = if text.contains('_') { text.replace('_', "") } else { text.to_string() };
-    let ok_underscores = !text.contains('_') || text.split(|c: char| !c.is_ascii_digit() && c != '_').all(|run| {
-        run.is_empty() || (!run.starts_with('_') && !run.ends_with('_') && !run.contains("__"))
-    });
+    let ok_underscores = !text.contains('_')
+        || text
+            .split(|c: char| !c.is_ascii_digit() && c != '_')
+            .all(|run| run.is_empty() || (!run.starts_with('_') && !run.ends_with('_') && !run.contains("__")));
     match plain.parse::<f64>() {
         Ok(v) if ok_underscores => Ok(v),
         _ => Err(format!("'{s}' is not a number (e.g. 0.93, -6.7e-06, inf, -inf, nan)")),

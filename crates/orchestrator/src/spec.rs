@@ -573,8 +573,12 @@ fn parse_sampler(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result
     if !map.contains_key("type") {
         return Err(loc.err("sampler", "missing `type` (valid: auto, tpe, gp, random, grid, qmc)"));
     }
-    let config: SamplerConfig = serde_yaml::from_value(serde_yaml::Value::Mapping(map))
-        .map_err(|e| loc.err("sampler", format!("{} (valid types: auto, tpe, gp, random, grid, qmc, with their options)", strip_yaml_location(&e))))?;
+    let config: SamplerConfig = serde_yaml::from_value(serde_yaml::Value::Mapping(map)).map_err(|e| {
+        loc.err(
+            "sampler",
+            format!("{} (valid types: auto, tpe, gp, random, grid, qmc, with their options)", strip_yaml_location(&e)),
+        )
+    })?;
     Ok((config, seed))
 }
 

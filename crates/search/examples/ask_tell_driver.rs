@@ -34,8 +34,7 @@ fn handle(session: &mut Option<Session>, line: &str) -> Result<Value, String> {
             let space = SearchSpace::parse(&request["space"].to_string(), "space").map_err(|e| e.to_string())?;
             let mut new = NewStudy::new("bench", direction, seed);
             if !request["sampler"].is_null() {
-                new.sampler =
-                    serde_json::from_value::<SamplerConfig>(request["sampler"].clone()).map_err(|e| e.to_string())?;
+                new.sampler = serde_json::from_value::<SamplerConfig>(request["sampler"].clone()).map_err(|e| e.to_string())?;
             }
             new.search_space = Some(space.clone());
             let study = Study::create(Arc::new(InMemoryStorage::new()), &new).map_err(|e| e.to_string())?;

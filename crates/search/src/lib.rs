@@ -46,8 +46,8 @@ pub use pruner::{
     ThresholdConfig, ThresholdPruner,
 };
 pub use sampler::{
-    AutoConfig, AutoSampler, GpConfig, GpSampler, GridSampler, QmcConfig, QmcSampler, RandomSampler, Sampler, SamplerConfig, SamplingContext, TpeConfig,
-    TpeSampler,
+    AutoConfig, AutoSampler, GpConfig, GpSampler, GridSampler, QmcConfig, QmcSampler, RandomSampler, Sampler, SamplerConfig,
+    SamplingContext, TpeConfig, TpeSampler,
 };
 pub use space::{Distribution, ParamValue, Params, SearchSpace};
 pub use storage::{FAIL_REASON_ATTR, InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam};

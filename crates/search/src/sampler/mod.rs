@@ -139,12 +139,9 @@ impl SamplerConfig {
             return config.describe();
         }
         let options = match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => map
-                .into_iter()
-                .filter(|(k, _)| k != "type")
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            Ok(serde_json::Value::Object(map)) => {
+                map.into_iter().filter(|(k, _)| k != "type").map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            }
             _ => String::new(),
         };
         if options.is_empty() { self.name().to_string() } else { format!("{} ({options})", self.name()) }
