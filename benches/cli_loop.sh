@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The CLI loop benchmark: N ask+tell pairs through the `nightshift` binary against one SQLite file,
-# as a shell loop would run them. Prints milliseconds per pair.
-#   cargo build --release && benches/cli_loop.sh [N=200] [path/to/nightshift]
+# as a shell loop would run them, on a study that starts empty and grows to N trials (so the
+# sampler's history is 0 … N-1 trials; the mean is over all of them). Prints the time per pair.
+#   cargo build --release && benches/cli_loop.sh [N=200] [SAMPLER=auto] [path/to/nightshift]
 set -euo pipefail
 n="${1:-200}"
-bin="${2:-$(cd "$(dirname "$0")/.." && pwd)/target/release/nightshift}"
+sampler="${2:-auto}"
+bin="${3:-$(cd "$(dirname "$0")/.." && pwd)/target/release/nightshift}"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cd "$dir"
@@ -13,7 +15,7 @@ space='{"learning_rate": {"type": "float", "low": 1e-5, "high": 0.1, "log": true
         "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.05},
         "weight_decay": {"type": "float", "low": 1e-6, "high": 0.01, "log": true},
         "freeze_depth": {"type": "int", "low": 0, "high": 4}}'
-"$bin" create-study --study-name loop --direction minimize --seed 1 --search-space "$space" >/dev/null
+"$bin" create-study --study-name loop --direction minimize --seed 1 --sampler "$sampler" --search-space "$space" >/dev/null
 start=$(date +%s%N)
 for _ in $(seq "$n"); do
   trial=$("$bin" ask --study-name loop)
@@ -22,4 +24,4 @@ for _ in $(seq "$n"); do
   "$bin" tell --study-name loop --trial-number "$number" --values "$lr" 2>/dev/null
 done
 end=$(date +%s%N)
-echo "$n ask+tell pairs: $(( (end - start) / 1000000 )) ms total, $(( (end - start) / n / 1000 )) µs per pair"
+echo "$sampler, $n ask+tell pairs: $(( (end - start) / 1000000 )) ms total, $(( (end - start) / n / 1000 )) µs per pair"

@@ -48,7 +48,7 @@ fn ask_tell_loop_finds_the_minimum_and_lists_trials() {
         ]);
     }
     let best = json(&sb.ok(&["best-trial", "--storage", storage, "--study-name", "quad", "--format", "json"]));
-    assert!(best["value"].as_f64().unwrap() < 1.0, "30 trials of TPE get within 1 of the optimum: {best}");
+    assert!(best["value"].as_f64().unwrap() < 1.0, "30 trials of the default sampler get within 1 of the optimum: {best}");
     let trials = json(&sb.ok(&["trials", "--storage", storage, "--study-name", "quad", "-f", "json"]));
     assert_eq!(trials.as_array().unwrap().len(), 30);
     assert!(trials.as_array().unwrap().iter().all(|t| t["state"] == "COMPLETE"));
@@ -206,4 +206,36 @@ fn eight_processes_ask_and_tell_on_one_sqlite_file() {
     assert_eq!(all, (0..400).collect::<Vec<_>>(), "400 distinct trial numbers");
     let trials = json(&sb.ok(&["trials", "--storage", &storage, "--study-name", "c", "-f", "json"]));
     assert!(trials.as_array().unwrap().iter().all(|t| t["state"] == "COMPLETE"));
+}
+
+#[test]
+fn values_parse_as_optunas_cli_and_ask_needs_no_space() {
+    let sb = Sandbox::new();
+    // Optuna's `ask` on a study without a search space returns a trial with empty params.
+    let t0 = json(&sb.ok(&["ask", "--study-name", "e"]));
+    assert_eq!(t0["params"], serde_json::json!({}), "{t0}");
+    // Negative numbers in exponent syntax, which clap alone takes for flags.
+    sb.ok(&["tell", "--study-name", "e", "--trial-number", "0", "--values", "-6.762234605393754e-06"]);
+    sb.ok(&["ask", "--study-name", "e"]);
+    let r = json(&sb.ok(&["report-value", "--study-name", "e", "--trial-number", "1", "--step", "1", "--value", "-3.3e-05"]));
+    assert_eq!(r["value"], -3.3e-05);
+    sb.ok(&["tell", "--study-name", "e", "--trial-number", "1", "--values", "-1e+300"]);
+    let trials = json(&sb.ok(&["trials", "--study-name", "e", "-f", "json"]));
+    assert_eq!(trials[0]["value"], -6.762234605393754e-06);
+    assert_eq!(trials[1]["value"], -1e300);
+    let err = sb.fails(&["tell", "--study-name", "e", "--trial-number", "0", "--values", "-x1"]);
+    assert!(err.contains("'-x1' is not a number"), "{err}");
+}
+
+#[test]
+fn the_default_sampler_is_auto_and_check_explains_it() {
+    let sb = Sandbox::new();
+    sb.ok(&["create-study", "--study-name", "d", "--search-space", SPACE]);
+    let asked = json(&sb.ok(&["ask", "--study-name", "d"]));
+    assert_eq!(asked["number"], 0);
+    // GPSampler by Optuna's name, and auto by ours.
+    sb.ok(&["create-study", "--study-name", "g", "--sampler", "GPSampler", "--search-space", SPACE]);
+    sb.ok(&["create-study", "--study-name", "a", "--sampler", "auto", "--sampler-kwargs", r#"{"gp_max_trials": 50}"#]);
+    let err = sb.fails(&["create-study", "--study-name", "b", "--sampler", "auto", "--sampler-kwargs", r#"{"n_ei": 3}"#]);
+    assert!(err.contains("n_ei"), "{err}");
 }
