@@ -69,7 +69,9 @@ fn run_trial_case(case: &Case) -> Result<(), String> {
     let sb = Sandbox::new();
     let program = corpus().join(&case.file);
     let command = format!("[python3, \"{}\"]", program.display());
-    let budget = "{trials: 1, trial_timeout: 2s, max_consecutive_failures: 5}";
+    // Only silent_hang.py should meet the trial timeout; 15 s leaves the others room to start
+    // Python and answer on a loaded 2-core machine (2 s timed out 9 of them under load).
+    let budget = "{trials: 1, trial_timeout: 15s, max_consecutive_failures: 5}";
     sb.file("s.yaml", &command_spec("bad", budget, "{cpu: 1}", &command, ""));
     let out = output_within(&mut sb.cmd(&["run", "s.yaml", "--quiet"]), LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
