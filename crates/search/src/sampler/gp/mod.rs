@@ -29,10 +29,17 @@
 //!   the default kernel parameters, as Optuna's does; one that stops at an iteration limit with
 //!   a finite likelihood is kept (Optuna would discard it).
 //! - **RUNNING trials** (parallel workers): instead of Optuna's qLogEI, a *capped Kriging
-//!   believer*: every other RUNNING trial that has all the joint parameters joins the data as a
-//!   pseudo-observation at the GP's posterior mean there, capped at the incumbent best value, with
-//!   the fitted hyper-parameters unchanged. The posterior variance collapses at pending points
-//!   and the cap removes any predicted improvement there, so concurrent workers spread out.
+//!   believer*: every other RUNNING trial that has all the joint parameters joins the data, in
+//!   trial-number order, as a pseudo-observation at the posterior mean there of the GP
+//!   conditioned on the data and the pseudo-observations before it, capped at the incumbent best
+//!   value, with the fitted hyper-parameters unchanged. The posterior variance collapses at
+//!   pending points and the cap removes any predicted improvement there, so concurrent workers
+//!   spread out. Conditioning one pending point at a time (rather than taking every mean from
+//!   the GP of the finished trials alone) lowered the geometric-mean regret of 4 workers against
+//!   1 worker from 1.74× to 1.60× at 50 trials (3.29× to 3.22× at 25; 40 seeds of
+//!   `benches/vs_optuna`, arms `ns-auto` and `ns-auto-4workers`). Other pending-value rules
+//!   measured worse there: the uncapped mean, the mean ± one posterior standard deviation
+//!   (capped), the worst or the mean observed value, and ignoring pending trials.
 //! - **Discrete line search**: golden-section search over grid indices instead of Brent's
 //!   method in the encoded coordinate (only for grids of more than 16 values).
 //! - **Box-constrained L-BFGS** is a projected L-BFGS without the generalised Cauchy point.
@@ -185,20 +192,17 @@ impl GpSampler {
         let threshold = obs.y[best];
         let best_row = obs.row(best).to_vec();
 
-        // Capped Kriging believer for the other RUNNING trials.
+        // Capped Kriging believer for the other RUNNING trials, conditioned on one at a time (in
+        // trial-number order), so that each pseudo-observation sees the ones before it.
         let mut augmented = obs.clone();
-        let mut pending = 0;
         for t in ctx.trials.iter().filter(|t| t.state == TrialState::Running && t.number != ctx.trial_number) {
             if encode(t, &mut row) {
                 let (mean, _) = gp.posterior(&row);
                 augmented.push(&row, mean.min(threshold));
-                pending += 1;
+                if let Some(believer) = GpRegressor::new(augmented.clone(), gp.params().clone()) {
+                    gp = believer;
+                }
             }
-        }
-        if pending > 0
-            && let Some(believer) = GpRegressor::new(augmented, gp.params().clone())
-        {
-            gp = believer;
         }
 
         let acqf = LogEi { gp: &gp, threshold };
