@@ -35,7 +35,14 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Study(cmd) => study_cmds::run(cmd),
+        Command::Study(cmd) => {
+            // Warnings of the samplers (e.g. a Gaussian-process fit that fell back) reach the
+            // terminal; stdout stays the verbs' JSON. NIGHTSHIFT_LOG=info shows more.
+            let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).try_init();
+            study_cmds::run(cmd)
+        }
         Command::Run(cmd) => run_cmds::run(cmd),
         Command::Train(cmd) => train::run(cmd),
     };

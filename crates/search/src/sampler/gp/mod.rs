@@ -47,14 +47,10 @@
 //!
 //! Checked against Optuna 5.0: on the same history, the fitted hyper-parameters agree with
 //! Optuna's `fit_kernel_params` (no cache) to about four digits, and the acquisition maximum
-//! found is equal or higher. Median regret over 30 seeds after 25 / 50 trials, ours vs Optuna's
-//! GPSampler: Hartmann-6 0.53 / 0.072 vs 0.71 / 0.0059 (means 0.80 / 0.20 vs 0.95 / 0.27),
-//! mixed 0.143 / 0.00018 vs 0.146 / 0.00016, Ackley-5 13.8 / 7.6 vs 12.7 / 7.8, Rosenbrock-4
-//! 19 / 4.9 vs 29 / 5.7, Branin 0.020 / 7e-5 vs 0.040 / 4e-5 (Optuna 10 seeds) — rerun with
-//! `examples/gp_regret.rs` and `benches/optuna_gp.py`. An ask over 100 finished trials of the
-//! 5-parameter space of `benches/gp_ask.rs` takes about 16 ms of CPU time (9 ms at 50, 81 ms at
-//! 200; group `gp_ask_cpu`); Optuna's, on the same machine, 115 ms (160 at 50, 215 at 200;
-//! `python3 crates/search/benches/optuna_gp.py latency`).
+//! found is equal or higher. Regret against Optuna's GPSampler on a suite of seven problems, and
+//! ask latency against Optuna's: docs/search.md (`benches/vs_optuna/`). An ask over 100 finished
+//! trials of the 5-parameter space of `benches/gp_ask.rs` takes about 16 ms of CPU time (9 ms at
+//! 50, 81 ms at 200; group `gp_ask_cpu`).
 //!
 //! Numerics never fail an ask: non-positive-definite covariances get growing jitter; a failed
 //! fit falls back to the default kernel parameters; if even those cannot be factorised, the
@@ -110,6 +106,15 @@ pub enum GpFallback {
     /// No GP could be built (not even with default parameters and jitter); the joint parameters
     /// were left to random sampling.
     Random,
+}
+
+impl std::fmt::Display for GpFallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::DefaultKernelParams => "the kernel fit failed; this ask used the default hyper-parameters",
+            Self::Random => "no Gaussian process could be factorised; this ask sampled at random",
+        })
+    }
 }
 
 /// What [`GpSampler::suggest`] decided.
@@ -263,7 +268,11 @@ impl Sampler for GpSampler {
         if space.is_empty() || self.in_startup(ctx) {
             return Ok(BTreeMap::new());
         }
-        Ok(self.suggest(ctx, space).params)
+        let suggestion = self.suggest(ctx, space);
+        if let Some(fallback) = suggestion.fallback {
+            tracing::warn!(study = ctx.study_name, trial = ctx.trial_number, "GP sampler: {fallback}");
+        }
+        Ok(suggestion.params)
     }
 
     fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue> {
