@@ -115,6 +115,10 @@ fn every_example_in_search_spaces_is_valid() {
         if text.lines().any(|l| l.starts_with("study:")) {
             let out = sb.ok(&["check", &file]);
             assert!(out.contains(": OK"), "{file}: {out}");
+            if text.contains("type: auto") {
+                // `auto` explains which sampler it uses when, with its numbers.
+                assert!(out.contains("sampler:  auto: 10 space-filling (Sobol) trials, then a Gaussian process"), "{out}");
+            }
         } else {
             let asked: Value =
                 serde_json::from_str(&sb.ok(&["ask", "--study-name", "x", "--search-space", &format!("@{file}")])).unwrap();

@@ -258,8 +258,7 @@ fn check_and_bad_specs() {
         out.contains("2 slot(s): cpu, cpu") && out.contains("4 trials, timeout 7200s") && out.contains("x: float [0, 1]"),
         "{out}"
     );
-    // The spec names no sampler: the default explains its policy.
-    assert!(out.contains("sampler:  auto: 10 space-filling (Sobol) trials, then a Gaussian process"), "{out}");
+    assert!(out.contains("sampler:  random (seed 1)"), "{out}");
     assert!(!sb.path().join("reports/good").exists(), "check runs nothing");
 
     let bad = [
