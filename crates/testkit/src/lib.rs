@@ -83,9 +83,9 @@ mod tests {
             std::env::set_var(SKIP_LOG_VAR, &log);
             std::env::remove_var(STRICT_VAR);
         }
-        skip("logged_test", "a thing", "make one");
+        skip("testkit_self_test_not_a_real_skip", "a thing", "make one");
         let text = std::fs::read_to_string(&log).unwrap();
-        assert!(text.contains("SKIPPED logged_test: a thing is missing (make one)"), "{text}");
+        assert!(text.contains("SKIPPED testkit_self_test_not_a_real_skip: a thing is missing (make one)"), "{text}");
 
         unsafe { std::env::set_var(STRICT_VAR, "1") };
         let caught = std::panic::catch_unwind(|| skip("strict_test", "a thing", "make one"));
