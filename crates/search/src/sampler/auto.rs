@@ -4,8 +4,11 @@
 //! finds better points than TPE per trial (docs/search.md measures both against Optuna 5.0), but
 //! its cost grows with the cube of the history and it learns only from COMPLETE trials. So, per
 //! ask, from the study's history alone (a resumed study continues exactly as it would have):
-//! - fewer COMPLETE trials than the GP's start-up count, but enough finished ones (COMPLETE and
-//!   PRUNED) for TPE's start-up: **TPE**, which learns from pruned trials too;
+//! - more than a quarter of the finished trials PRUNED, or fewer COMPLETE trials than the GP's
+//!   start-up count but enough finished ones (COMPLETE and PRUNED) for TPE's start-up: **TPE**.
+//!   The GP learns from COMPLETE trials only (as Optuna's); blind to pruned ones, it keeps
+//!   proposing the regions the pruner just stopped (seen in the demo sweep: trial after trial at
+//!   the edges of the space, each pruned). TPE ranks pruned trials among the bad ones;
 //! - otherwise fewer COMPLETE trials than the GP's start-up count: **QMC**, points of a scrambled
 //!   Sobol sequence (trial `i` takes point `i`), which cover the space more evenly than the
 //!   uniform random start-up of Optuna's samplers, so the GP's first model sees more of it;
@@ -49,7 +52,8 @@ impl AutoConfig {
         let gp = GpConfig::default();
         format!(
             "auto: {} space-filling (Sobol) trials, then a Gaussian process (GP) until {} finished trials, \
-             then TPE (TPE also while pruned trials leave too few complete ones for the GP)",
+             then TPE (TPE also while more than a quarter of the finished trials are pruned: the GP learns \
+             from complete trials only)",
             gp.n_startup_trials, self.gp_max_trials
         )
     }
@@ -119,6 +123,11 @@ impl AutoSampler {
         let tpe_startup = self.tpe.config().n_startup_trials;
         let (choice, reason) = if finished >= self.config.gp_max_trials {
             (AutoChoice::Tpe, format!("{finished} finished trials ≥ gp_max_trials {}", self.config.gp_max_trials))
+        } else if pruned * 4 > finished && finished >= tpe_startup {
+            (
+                AutoChoice::Tpe,
+                format!("{pruned} of {finished} finished trials were pruned: the GP would not learn from them, TPE does"),
+            )
         } else if complete < gp_startup && finished >= tpe_startup {
             (
                 AutoChoice::Tpe,
@@ -198,15 +207,17 @@ mod tests {
         assert_eq!(decide(&auto, &history(10, 0, 0)), AutoChoice::Gp);
         assert_eq!(decide(&auto, &history(49, 0, 0)), AutoChoice::Gp);
         assert_eq!(decide(&auto, &history(50, 0, 0)), AutoChoice::Tpe);
-        assert_eq!(decide(&auto, &history(30, 20, 0)), AutoChoice::Tpe, "pruned trials count as finished");
+        assert_eq!(decide(&auto, &history(40, 10, 0)), AutoChoice::Tpe, "pruned trials count as finished");
     }
 
     #[test]
-    fn tpe_while_pruned_trials_leave_the_gp_in_its_start_up() {
+    fn tpe_when_many_trials_are_pruned_or_the_gp_is_still_starting_up() {
         let auto = AutoSampler::new(AutoConfig::default());
         assert_eq!(decide(&auto, &history(4, 6, 0)), AutoChoice::Tpe);
         assert_eq!(decide(&auto, &history(4, 5, 0)), AutoChoice::Qmc, "both samplers are still in start-up");
-        assert_eq!(decide(&auto, &history(10, 30, 0)), AutoChoice::Gp);
+        assert_eq!(decide(&auto, &history(12, 4, 0)), AutoChoice::Gp, "a quarter pruned: the GP misses little");
+        assert_eq!(decide(&auto, &history(12, 5, 0)), AutoChoice::Tpe, "more than a quarter pruned");
+        assert_eq!(decide(&auto, &history(10, 30, 0)), AutoChoice::Tpe);
     }
 
     #[test]
