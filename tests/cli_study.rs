@@ -63,17 +63,9 @@ fn ask_tell_loop_finds_the_minimum_and_lists_trials() {
 fn ask_creates_the_study_like_optuna_and_accepts_optuna_json() {
     let sb = Sandbox::new();
     let optuna = r#"{"lr": {"name": "FloatDistribution", "attributes": {"low": 1e-05, "high": 0.1, "log": true, "step": null}}, "bs": {"name": "CategoricalDistribution", "attributes": {"choices": [16, 32]}}}"#;
-    let a = json(&sb.ok(&[
-        "ask",
-        "--study-name",
-        "s",
-        "--search-space",
-        optuna,
-        "--sampler",
-        "TPESampler",
-        "--sampler-kwargs",
-        r#"{"seed": 3}"#,
-    ]));
+    let ask_tpe =
+        ["ask", "--study-name", "s", "--search-space", optuna, "--sampler", "TPESampler", "--sampler-kwargs", r#"{"seed": 3}"#];
+    let a = json(&sb.ok(&ask_tpe));
     assert_eq!(a["number"], 0);
     let lr = a["params"]["lr"].as_f64().unwrap();
     assert!((1e-5..=0.1).contains(&lr));
@@ -84,17 +76,7 @@ fn ask_creates_the_study_like_optuna_and_accepts_optuna_json() {
     assert_eq!(b["number"], 1);
     assert_ne!(a["params"], b["params"]);
     let sb2 = Sandbox::new();
-    let a2 = json(&sb2.ok(&[
-        "ask",
-        "--study-name",
-        "s",
-        "--search-space",
-        optuna,
-        "--sampler",
-        "TPESampler",
-        "--sampler-kwargs",
-        r#"{"seed": 3}"#,
-    ]));
+    let a2 = json(&sb2.ok(&ask_tpe));
     assert_eq!(a2, a, "same seed, trial number and history → same suggestion in a brand-new process");
 }
 
