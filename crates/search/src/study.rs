@@ -1,11 +1,10 @@
 //! `Study`: ask / tell / report / should_prune over any [`Storage`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::pruner::{PruneContext, Pruner};
-use crate::sampler::{Sampler, SamplingContext};
+use crate::sampler::{Sampler, SamplingContext, sample_space};
 use crate::space::{Params, SearchSpace};
 use crate::storage::{FAIL_REASON_ATTR, NewStudy, NewTrial, Storage, StudyRecord, TrialParam};
 use crate::trial::{FrozenTrial, TrialState};
@@ -158,15 +157,10 @@ impl Study {
             }
             s
         };
-        let relative_space = self.sampler.infer_relative_search_space(&ctx, &missing);
-        let mut relative =
-            if relative_space.is_empty() { BTreeMap::new() } else { self.sampler.sample_relative(&ctx, &relative_space)? };
+        let mut sampled = sample_space(self.sampler.as_ref(), &ctx, &missing)?;
         let mut params = Vec::with_capacity(missing.len());
         for (name, dist) in missing.iter() {
-            let value = match relative.remove(name) {
-                Some(v) => v,
-                None => self.sampler.sample_independent(&ctx, name, dist)?,
-            };
+            let Some(value) = sampled.remove(name) else { continue };
             // A sampler bug must not put an out-of-range value into the study.
             dist.to_internal(&value).map_err(|_| Error::Param {
                 param: name.to_string(),

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use nightshift_search::sampler::sample_space;
 use nightshift_search::{Direction, FrozenTrial, ParamValue, RandomSampler, Sampler, SamplingContext, SearchSpace, TrialState};
 
 pub const SPACE: &str = "\
@@ -48,12 +49,5 @@ pub fn history(space: &SearchSpace, n: u64) -> Vec<FrozenTrial> {
 
 /// One ask as `Study::ask` performs it.
 pub fn ask(sampler: &dyn Sampler, ctx: &SamplingContext<'_>, space: &SearchSpace) -> BTreeMap<String, ParamValue> {
-    let relative = sampler.infer_relative_search_space(ctx, space);
-    let mut params = sampler.sample_relative(ctx, &relative).unwrap();
-    for (name, dist) in space.iter() {
-        if !params.contains_key(name) {
-            params.insert(name.to_string(), sampler.sample_independent(ctx, name, dist).unwrap());
-        }
-    }
-    params
+    sample_space(sampler, ctx, space).unwrap()
 }

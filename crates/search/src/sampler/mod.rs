@@ -89,6 +89,26 @@ pub trait Sampler: Send + Sync {
     fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue>;
 }
 
+/// Samples every parameter of `space` through the seam's three calls, as [`crate::Study::ask`]
+/// does: the relative space jointly, then each parameter it left out on its own.
+pub fn sample_space(
+    sampler: &dyn Sampler,
+    ctx: &SamplingContext<'_>,
+    space: &SearchSpace,
+) -> Result<BTreeMap<String, ParamValue>> {
+    let relative_space = sampler.infer_relative_search_space(ctx, space);
+    let mut relative = if relative_space.is_empty() { BTreeMap::new() } else { sampler.sample_relative(ctx, &relative_space)? };
+    let mut params = BTreeMap::new();
+    for (name, dist) in space.iter() {
+        let value = match relative.remove(name) {
+            Some(v) => v,
+            None => sampler.sample_independent(ctx, name, dist)?,
+        };
+        params.insert(name.to_string(), value);
+    }
+    Ok(params)
+}
+
 /// Which sampler a study uses, as written in specs and stored with the study.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

@@ -26,14 +26,7 @@ fn ctx<'a>(trials: &'a [FrozenTrial], number: u64, direction: Direction) -> Samp
 
 /// One ask as `Study::ask` performs it.
 fn ask(sampler: &GpSampler, c: &SamplingContext<'_>, space: &SearchSpace) -> BTreeMap<String, ParamValue> {
-    let relative = sampler.infer_relative_search_space(c, space);
-    let mut params = sampler.sample_relative(c, &relative).unwrap();
-    for (name, dist) in space.iter() {
-        if !params.contains_key(name) {
-            params.insert(name.to_string(), sampler.sample_independent(c, name, dist).unwrap());
-        }
-    }
-    params
+    crate::sampler::sample_space(sampler, c, space).unwrap()
 }
 
 fn small() -> GpSampler {
