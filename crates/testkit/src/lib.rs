@@ -64,6 +64,34 @@ pub fn skip(test: &str, resource: &str, how_to_get: &str) {
     }
 }
 
+/// The variable naming a Python interpreter with Optuna 5.0 installed (`.ci/run` makes a venv and sets it).
+pub const PYTHON_VAR: &str = "NIGHTSHIFT_TEST_PYTHON";
+
+/// A Python interpreter that can `import optuna` (5.0.x): [`PYTHON_VAR`] if set, else `python3` from
+/// `PATH`. `None` (after [`skip`], so it panics under strict mode) when there is none; the interop
+/// tests call this and return on `None`.
+#[track_caller]
+pub fn optuna_python(test: &str) -> Option<PathBuf> {
+    let candidate = std::env::var_os(PYTHON_VAR).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3"));
+    let probe = std::process::Command::new(&candidate)
+        .args(["-c", "import optuna, sys; sys.exit(0 if optuna.__version__.startswith('5.0') else 3)"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match probe {
+        Ok(status) if status.success() => Some(candidate),
+        _ => {
+            skip(
+                test,
+                &format!("a Python with optuna 5.0 (tried {})", candidate.display()),
+                &format!("python3 -m venv V && V/bin/pip install optuna==5.0.0, then set {PYTHON_VAR}=V/bin/python (.ci/run does this)"),
+            );
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
