@@ -13,8 +13,9 @@ use nightshift_search::{Direction, Distribution, FrozenTrial, ParamValue, StudyR
 
 use crate::attempt::Fail;
 
-/// One result row, read by column index; `E` is the backend's error type.
+/// One result row, read by column index.
 pub(crate) trait SqlRow {
+    /// The backend's error type.
     type Error;
     fn int(&self, i: usize) -> Result<i64, Fail<Self::Error>>;
     fn float(&self, i: usize) -> Result<Option<f64>, Fail<Self::Error>>;
