@@ -7,24 +7,35 @@ use serde::Serialize;
 /// for linear axes, log10 of it for log axes, and the choice index for categoricals.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ParamAxis {
+    /// The parameter's name.
     pub name: String,
+    /// How its values map to plot coordinates.
     pub scale: AxisScale,
 }
 
+/// How an axis maps values to plot coordinates.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum AxisScale {
-    /// `integer` axes give each whole value a unit-wide cell (low − ½ … high + ½).
+    /// The value itself. `integer` axes give each whole value a unit-wide cell (low − ½ … high + ½).
     Linear {
+        /// The lowest value.
         low: f64,
+        /// The highest value.
         high: f64,
+        /// Whether the values are whole numbers.
         integer: bool,
     },
+    /// log10 of the value.
     Log {
+        /// The lowest value (not its logarithm).
         low: f64,
+        /// The highest value (not its logarithm).
         high: f64,
     },
+    /// The index of the value among the choices.
     Categorical {
+        /// The choices, in declared order.
         choices: Vec<ParamValue>,
     },
 }
@@ -58,10 +69,12 @@ impl ParamAxis {
         }
     }
 
+    /// Whether the axis is categorical (one cell per choice).
     pub fn is_categorical(&self) -> bool {
         matches!(self.scale, AxisScale::Categorical { .. })
     }
 
+    /// Whether the axis is on a log scale.
     pub fn is_log(&self) -> bool {
         matches!(self.scale, AxisScale::Log { .. })
     }

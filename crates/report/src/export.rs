@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::data::{ReportData, TrialRow};
+use crate::data::ReportData;
+use crate::sections::table::TrialRow;
 
 /// The ranked table as CSV (RFC 4180 quoting). Parameter columns are `params_<name>` as in Optuna's
 /// `trials_dataframe`. Text cells that a spreadsheet would run as a formula (=, +, -, @ first) get

@@ -7,7 +7,9 @@ use nightshift_search::{Direction, TrialState};
 
 use crate::axis::fmt_num;
 use crate::charts::{ChartKind, ChartSpec};
-use crate::data::{ComparisonData, IMPORTANCE_METHOD, ReportData, Section};
+use crate::data::{ReportData, Section};
+use crate::sections::comparison::ComparisonData;
+use crate::sections::importance::IMPORTANCE_METHOD;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(s: &str) -> String {

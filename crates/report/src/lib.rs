@@ -7,18 +7,21 @@
 //!
 //! ## Layout
 //! - [`build_report_data`] (`data.rs`) turns a [`StudyRecord`] and its [`FrozenTrial`]s into a
-//!   [`ReportData`] of plain structs: [`SummaryData`], the ranked [`TableData`], and one `*Data` per
-//!   chart ([`HistoryData`], [`CurvesData`], [`ParallelData`], [`ImportanceData`] by fANOVA
-//!   (`importance.rs`), [`SliceData`], [`ContourData`], [`TimelineData`], [`ComparisonData`] with
-//!   Welch's t-test from `stats.rs`). Charts with nothing to show are [`Section::Missing`] with a
-//!   reason, so empty and tiny studies still give a complete page.
+//!   [`ReportData`] of plain structs, one per section. Each section is a module of `sections/`
+//!   holding its data, its build and (for charts) its drawing: `summary` ([`SummaryData`]),
+//!   `table` ([`TableData`]), `history` ([`HistoryData`]), `curves` ([`CurvesData`]), `parallel`
+//!   ([`ParallelData`]), `importance` ([`ImportanceData`], fANOVA from `importance.rs`), `slices`
+//!   ([`SliceData`]), `contour` ([`ContourData`]), `timeline` ([`TimelineData`]) and `comparison`
+//!   ([`ComparisonData`], Welch's t-test from `stats.rs`). Charts with nothing to show are
+//!   [`Section::Missing`] with a reason, so empty and tiny studies still give a complete page.
 //! - Rendering is pure: [`chart_specs`] lists the charts, [`render_png`] / [`render_svg`] draw one
-//!   (plotters, bundled DejaVu Sans, Okabe–Ito and viridis colours), [`render_html`] and
+//!   (plotters, bundled DejaVu Sans, Okabe–Ito and viridis colours; the axes, grid and legend set-up
+//!   every chart shares is in `charts/style.rs`), [`render_html`] and
 //!   [`trials_csv`] / [`trials_json`] produce text. [`render_report`] gathers every file in memory.
 //! - [`write_report`] is the one place that touches the file system.
 //!
 //! Facts the trials do not carry come from [`ReportOptions`] or from trial system attributes:
-//! [`DEVICE_ATTR`] (`"device"`), [`SLOT_ATTR`] (`"slot"`) and `"fail_reason"`; when they are absent the
+//! [`nightshift_search::attrs`] (`DEVICE`, `SLOT`, `FAIL_REASON`); when they are absent the
 //! report says so instead of guessing.
 //!
 //! ## Example
@@ -49,6 +52,8 @@
 //! assert!(std::fs::read_to_string(&files.index).unwrap().contains("Sweep report: demo"));
 //! ```
 
+#![warn(missing_docs)]
+
 mod axis;
 mod charts;
 mod data;
@@ -56,6 +61,7 @@ mod error;
 mod export;
 mod html;
 pub mod importance;
+mod sections;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
@@ -64,15 +70,20 @@ use nightshift_search::{FrozenTrial, StudyRecord};
 
 pub use axis::{AxisScale, ParamAxis, fmt_num};
 pub use charts::{ChartKind, ChartSpec, chart_specs, palette, render_png, render_svg, viridis};
-pub use data::{
-    BestTrialData, ComparisonData, ContourData, Curve, CurvesData, DEFAULT_COMPARE, DEVICE_ATTR, DeviceUse, GroupStats,
-    HistoryData, IMPORTANCE_METHOD, ImportanceData, MIN_TRIALS_FOR_IMPORTANCE, ParallelData, ReportData, ReportOptions,
-    RetrainData, SLOT_ATTR, Section, SliceData, StateCounts, SummaryData, TableData, TimelineBar, TimelineData, TimelineRow,
-    TrialRow, build_report_data, epochs_reached, param_axes, rank_complete,
-};
+pub use data::{ReportData, ReportOptions, Section, build_report_data, epochs_reached, param_axes, rank_complete};
 pub use error::{Error, Result};
 pub use export::{trials_csv, trials_json};
 pub use html::{escape, render_html};
+pub use sections::comparison::{ComparisonData, DEFAULT_COMPARE, GroupStats};
+pub use sections::contour::ContourData;
+pub use sections::curves::{Curve, CurvesData};
+pub use sections::history::HistoryData;
+pub use sections::importance::{IMPORTANCE_METHOD, ImportanceData, MIN_TRIALS_FOR_IMPORTANCE};
+pub use sections::parallel::ParallelData;
+pub use sections::slices::SliceData;
+pub use sections::summary::{BestTrialData, DeviceUse, RetrainData, StateCounts, SummaryData};
+pub use sections::table::{TableData, TrialRow};
+pub use sections::timeline::{TimelineBar, TimelineData, TimelineRow};
 
 /// The page's file name.
 pub const INDEX_FILE: &str = "index.html";
@@ -84,13 +95,16 @@ pub const BEST_PARAMS_FILE: &str = "best_params.json";
 pub struct RenderedFile {
     /// File name inside the report directory.
     pub name: String,
+    /// Its contents.
     pub bytes: Vec<u8>,
 }
 
 /// What [`write_report`] wrote.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReportFiles {
+    /// The report directory.
     pub dir: PathBuf,
+    /// Its index.html.
     pub index: PathBuf,
     /// Every file written, index.html last.
     pub files: Vec<PathBuf>,

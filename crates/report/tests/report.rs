@@ -11,7 +11,7 @@ use nightshift_report::{
     ReportOptions, Section, build_report_data, chart_specs, escape, rank_complete, render_report, trials_csv, trials_json,
     write_report,
 };
-use nightshift_search::{Direction, FAIL_REASON_ATTR, FrozenTrial, ParamValue, SearchSpace, TrialState, best_of};
+use nightshift_search::{Direction, FrozenTrial, ParamValue, SearchSpace, TrialState, attrs, best_of};
 
 fn space() -> SearchSpace {
     SearchSpace::parse(SPACE, "test").unwrap()
@@ -216,8 +216,8 @@ fn pruning_savings_and_utilisation() {
         // Two slots on one GPU, 100 s of wall time, each slot busy 50 s.
         t.started_at = Some(1000.0 + 50.0 * (n / 2) as f64);
         t.finished_at = Some(1050.0 + 50.0 * (n / 2) as f64);
-        t.system_attrs.insert("device".into(), "cuda:0".into());
-        t.system_attrs.insert("slot".into(), ((n % 2) as i64).into());
+        t.system_attrs.insert(attrs::DEVICE.into(), "cuda:0".into());
+        t.system_attrs.insert(attrs::SLOT.into(), ((n % 2) as i64).into());
         trials.push(t);
     }
     let data = build_report_data(&study("p", Direction::Maximize, None), &trials, &ReportOptions::default());
@@ -370,9 +370,9 @@ fn hostile_strings_are_escaped_everywhere() {
         t.intermediate_values.insert(1, 0.4);
         t.started_at = Some(10.0 * n as f64);
         t.finished_at = Some(10.0 * n as f64 + 9.0);
-        t.system_attrs.insert("device".into(), "</td><script>alert(5)</script>".into());
+        t.system_attrs.insert(attrs::DEVICE.into(), "</td><script>alert(5)</script>".into());
         if n == 7 {
-            t.system_attrs.insert(FAIL_REASON_ATTR.into(), "Traceback: </pre><script>alert(4)</script>".into());
+            t.system_attrs.insert(attrs::FAIL_REASON.into(), "Traceback: </pre><script>alert(4)</script>".into());
         }
         trials.push(t);
     }
@@ -461,7 +461,7 @@ fn empty_and_tiny_studies_produce_a_page_that_says_so() {
         t.started_at = Some(100.0 + n as f64);
         t.finished_at = (state != TrialState::Running).then_some(100.5 + n as f64);
         if state == TrialState::Fail {
-            t.system_attrs.insert(FAIL_REASON_ATTR.into(), "exit code 1".into());
+            t.system_attrs.insert(attrs::FAIL_REASON.into(), "exit code 1".into());
         }
         t
     };

@@ -13,6 +13,7 @@
 //! - [`Pruner`] (`pruner/`): median, percentile, successive halving, Hyperband, patient, threshold.
 //! - [`Storage`] (`storage/`): the persistence seam, with [`InMemoryStorage`]; the SQLite and
 //!   PostgreSQL backends live in `nightshift-store` and pass the same [`testing`] suite.
+//!   [`attrs`] names the trial attribute keys every crate writes and reads (`device`, `slot`, …).
 //! - [`Study`] (`study.rs`): ask / tell / report / should_prune / best trial.
 //!
 //! ## Example
@@ -30,12 +31,19 @@
 //! assert!(study.best_trial().unwrap().value.unwrap() < 1.0);
 //! ```
 
+#![warn(missing_docs)]
+
 mod error;
+/// Pruners: when to stop a trial early.
 pub mod pruner;
+/// Samplers: what to try next.
 pub mod sampler;
+/// Search spaces and parameter values.
 pub mod space;
+/// The storage seam and the in-memory backend.
 pub mod storage;
 mod study;
+/// The conformance suite every storage backend passes.
 pub mod testing;
 mod trial;
 
@@ -50,6 +58,6 @@ pub use sampler::{
     SamplingContext, TpeConfig, TpeSampler,
 };
 pub use space::{Distribution, ParamValue, Params, SearchSpace};
-pub use storage::{FAIL_REASON_ATTR, InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam};
+pub use storage::{FAIL_REASON_ATTR, InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
 pub use study::{Study, TellOutcome, best_of};
 pub use trial::{Direction, FrozenTrial, TrialState, now_unix};

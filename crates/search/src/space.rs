@@ -22,13 +22,18 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ParamValue {
+    /// A boolean choice.
     Bool(bool),
+    /// An integer.
     Int(i64),
+    /// A floating-point number.
     Float(f64),
+    /// A string choice.
     Str(String),
 }
 
 impl ParamValue {
+    /// The value as a number, for integers and floats.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Self::Int(i) => Some(*i as f64),
@@ -68,9 +73,33 @@ impl fmt::Display for ParamValue {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Distribution {
-    Float { low: f64, high: f64, log: bool, step: Option<f64> },
-    Int { low: i64, high: i64, log: bool, step: i64 },
-    Categorical { choices: Vec<ParamValue> },
+    /// A float in [low, high], optionally on a log scale or a grid of `step`.
+    Float {
+        /// The lowest value.
+        low: f64,
+        /// The highest value.
+        high: f64,
+        /// Sample log-uniformly.
+        log: bool,
+        /// Only multiples of `step` above `low`.
+        step: Option<f64>,
+    },
+    /// An integer in [low, high], optionally on a log scale, in steps of `step`.
+    Int {
+        /// The lowest value.
+        low: i64,
+        /// The highest value.
+        high: i64,
+        /// Sample log-uniformly.
+        log: bool,
+        /// Only multiples of `step` above `low` (1 for every integer).
+        step: i64,
+    },
+    /// One of a list of values.
+    Categorical {
+        /// The values, in the order written.
+        choices: Vec<ParamValue>,
+    },
 }
 
 impl Distribution {
@@ -144,6 +173,7 @@ impl Distribution {
         }
     }
 
+    /// Whether values are sampled on a log scale.
     pub fn is_log(&self) -> bool {
         matches!(self, Self::Float { log: true, .. } | Self::Int { log: true, .. })
     }
@@ -191,6 +221,7 @@ pub struct SearchSpace {
 }
 
 impl SearchSpace {
+    /// An empty space.
     pub fn new() -> Self {
         Self::default()
     }
@@ -204,22 +235,27 @@ impl SearchSpace {
         }
     }
 
+    /// The distribution of `name`, if the space has it.
     pub fn get(&self, name: &str) -> Option<&Distribution> {
         self.params.iter().find(|(n, _)| n == name).map(|(_, d)| d)
     }
 
+    /// Names and distributions, in the order written.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Distribution)> {
         self.params.iter().map(|(n, d)| (n.as_str(), d))
     }
 
+    /// Parameter names, in the order written.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.params.iter().map(|(n, _)| n.as_str())
     }
 
+    /// How many parameters.
     pub fn len(&self) -> usize {
         self.params.len()
     }
 
+    /// Whether there are no parameters.
     pub fn is_empty(&self) -> bool {
         self.params.is_empty()
     }

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::pruner::{PruneContext, Pruner};
 use crate::sampler::{Sampler, SamplingContext, sample_space};
 use crate::space::{Params, SearchSpace};
-use crate::storage::{FAIL_REASON_ATTR, NewStudy, NewTrial, Storage, StudyRecord, TrialParam};
+use crate::storage::{NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
 use crate::trial::{FrozenTrial, TrialState};
 
 /// How a trial ended, for [`Study::tell`].
@@ -68,14 +68,17 @@ impl Study {
         self
     }
 
+    /// The study as stored.
     pub fn record(&self) -> &StudyRecord {
         &self.record
     }
 
+    /// The study's name.
     pub fn name(&self) -> &str {
         &self.record.name
     }
 
+    /// The storage it lives in.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
     }
@@ -186,7 +189,7 @@ impl Study {
         match outcome {
             TellOutcome::Value(v) if v.is_finite() => self.storage.finish_trial(trial.id, TrialState::Complete, Some(v)),
             TellOutcome::Value(v) => {
-                self.storage.set_trial_attr(trial.id, FAIL_REASON_ATTR, &format!("objective value is {v}").into(), true)?;
+                self.storage.set_trial_attr(trial.id, attrs::FAIL_REASON, &format!("objective value is {v}").into(), true)?;
                 self.storage.finish_trial(trial.id, TrialState::Fail, None)
             }
             TellOutcome::Pruned => {
@@ -194,7 +197,7 @@ impl Study {
                 self.storage.finish_trial(trial.id, TrialState::Pruned, value)
             }
             TellOutcome::Fail(reason) => {
-                self.storage.set_trial_attr(trial.id, FAIL_REASON_ATTR, &reason.into(), true)?;
+                self.storage.set_trial_attr(trial.id, attrs::FAIL_REASON, &reason.into(), true)?;
                 self.storage.finish_trial(trial.id, TrialState::Fail, None)
             }
         }

@@ -164,7 +164,7 @@ fn stale_trials_fail_once(storage: &dyn Storage) {
     let failed = storage.fail_stale_trials(study.id, 0.01).unwrap();
     assert_eq!(failed.iter().map(|t| t.number).collect::<Vec<_>>(), [beating.number]);
     assert_eq!(failed[0].state, TrialState::Fail);
-    assert!(failed[0].system_attrs[crate::FAIL_REASON_ATTR].as_str().unwrap().contains("heartbeat"));
+    assert!(failed[0].system_attrs[crate::attrs::FAIL_REASON].as_str().unwrap().contains("heartbeat"));
     assert!(storage.fail_stale_trials(study.id, 0.01).unwrap().is_empty(), "failed exactly once");
     assert_eq!(storage.trial(study.id, silent.number).unwrap().state, TrialState::Running, "no heartbeat, no staleness");
 }

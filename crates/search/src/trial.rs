@@ -13,16 +13,23 @@ use crate::space::{Distribution, ParamValue};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum TrialState {
+    /// Being evaluated.
     Running,
+    /// Finished with a value.
     Complete,
+    /// Stopped early by the pruner.
     Pruned,
+    /// Failed (crashed, NaN, stale, …).
     Fail,
+    /// Enqueued with fixed parameters, not yet claimed.
     Waiting,
 }
 
 impl TrialState {
+    /// Every state, RUNNING first.
     pub const ALL: [TrialState; 5] = [Self::Running, Self::Complete, Self::Pruned, Self::Fail, Self::Waiting];
 
+    /// The stored spelling, e.g. `COMPLETE`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "RUNNING",
@@ -59,11 +66,14 @@ impl FromStr for TrialState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    /// Lower is better.
     Minimize,
+    /// Higher is better.
     Maximize,
 }
 
 impl Direction {
+    /// The stored spelling, `minimize` or `maximize`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Minimize => "minimize",
@@ -112,19 +122,25 @@ pub struct FrozenTrial {
     pub id: i64,
     /// 0, 1, 2, … within its study, in creation order.
     pub number: u64,
+    /// Where it is in its lifecycle.
     pub state: TrialState,
     /// Final objective value (COMPLETE; for PRUNED the last intermediate value, if any).
     pub value: Option<f64>,
+    /// Parameter values by name.
     pub params: BTreeMap<String, ParamValue>,
+    /// The distribution each parameter was sampled from.
     pub distributions: BTreeMap<String, Distribution>,
     /// step → value, as reported during training (e.g. epoch → validation accuracy).
     pub intermediate_values: BTreeMap<u64, f64>,
+    /// Attributes the user set.
     pub user_attrs: BTreeMap<String, serde_json::Value>,
     /// Attributes nightshift itself sets (failure reason, device, …).
     pub system_attrs: BTreeMap<String, serde_json::Value>,
     /// Unix time in seconds.
     pub started_at: Option<f64>,
+    /// Unix time in seconds.
     pub finished_at: Option<f64>,
+    /// Unix time of the last heartbeat, for trials whose asker sends them.
     pub heartbeat_at: Option<f64>,
 }
 

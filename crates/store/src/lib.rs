@@ -4,16 +4,19 @@
 //! [`nightshift_search::Storage`] that outlive a process and are shared between processes.
 //!
 //! ## Layout
-//! - [`open_storage`] / [`StorageUrl`] (`lib.rs`): a storage from a URL as users write it,
-//!   `sqlite:///relative.db`, `sqlite:////abs/path.db` or a plain path (SQLAlchemy's convention,
-//!   so Optuna command lines port unchanged), or `postgres://user[:password]@host[:port]/db`.
+//! - [`open_storage`] (`lib.rs`) and [`StorageUrl`] / [`redact_url`] (`url.rs`): a storage from a
+//!   URL as users write it, `sqlite:///relative.db`, `sqlite:////abs/path.db` or a plain path
+//!   (SQLAlchemy's convention, so Optuna command lines port unchanged), or
+//!   `postgres://user[:password]@host[:port]/db`; the same URL with its password hidden, for messages.
 //! - [`SqliteStorage`] (`sqlite.rs`): the embedded default. WAL mode, `BEGIN IMMEDIATE` write
 //!   transactions, busy timeout plus retry, so many processes can ask and tell on one file.
 //! - [`PostgresStorage`] (`postgres.rs`): one database for workers on many machines; row locks,
 //!   `FOR UPDATE SKIP LOCKED` claiming, retried serialization failures.
+//! - `codec.rs`: what both SQL backends share, values to stored text and rows back to studies and
+//!   trials; `attempt.rs`: one transaction attempt's failure and the retry backoff.
 //! - [`SCHEMA_VERSION`] (`schema.rs`): the tables and their migrations.
-//! - [`Error`] (`error.rs`): what went wrong, naming the file and the operation; it becomes
-//!   [`nightshift_search::Error::Storage`] at the trait boundary.
+//! - [`Error`] (`error.rs`): what went wrong, naming the file and the operation; at the trait
+//!   boundary it travels inside [`nightshift_search::Error::Storage`] as its typed source.
 //!
 //! ## Example
 //! ```
@@ -36,78 +39,25 @@
 //! assert_eq!(again.trials().unwrap().len(), 5);
 //! ```
 
+#![warn(missing_docs)]
+
 mod attempt;
+mod codec;
 mod error;
 mod postgres;
 mod schema;
 mod sqlite;
+mod url;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use nightshift_search::Storage;
 
 pub use error::{Error, Result};
-pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresStorage, redact_url};
+pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresStorage};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::SqliteStorage;
-
-/// A parsed storage URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StorageUrl {
-    /// A SQLite file: `sqlite:///relative.db`, `sqlite:////abs/path.db`, or a plain path.
-    Sqlite(PathBuf),
-    /// A private in-memory SQLite database: `sqlite://` or `sqlite:///:memory:`.
-    SqliteMemory,
-    /// `postgres://…` or `postgresql://…`.
-    Postgres(String),
-}
-
-impl StorageUrl {
-    /// Parses a URL the way SQLAlchemy (and so Optuna) reads it: after `sqlite://` comes an
-    /// empty host and `/`, then the path, so three slashes start a relative path and four an
-    /// absolute one. Anything without `://` is a file path.
-    pub fn parse(url: &str) -> Result<Self> {
-        // The URL may hold a password even when it is not a PostgreSQL one: never echo it.
-        let invalid = |reason: &str| Error::InvalidUrl { url: redact_url(url), reason: reason.to_string() };
-        let trimmed = url.trim();
-        if trimmed.is_empty() {
-            return Err(invalid("it is empty; give sqlite:///file.db or a file path"));
-        }
-        let Some((scheme, rest)) = trimmed.split_once("://") else {
-            if let Some(rest) = trimmed.strip_prefix("sqlite:") {
-                return Err(invalid(&format!(
-                    "a SQLite URL starts with sqlite:/// (relative path) or sqlite://// (absolute path), e.g. sqlite:///{rest}"
-                )));
-            }
-            return Ok(Self::Sqlite(PathBuf::from(trimmed)));
-        };
-        match scheme.to_ascii_lowercase().as_str() {
-            "postgres" | "postgresql" => Ok(Self::Postgres(trimmed.to_string())),
-            "sqlite" => {
-                if rest.contains('?') {
-                    return Err(invalid("query parameters (?…) are not supported for SQLite"));
-                }
-                if rest.is_empty() {
-                    return Ok(Self::SqliteMemory);
-                }
-                let Some(path) = rest.strip_prefix('/') else {
-                    return Err(invalid(
-                        "a SQLite URL has no host: use sqlite:///relative/path.db (three slashes) or sqlite:////absolute/path.db (four)",
-                    ));
-                };
-                match path {
-                    "" => Err(invalid("the file path is missing: use sqlite:///file.db")),
-                    ":memory:" => Ok(Self::SqliteMemory),
-                    path => Ok(Self::Sqlite(PathBuf::from(path))),
-                }
-            }
-            other => Err(invalid(&format!(
-                "unsupported scheme '{other}' (supported: sqlite:///relative.db, sqlite:////abs/path.db, a plain file path, postgres://user@host/db)"
-            ))),
-        }
-    }
-}
+pub use url::{StorageUrl, redact_url};
 
 /// Opens the storage a URL names, creating a SQLite file and its parent directories if needed.
 ///
@@ -127,31 +77,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_follow_sqlalchemy() {
-        let sqlite = |p: &str| StorageUrl::Sqlite(PathBuf::from(p));
-        assert_eq!(StorageUrl::parse("sqlite:///x.db").unwrap(), sqlite("x.db"));
-        assert_eq!(StorageUrl::parse("sqlite:///runs/x.db").unwrap(), sqlite("runs/x.db"));
-        assert_eq!(StorageUrl::parse("sqlite:////abs/x.db").unwrap(), sqlite("/abs/x.db"));
-        assert_eq!(StorageUrl::parse("SQLite:///x.db").unwrap(), sqlite("x.db"));
-        assert_eq!(StorageUrl::parse("x.db").unwrap(), sqlite("x.db"));
-        assert_eq!(StorageUrl::parse("/tmp/dir/x.db").unwrap(), sqlite("/tmp/dir/x.db"));
-        assert_eq!(StorageUrl::parse(" ./x.db ").unwrap(), sqlite("./x.db"));
-        assert_eq!(StorageUrl::parse("sqlite://").unwrap(), StorageUrl::SqliteMemory);
-        assert_eq!(StorageUrl::parse("sqlite:///:memory:").unwrap(), StorageUrl::SqliteMemory);
-        assert_eq!(StorageUrl::parse("postgresql://u@h/db").unwrap(), StorageUrl::Postgres("postgresql://u@h/db".into()));
-    }
-
-    #[test]
-    fn bad_urls_say_what_to_write() {
-        let message = |url: &str| StorageUrl::parse(url).unwrap_err().to_string();
-        assert!(message("").contains("empty"));
-        assert!(message("sqlite:x.db").contains("sqlite:///x.db"));
-        assert!(message("sqlite://host/x.db").contains("three slashes"));
-        assert!(message("sqlite:///").contains("path is missing"));
-        assert!(message("sqlite:///x.db?timeout=5").contains("query parameters"));
-        assert!(message("mysql://u@h/db").contains("unsupported scheme 'mysql'"));
-        let mysql = message("mysql://u:hunter2@h/db");
-        assert!(mysql.contains("mysql://u:***@h/db") && !mysql.contains("hunter2"), "{mysql}");
+    fn opening_errors_never_show_the_password() {
         // Nothing listens on port 1: the error names the server but never the password.
         let postgres = open_storage("postgres://u:hunter2@127.0.0.1:1/db").err().unwrap();
         assert!(matches!(postgres, Error::PostgresConnect { .. }), "{postgres}");

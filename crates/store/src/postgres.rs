@@ -29,16 +29,17 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nightshift_search::Error as SearchError;
-use nightshift_search::{
-    Direction, Distribution, FAIL_REASON_ATTR, FrozenTrial, NewStudy, NewTrial, ParamValue, Storage, StudyRecord, TrialParam,
-    TrialState, now_unix,
-};
+use nightshift_search::{FrozenTrial, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, TrialState, attrs, now_unix};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Row, Statement};
 
 use crate::attempt::backoff;
+use crate::codec::{
+    Placement, SqlRow, check_param_value, json_text, parse_json, parse_state, step_to_sql, study_from_row, trial_from_row,
+};
 use crate::error::{Error, Result};
+use crate::url::redact_url;
 
 /// How long the retry loop keeps re-running a transaction that met a serialization failure.
 const RETRY_FOR: Duration = Duration::from_secs(120);
@@ -98,35 +99,6 @@ const MIGRATIONS: &[&str] = &[
     );
     "#,
 ];
-
-/// A URL with its password replaced by `***`, for error messages and logs.
-///
-/// Covers `postgres://user:secret@host/db` and a `password=` query parameter.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..].find(['/', '?']).map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
-            }
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        out = format!("{head}{}", query.join("&"));
-    }
-    out
-}
 
 /// One connection and its prepared statements (valid for this connection only).
 struct Conn {
@@ -368,108 +340,39 @@ impl PostgresStorage {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-fn json_text<T: serde::Serialize>(value: &T, what: &str) -> Attempt<String> {
-    serde_json::to_string(value).map_err(|e| Fail::Data(format!("cannot encode {what}: {e}")))
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Attempt<T> {
-    serde_json::from_str(text).map_err(|e| Fail::Data(format!("{what} {text:?}: {e}")))
-}
-
-fn step_to_sql(step: u64) -> Attempt<i64> {
-    i64::try_from(step)
-        .map_err(|_| Fail::Search(SearchError::Storage(format!("step {step} is too large to store (at most {})", i64::MAX))))
-}
-
-fn parse_state(text: &str) -> Attempt<TrialState> {
-    text.parse().map_err(|e: String| Fail::Data(format!("trial state: {e}")))
-}
-
-fn check_param_value(name: &str, value: &ParamValue) -> Attempt<()> {
-    match value {
-        ParamValue::Float(f) if !f.is_finite() => Err(Fail::Search(SearchError::Param {
-            param: name.to_string(),
-            message: format!("value {f} cannot be stored: parameter values must be finite"),
-        })),
-        _ => Ok(()),
-    }
-}
-
 fn get<'r, T: postgres::types::FromSql<'r>>(row: &'r Row, i: usize) -> Attempt<T> {
     Ok(row.try_get(i)?)
 }
 
-fn study_from_row(row: &Row) -> Attempt<StudyRecord> {
-    let direction: String = get(row, 2)?;
-    let search_space: Option<String> = get(row, 6)?;
-    Ok(StudyRecord {
-        id: get(row, 0)?,
-        name: get(row, 1)?,
-        direction: direction.parse::<Direction>().map_err(Fail::Data)?,
-        seed: get::<i64>(row, 3)? as u64,
-        sampler: parse_json(get(row, 4)?, "sampler configuration")?,
-        pruner: parse_json(get(row, 5)?, "pruner configuration")?,
-        search_space: search_space.map(|s| parse_json(&s, "search space")).transpose()?,
-        user_attrs: parse_json(get(row, 7)?, "study user attributes")?,
-        created_at: get(row, 8)?,
-    })
-}
+impl SqlRow for Row {
+    type Error = postgres::Error;
 
-fn trial_from_row(row: &Row) -> Attempt<FrozenTrial> {
-    let state = parse_state(get(row, 2)?)?;
-    let mut trial = FrozenTrial::new(get(row, 0)?, get::<i64>(row, 1)? as u64, state);
-    trial.value = get(row, 3)?;
-    trial.started_at = get(row, 4)?;
-    trial.finished_at = get(row, 5)?;
-    trial.heartbeat_at = get(row, 6)?;
-    Ok(trial)
-}
+    fn int(&self, i: usize) -> Attempt<i64> {
+        get(self, i)
+    }
 
-/// Parsed distributions by their JSON text: the trials of a study share a handful of them.
-#[derive(Default)]
-struct DistributionCache(HashMap<String, Distribution>);
+    fn float(&self, i: usize) -> Attempt<Option<f64>> {
+        get(self, i)
+    }
 
-impl DistributionCache {
-    fn get(&mut self, text: &str) -> Attempt<Distribution> {
-        if let Some(d) = self.0.get(text) {
-            return Ok(d.clone());
-        }
-        let d: Distribution = parse_json(text, "parameter distribution")?;
-        self.0.insert(text.to_string(), d.clone());
-        Ok(d)
+    fn flag(&self, i: usize) -> Attempt<bool> {
+        get(self, i)
+    }
+
+    fn text(&self, i: usize) -> Attempt<&str> {
+        get(self, i)
+    }
+
+    fn text_or_null(&self, i: usize) -> Attempt<Option<&str>> {
+        get(self, i)
     }
 }
 
 /// Adds child rows (`trial_id` first) to the trials they belong to.
-fn place_children(
-    trials: &mut [FrozenTrial],
-    index: &dyn Fn(i64) -> Option<usize>,
-    params: &[Row],
-    values: &[Row],
-    attrs: &[Row],
-) -> Attempt<()> {
-    let mut cache = DistributionCache::default();
-    for row in params {
-        let Some(trial) = index(get(row, 0)?).and_then(|i| trials.get_mut(i)) else { continue };
-        let name: String = get(row, 1)?;
-        let dist = cache.get(get(row, 2)?)?;
-        let value: ParamValue = parse_json(get(row, 3)?, "parameter value")?;
-        trial.params.insert(name.clone(), value);
-        trial.distributions.insert(name, dist);
-    }
-    for row in values {
-        let Some(trial) = index(get(row, 0)?).and_then(|i| trials.get_mut(i)) else { continue };
-        trial.intermediate_values.insert(get::<i64>(row, 1)? as u64, get(row, 2)?);
-    }
-    for row in attrs {
-        let Some(trial) = index(get(row, 0)?).and_then(|i| trials.get_mut(i)) else { continue };
-        let system: bool = get(row, 1)?;
-        let key: String = get(row, 2)?;
-        let value: serde_json::Value = parse_json(get(row, 3)?, "trial attribute")?;
-        let attrs = if system { &mut trial.system_attrs } else { &mut trial.user_attrs };
-        attrs.insert(key, value);
-    }
-    Ok(())
+fn place_children(into: &mut Placement<'_>, params: &[Row], values: &[Row], attrs: &[Row]) -> Attempt<()> {
+    params.iter().try_for_each(|row| into.add_param(row))?;
+    values.iter().try_for_each(|row| into.add_intermediate(row))?;
+    attrs.iter().try_for_each(|row| into.add_attr(row))
 }
 
 /// One full trial snapshot by id.
@@ -485,7 +388,7 @@ fn load_trial(tx: &mut Tx<'_>, trial_id: i64) -> Attempt<Option<FrozenTrial>> {
     let params = tx.query("SELECT trial_id, name, distribution, value FROM trial_params WHERE trial_id = $1", &[&trial_id])?;
     let values = tx.query("SELECT trial_id, step, value FROM trial_intermediate_values WHERE trial_id = $1", &[&trial_id])?;
     let attrs = tx.query("SELECT trial_id, system, key, value FROM trial_attrs WHERE trial_id = $1", &[&trial_id])?;
-    place_children(&mut one, &|_| Some(0), &params, &values, &attrs)?;
+    place_children(&mut Placement::new(&mut one, &|_| Some(0)), &params, &values, &attrs)?;
     let [trial] = one;
     Ok(Some(trial))
 }
@@ -498,7 +401,7 @@ fn must_load(tx: &mut Tx<'_>, trial_id: i64) -> Attempt<FrozenTrial> {
 fn writable_trial(tx: &mut Tx<'_>, trial_id: i64) -> Attempt<(u64, TrialState)> {
     let row = tx.query_opt("SELECT number, state FROM trials WHERE id = $1 FOR UPDATE", &[&trial_id])?;
     let Some(row) = row else {
-        return Err(Fail::Search(SearchError::Storage(format!("no trial with id {trial_id}"))));
+        return Err(Fail::Search(SearchError::storage(format!("no trial with id {trial_id}"))));
     };
     let (number, state) = (get::<i64>(&row, 0)? as u64, parse_state(get(&row, 1)?)?);
     if state.is_finished() {
@@ -511,7 +414,7 @@ fn study_name(tx: &mut Tx<'_>, study_id: i64) -> Attempt<String> {
     let row = tx.query_opt("SELECT name FROM studies WHERE id = $1", &[&study_id])?;
     match row {
         Some(row) => get(&row, 0),
-        None => Err(Fail::Search(SearchError::Storage(format!("no study with id {study_id}")))),
+        None => Err(Fail::Search(SearchError::storage(format!("no study with id {study_id}")))),
     }
 }
 
@@ -605,7 +508,7 @@ impl Storage for PostgresStorage {
         self.write("set_study_user_attr", |tx| {
             let row = tx.query_opt("SELECT user_attrs FROM studies WHERE id = $1 FOR UPDATE", &[&study_id])?;
             let Some(row) = row else {
-                return Err(Fail::Search(SearchError::Storage(format!("no study with id {study_id}"))));
+                return Err(Fail::Search(SearchError::storage(format!("no study with id {study_id}"))));
             };
             let mut attrs: BTreeMap<String, serde_json::Value> = parse_json(get(&row, 0)?, "study user attributes")?;
             attrs.insert(key.to_string(), value.clone());
@@ -625,7 +528,7 @@ impl Storage for PostgresStorage {
                 &[&study_id],
             )?;
             let Some(row) = row else {
-                return Err(Fail::Search(SearchError::Storage(format!("no study with id {study_id}"))));
+                return Err(Fail::Search(SearchError::storage(format!("no study with id {study_id}"))));
             };
             let number: i64 = get(&row, 0)?;
             if new.max_trials.is_some() && !new.waiting {
@@ -698,7 +601,7 @@ impl Storage for PostgresStorage {
 
     fn finish_trial(&self, trial_id: i64, state: TrialState, value: Option<f64>) -> nightshift_search::Result<FrozenTrial> {
         if !state.is_finished() {
-            return Err(SearchError::Storage(format!("finish_trial needs a final state, got {state}")));
+            return Err(SearchError::storage(format!("finish_trial needs a final state, got {state}")));
         }
         self.write("finish_trial", |tx| {
             writable_trial(tx, trial_id)?;
@@ -732,7 +635,7 @@ impl Storage for PostgresStorage {
             let mut failed = Vec::with_capacity(rows.len());
             for row in &rows {
                 let id: i64 = get(row, 0)?;
-                upsert_attr(tx, id, FAIL_REASON_ATTR, &reason, true)?;
+                upsert_attr(tx, id, attrs::FAIL_REASON, &reason, true)?;
                 failed.push(must_load(tx, id)?);
             }
             failed.sort_by_key(|t| t.number);
@@ -767,7 +670,8 @@ impl Storage for PostgresStorage {
             let values = tx.query(VALUES_OF_STUDY, args)?;
             let attrs = tx.query(ATTRS_OF_STUDY, args)?;
             let positions: HashMap<i64, usize> = trials.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
-            place_children(&mut trials, &|id| positions.get(&id).copied(), &params, &values, &attrs)?;
+            let index = |id: i64| positions.get(&id).copied();
+            place_children(&mut Placement::new(&mut trials, &index), &params, &values, &attrs)?;
             Ok(trials)
         })
     }
@@ -776,17 +680,6 @@ impl Storage for PostgresStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://ana:s3cr%40t@db.example:5432/hp"), "postgres://ana:***@db.example:5432/hp");
-        assert_eq!(redact_url("postgresql://ana@db/hp"), "postgresql://ana@db/hp");
-        assert_eq!(
-            redact_url("postgres://db/hp?user=ana&password=pw&sslmode=disable"),
-            "postgres://db/hp?user=ana&password=***&sslmode=disable"
-        );
-        assert_eq!(redact_url("postgres://a:b@h/db?Password=x"), "postgres://a:***@h/db?Password=***");
-    }
 
     #[test]
     fn schema_names_are_checked_before_splicing() {

@@ -15,13 +15,13 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nightshift_search::Error as SearchError;
-use nightshift_search::{
-    Direction, Distribution, FAIL_REASON_ATTR, FrozenTrial, NewStudy, NewTrial, ParamValue, Storage, StudyRecord, TrialParam,
-    TrialState, now_unix,
-};
+use nightshift_search::{FrozenTrial, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, TrialState, attrs, now_unix};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::attempt::backoff;
+use crate::codec::{
+    Placement, SqlRow, check_param_value, json_text, parse_json, parse_state, step_to_sql, study_from_row, trial_from_row,
+};
 use crate::error::{Error, Result};
 use crate::schema;
 
@@ -204,14 +204,6 @@ impl SqliteStorage {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-fn json_text<T: serde::Serialize>(value: &T, what: &str) -> Attempt<String> {
-    serde_json::to_string(value).map_err(|e| Fail::Data(format!("cannot encode {what}: {e}")))
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Attempt<T> {
-    serde_json::from_str(text).map_err(|e| Fail::Data(format!("{what} {text:?}: {e}")))
-}
-
 /// A trial value as (`value`, `value_is_nan`): SQLite would store a bound NaN as NULL, which
 /// reads back as "no value".
 fn encode_value(value: Option<f64>) -> (Option<f64>, bool) {
@@ -226,22 +218,27 @@ fn encode_intermediate(value: f64) -> Option<f64> {
     (!value.is_nan()).then_some(value)
 }
 
-fn step_to_sql(step: u64) -> Attempt<i64> {
-    i64::try_from(step)
-        .map_err(|_| Fail::Search(SearchError::Storage(format!("step {step} is too large to store (at most {})", i64::MAX))))
-}
+impl SqlRow for Row<'_> {
+    type Error = rusqlite::Error;
 
-fn parse_state(text: &str) -> Attempt<TrialState> {
-    text.parse().map_err(|e: String| Fail::Data(format!("trial state: {e}")))
-}
+    fn int(&self, i: usize) -> Attempt<i64> {
+        Ok(self.get(i)?)
+    }
 
-fn check_param_value(name: &str, value: &ParamValue) -> Attempt<()> {
-    match value {
-        ParamValue::Float(f) if !f.is_finite() => Err(Fail::Search(SearchError::Param {
-            param: name.to_string(),
-            message: format!("value {f} cannot be stored: parameter values must be finite"),
-        })),
-        _ => Ok(()),
+    fn float(&self, i: usize) -> Attempt<Option<f64>> {
+        Ok(self.get(i)?)
+    }
+
+    fn flag(&self, i: usize) -> Attempt<bool> {
+        Ok(self.get(i)?)
+    }
+
+    fn text(&self, i: usize) -> Attempt<&str> {
+        self.get_ref(i)?.as_str().map_err(|e| Fail::Data(format!("column {i}: {e}")))
+    }
+
+    fn text_or_null(&self, i: usize) -> Attempt<Option<&str>> {
+        self.get_ref(i)?.as_str_or_null().map_err(|e| Fail::Data(format!("column {i}: {e}")))
     }
 }
 
@@ -250,22 +247,6 @@ const LOAD_STUDY: &str =
     "SELECT id, name, direction, seed, sampler, pruner, search_space, user_attrs, created_at FROM studies WHERE name = ?1";
 const LIST_STUDIES: &str =
     "SELECT id, name, direction, seed, sampler, pruner, search_space, user_attrs, created_at FROM studies ORDER BY name";
-
-fn study_from_row(row: &Row<'_>) -> Attempt<StudyRecord> {
-    let direction: String = row.get(2)?;
-    let search_space: Option<String> = row.get(6)?;
-    Ok(StudyRecord {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        direction: direction.parse::<Direction>().map_err(Fail::Data)?,
-        seed: row.get::<_, i64>(3)? as u64,
-        sampler: parse_json(&row.get::<_, String>(4)?, "sampler configuration")?,
-        pruner: parse_json(&row.get::<_, String>(5)?, "pruner configuration")?,
-        search_space: search_space.map(|s| parse_json(&s, "search space")).transpose()?,
-        user_attrs: parse_json(&row.get::<_, String>(7)?, "study user attributes")?,
-        created_at: row.get(8)?,
-    })
-}
 
 fn query_studies(tx: &Transaction<'_>, sql: &str, args: impl rusqlite::Params) -> Attempt<Vec<StudyRecord>> {
     let mut stmt = tx.prepare_cached(sql)?;
@@ -277,137 +258,61 @@ fn query_studies(tx: &Transaction<'_>, sql: &str, args: impl rusqlite::Params) -
     Ok(out)
 }
 
-fn trial_from_row(row: &Row<'_>) -> Attempt<FrozenTrial> {
-    let state = parse_state(row.get_ref(2)?.as_str().map_err(|e| Fail::Data(format!("trial state: {e}")))?)?;
-    let mut trial = FrozenTrial::new(row.get(0)?, row.get::<_, i64>(1)? as u64, state);
-    let value: Option<f64> = row.get(3)?;
-    trial.value = if row.get::<_, bool>(4)? { Some(f64::NAN) } else { value };
-    trial.started_at = row.get(5)?;
-    trial.finished_at = row.get(6)?;
-    trial.heartbeat_at = row.get(7)?;
+/// Trial queries select the codec's columns, then `value_is_nan`.
+fn sqlite_trial_from_row(row: &Row<'_>) -> Attempt<FrozenTrial> {
+    let mut trial = trial_from_row(row)?;
+    if row.flag(7)? {
+        trial.value = Some(f64::NAN);
+    }
     Ok(trial)
 }
 
-/// A parameter value from its JSON text. Numbers, nearly all values, skip serde's untagged-enum
-/// buffering (a third of the time of loading a large study); the result is the same.
-fn parse_param_value(text: &str) -> Attempt<ParamValue> {
-    // serde_json reads "-0" as the float -0.0.
-    if text != "-0"
-        && let Ok(i) = text.parse::<i64>()
-    {
-        return Ok(ParamValue::Int(i));
-    }
-    if text.starts_with(|c: char| c.is_ascii_digit() || c == '-')
-        && let Ok(f) = text.parse::<f64>()
-    {
-        return Ok(ParamValue::Float(f));
-    }
-    parse_json(text, "parameter value")
-}
-
-/// Parsed distributions by their JSON text: the trials of a study share a handful of them, and
-/// parsing each one again would dominate loading a large study.
-#[derive(Default)]
-struct DistributionCache(HashMap<String, Distribution>);
-
-impl DistributionCache {
-    fn get(&mut self, text: &str) -> Attempt<Distribution> {
-        if let Some(d) = self.0.get(text) {
-            return Ok(d.clone());
-        }
-        let d: Distribution = parse_json(text, "parameter distribution")?;
-        self.0.insert(text.to_string(), d.clone());
-        Ok(d)
-    }
-}
-
-fn text_column<'r>(row: &'r Row<'_>, i: usize) -> Attempt<&'r str> {
-    row.get_ref(i)?.as_str().map_err(|e| Fail::Data(format!("column {i}: {e}")))
-}
-
-/// Where each child row goes: `trials[index(trial_id)]`.
-struct Placement<'a> {
-    trials: &'a mut [FrozenTrial],
-    index: &'a dyn Fn(i64) -> Option<usize>,
-}
-
-impl Placement<'_> {
-    fn get(&mut self, trial_id: i64) -> Option<&mut FrozenTrial> {
-        (self.index)(trial_id).and_then(|i| self.trials.get_mut(i))
-    }
-}
-
-/// Reads `(trial_id, name, distribution, value)` rows.
-fn load_params(stmt: &mut rusqlite::CachedStatement<'_>, args: impl rusqlite::Params, into: &mut Placement<'_>) -> Attempt<()> {
-    let mut cache = DistributionCache::default();
-    let mut rows = stmt.query(args)?;
-    while let Some(row) = rows.next()? {
-        let Some(trial) = into.get(row.get(0)?) else { continue };
-        let name: String = row.get(1)?;
-        let dist = cache.get(text_column(row, 2)?)?;
-        let value = parse_param_value(text_column(row, 3)?)?;
-        trial.params.insert(name.clone(), value);
-        trial.distributions.insert(name, dist);
-    }
-    Ok(())
-}
-
-/// Reads `(trial_id, step, value)` rows.
-fn load_intermediate(
+/// Runs a child-row query and hands each row to `add`.
+fn load_children(
     stmt: &mut rusqlite::CachedStatement<'_>,
     args: impl rusqlite::Params,
     into: &mut Placement<'_>,
+    add: fn(&mut Placement<'_>, &Row<'_>) -> Attempt<()>,
 ) -> Attempt<()> {
     let mut rows = stmt.query(args)?;
     while let Some(row) = rows.next()? {
-        let Some(trial) = into.get(row.get(0)?) else { continue };
-        let value: Option<f64> = row.get(2)?;
-        trial.intermediate_values.insert(row.get::<_, i64>(1)? as u64, value.unwrap_or(f64::NAN));
+        add(into, row)?;
     }
     Ok(())
 }
 
-/// Reads `(trial_id, system, key, value)` rows.
-fn load_attrs(stmt: &mut rusqlite::CachedStatement<'_>, args: impl rusqlite::Params, into: &mut Placement<'_>) -> Attempt<()> {
-    let mut rows = stmt.query(args)?;
-    while let Some(row) = rows.next()? {
-        let Some(trial) = into.get(row.get(0)?) else { continue };
-        let system: bool = row.get(1)?;
-        let key: String = row.get(2)?;
-        let value: serde_json::Value = parse_json(text_column(row, 3)?, "trial attribute")?;
-        let attrs = if system { &mut trial.system_attrs } else { &mut trial.user_attrs };
-        attrs.insert(key, value);
-    }
-    Ok(())
+/// Loads the params, intermediate values and attributes the three queries select.
+fn load_all_children(
+    tx: &Transaction<'_>,
+    sql: [&str; 3],
+    args: impl rusqlite::Params + Copy,
+    into: &mut Placement<'_>,
+) -> Attempt<()> {
+    load_children(&mut tx.prepare_cached(sql[0])?, args, into, |p, row| p.add_param(row))?;
+    load_children(&mut tx.prepare_cached(sql[1])?, args, into, |p, row| p.add_intermediate(row))?;
+    load_children(&mut tx.prepare_cached(sql[2])?, args, into, |p, row| p.add_attr(row))
 }
 
 /// One full trial snapshot by id.
 fn load_trial(tx: &Transaction<'_>, trial_id: i64) -> Attempt<Option<FrozenTrial>> {
     let trial = tx
         .prepare_cached(
-            "SELECT id, number, state, value, value_is_nan, started_at, finished_at, heartbeat_at FROM trials WHERE id = ?1",
+            "SELECT id, number, state, value, started_at, finished_at, heartbeat_at, value_is_nan FROM trials WHERE id = ?1",
         )?
-        .query_row([trial_id], |row| Ok(trial_from_row(row)))
+        .query_row([trial_id], |row| Ok(sqlite_trial_from_row(row)))
         .optional()?
         .transpose()?;
     let Some(trial) = trial else { return Ok(None) };
     let mut one = [trial];
-    let mut into = Placement { trials: &mut one, index: &|_| Some(0) };
-    let args = [trial_id];
-    load_params(
-        &mut tx.prepare_cached("SELECT trial_id, name, distribution, value FROM trial_params WHERE trial_id = ?1")?,
-        args,
-        &mut into,
-    )?;
-    load_intermediate(
-        &mut tx.prepare_cached("SELECT trial_id, step, value FROM trial_intermediate_values WHERE trial_id = ?1")?,
-        args,
-        &mut into,
-    )?;
-    load_attrs(
-        &mut tx.prepare_cached("SELECT trial_id, system, key, value FROM trial_attrs WHERE trial_id = ?1")?,
-        args,
-        &mut into,
+    load_all_children(
+        tx,
+        [
+            "SELECT trial_id, name, distribution, value FROM trial_params WHERE trial_id = ?1",
+            "SELECT trial_id, step, value FROM trial_intermediate_values WHERE trial_id = ?1",
+            "SELECT trial_id, system, key, value FROM trial_attrs WHERE trial_id = ?1",
+        ],
+        [trial_id],
+        &mut Placement::new(&mut one, &|_| Some(0)),
     )?;
     let [trial] = one;
     Ok(Some(trial))
@@ -420,7 +325,7 @@ fn writable_trial(tx: &Transaction<'_>, trial_id: i64) -> Attempt<(u64, TrialSta
         .query_row([trial_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
         .optional()?;
     let Some((number, state)) = row else {
-        return Err(Fail::Search(SearchError::Storage(format!("no trial with id {trial_id}"))));
+        return Err(Fail::Search(SearchError::storage(format!("no trial with id {trial_id}"))));
     };
     let (number, state) = (number as u64, parse_state(&state)?);
     if state.is_finished() {
@@ -433,7 +338,7 @@ fn study_name(tx: &Transaction<'_>, study_id: i64) -> Attempt<String> {
     tx.prepare_cached("SELECT name FROM studies WHERE id = ?1")?
         .query_row([study_id], |r| r.get(0))
         .optional()?
-        .ok_or_else(|| Fail::Search(SearchError::Storage(format!("no study with id {study_id}"))))
+        .ok_or_else(|| Fail::Search(SearchError::storage(format!("no study with id {study_id}"))))
 }
 
 fn insert_params(tx: &Transaction<'_>, trial_id: i64, params: &[TrialParam]) -> Attempt<()> {
@@ -473,7 +378,7 @@ fn state_filter(states: Option<&[TrialState]>) -> Option<String> {
     })
 }
 
-const TRIALS_OF_STUDY: &str = "SELECT id, number, state, value, value_is_nan, started_at, finished_at, heartbeat_at FROM trials
+const TRIALS_OF_STUDY: &str = "SELECT id, number, state, value, started_at, finished_at, heartbeat_at, value_is_nan FROM trials
      WHERE study_id = ?1 AND (?2 IS NULL OR instr(?2, ',' || state || ',') > 0) ORDER BY number";
 const PARAMS_OF_STUDY: &str =
     "SELECT p.trial_id, p.name, p.distribution, p.value FROM trial_params p JOIN trials t ON t.id = p.trial_id
@@ -527,7 +432,7 @@ impl Storage for SqliteStorage {
                 .prepare_cached("SELECT user_attrs FROM studies WHERE id = ?1")?
                 .query_row([study_id], |r| r.get(0))
                 .optional()?
-                .ok_or_else(|| Fail::Search(SearchError::Storage(format!("no study with id {study_id}"))))?;
+                .ok_or_else(|| Fail::Search(SearchError::storage(format!("no study with id {study_id}"))))?;
             let mut attrs: BTreeMap<String, serde_json::Value> = parse_json(&text, "study user attributes")?;
             attrs.insert(key.to_string(), value.clone());
             tx.prepare_cached("UPDATE studies SET user_attrs = ?2 WHERE id = ?1")?
@@ -611,7 +516,7 @@ impl Storage for SqliteStorage {
 
     fn finish_trial(&self, trial_id: i64, state: TrialState, value: Option<f64>) -> nightshift_search::Result<FrozenTrial> {
         if !state.is_finished() {
-            return Err(SearchError::Storage(format!("finish_trial needs a final state, got {state}")));
+            return Err(SearchError::storage(format!("finish_trial needs a final state, got {state}")));
         }
         let (value, value_is_nan) = encode_value(value);
         self.write("finish_trial", |tx| {
@@ -646,7 +551,7 @@ impl Storage for SqliteStorage {
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             let mut failed = Vec::with_capacity(ids.len());
             for id in ids {
-                upsert_attr(tx, id, FAIL_REASON_ATTR, &reason, true)?;
+                upsert_attr(tx, id, attrs::FAIL_REASON, &reason, true)?;
                 failed.push(load_trial(tx, id)?.ok_or_else(|| Fail::Data(format!("trial {id} vanished")))?);
             }
             failed.sort_by_key(|t| t.number);
@@ -677,7 +582,7 @@ impl Storage for SqliteStorage {
                 let mut stmt = tx.prepare_cached(TRIALS_OF_STUDY)?;
                 let mut rows = stmt.query(args)?;
                 while let Some(row) = rows.next()? {
-                    trials.push(trial_from_row(row)?);
+                    trials.push(sqlite_trial_from_row(row)?);
                 }
             }
             if trials.is_empty() {
@@ -687,10 +592,8 @@ impl Storage for SqliteStorage {
             // covers the rest. Three more queries load every child row: no query per trial.
             let positions: HashMap<i64, usize> = trials.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
             let index = |id: i64| positions.get(&id).copied();
-            let mut into = Placement { trials: &mut trials, index: &index };
-            load_params(&mut tx.prepare_cached(PARAMS_OF_STUDY)?, args, &mut into)?;
-            load_intermediate(&mut tx.prepare_cached(VALUES_OF_STUDY)?, args, &mut into)?;
-            load_attrs(&mut tx.prepare_cached(ATTRS_OF_STUDY)?, args, &mut into)?;
+            let mut into = Placement::new(&mut trials, &index);
+            load_all_children(tx, [PARAMS_OF_STUDY, VALUES_OF_STUDY, ATTRS_OF_STUDY], args, &mut into)?;
             Ok(trials)
         })
     }
@@ -700,19 +603,7 @@ impl Storage for SqliteStorage {
 mod tests {
     use super::*;
     use crate::SCHEMA_VERSION;
-
-    #[test]
-    fn the_fast_param_value_parser_agrees_with_serde() {
-        for text in ["0", "-0", "7", "-12", "2.0", "1e5", "-1.5e-7", "9223372036854775807", "12345678901234567890", "0.1"] {
-            let slow: ParamValue = serde_json::from_str(text).unwrap();
-            let fast = parse_param_value(text).ok().unwrap();
-            assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{text}");
-        }
-        for value in [ParamValue::Bool(true), ParamValue::Str("12".into()), ParamValue::Str("-x".into())] {
-            let text = serde_json::to_string(&value).unwrap();
-            assert_eq!(format!("{:?}", parse_param_value(&text).ok().unwrap()), format!("{value:?}"));
-        }
-    }
+    use nightshift_search::{Direction, ParamValue};
 
     #[test]
     fn in_memory_passes_the_conformance_suite() {

@@ -178,15 +178,18 @@ fn corrupt_rows_become_errors_with_context_not_panics() {
     raw.execute("UPDATE trial_params SET distribution = '{\"type\": \"mystery\"}'", []).unwrap();
     raw.execute("UPDATE studies SET direction = 'sideways'", []).unwrap_err(); // the CHECK constraint holds
     let err = storage.trials(study.id, None).unwrap_err();
-    let SearchError::Storage(message) = &err else { panic!("expected a storage error, got {err:?}") };
+    let SearchError::Storage(source) = &err else { panic!("expected a storage error, got {err:?}") };
+    // The store's typed error travels inside the search error.
+    assert!(matches!(source.downcast_ref::<Error>(), Some(Error::CorruptData { .. })), "{source:?}");
+    let message = err.to_string();
     assert!(
         message.contains("damaged.db") && message.contains("trials") && message.contains("parameter distribution"),
         "{message}"
     );
     assert!(storage.trial(study.id, 0).is_err());
     // Unknown ids are errors too.
-    assert!(matches!(storage.heartbeat(999), Err(SearchError::Storage(m)) if m.contains("999")));
-    assert!(matches!(storage.trials(999, None), Err(SearchError::Storage(m)) if m.contains("999")));
+    assert!(matches!(storage.heartbeat(999), Err(SearchError::Storage(m)) if m.to_string().contains("999")));
+    assert!(matches!(storage.trials(999, None), Err(SearchError::Storage(m)) if m.to_string().contains("999")));
 }
 
 #[test]

@@ -1,30 +1,46 @@
 //! Charts: which ones a report has ([`chart_specs`]), and pure functions that draw a spec into PNG
 //! bytes or an SVG string. The same drawing code serves both backends.
 
-mod plots;
+pub(crate) mod style;
+
+use style::DrawResult;
 
 use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::data::{
-    ComparisonData, ContourData, CurvesData, HistoryData, ImportanceData, ParallelData, ReportData, Section, SliceData,
-    TimelineData,
-};
+use crate::data::{ReportData, Section};
 use crate::error::{Error, Result};
+use crate::sections::comparison::{self, ComparisonData};
+use crate::sections::contour::{self, ContourData};
+use crate::sections::curves::{self, CurvesData};
+use crate::sections::history::{self, HistoryData};
+use crate::sections::importance::{self, ImportanceData};
+use crate::sections::parallel::{self, ParallelData};
+use crate::sections::slices::{self, SliceData};
+use crate::sections::timeline::{self, TimelineData};
 
 /// Okabe & Ito's colour-blind-safe palette (Color Universal Design, 2002).
 pub mod palette {
     use plotters::style::RGBColor;
+    /// Black.
     pub const BLACK: RGBColor = RGBColor(0, 0, 0);
+    /// Orange.
     pub const ORANGE: RGBColor = RGBColor(230, 159, 0);
+    /// Sky blue.
     pub const SKY_BLUE: RGBColor = RGBColor(86, 180, 233);
+    /// Bluish green.
     pub const GREEN: RGBColor = RGBColor(0, 158, 115);
+    /// Yellow.
     pub const YELLOW: RGBColor = RGBColor(240, 228, 66);
+    /// Blue.
     pub const BLUE: RGBColor = RGBColor(0, 114, 178);
+    /// Vermillion.
     pub const VERMILLION: RGBColor = RGBColor(213, 94, 0);
+    /// Reddish purple.
     pub const PURPLE: RGBColor = RGBColor(204, 121, 167);
+    /// Grey (not in the palette: for what is neither good nor bad).
     pub const GREY: RGBColor = RGBColor(128, 128, 128);
     /// Series colours in order, for groups.
     pub const SERIES: [RGBColor; 7] = [BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY_BLUE, BLACK];
@@ -68,13 +84,21 @@ fn register_font() {
 /// What a chart draws.
 #[derive(Clone, Copy, Debug)]
 pub enum ChartKind<'a> {
+    /// Optimization history.
     History(&'a HistoryData),
+    /// Learning curves.
     Curves(&'a CurvesData),
+    /// Parallel coordinates.
     Parallel(&'a ParallelData),
+    /// Importance bars.
     Importance(&'a ImportanceData),
+    /// One parameter's slice.
     Slice(&'a SliceData),
+    /// Contour of two parameters.
     Contour(&'a ContourData),
+    /// Trials over time.
     Timeline(&'a TimelineData),
+    /// The compared parameter's values side by side.
     Comparison(&'a ComparisonData),
 }
 
@@ -82,17 +106,24 @@ pub enum ChartKind<'a> {
 /// a title and alt text for the page.
 #[derive(Clone, Debug)]
 pub struct ChartSpec<'a> {
+    /// File name without extension.
     pub stem: String,
+    /// The heading above the chart.
     pub title: String,
+    /// Alt text for the image.
     pub alt: String,
+    /// Width and height in pixels.
     pub size: (u32, u32),
+    /// What it draws.
     pub kind: ChartKind<'a>,
 }
 
 impl ChartSpec<'_> {
+    /// The PNG file's name.
     pub fn png_name(&self) -> String {
         format!("{}.png", self.stem)
     }
+    /// The SVG file's name.
     pub fn svg_name(&self) -> String {
         format!("{}.svg", self.stem)
     }
@@ -197,20 +228,18 @@ pub fn chart_specs(data: &ReportData) -> Vec<ChartSpec<'_>> {
     specs
 }
 
-type DrawResult = std::result::Result<(), String>;
-
 fn draw<DB: DrawingBackend>(spec: &ChartSpec<'_>, root: DrawingArea<DB, Shift>) -> DrawResult {
     register_font();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     match spec.kind {
-        ChartKind::History(d) => plots::history(&root, &spec.title, d)?,
-        ChartKind::Curves(d) => plots::curves(&root, &spec.title, d)?,
-        ChartKind::Parallel(d) => plots::parallel(&root, &spec.title, d)?,
-        ChartKind::Importance(d) => plots::importance(&root, &spec.title, d)?,
-        ChartKind::Slice(d) => plots::slice(&root, &spec.title, d)?,
-        ChartKind::Contour(d) => plots::contour(&root, &spec.title, d)?,
-        ChartKind::Timeline(d) => plots::timeline(&root, &spec.title, d)?,
-        ChartKind::Comparison(d) => plots::comparison(&root, &spec.title, d)?,
+        ChartKind::History(d) => history::draw(&root, &spec.title, d)?,
+        ChartKind::Curves(d) => curves::draw(&root, &spec.title, d)?,
+        ChartKind::Parallel(d) => parallel::draw(&root, &spec.title, d)?,
+        ChartKind::Importance(d) => importance::draw(&root, &spec.title, d)?,
+        ChartKind::Slice(d) => slices::draw(&root, &spec.title, d)?,
+        ChartKind::Contour(d) => contour::draw(&root, &spec.title, d)?,
+        ChartKind::Timeline(d) => timeline::draw(&root, &spec.title, d)?,
+        ChartKind::Comparison(d) => comparison::draw(&root, &spec.title, d)?,
     }
     root.present().map_err(|e| e.to_string())
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use nightshift_search::{Direction, FrozenTrial, ParamValue, PrunerConfig, SamplerConfig, SearchSpace, StudyRecord, TrialState};
+use nightshift_search::{
+    Direction, FrozenTrial, ParamValue, PrunerConfig, SamplerConfig, SearchSpace, StudyRecord, TrialState, attrs,
+};
 
 pub const SPACE: &str = "\
 learning_rate: {type: float, low: 1.0e-5, high: 1.0e-1, log: true}
@@ -109,7 +111,7 @@ pub fn synthetic_sweep(n: usize, seed: u64) -> (StudyRecord, Vec<FrozenTrial>) {
             _ => None,
         };
         if state == TrialState::Fail {
-            t.system_attrs.insert("fail_reason".into(), "CUDA out of memory: tried to allocate 2.00 GiB".into());
+            t.system_attrs.insert(attrs::FAIL_REASON.into(), "CUDA out of memory: tried to allocate 2.00 GiB".into());
         }
         let slot = (number % 4) as usize;
         let start = slot_free[slot] + 2.0 * rng.uniform();
@@ -117,8 +119,8 @@ pub fn synthetic_sweep(n: usize, seed: u64) -> (StudyRecord, Vec<FrozenTrial>) {
         slot_free[slot] = end;
         t.started_at = Some(start);
         t.finished_at = Some(end);
-        t.system_attrs.insert("device".into(), format!("cuda:{}", slot / 2).into());
-        t.system_attrs.insert("slot".into(), ((slot % 2) as i64).into());
+        t.system_attrs.insert(attrs::DEVICE.into(), format!("cuda:{}", slot / 2).into());
+        t.system_attrs.insert(attrs::SLOT.into(), ((slot % 2) as i64).into());
         trials.push(t);
     }
     (study, trials)

@@ -45,6 +45,7 @@ impl Default for HyperbandConfig {
 }
 
 impl HyperbandConfig {
+    /// Checks the options, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         if self.min_resource < 1 {
             return Err(config_error(format!("min_resource must be at least 1, got {}", self.min_resource)));
@@ -70,6 +71,7 @@ pub struct HyperbandPruner {
 }
 
 impl HyperbandPruner {
+    /// The pruner with these options, once they are checked.
     pub fn new(config: HyperbandConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self::from_config(&config))
@@ -82,6 +84,7 @@ impl HyperbandPruner {
         Self { config }
     }
 
+    /// Its options.
     pub fn config(&self) -> &HyperbandConfig {
         &self.config
     }

@@ -36,7 +36,9 @@ pub use threshold::{ThresholdConfig, ThresholdPruner};
 /// What a pruner may look at.
 #[derive(Clone, Copy, Debug)]
 pub struct PruneContext<'a> {
+    /// The study's name.
     pub study_name: &'a str,
+    /// Whether the objective is minimised or maximised.
     pub direction: Direction,
     /// Every trial of the study (any state), ordered by number; includes the trial being judged.
     pub trials: &'a [FrozenTrial],
@@ -75,13 +77,20 @@ impl Pruner for NopPruner {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields, try_from = "UncheckedPrunerConfig")]
 pub enum PrunerConfig {
+    /// Never prune.
     #[default]
     None,
+    /// Prune below the median of other trials at the same step.
     Median(MedianConfig),
+    /// Prune outside a percentile of other trials at the same step.
     Percentile(PercentileConfig),
+    /// Asynchronous successive halving.
     SuccessiveHalving(SuccessiveHalvingConfig),
+    /// Hyperband: successive halving in several brackets.
     Hyperband(HyperbandConfig),
+    /// Wait for several reports without improvement, then ask another pruner.
     Patient(PatientConfig),
+    /// Prune outside fixed bounds (and NaN).
     Threshold(ThresholdConfig),
 }
 

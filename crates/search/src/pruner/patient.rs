@@ -22,11 +22,13 @@ pub struct PatientConfig {
     /// How much better a value must be to count as an improvement (≥ 0).
     #[serde(default)]
     pub min_delta: f64,
+    /// The pruner that decides once patience runs out (median by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wrapped: Option<Box<PrunerConfig>>,
 }
 
 impl PatientConfig {
+    /// Checks the options, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         if self.min_delta.is_nan() || self.min_delta < 0.0 {
             return Err(config_error(format!("min_delta must be non-negative, got {}", self.min_delta)));

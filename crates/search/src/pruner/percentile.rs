@@ -44,6 +44,7 @@ impl PercentileConfig {
         Self { percentile, n_startup_trials: 5, n_warmup_steps: 0, interval_steps: 1, n_min_trials: 1 }
     }
 
+    /// Checks the options, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         if !(0.0..=100.0).contains(&self.percentile) {
             return Err(config_error(format!("percentile must be between 0 and 100 inclusive, got {}", self.percentile)));
@@ -56,9 +57,13 @@ impl PercentileConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MedianConfig {
+    /// Trials that must finish before any is pruned.
     pub n_startup_trials: usize,
+    /// Steps of each trial never pruned.
     pub n_warmup_steps: u64,
+    /// Judge every this many steps.
     pub interval_steps: u64,
+    /// Trials that must have reported a step before it is judged.
     pub n_min_trials: usize,
 }
 
@@ -69,6 +74,7 @@ impl Default for MedianConfig {
 }
 
 impl MedianConfig {
+    /// Checks the options, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         check_common(self.interval_steps, self.n_min_trials)
     }
@@ -113,6 +119,7 @@ pub struct PercentilePruner {
 }
 
 impl PercentilePruner {
+    /// The pruner with these options, once they are checked.
     pub fn new(config: PercentileConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self::from_config(&config))
@@ -127,6 +134,7 @@ impl PercentilePruner {
         Self { config }
     }
 
+    /// Its options.
     pub fn config(&self) -> &PercentileConfig {
         &self.config
     }
@@ -173,6 +181,7 @@ impl Pruner for PercentilePruner {
 pub struct MedianPruner(PercentilePruner);
 
 impl MedianPruner {
+    /// The pruner with these options, once they are checked.
     pub fn new(config: MedianConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self::from_config(&config))

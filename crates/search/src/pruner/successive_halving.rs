@@ -34,8 +34,10 @@ use crate::trial::{Direction, FrozenTrial};
 /// whole number in configurations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Resource {
+    /// Estimated from the first COMPLETE trial.
     #[default]
     Auto,
+    /// This many steps.
     Steps(u64),
 }
 
@@ -102,6 +104,7 @@ impl Default for SuccessiveHalvingConfig {
 }
 
 impl SuccessiveHalvingConfig {
+    /// Checks the options, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         if self.min_resource == Resource::Steps(0) {
             return Err(config_error("min_resource must be at least 1 (or 'auto'), got 0".into()));
@@ -131,6 +134,7 @@ pub struct SuccessiveHalvingPruner {
 }
 
 impl SuccessiveHalvingPruner {
+    /// The pruner with these options, once they are checked.
     pub fn new(config: SuccessiveHalvingConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self::from_config(&config))
@@ -145,6 +149,7 @@ impl SuccessiveHalvingPruner {
         Self { config }
     }
 
+    /// Its options.
     pub fn config(&self) -> &SuccessiveHalvingConfig {
         &self.config
     }

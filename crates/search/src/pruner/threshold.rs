@@ -15,12 +15,16 @@ use crate::trial::FrozenTrial;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdConfig {
+    /// Prune below this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lower: Option<f64>,
+    /// Prune above this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upper: Option<f64>,
+    /// Steps of each trial never pruned.
     #[serde(default)]
     pub n_warmup_steps: u64,
+    /// Judge every this many steps.
     #[serde(default = "one")]
     pub interval_steps: u64,
 }
@@ -30,6 +34,7 @@ fn one() -> u64 {
 }
 
 impl ThresholdConfig {
+    /// Checks the options, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         if self.lower.is_none() && self.upper.is_none() {
             return Err(config_error("the threshold pruner needs lower, upper or both".into()));
@@ -61,6 +66,7 @@ pub struct ThresholdPruner {
 }
 
 impl ThresholdPruner {
+    /// The pruner with these options, once they are checked.
     pub fn new(config: ThresholdConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self::from_config(&config))

@@ -62,8 +62,11 @@ impl AutoConfig {
 /// Which sampler `auto` used for one ask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AutoChoice {
+    /// Space-filling start-up (scrambled Sobol).
     Qmc,
+    /// The Gaussian process.
     Gp,
+    /// TPE.
     Tpe,
 }
 
@@ -80,7 +83,9 @@ impl fmt::Display for AutoChoice {
 /// `auto`'s choice for one ask and the reason, in words.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AutoDecision {
+    /// The sampler chosen.
     pub choice: AutoChoice,
+    /// Why, in words.
     pub reason: String,
 }
 
@@ -94,6 +99,7 @@ pub struct AutoSampler {
 }
 
 impl AutoSampler {
+    /// The sampler with these options.
     pub fn new(config: AutoConfig) -> Self {
         Self {
             config,
@@ -103,6 +109,7 @@ impl AutoSampler {
         }
     }
 
+    /// Its options.
     pub fn config(&self) -> &AutoConfig {
         &self.config
     }

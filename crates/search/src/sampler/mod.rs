@@ -5,11 +5,17 @@
 //! Every suggestion is a deterministic function of (study seed, trial number, history), so an `ask`
 //! in a brand-new process reproduces, and concurrent start-up trials differ.
 
+/// `auto`: start-up, then GP, then TPE.
 pub mod auto;
+/// Gaussian-process Bayesian optimisation.
 pub mod gp;
+/// Every combination of a grid, once.
 pub mod grid;
+/// Scrambled Sobol points.
 pub mod qmc;
+/// Uniform random sampling.
 pub mod random;
+/// Tree-structured Parzen Estimator.
 pub mod tpe;
 
 use std::collections::BTreeMap;
@@ -32,7 +38,9 @@ pub use tpe::{TpeConfig, TpeSampler};
 /// What a sampler may look at: the study's snapshot of trials and the trial being sampled.
 #[derive(Clone, Copy, Debug)]
 pub struct SamplingContext<'a> {
+    /// The study's name.
     pub study_name: &'a str,
+    /// Whether the objective is minimised or maximised.
     pub direction: Direction,
     /// The study's seed (chosen at creation and stored, so every process agrees).
     pub seed: u64,
@@ -115,10 +123,15 @@ pub fn sample_space(
 pub enum SamplerConfig {
     /// A Gaussian process while it pays off, TPE beyond (the default; see [`AutoSampler`]).
     Auto(AutoConfig),
+    /// Uniform random sampling.
     Random,
+    /// Tree-structured Parzen Estimator.
     Tpe(TpeConfig),
+    /// Every combination of the grid, once.
     Grid,
+    /// Scrambled Sobol points.
     Qmc(QmcConfig),
+    /// Gaussian-process Bayesian optimisation.
     Gp(GpConfig),
 }
 
@@ -129,6 +142,7 @@ impl Default for SamplerConfig {
 }
 
 impl SamplerConfig {
+    /// The sampler this configuration describes.
     pub fn build(&self) -> Box<dyn Sampler> {
         match self {
             Self::Auto(config) => Box::new(AutoSampler::new(config.clone())),

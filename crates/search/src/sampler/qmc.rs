@@ -46,6 +46,7 @@ pub struct QmcSampler {
 }
 
 impl QmcSampler {
+    /// The sampler with these options.
     pub fn new(config: QmcConfig) -> Self {
         Self { config }
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use super::{FAIL_REASON_ATTR, NewStudy, NewTrial, Storage, StudyRecord, TrialParam};
+use super::{NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
 use crate::error::{Error, Result};
 use crate::trial::{FrozenTrial, TrialState, now_unix};
 
@@ -20,6 +20,7 @@ pub struct InMemoryStorage {
 }
 
 impl InMemoryStorage {
+    /// An empty storage.
     pub fn new() -> Self {
         Self::default()
     }
@@ -36,7 +37,7 @@ impl Inner {
             .ok()
             .and_then(|i| self.trials.get_mut(i))
             .map(|(_, t)| t)
-            .ok_or_else(|| Error::Storage(format!("no trial with id {trial_id}")))
+            .ok_or_else(|| Error::storage(format!("no trial with id {trial_id}")))
     }
 
     fn running_trial_mut(&mut self, trial_id: i64) -> Result<&mut FrozenTrial> {
@@ -52,7 +53,7 @@ impl Inner {
             .iter()
             .find(|s| s.id == study_id)
             .map(|s| s.name.as_str())
-            .ok_or_else(|| Error::Storage(format!("no study with id {study_id}")))
+            .ok_or_else(|| Error::storage(format!("no study with id {study_id}")))
     }
 }
 
@@ -92,7 +93,7 @@ impl Storage for InMemoryStorage {
             .studies
             .iter_mut()
             .find(|s| s.id == study_id)
-            .ok_or_else(|| Error::Storage(format!("no study with id {study_id}")))?;
+            .ok_or_else(|| Error::storage(format!("no study with id {study_id}")))?;
         study.user_attrs.insert(key.to_string(), value.clone());
         Ok(())
     }
@@ -144,7 +145,7 @@ impl Storage for InMemoryStorage {
 
     fn finish_trial(&self, trial_id: i64, state: TrialState, value: Option<f64>) -> Result<FrozenTrial> {
         if !state.is_finished() {
-            return Err(Error::Storage(format!("finish_trial needs a final state, got {state}")));
+            return Err(Error::storage(format!("finish_trial needs a final state, got {state}")));
         }
         let mut inner = self.lock();
         let trial = inner.running_trial_mut(trial_id)?;
@@ -171,7 +172,7 @@ impl Storage for InMemoryStorage {
                 trial.finished_at = Some(now);
                 trial
                     .system_attrs
-                    .insert(FAIL_REASON_ATTR.into(), format!("stale: no heartbeat for more than {grace_seconds} s").into());
+                    .insert(attrs::FAIL_REASON.into(), format!("stale: no heartbeat for more than {grace_seconds} s").into());
                 failed.push(trial.clone());
             }
         }

@@ -1,5 +1,7 @@
 //! The storage seam: where studies and trials live (memory, SQLite, PostgreSQL).
 
+/// The trial attribute keys nightshift writes.
+pub mod attrs;
 mod memory;
 
 use std::collections::BTreeMap;
@@ -18,14 +20,21 @@ pub use memory::InMemoryStorage;
 /// any process.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StudyRecord {
+    /// Storage-wide identifier.
     pub id: i64,
+    /// Unique name.
     pub name: String,
+    /// Whether the objective is minimised or maximised.
     pub direction: Direction,
+    /// Seed of every sampler and pruner decision.
     pub seed: u64,
+    /// The sampler, rebuilt from this in any process.
     pub sampler: SamplerConfig,
+    /// The pruner, rebuilt from this in any process.
     pub pruner: PrunerConfig,
     /// The search space, when the study was created with one (the CLI may pass it per `ask`).
     pub search_space: Option<SearchSpace>,
+    /// Attributes the user sets.
     pub user_attrs: BTreeMap<String, serde_json::Value>,
     /// Unix seconds.
     pub created_at: f64,
@@ -34,12 +43,19 @@ pub struct StudyRecord {
 /// What [`Storage::create_study`] needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewStudy {
+    /// Unique name.
     pub name: String,
+    /// Whether the objective is minimised or maximised.
     pub direction: Direction,
+    /// Seed of every sampler and pruner decision.
     pub seed: u64,
+    /// The sampler.
     pub sampler: SamplerConfig,
+    /// The pruner.
     pub pruner: PrunerConfig,
+    /// The search space, if the study has a fixed one.
     pub search_space: Option<SearchSpace>,
+    /// Attributes the user sets.
     pub user_attrs: BTreeMap<String, serde_json::Value>,
 }
 
@@ -59,6 +75,7 @@ impl NewStudy {
         }
     }
 
+    /// A study with the default sampler and pruner, no search space and no attributes.
     pub fn new(name: impl Into<String>, direction: Direction, seed: u64) -> Self {
         Self {
             name: name.into(),
@@ -78,8 +95,11 @@ pub type TrialParam = (String, Distribution, ParamValue);
 /// A trial to create: RUNNING (an `ask`) or WAITING (enqueued with fixed parameters).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NewTrial {
+    /// Enqueue as WAITING (claimed by a later ask) instead of RUNNING.
     pub waiting: bool,
+    /// Parameters known up front (enqueued trials).
     pub params: Vec<TrialParam>,
+    /// System attributes written with the trial (see [`attrs`]).
     pub system_attrs: BTreeMap<String, serde_json::Value>,
     /// A global budget: refuse a RUNNING trial with [`crate::Error::BudgetReached`] when the
     /// study already has this many non-WAITING trials. Checked in the same atomic step as the
@@ -170,5 +190,6 @@ pub trait Storage: Send + Sync {
     fn trials(&self, study_id: i64, states: Option<&[TrialState]>) -> Result<Vec<FrozenTrial>>;
 }
 
-/// The system attribute holding why a trial failed.
-pub const FAIL_REASON_ATTR: &str = "fail_reason";
+/// The system attribute holding why a trial failed: [`attrs::FAIL_REASON`] under the name callers
+/// used before the keys had a module of their own.
+pub use attrs::FAIL_REASON as FAIL_REASON_ATTR;

@@ -175,7 +175,7 @@ pub fn check_stale_race(storage: &dyn Storage, study_id: i64, failed: &[u64], st
             assert_eq!(t.state, TrialState::Running);
         } else {
             assert_eq!(t.state, TrialState::Fail);
-            assert!(t.system_attrs[nightshift_search::FAIL_REASON_ATTR].as_str().unwrap().contains("heartbeat"));
+            assert!(t.system_attrs[nightshift_search::attrs::FAIL_REASON].as_str().unwrap().contains("heartbeat"));
         }
     }
 }

@@ -33,7 +33,9 @@ pub fn standard_log_ei(z: f64) -> (f64, f64) {
 
 /// log EI of a GP posterior with respect to the incumbent `threshold` (standardised, maximised).
 pub struct LogEi<'a> {
+    /// The fitted GP.
     pub gp: &'a GpRegressor,
+    /// The incumbent (best standardised value so far).
     pub threshold: f64,
 }
 
@@ -43,6 +45,7 @@ impl LogEi<'_> {
         standard_log_ei((mean - self.threshold) / sigma).0 + sigma.ln()
     }
 
+    /// log EI at `x`.
     pub fn eval(&self, x: &[f64]) -> f64 {
         let (mean, var) = self.gp.posterior(x);
         self.of_moments(mean, var)

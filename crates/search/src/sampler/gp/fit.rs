@@ -38,6 +38,7 @@ pub struct Objective<'a> {
 }
 
 impl<'a> Objective<'a> {
+    /// The marginal-likelihood objective of `obs`; `deterministic` fixes the noise at `min_noise`.
     pub fn new(obs: &'a Observations, deterministic: bool, min_noise: f64) -> Self {
         let (n, d) = (obs.len(), obs.dims);
         let mut pairs = Vec::with_capacity(n * n.saturating_sub(1) / 2 * d);
@@ -145,7 +146,9 @@ impl<'a> Objective<'a> {
 
 /// A fitted GP, and why the fit fell back to defaults if it did.
 pub struct Fit {
+    /// The GP, unless no covariance could be factorised.
     pub gp: Option<GpRegressor>,
+    /// Why the fit fell back, if it did.
     pub fallback: Option<FitFallback>,
 }
 

@@ -39,8 +39,11 @@ impl Default for Options {
 /// Where the minimiser stopped.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// The best point found.
     pub x: Vec<f64>,
+    /// The objective there.
     pub f: f64,
+    /// Iterations run.
     pub iterations: usize,
     /// A stopping rule was met (rather than an iteration/evaluation limit or a failed line search).
     pub converged: bool,

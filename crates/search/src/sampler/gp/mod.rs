@@ -57,12 +57,19 @@
 //! joint parameters are left to the random sampler for that ask. [`GpSampler::suggest`] reports
 //! which fallback (if any) was taken.
 
+/// Log expected improvement.
 pub mod acquisition;
+/// Fitting the kernel hyper-parameters by maximum marginal likelihood.
 pub mod fit;
+/// The Matérn-5/2 kernel.
 pub mod kernel;
+/// The L-BFGS-B minimiser.
 pub mod lbfgs;
+/// Encoding parameters into the unit cube.
 pub mod normalize;
+/// Maximising the acquisition function.
 pub mod optimize;
+/// The GP posterior.
 pub mod regressor;
 
 use std::collections::BTreeMap;
@@ -122,6 +129,7 @@ impl std::fmt::Display for GpFallback {
 pub struct GpSuggestion {
     /// The jointly sampled parameters (empty: sample them independently, at random).
     pub params: BTreeMap<String, ParamValue>,
+    /// Why the GP was not used as such, when it was not.
     pub fallback: Option<GpFallback>,
 }
 
@@ -132,10 +140,12 @@ pub struct GpSampler {
 }
 
 impl GpSampler {
+    /// The sampler with these options.
     pub fn new(config: GpConfig) -> Self {
         Self { config }
     }
 
+    /// Its options.
     pub fn config(&self) -> &GpConfig {
         &self.config
     }

@@ -13,6 +13,7 @@ pub const MAX_GRID: usize = 4096;
 /// How the acquisition optimiser treats a dimension.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DimKind {
+    /// A continuous range.
     Continuous,
     /// Int or stepped float: the encoded grid values, increasing.
     Discrete(Vec<f64>),
@@ -23,6 +24,7 @@ pub enum DimKind {
 /// One encoded parameter.
 #[derive(Clone, Debug)]
 pub struct Dim {
+    /// How it is encoded.
     pub kind: DimKind,
     distribution: Distribution,
     /// Encoding bounds (widened, in log space for log parameters).
@@ -32,6 +34,7 @@ pub struct Dim {
 }
 
 impl Dim {
+    /// The encoding of one distribution.
     pub fn new(distribution: &Distribution) -> Self {
         let (low, high, log, step) = match *distribution {
             Distribution::Float { low, high, log, step } => (low, high, log, step.unwrap_or(0.0)),
@@ -63,6 +66,7 @@ impl Dim {
         dim
     }
 
+    /// Whether it is a categorical (Hamming distance in the kernel).
     pub fn is_categorical(&self) -> bool {
         matches!(self.kind, DimKind::Categorical(_))
     }

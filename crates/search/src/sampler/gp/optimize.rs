@@ -28,8 +28,11 @@ const MAX_ROUNDS: usize = 100;
 /// Effort spent on maximising the acquisition function.
 #[derive(Clone, Copy, Debug)]
 pub struct Effort {
+    /// Sobol candidates scored before the local searches.
     pub n_preliminary_samples: usize,
+    /// Local searches started from the best candidates.
     pub n_local_search: usize,
+    /// Convergence tolerance of each local search.
     pub tol: f64,
 }
 

@@ -10,29 +10,38 @@ use super::kernel::{KernelParams, matern52, matern52_with_derivative, scaled_sq_
 /// (categoricals as choice indices), `y` the standardised values to be maximised.
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
+    /// Coordinates, `dims` per row.
     pub x: Vec<f64>,
+    /// Standardised values, to be maximised.
     pub y: Vec<f64>,
+    /// Coordinates per observation.
     pub dims: usize,
+    /// Which coordinates are categorical.
     pub categorical: Vec<bool>,
 }
 
 impl Observations {
+    /// No observations yet.
     pub fn new(dims: usize, categorical: Vec<bool>) -> Self {
         Self { x: Vec::new(), y: Vec::new(), dims, categorical }
     }
 
+    /// How many observations.
     pub fn len(&self) -> usize {
         self.y.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
 
+    /// The coordinates of observation `i`.
     pub fn row(&self, i: usize) -> &[f64] {
         &self.x[i * self.dims..(i + 1) * self.dims]
     }
 
+    /// Adds one observation.
     pub fn push(&mut self, row: &[f64], y: f64) {
         debug_assert_eq!(row.len(), self.dims);
         self.x.extend_from_slice(row);
@@ -132,10 +141,12 @@ impl GpRegressor {
         Some(Self { l_inv, alpha, params, obs })
     }
 
+    /// The kernel hyper-parameters.
     pub fn params(&self) -> &KernelParams {
         &self.params
     }
 
+    /// The training data.
     pub fn observations(&self) -> &Observations {
         &self.obs
     }

@@ -71,6 +71,7 @@
 //! kernel's numbers into one record, made it slower on that machine.
 
 mod parzen;
+/// The truncated normal distribution of the kernels.
 pub mod truncnorm;
 
 use std::cmp::Ordering;
@@ -136,10 +137,12 @@ pub struct TpeSampler {
 }
 
 impl TpeSampler {
+    /// The sampler with these options.
     pub fn new(config: TpeConfig) -> Self {
         Self { config, cache: Mutex::default() }
     }
 
+    /// Its options.
     pub fn config(&self) -> &TpeConfig {
         &self.config
     }
@@ -925,15 +928,19 @@ pub struct TpeFitReport {
     /// Numbers of the trials in the below and above groups (all usable trials, also those that
     /// lack some of the parameters).
     pub below_trials: Vec<u64>,
+    /// Numbers of the trials in the above group.
     pub above_trials: Vec<u64>,
     /// l(x) and g(x): normalised mixture weights and, per parameter (sorted by name), its kernels.
     pub below: (Vec<f64>, Vec<(String, DimReport)>),
+    /// g(x), as `below` is l(x).
     pub above: (Vec<f64>, Vec<(String, DimReport)>),
     /// log l and log g at the points.
     pub log_l: Vec<f64>,
+    /// log g at the points.
     pub log_g: Vec<f64>,
     /// log l − log g at the candidates, and the index TPE picks.
     pub acquisition: Vec<f64>,
+    /// The index TPE picks.
     pub chosen: usize,
 }
 

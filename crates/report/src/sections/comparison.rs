@@ -1,0 +1,298 @@
+//! The "which won" section: the compared parameter's values side by side, with Welch's t-test.
+
+use nightshift_search::{Direction, FrozenTrial, ParamValue, TrialState};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::axis::{ParamAxis, fmt_num};
+use crate::charts::palette;
+use crate::charts::style::{
+    Ctx, DrawResult, FONT, LABEL, TITLE, axes_builder, draw_whole_x_axes, jitter, legend, legend_corner, legend_line, mesh,
+    min_max, padded, truncate,
+};
+use crate::data::{ReportOptions, Section, rank_complete};
+use crate::stats;
+
+/// The parameter compared by default in the freeze-strategy section.
+pub const DEFAULT_COMPARE: &str = "freeze_depth";
+
+/// The compared parameter's values side by side, and the verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComparisonData {
+    /// The compared parameter.
+    pub param: String,
+    /// The objective's name.
+    pub metric: String,
+    /// Whether the objective is minimised or maximised.
+    pub direction: Direction,
+    /// One group per value that occurred, in axis order.
+    pub groups: Vec<GroupStats>,
+    /// Index into `groups` of the best mean, when any group has a completed trial.
+    pub best: Option<usize>,
+    /// Index of the runner-up the verdict compares against.
+    pub runner_up: Option<usize>,
+    /// Welch t-test p-value of best vs runner-up.
+    pub p_value: Option<f64>,
+    /// `Some(true)` when the difference is within noise (p ≥ 0.05), `None` when it cannot be judged.
+    pub within_noise: Option<bool>,
+    /// The answer in one sentence, for the page.
+    pub verdict: String,
+}
+
+/// The trials with one value of the compared parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupStats {
+    /// `param = value`, for people.
+    pub label: String,
+    /// Plot coordinate of the group on the parameter's axis.
+    pub value: ParamValue,
+    /// Final values of COMPLETE trials.
+    pub values: Vec<f64>,
+    /// Pruned trials.
+    pub n_pruned: usize,
+    /// Failed trials.
+    pub n_failed: usize,
+    /// Mean final value.
+    pub mean: f64,
+    /// Sample standard deviation of the final values.
+    pub sd: f64,
+    /// 95% confidence interval of the mean, with at least two values.
+    pub ci95: Option<(f64, f64)>,
+    /// Median final value.
+    pub median: f64,
+    /// First quartile.
+    pub q1: f64,
+    /// Third quartile.
+    pub q3: f64,
+    /// The group's best COMPLETE trial and its learning curve.
+    pub best_trial: Option<(u64, Vec<(u64, f64)>)>,
+}
+
+impl GroupStats {
+    /// Completed trials in the group.
+    pub fn n(&self) -> usize {
+        self.values.len()
+    }
+}
+
+fn compare_param(axes: &[ParamAxis], options: &ReportOptions) -> Result<ParamAxis, String> {
+    if let Some(name) = &options.compare {
+        return axes
+            .iter()
+            .find(|a| &a.name == name)
+            .cloned()
+            .ok_or_else(|| format!("The study has no parameter named '{name}' to compare."));
+    }
+    axes.iter()
+        .find(|a| a.name == DEFAULT_COMPARE)
+        .or_else(|| axes.iter().find(|a| a.name.to_ascii_lowercase().contains("freeze")))
+        .cloned()
+        .ok_or_else(|| "The study has no freeze parameter (freeze_depth), so there is no freeze-strategy comparison; pass a parameter name to compare another.".into())
+}
+
+pub(crate) fn build(
+    trials: &[FrozenTrial],
+    axes: &[ParamAxis],
+    options: &ReportOptions,
+    metric: &str,
+    direction: Direction,
+) -> Section<ComparisonData> {
+    let axis = match compare_param(axes, options) {
+        Ok(a) => a,
+        Err(msg) => return Section::Missing(msg),
+    };
+    // One group per value that occurred, in axis order.
+    let mut values: Vec<(f64, ParamValue)> =
+        trials.iter().filter_map(|t| t.params.get(&axis.name)).filter_map(|v| Some((axis.to_plot(v)?, v.clone()))).collect();
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    values.dedup_by(|a, b| a.0 == b.0);
+    if values.is_empty() {
+        return Section::Missing(format!("No trial has set '{}' yet.", axis.name));
+    }
+    let groups: Vec<GroupStats> = values
+        .into_iter()
+        .map(|(pos, value)| {
+            let members: Vec<&FrozenTrial> =
+                trials.iter().filter(|t| t.params.get(&axis.name).and_then(|v| axis.to_plot(v)) == Some(pos)).collect();
+            let owned: Vec<FrozenTrial> = members.iter().map(|t| (*t).clone()).collect();
+            let ranked = rank_complete(&owned, direction);
+            let vals: Vec<f64> = ranked.iter().map(|t| t.value.unwrap()).collect();
+            let mut sorted = vals.clone();
+            sorted.sort_by(f64::total_cmp);
+            GroupStats {
+                label: format!("{} = {}", axis.name, value),
+                value,
+                n_pruned: members.iter().filter(|t| t.state == TrialState::Pruned).count(),
+                n_failed: members.iter().filter(|t| t.state == TrialState::Fail).count(),
+                mean: stats::mean(&vals),
+                sd: stats::variance(&vals).sqrt(),
+                ci95: stats::mean_ci95(&vals),
+                median: stats::quantile(&sorted, 0.5),
+                q1: stats::quantile(&sorted, 0.25),
+                q3: stats::quantile(&sorted, 0.75),
+                best_trial: ranked.first().map(|t| (t.number, t.intermediate_values.iter().map(|(s, v)| (*s, *v)).collect())),
+                values: vals,
+            }
+        })
+        .collect();
+    let mut by_mean: Vec<usize> = (0..groups.len()).filter(|&i| groups[i].n() > 0).collect();
+    by_mean.sort_by(|&a, &b| direction.to_loss(groups[a].mean).total_cmp(&direction.to_loss(groups[b].mean)).then(a.cmp(&b)));
+    let (best, runner_up) = (by_mean.first().copied(), by_mean.get(1).copied());
+    let (mut p_value, mut within_noise) = (None, None);
+    let verdict = match (best, runner_up) {
+        (None, _) => format!("No completed trials yet for any value of {}: nothing to compare.", axis.name),
+        (Some(b), None) => format!("Only {} has completed trials so far: nothing to compare it with yet.", groups[b].label),
+        (Some(b), Some(r)) => {
+            let (g, h) = (&groups[b], &groups[r]);
+            let diff = (g.mean - h.mean).abs();
+            let head = format!(
+                "{} has the best mean {metric} ({} vs {} for {}, {} by {})",
+                g.label,
+                fmt_num(g.mean),
+                fmt_num(h.mean),
+                h.label,
+                if direction == Direction::Maximize { "higher" } else { "lower" },
+                fmt_num(diff)
+            );
+            match stats::welch_t_test(&g.values, &h.values) {
+                None => format!(
+                    "{head}, but with fewer than 2 completed trials per value ({} and {}) the noise cannot be judged yet.",
+                    g.n(),
+                    h.n()
+                ),
+                Some((_, _, p)) => {
+                    p_value = Some(p);
+                    let overlap = match (g.ci95, h.ci95) {
+                        (Some(a), Some(b)) => a.0 <= b.1 && b.0 <= a.1,
+                        _ => true,
+                    };
+                    let ci_text = if overlap {
+                        "the 95% confidence intervals overlap"
+                    } else {
+                        "the 95% confidence intervals do not overlap"
+                    };
+                    if p >= 0.05 {
+                        within_noise = Some(true);
+                        format!("{head}, but the difference is within noise (Welch t-test p = {}; {ci_text}).", fmt_p(p))
+                    } else {
+                        within_noise = Some(false);
+                        format!("{head}: a real difference (Welch t-test p = {}; {ci_text}).", fmt_p(p))
+                    }
+                }
+            }
+        }
+    };
+    Section::Ready(ComparisonData {
+        param: axis.name.clone(),
+        metric: metric.into(),
+        direction,
+        groups,
+        best,
+        runner_up,
+        p_value,
+        within_noise,
+        verdict,
+    })
+}
+
+fn fmt_p(p: f64) -> String {
+    if p < 0.001 { "< 0.001".into() } else { format!("{p:.3}") }
+}
+
+/// (group index, trial number, learning curve) of a group's best trial.
+type BestCurve<'a> = (usize, u64, &'a Vec<(u64, f64)>);
+
+pub(crate) fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, d: &ComparisonData) -> DrawResult {
+    let area = root.titled(title, (FONT, TITLE)).ctx()?;
+    let (w, _) = area.dim_in_pixel();
+    let (left, right) = area.split_horizontally((w as f64 * 0.55) as i32);
+    let k = d.groups.len();
+    let colour = |i: usize| palette::SERIES[i % palette::SERIES.len()];
+    let mut all: Vec<f64> = d.groups.iter().flat_map(|g| g.values.iter().copied()).collect();
+    all.extend(d.groups.iter().filter_map(|g| g.ci95).flat_map(|(a, b)| [a, b]));
+    let y = padded(min_max(all.into_iter()));
+    let label_of = |x: f64| -> String {
+        if (x - x.round()).abs() > 1e-6 || x.round() < 0.0 || x.round() as usize >= k {
+            return String::new();
+        }
+        truncate(&d.groups[x.round() as usize].value.to_string(), 14)
+    };
+    let mut chart = axes_builder(&left)
+        .caption("Final value per trial (box: quartiles, ◆: mean and 95% CI)", (FONT, LABEL - 1))
+        .margin(16)
+        .build_cartesian_2d(-0.5..k as f64 - 0.5, y)
+        .ctx()?;
+    mesh(&mut chart)
+        .disable_x_mesh()
+        .x_labels((k + 1).min(16))
+        .x_label_formatter(&|x| label_of(*x))
+        .y_label_formatter(&|v| fmt_num(*v))
+        .x_desc(d.param.as_str())
+        .y_desc(format!("final {}", d.metric))
+        .draw()
+        .ctx()?;
+    for (i, g) in d.groups.iter().enumerate() {
+        if g.values.is_empty() {
+            continue;
+        }
+        let x = i as f64;
+        let c = colour(i);
+        chart.draw_series(std::iter::once(Rectangle::new([(x - 0.22, g.q1), (x + 0.22, g.q3)], c.mix(0.18).filled()))).ctx()?;
+        chart.draw_series(std::iter::once(Rectangle::new([(x - 0.22, g.q1), (x + 0.22, g.q3)], c.stroke_width(1)))).ctx()?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(vec![(x - 0.22, g.median), (x + 0.22, g.median)], c.stroke_width(3))))
+            .ctx()?;
+        chart
+            .draw_series(
+                g.values
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| Circle::new((x - 0.05 + jitter(j as u64 + 1, 0.14), *v), 3, c.mix(0.75).filled())),
+            )
+            .ctx()?;
+        let mx = x + 0.32;
+        if let Some((lo, hi)) = g.ci95 {
+            chart
+                .draw_series([
+                    PathElement::new(vec![(mx, lo), (mx, hi)], BLACK.stroke_width(2)),
+                    PathElement::new(vec![(mx - 0.05, lo), (mx + 0.05, lo)], BLACK.stroke_width(2)),
+                    PathElement::new(vec![(mx - 0.05, hi), (mx + 0.05, hi)], BLACK.stroke_width(2)),
+                ])
+                .ctx()?;
+        }
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((mx, g.mean)) + Polygon::new(vec![(0, -7), (7, 0), (0, 7), (-7, 0)], BLACK.filled()),
+            ))
+            .ctx()?;
+    }
+
+    // Right: the best learning curve of each value.
+    let curves: Vec<BestCurve<'_>> = d
+        .groups
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| g.best_trial.as_ref().filter(|(_, c)| !c.is_empty()).map(|(n, c)| (i, *n, c)))
+        .collect();
+    let steps = min_max(curves.iter().flat_map(|c| c.2.iter().map(|p| p.0 as f64)));
+    let x = if steps.0.is_finite() { steps.0 - 0.3..steps.1 + 0.3 } else { 0.0..1.0 };
+    let yc = padded(min_max(curves.iter().flat_map(|c| c.2.iter().map(|p| p.1))));
+    let mut chart = axes_builder(&right)
+        .caption("Best learning curve per value", (FONT, LABEL))
+        .margin(16)
+        .build_cartesian_2d(x, yc)
+        .ctx()?;
+    draw_whole_x_axes(&mut chart, "Epoch (reported step)", &d.metric)?;
+    for &(i, number, points) in &curves {
+        let c = colour(i);
+        chart
+            .draw_series(LineSeries::new(points.iter().map(|&(s, v)| (s as f64, v)), c.stroke_width(3)))
+            .ctx()?
+            .label(format!("{} (trial #{number})", truncate(&d.groups[i].label, 30)))
+            .legend(legend_line(c, 3));
+    }
+    if !curves.is_empty() {
+        legend(&mut chart, legend_corner(d.direction))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! The keys of the system attributes nightshift writes on trials (and the one study attribute),
+//! named once for every crate that writes or reads them.
+//!
+//! Values are JSON; what each holds is said on its key. Keys are part of the stored format:
+//! renaming one would orphan the attributes of existing studies.
+
+/// Why a trial failed, in words (a string).
+pub const FAIL_REASON: &str = "fail_reason";
+/// The device a trial ran on, e.g. `"cuda:0"` or `"cpu"` (a string).
+pub const DEVICE: &str = "device";
+/// The worker slot on that device (an integer; older studies may hold a string).
+pub const SLOT: &str = "slot";
+/// When the trial's process was launched, Unix seconds (a number).
+pub const START: &str = "start";
+/// When the trial's process ended, Unix seconds (a number).
+pub const END: &str = "end";
+/// The last step (epoch) the trial reported (an integer).
+pub const EPOCHS: &str = "epochs";
+/// How the trial's process exited, e.g. `"exit code 0"` or `"signal 9 (SIGKILL)"` (a string).
+pub const EXIT: &str = "exit";
+/// The trial's metrics by name, from its latest report and then its result (an object).
+pub const METRICS: &str = "metrics";
+/// Which retry of a failed trial this one is: 1 for the first retry (an integer; absent means 0).
+pub const ATTEMPT: &str = "attempt";
+/// The number of the trial this one retries (an integer).
+pub const RETRY_OF: &str = "retry_of";
+/// Study user attribute: the sweep spec the study was run with (the stored spec JSON).
+pub const STUDY_SPEC: &str = "spec";
