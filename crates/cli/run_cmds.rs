@@ -12,6 +12,8 @@ use nightshift_orchestrator::{
 use nightshift_report::ReportOptions;
 use nightshift_search::{FrozenTrial, TrialState, best_of, now_unix};
 
+use crate::train::{BuiltinTrial, builtin_configs, pretrain_args, section_flags};
+
 #[derive(Debug, clap::Subcommand)]
 pub enum RunCommand {
     /// Run (or continue) the sweep a spec file describes: trials on every device slot, pruned early,
@@ -95,7 +97,7 @@ impl DeviceArgs {
 pub fn run(cmd: RunCommand) -> Result<()> {
     match cmd {
         RunCommand::Run { spec, storage, quiet, devices } => {
-            let mut spec = Spec::from_file(&spec)?;
+            let mut spec = Spec::from_file(&spec, &BuiltinTrial::this_binary())?;
             if let Some(url) = storage {
                 spec.storage = url;
             }
@@ -119,7 +121,7 @@ pub fn run(cmd: RunCommand) -> Result<()> {
             let store = open(&url)?;
             let record = store.load_study(&study)?;
             let trials = store.trials(record.id, None)?;
-            let spec = record.user_attrs.get("spec").and_then(|s| Spec::from_stored(s).ok());
+            let spec = record.user_attrs.get("spec").and_then(|s| Spec::from_stored(s, &BuiltinTrial::this_binary()).ok());
             let out = match out {
                 Some(out) => out,
                 None => PathBuf::from("reports").join(path_safe(&study)?),
@@ -141,7 +143,8 @@ fn path_safe(study: &str) -> Result<&str> {
 fn stored_spec(url: &str, study: &str) -> Result<Spec> {
     let record = open(url)?.load_study(study)?;
     let stored = record.user_attrs.get("spec").ok_or_else(|| nightshift_orchestrator::Error::NoStoredSpec(study.to_string()))?;
-    let mut spec = Spec::from_stored(stored).context("the spec stored with the study no longer validates")?;
+    let mut spec =
+        Spec::from_stored(stored, &BuiltinTrial::this_binary()).context("the spec stored with the study no longer validates")?;
     spec.storage = url.to_string();
     Ok(spec)
 }
@@ -153,16 +156,13 @@ fn open(url: &str) -> Result<Arc<dyn nightshift_search::Storage>> {
 /// What the report needs to know that the trials don't say, from the spec when there is one.
 fn report_options(spec: Option<&Spec>, slots: Option<usize>) -> ReportOptions {
     let Some(spec) = spec else { return ReportOptions { slots, ..ReportOptions::default() } };
-    let (max_steps, retrain_command) = match &spec.program {
-        Program::Builtin { config } => {
-            let flags = nightshift_orchestrator::config_flags(config).join(" ");
-            (
-                config.get("epochs").and_then(|e| e.as_u64()),
-                Some(format!("nightshift trial --params-file {{params_file}} {flags}")),
-            )
+    let (max_steps, retrain_command) = match builtin_configs(spec) {
+        Ok((Some(trial), _)) => {
+            let flags = section_flags(&trial.to_section()).join(" ");
+            (Some(trial.epochs as u64), Some(format!("nightshift trial --params-file {{params_file}} {flags}")))
         }
-        Program::Command { argv } => {
-            let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        _ => {
+            let argv: Vec<String> = spec.program.argv().iter().map(|a| a.to_string()).collect();
             (None, Some(format!("{}   # with the parameters of {{params_file}}", argv.join(" "))))
         }
     };
@@ -178,27 +178,31 @@ fn report_options(spec: Option<&Spec>, slots: Option<usize>) -> ReportOptions {
 
 /// Runs the spec's `pretrain:` step unless its checkpoint exists (the demo's MNIST backbone).
 fn ensure_pretrained(spec: &Spec) -> Result<()> {
-    let Some(config) = &spec.pretrain else { return Ok(()) };
-    let out = config.get("out").and_then(|v| v.as_str()).context("pretrain.out missing")?;
-    if Path::new(out).join("model.safetensors").exists() {
+    let (_, Some(config)) = builtin_configs(spec)? else { return Ok(()) };
+    let out = config.out.display();
+    if config.out.join(nightshift_trainer::checkpoint::WEIGHTS_FILE).exists() {
         eprintln!("reusing the pretrained backbone in {out}");
         return Ok(());
     }
     eprintln!("pretraining a backbone into {out} (once; later runs reuse it)");
     let exe = std::env::current_exe().context("cannot find the nightshift executable")?;
-    let status = std::process::Command::new(exe)
-        .arg("pretrain")
-        .args(nightshift_orchestrator::config_flags(config))
-        .status()
-        .context("cannot start `nightshift pretrain`")?;
+    let status =
+        std::process::Command::new(exe).args(pretrain_args(&config)).status().context("cannot start `nightshift pretrain`")?;
     if !status.success() {
         bail!("pretraining failed ({status}); see the messages above");
     }
     Ok(())
 }
 
+/// What would stop a run at once on this machine: a missing program, dataset or checkpoint.
+fn preflight(spec: &Spec) -> Result<Vec<String>> {
+    let mut problems = spec.preflight();
+    problems.extend(crate::train::preflight(spec)?);
+    Ok(problems)
+}
+
 fn sweep(spec: Spec, quiet: bool) -> Result<()> {
-    let problems = spec.preflight();
+    let problems = preflight(&spec)?;
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
     }
@@ -325,27 +329,15 @@ fn init_log(path: &Path) -> Result<()> {
 }
 
 fn check(path: &Path) -> Result<()> {
-    let spec = Spec::from_file(path)?;
-    let problems = spec.preflight();
-    match &spec.program {
-        Program::Command { argv } => {
-            println!(
-                "program:  {}  (run in {})",
-                argv.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
-                spec.base_dir.display()
-            );
-        }
-        Program::Builtin { config } => {
-            println!("program:  built-in trainer (`nightshift trial`), {}", serde_json::Value::Object(config.clone()));
-        }
-    }
+    let spec = Spec::from_file(path, &BuiltinTrial::this_binary())?;
+    let problems = preflight(&spec)?;
+    let argv: Vec<String> = spec.program.argv().iter().map(|a| a.to_string()).collect();
+    let kind = if matches!(spec.program, Program::Builtin { .. }) { "built-in trainer: " } else { "" };
+    println!("program:  {kind}{}  (run in {})", argv.join(" "), spec.base_dir.display());
     let gpus = if spec.devices == DeviceSpec::Auto { discover_cuda_gpus() } else { Vec::new() };
     let slots = slots_for(&spec.devices, available_cores(), &gpus);
-    if let Some(pretrain) = &spec.pretrain {
-        println!(
-            "pretrain: `nightshift pretrain {}` unless its checkpoint exists",
-            nightshift_orchestrator::config_flags(pretrain).join(" ")
-        );
+    if let (_, Some(pretrain)) = builtin_configs(&spec)? {
+        println!("pretrain: `nightshift {}` unless its checkpoint exists", pretrain_args(&pretrain).join(" "));
     }
     let devices: Vec<String> = slots.iter().map(|s| s.device.to_string()).collect();
     println!("study:    {} in {}", spec.study, nightshift_store::redact_url(&spec.storage));

@@ -56,9 +56,12 @@ pub use process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, decide, ki
 pub use progress::{ConsoleProgress, fmt_value, short_params};
 pub use run::{
     Event, NoObserver, Observer, RETRY_OF_ATTR, ReportHook, RunOptions, RunSummary, Shutdown, ShutdownLevel, ShutdownTrigger,
-    StopReason, TrialTiming, budget_used, builtin_trial_argv, config_flags, next_stratum, run, until_clock,
+    StopReason, TrialTiming, budget_used, next_stratum, run, until_clock,
 };
-pub use spec::{Budget, Compare, DeviceSpec, GpuBackend, Heartbeat, Objective, Program, Spec};
+pub use spec::{
+    Budget, BuiltinSections, BuiltinTrainer, Compare, DeviceSpec, FieldError, GpuBackend, Heartbeat, NoBuiltinTrainer, Objective,
+    Program, Spec,
+};
 
 /// Re-exported for callers naming the process module's pure decision function.
 pub mod process_api {

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::pool::{Device, DevicePool, Slot, available_cores, discover_cuda_gpus, slots_for};
 use crate::process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, kill_leftovers, run_trial};
 use crate::protocol::{Answer, Report};
-use crate::spec::{DeviceSpec, Program, Spec};
+use crate::spec::{DeviceSpec, Spec};
 
 /// System attribute on a re-run trial naming the trial it replaces (which then no longer counts
 /// toward the budget).
@@ -56,8 +56,6 @@ impl Observer for NoObserver {
 pub struct RunOptions {
     /// `reports/<study>`: trial directories go to `trials/<number>/` under it.
     pub reports_dir: PathBuf,
-    /// The binary that provides `nightshift trial` (for `trial:` specs); default: this executable.
-    pub trainer_exe: Option<PathBuf>,
     /// Overrides the slots the spec's `devices` would give.
     pub slots: Option<Vec<Slot>>,
     pub observer: Arc<dyn Observer>,
@@ -71,7 +69,6 @@ impl RunOptions {
     pub fn new(reports_dir: impl Into<PathBuf>) -> Self {
         Self {
             reports_dir: reports_dir.into(),
-            trainer_exe: None,
             slots: None,
             observer: Arc::new(NoObserver),
             report_hook: None,
@@ -245,31 +242,6 @@ pub fn next_stratum<'a>(
         trials.iter().filter(|t| !replaced.contains(&t.number) && t.params.get(param) == Some(v)).count()
     };
     values.iter().min_by_key(|v| count(v)).expect("compare has values")
-}
-
-/// argv of the built-in trainer for one trial: `nightshift trial --out <dir> --key value …`, one
-/// flag per scalar of the spec's `trial:` mapping (kebab-cased; `true` → bare flag, `false`/null
-/// → omitted, lists and mappings → JSON). The mapping is also written to `trial_config.json`.
-pub fn builtin_trial_argv(exe: &Path, config: &serde_json::Map<String, Value>, trial_dir: &Path) -> Vec<String> {
-    let mut argv = vec![exe.display().to_string(), "trial".into(), "--out".into(), trial_dir.display().to_string()];
-    argv.extend(config_flags(config));
-    argv
-}
-
-/// A spec section as command-line flags: `per_class: 100` → `--per-class 100`, `hflip: true` → `--hflip`.
-pub fn config_flags(config: &serde_json::Map<String, Value>) -> Vec<String> {
-    let mut argv = Vec::new();
-    for (key, value) in config {
-        let flag = format!("--{}", key.replace('_', "-"));
-        match value {
-            Value::Null | Value::Bool(false) => {}
-            Value::Bool(true) => argv.push(flag),
-            Value::String(s) => argv.extend([flag, s.clone()]),
-            Value::Number(n) => argv.extend([flag, n.to_string()]),
-            other => argv.extend([flag, other.to_string()]),
-        }
-    }
-    argv
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -724,27 +696,13 @@ fn build_launch(spec: &Spec, options: &RunOptions, trial: &FrozenTrial, slot: Sl
     let params_json = serde_json::to_string(&trial.params).map_err(|e| Error::Internal(e.to_string()))?;
     let params_file = trial_dir.join("params.json");
     std::fs::write(&params_file, &params_json).map_err(|e| Error::io("write", &params_file, e))?;
-    let argv = match &spec.program {
-        Program::Command { argv } => {
-            let vars: BTreeMap<&str, String> = [
-                ("trial_number", trial.number.to_string()),
-                ("trial_dir", trial_dir.display().to_string()),
-                ("device", slot.device.to_string()),
-            ]
-            .into();
-            argv.iter().map(|a| a.render(&trial.params, &vars)).collect()
-        }
-        Program::Builtin { config } => {
-            let path = trial_dir.join("trial_config.json");
-            let text = serde_json::to_string_pretty(config).map_err(|e| Error::Internal(e.to_string()))?;
-            std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
-            let exe = match &options.trainer_exe {
-                Some(exe) => exe.clone(),
-                None => std::env::current_exe().map_err(|e| Error::io("locate", "the nightshift executable", e))?,
-            };
-            builtin_trial_argv(&exe, config, &trial_dir)
-        }
-    };
+    let vars: BTreeMap<&str, String> = [
+        ("trial_number", trial.number.to_string()),
+        ("trial_dir", trial_dir.display().to_string()),
+        ("device", slot.device.to_string()),
+    ]
+    .into();
+    let argv = spec.program.argv().iter().map(|a| a.render(&trial.params, &vars)).collect();
     let mut env = vec![
         ("NIGHTSHIFT_STUDY".to_string(), spec.study.clone()),
         ("NIGHTSHIFT_PARAMS".into(), params_json),
@@ -809,28 +767,5 @@ mod tests {
         assert_eq!(until_clock(at(23, 0), (7, 0)), Duration::from_secs(8 * 3600));
         assert_eq!(until_clock(at(6, 30), (7, 0)), Duration::from_secs(1800));
         assert_eq!(until_clock(at(7, 0), (7, 0)), Duration::from_secs(24 * 3600));
-    }
-
-    #[test]
-    fn builtin_argv_maps_the_trial_section_to_flags() {
-        let config: serde_json::Map<String, Value> =
-            serde_json::from_str(r#"{"dataset": "/d", "epochs": 3, "per_class": 10, "hflip": true, "test": false}"#).unwrap();
-        let argv = builtin_trial_argv(Path::new("/bin/nightshift"), &config, Path::new("/r/trials/4"));
-        assert_eq!(
-            argv,
-            [
-                "/bin/nightshift",
-                "trial",
-                "--out",
-                "/r/trials/4",
-                "--dataset",
-                "/d",
-                "--epochs",
-                "3",
-                "--per-class",
-                "10",
-                "--hflip"
-            ]
-        );
     }
 }

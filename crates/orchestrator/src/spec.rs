@@ -35,9 +35,6 @@ use crate::error::{Error, Result};
 /// Placeholders a `command:` may use besides the parameters.
 pub const BUILTIN_PLACEHOLDERS: [&str; 3] = ["trial_number", "trial_dir", "device"];
 
-/// Keys of a `trial:` section that hold paths, resolved against the spec file's directory.
-pub const TRIAL_PATH_KEYS: [&str; 5] = ["dataset", "init", "checkpoint", "backbone", "data_dir"];
-
 /// A validated sweep spec.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -52,9 +49,9 @@ pub struct Spec {
     pub budget: Budget,
     pub devices: DeviceSpec,
     pub program: Program,
-    /// An optional `pretrain:` section: flags of `nightshift pretrain`, run once before the sweep when
-    /// its `out` checkpoint does not exist yet (paths resolved against the spec's directory).
-    pub pretrain: Option<serde_json::Map<String, serde_json::Value>>,
+    /// An optional `pretrain:` section as written (checked by the [`BuiltinTrainer`]): a backbone the
+    /// caller trains once before the sweep.
+    pub pretrain: Option<serde_json::Value>,
     pub space: SearchSpace,
     pub compare: Option<Compare>,
     pub heartbeat: Heartbeat,
@@ -150,14 +147,70 @@ pub enum GpuBackend {
     Wgpu,
 }
 
-/// What a trial runs.
+/// What a trial runs: an argv whose elements may contain placeholders. Never run through a shell.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Program {
-    /// The built-in fine-tuning trainer (`nightshift trial`), configured by the `trial:` mapping
-    /// (paths already resolved against the spec's directory).
-    Builtin { config: serde_json::Map<String, serde_json::Value> },
-    /// Any program: an argv whose elements may contain `{param}` placeholders. Never run through a shell.
+    /// The built-in trainer: the `trial:` section as written, and the argv the [`BuiltinTrainer`] made of it.
+    Builtin { trial: serde_json::Value, argv: Vec<ArgTemplate> },
+    /// Any program (`command:`), with `{param}` placeholders.
     Command { argv: Vec<ArgTemplate> },
+}
+
+impl Program {
+    /// The argv template of every trial.
+    pub fn argv(&self) -> &[ArgTemplate] {
+        match self {
+            Program::Builtin { argv, .. } | Program::Command { argv } => argv,
+        }
+    }
+}
+
+/// The built-in trainer as a spec sees it. The binary implements it (it knows the trainer); the orchestrator
+/// only runs the program it returns, so it knows neither the trainer's flags nor its hyperparameters.
+pub trait BuiltinTrainer {
+    /// Validates the `trial:` section (with `pretrain:`, when given) and the search space's parameters
+    /// against what the trainer accepts; returns the argv of one trial, which may use the placeholders
+    /// [`BUILTIN_PLACEHOLDERS`].
+    fn trial_program(&self, sections: &BuiltinSections<'_>) -> std::result::Result<Vec<ArgTemplate>, FieldError>;
+
+    /// Validates a `pretrain:` section.
+    fn check_pretrain(&self, pretrain: &serde_json::Value, base_dir: &Path) -> std::result::Result<(), FieldError>;
+}
+
+/// What a [`BuiltinTrainer`] checks: the sections as written, the search space, and the spec's directory
+/// (relative paths start there).
+pub struct BuiltinSections<'a> {
+    pub trial: &'a serde_json::Value,
+    pub pretrain: Option<&'a serde_json::Value>,
+    pub space: &'a SearchSpace,
+    pub base_dir: &'a Path,
+}
+
+/// A refused field: its dotted path in the spec (`trial.arch`, `params.freeze_depth`), which locates it in
+/// the file, and what is wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// For programs without the built-in trainer: `trial:` and `pretrain:` are refused.
+pub struct NoBuiltinTrainer;
+
+impl NoBuiltinTrainer {
+    fn refuse(field: &str) -> FieldError {
+        FieldError { field: field.into(), message: "the built-in trainer is not available here; give `command:`".into() }
+    }
+}
+
+impl BuiltinTrainer for NoBuiltinTrainer {
+    fn trial_program(&self, _: &BuiltinSections<'_>) -> std::result::Result<Vec<ArgTemplate>, FieldError> {
+        Err(Self::refuse("trial"))
+    }
+
+    fn check_pretrain(&self, _: &serde_json::Value, _: &Path) -> std::result::Result<(), FieldError> {
+        Err(Self::refuse("pretrain"))
+    }
 }
 
 /// One argv element with `{name}` placeholders (`{{` and `}}` are literal braces).
@@ -357,20 +410,30 @@ impl Locator<'_> {
     fn err(&self, field: &str, message: impl Into<String>) -> Error {
         Error::Spec { location: self.at(field), field: field.to_string(), message: message.into() }
     }
+
+    fn field_err(&self, e: FieldError) -> Error {
+        self.err(&e.field, e.message)
+    }
 }
 
 impl Spec {
-    /// Reads and validates a spec file.
-    pub fn from_file(path: &Path) -> Result<Self> {
+    /// Reads and validates a spec file; `trainer` checks a `trial:` section.
+    pub fn from_file(path: &Path, trainer: &dyn BuiltinTrainer) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("read spec", path, e))?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
         let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
-        Self::parse(&text, &path.display().to_string(), &base_dir)
+        Self::parse_with(&text, &path.display().to_string(), &base_dir, trainer)
     }
 
-    /// Validates spec text; `origin` names it in errors and `base_dir` anchors relative paths.
+    /// Validates the text of a spec with `command:`; `origin` names it in errors and `base_dir` anchors
+    /// relative paths.
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Self> {
+        Self::parse_with(text, origin, base_dir, &NoBuiltinTrainer)
+    }
+
+    /// Validates spec text; `trainer` checks a `trial:` section.
+    pub fn parse_with(text: &str, origin: &str, base_dir: &Path, trainer: &dyn BuiltinTrainer) -> Result<Self> {
         let loc = Locator { origin, text };
         let syntax = |e: serde_yaml::Error| Error::Spec {
             location: yaml_location(origin, text, &e),
@@ -423,16 +486,25 @@ impl Spec {
             other => loc.err("params", other.to_string()),
         })?;
 
+        let pretrain = match &raw.pretrain {
+            None => None,
+            Some(value) => {
+                let json = section_json(value, "pretrain", &loc)?;
+                trainer.check_pretrain(&json, base_dir).map_err(|e| loc.field_err(e))?;
+                Some(json)
+            }
+        };
+
         let program = match (&raw.trial, &raw.command) {
             (Some(_), Some(_)) => return Err(loc.err("command", "give either `trial:` (the built-in trainer) or `command:` (any program), not both")),
             (None, None) => return Err(loc.err("", "missing `trial:` (the built-in fine-tuning trainer) or `command:` (an argv list, e.g. [python, train.py, --lr, \"{learning_rate}\"])")),
-            (Some(trial), None) => parse_trial(trial, base_dir, &loc)?,
+            (Some(trial), None) => {
+                let trial = section_json(trial, "trial", &loc)?;
+                let sections = BuiltinSections { trial: &trial, pretrain: pretrain.as_ref(), space: &space, base_dir };
+                let argv = trainer.trial_program(&sections).map_err(|e| loc.field_err(e))?;
+                Program::Builtin { trial, argv }
+            }
             (None, Some(command)) => parse_command(command, &space, &loc)?,
-        };
-
-        let pretrain = match &raw.pretrain {
-            None => None,
-            Some(value) => Some(parse_pretrain(value, base_dir, &loc)?),
         };
 
         let compare = match &raw.compare {
@@ -483,45 +555,32 @@ impl Spec {
         serde_json::json!({"origin": self.origin, "base_dir": self.base_dir.display().to_string(), "yaml": self.text})
     }
 
-    /// Rebuilds a spec from [`Spec::to_stored`]'s value.
-    pub fn from_stored(value: &serde_json::Value) -> Result<Self> {
+    /// Rebuilds a spec from [`Spec::to_stored`]'s value; `trainer` checks a `trial:` section.
+    pub fn from_stored(value: &serde_json::Value, trainer: &dyn BuiltinTrainer) -> Result<Self> {
         let field =
             |k: &str| value.get(k).and_then(|v| v.as_str()).ok_or_else(|| Error::Internal(format!("stored spec lacks '{k}'")));
-        Self::parse(field("yaml")?, field("origin")?, Path::new(field("base_dir")?))
+        Self::parse_with(field("yaml")?, field("origin")?, Path::new(field("base_dir")?), trainer)
+    }
+
+    /// `file:line:column` of a dotted field (`trial.dataset`), or of its nearest parent found.
+    pub fn locate(&self, field: &str) -> String {
+        Locator { origin: &self.origin, text: &self.text }.at(field)
     }
 }
 
 impl Spec {
-    /// Problems a run would hit at once, checked on this machine: the command's program exists,
-    /// the built-in trainer's dataset/checkpoint paths exist. Empty when all is well.
+    /// Problems a run would hit at once, checked on this machine: the command's program exists. Empty when
+    /// all is well. (The built-in trainer's paths are its caller's to check.)
     pub fn preflight(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        match &self.program {
-            Program::Command { argv } => {
-                let program = argv[0].to_string();
-                if !executable_exists(&program, &self.base_dir) {
-                    problems.push(format!(
-                        "{}: field `command`: program '{program}' not found (not on PATH, nor relative to {})",
-                        Locator { origin: &self.origin, text: &self.text }.at("command"),
-                        self.base_dir.display()
-                    ));
-                }
-            }
-            Program::Builtin { config } => {
-                // The pretraining step creates its `out` checkpoint, so that path may not exist yet.
-                let pretrained = self.pretrain.as_ref().and_then(|p| p.get("out")).and_then(|v| v.as_str());
-                for key in TRIAL_PATH_KEYS {
-                    if let Some(p) = config.get(key).and_then(|v| v.as_str())
-                        && !Path::new(p).exists()
-                        && Some(p) != pretrained
-                    {
-                        let field = format!("trial.{key}");
-                        problems.push(format!(
-                            "{}: field `{field}`: {p} does not exist",
-                            Locator { origin: &self.origin, text: &self.text }.at(&field)
-                        ));
-                    }
-                }
+        if let Program::Command { argv } = &self.program {
+            let program = argv[0].to_string();
+            if !executable_exists(&program, &self.base_dir) {
+                problems.push(format!(
+                    "{}: field `command`: program '{program}' not found (not on PATH, nor relative to {})",
+                    self.locate("command"),
+                    self.base_dir.display()
+                ));
             }
         }
         problems
@@ -707,46 +766,9 @@ fn parse_devices(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result
     }
 }
 
-fn parse_trial(value: &serde_yaml::Value, base_dir: &Path, loc: &Locator<'_>) -> Result<Program> {
-    let json = serde_json::to_value(value).map_err(|e| loc.err("trial", format!("cannot be represented as JSON: {e}")))?;
-    let serde_json::Value::Object(mut config) = json else {
-        return Err(loc.err("trial", format!("expected a mapping (dataset, model, epochs, …), found {}", yaml_short(value))));
-    };
-    match config.get("epochs") {
-        Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|e| e >= 1) => {}
-        Some(other) => return Err(loc.err("trial.epochs", format!("expected a positive integer, found {other}"))),
-        None => return Err(loc.err("trial", "missing `epochs` (the number of epochs each trial trains at most)")),
-    }
-    for key in TRIAL_PATH_KEYS {
-        if let Some(serde_json::Value::String(path)) = config.get(key) {
-            let resolved = base_dir.join(path);
-            config.insert(key.to_string(), resolved.display().to_string().into());
-        }
-    }
-    Ok(Program::Builtin { config })
-}
-
-fn parse_pretrain(
-    value: &serde_yaml::Value,
-    base_dir: &Path,
-    loc: &Locator<'_>,
-) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let json = serde_json::to_value(value).map_err(|e| loc.err("pretrain", format!("cannot be represented as JSON: {e}")))?;
-    let serde_json::Value::Object(mut config) = json else {
-        return Err(loc.err("pretrain", format!("expected a mapping (dataset, epochs, out, …), found {}", yaml_short(value))));
-    };
-    if !matches!(config.get("out"), Some(serde_json::Value::String(_))) {
-        return Err(
-            loc.err("pretrain", "missing `out` (the checkpoint directory the backbone is saved to, e.g. ../reports/backbone)")
-        );
-    }
-    for key in TRIAL_PATH_KEYS.iter().chain(&["out"]) {
-        if let Some(serde_json::Value::String(path)) = config.get(*key) {
-            let resolved = base_dir.join(path);
-            config.insert(key.to_string(), resolved.display().to_string().into());
-        }
-    }
-    Ok(config)
+/// A `trial:` or `pretrain:` section as JSON, the form the [`BuiltinTrainer`] reads.
+fn section_json(value: &serde_yaml::Value, field: &str, loc: &Locator<'_>) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| loc.err(field, format!("cannot be represented as JSON: {e}")))
 }
 
 fn parse_command(value: &serde_yaml::Value, space: &SearchSpace, loc: &Locator<'_>) -> Result<Program> {
@@ -812,6 +834,16 @@ fn parse_compare(name: &str, space: &SearchSpace, loc: &Locator<'_>) -> Result<C
 }
 
 impl ArgTemplate {
+    /// Text taken as it is (braces included).
+    pub fn literal(text: impl Into<String>) -> Self {
+        Self { pieces: vec![Piece::Lit(text.into())] }
+    }
+
+    /// One placeholder, e.g. `{trial_dir}`.
+    pub fn placeholder(name: impl Into<String>) -> Self {
+        Self { pieces: vec![Piece::Var(name.into())] }
+    }
+
     /// Parses `--lr={learning_rate}`; `{{`/`}}` are literal braces.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
         let mut pieces = Vec::new();
@@ -950,7 +982,7 @@ compare: k
         .into();
         let rendered: Vec<String> = argv.iter().map(|a| a.render(&params, &BTreeMap::new())).collect();
         assert_eq!(rendered, ["python3", "train.py", "--lr", "0.01", "--k=2", "sgd", "{literal}"]);
-        let again = Spec::from_stored(&spec.to_stored()).unwrap();
+        let again = Spec::from_stored(&spec.to_stored(), &NoBuiltinTrainer).unwrap();
         assert_eq!(again.space, spec.space);
     }
 
@@ -1034,19 +1066,58 @@ compare: k
         assert!(e.starts_with("spec.yaml:3:1:"), "syntax errors carry their location: {e}");
     }
 
+    /// Accepts `trial:` sections with `epochs`, refuses `arch: bad` and a parameter named `bad`.
+    struct FakeTrainer;
+
+    impl BuiltinTrainer for FakeTrainer {
+        fn trial_program(&self, sections: &BuiltinSections<'_>) -> std::result::Result<Vec<ArgTemplate>, FieldError> {
+            let refuse = |field: &str| Err(FieldError { field: field.into(), message: "refused".into() });
+            if sections.trial.get("arch").and_then(|a| a.as_str()) == Some("bad") {
+                return refuse("trial.arch");
+            }
+            if sections.space.get("bad").is_some() {
+                return refuse("params.bad");
+            }
+            let dataset = sections.base_dir.join(sections.trial["dataset"].as_str().unwrap_or_default());
+            Ok(vec![
+                ArgTemplate::literal("trainer"),
+                ArgTemplate::literal(dataset.display().to_string()),
+                ArgTemplate::placeholder("trial_dir"),
+            ])
+        }
+
+        fn check_pretrain(&self, pretrain: &serde_json::Value, _: &Path) -> std::result::Result<(), FieldError> {
+            match pretrain.get("out") {
+                Some(_) => Ok(()),
+                None => Err(FieldError { field: "pretrain".into(), message: "missing out".into() }),
+            }
+        }
+    }
+
     #[test]
-    fn trial_section_needs_epochs_and_resolves_paths() {
+    fn the_trial_section_is_the_trainers_to_check() {
         let text = GOOD.replace(
             "command: [python3, train.py, --lr, \"{lr}\", \"--k={k}\", {opt}, \"{{literal}}\"]",
-            "trial: {dataset: data/fmnist, epochs: 3, init: /abs/ckpt, arch: small-cnn}",
+            "trial: {dataset: data/fmnist, epochs: 3, arch: small-cnn}",
         );
-        let spec = parse(&text).unwrap();
-        let Program::Builtin { config } = &spec.program else { panic!("builtin expected") };
-        assert_eq!(config["dataset"], "/base/data/fmnist");
-        assert_eq!(config["init"], "/abs/ckpt");
-        assert_eq!(config["arch"], "small-cnn");
-        let e = err(&text.replace("epochs: 3, ", ""));
-        assert!(e.contains("missing `epochs`"), "{e}");
+        let with = |text: &str| Spec::parse_with(text, "spec.yaml", Path::new("/base"), &FakeTrainer);
+        let spec = with(&text).unwrap();
+        let Program::Builtin { trial, argv } = &spec.program else { panic!("builtin expected") };
+        assert_eq!(trial["dataset"], "data/fmnist", "the section is kept as written");
+        let rendered: Vec<String> =
+            argv.iter().map(|a| a.render(&Params::new(), &[("trial_dir", "/t/4".to_string())].into())).collect();
+        assert_eq!(rendered, ["trainer", "/base/data/fmnist", "/t/4"]);
+
+        let e = with(&text.replace("arch: small-cnn", "arch: bad")).unwrap_err().to_string();
+        assert!(e.starts_with("spec.yaml:6:") && e.contains("field `trial.arch`: refused"), "{e}");
+        let e = with(&text.replace("  k: {", "  bad: {")).unwrap_err().to_string();
+        assert!(e.starts_with("spec.yaml:9:3: field `params.bad`: refused"), "{e}");
+        let e = with(&format!("{text}pretrain: {{dataset: d}}\n")).unwrap_err().to_string();
+        assert!(e.starts_with("spec.yaml:12:1: field `pretrain`: missing out"), "{e}");
+        assert!(with(&format!("{text}pretrain: {{out: b}}\n")).is_ok());
+
+        let e = err(&text);
+        assert!(e.contains("field `trial`") && e.contains("not available"), "without a trainer: {e}");
     }
 
     #[test]
