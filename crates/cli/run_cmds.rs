@@ -6,12 +6,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use nightshift_orchestrator::pool::{available_cores, discover_cuda_gpus, slots_for};
 use nightshift_orchestrator::spec::default_storage;
-use nightshift_orchestrator::{
-    ConsoleProgress, DeviceSpec, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Spec, fmt_value, short_params,
-};
+use nightshift_orchestrator::{DeviceSpec, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Spec};
 use nightshift_report::ReportOptions;
 use nightshift_search::{FrozenTrial, TrialState, best_of, now_unix};
 
+use crate::progress::{ConsoleProgress, fmt_value, short_params};
 use crate::train::{BuiltinTrial, builtin_configs, pretrain_args, section_flags};
 
 #[derive(Debug, clap::Subcommand)]
