@@ -2,21 +2,36 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, bail};
 use nightshift_orchestrator::pool::{available_cores, discover_cuda_gpus, slots_for};
 use nightshift_orchestrator::spec::default_storage;
-use nightshift_orchestrator::{DeviceSpec, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Spec};
+use nightshift_orchestrator::{
+    DeviceSpec, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Spec, StopReason, budget_used,
+};
 use nightshift_report::ReportOptions;
 use nightshift_search::{FrozenTrial, TrialState, best_of, now_unix};
 
 use crate::progress::{ConsoleProgress, fmt_value, short_params};
 use crate::train::{BuiltinTrial, builtin_configs, pretrain_args, section_flags};
 
+/// How a sweep ended, for shells, Slurm and Kubernetes (`--help` of run, resume and worker; the README).
+pub const EXIT_CODES_HELP: &str = "Exit codes: 0 finished (budget or target reached, or the search space exhausted), \
+    1 error (also: too many consecutive failed trials), 2 usage error, 3 stopped by budget.timeout or budget.stop_at \
+    with budget left, 130 stopped by Ctrl-C/SIGINT, 143 stopped by SIGTERM.";
+
+/// The exit code of a sweep stopped by `timeout` or `stop_at` before its budget was used.
+pub const EXIT_STOPPED_BY_CLOCK: i32 = 3;
+
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum RunCommand {
     /// Run (or continue) the sweep a spec file describes: trials on every device slot, pruned early,
     /// resumable. Ctrl-C once: no new trials; twice: stop the running ones (they are re-run on resume).
+    #[command(after_help = EXIT_CODES_HELP)]
     Run {
         /// The sweep spec (YAML), e.g. search-spaces/demo.yaml.
         spec: PathBuf,
@@ -30,6 +45,7 @@ pub enum RunCommand {
         devices: DeviceArgs,
     },
     /// Continue a study started with `nightshift run`, using the spec stored with it.
+    #[command(after_help = EXIT_CODES_HELP)]
     Resume {
         /// The study name.
         study: String,
@@ -44,6 +60,7 @@ pub enum RunCommand {
     /// Join a study from any machine and run its trials on this machine's devices until the
     /// study's budget is used up across all workers. Needs only the storage and the study name:
     /// the spec stored with the study by `nightshift run` says the rest (dataset paths resolve here).
+    #[command(after_help = EXIT_CODES_HELP)]
     Worker {
         /// Where the study lives, shared by every worker: postgres://user[:password]@host/db.
         #[arg(long)]
@@ -212,15 +229,19 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
     let storage = open(&spec.storage)?;
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // The signal that stopped the sweep, for the exit code (0: none).
+    let first_signal = Arc::new(AtomicI32::new(0));
     let summary = runtime.block_on(async {
         let (trigger, shutdown) = Shutdown::channel();
+        let first_signal = first_signal.clone();
         tokio::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             loop {
-                tokio::select! {
-                    r = tokio::signal::ctrl_c() => if r.is_err() { return },
-                    Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
-                }
+                let signal = tokio::select! {
+                    r = tokio::signal::ctrl_c() => if r.is_err() { return } else { SIGINT },
+                    Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => SIGTERM,
+                };
+                let _ = first_signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
                 if trigger.escalate() == ShutdownLevel::Kill {
                     return;
                 }
@@ -251,10 +272,26 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
         Ok(files) => println!("report: {}", files.index.display()),
         Err(e) => eprintln!("warning: cannot write the report: {e}"),
     }
-    if let nightshift_orchestrator::StopReason::ConsecutiveFailures { .. } = summary.stop {
+    if let StopReason::ConsecutiveFailures { .. } = summary.stop {
         bail!("{}", summary.stop);
     }
+    let budget_left = budget_used(&trials) < spec.budget.trials;
+    let code = exit_code(&summary.stop, first_signal.load(Ordering::SeqCst), budget_left);
+    if code != 0 {
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::process::exit(code);
+    }
     Ok(())
+}
+
+/// The exit code of a sweep that ended without an error ([`EXIT_CODES_HELP`]); `signal` is the first
+/// signal received (0: none).
+fn exit_code(stop: &StopReason, signal: i32, budget_left: bool) -> i32 {
+    match stop {
+        StopReason::Shutdown | StopReason::Interrupted => 128 + if signal == 0 { SIGINT } else { signal },
+        StopReason::Timeout(_) | StopReason::StopAt(..) if budget_left => EXIT_STOPPED_BY_CLOCK,
+        _ => 0,
+    }
 }
 
 /// The in-progress report, as `write_report` writes it (charts before the page), with the
@@ -376,4 +413,21 @@ fn check(path: &Path) -> Result<()> {
     }
     println!("{}: OK", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_tell_how_the_sweep_ended() {
+        let timeout = StopReason::Timeout(std::time::Duration::from_secs(60));
+        assert_eq!(exit_code(&StopReason::Budget { trials: 4 }, 0, false), 0);
+        assert_eq!(exit_code(&StopReason::Target { value: 0.9, trial: 2 }, 0, true), 0);
+        assert_eq!(exit_code(&timeout, 0, true), EXIT_STOPPED_BY_CLOCK);
+        assert_eq!(exit_code(&StopReason::StopAt(7, 0), 0, true), EXIT_STOPPED_BY_CLOCK);
+        assert_eq!(exit_code(&timeout, 0, false), 0, "the last trials filled the budget as the clock ran out");
+        assert_eq!(exit_code(&StopReason::Shutdown, SIGINT, true), 130);
+        assert_eq!(exit_code(&StopReason::Interrupted, SIGTERM, true), 143);
+    }
 }
