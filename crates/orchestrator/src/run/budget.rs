@@ -5,6 +5,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Days, TimeDelta, TimeZone};
+
 use nightshift_search::{Direction, FrozenTrial, TrialState};
 
 use crate::spec::{Budget, Spec};
@@ -54,15 +56,26 @@ pub fn budget_used(trials: &[FrozenTrial]) -> u64 {
     trials.iter().filter(|t| t.state != TrialState::Waiting && !replaced.contains(&t.number)).count() as u64
 }
 
-/// Time from `now` until the next local `hh:mm` (tomorrow's when today's has passed).
-pub fn until_clock(now: chrono::NaiveDateTime, (h, m): (u32, u32)) -> Duration {
-    let today = now.date().and_hms_opt(h, m, 0).expect("validated clock time");
-    let at = if today > now { today } else { today + chrono::Duration::days(1) };
-    (at - now).to_std().unwrap_or_default()
+/// Time from `now` until the next `hh:mm` on the clock of `now`'s time zone (tomorrow's when today's has
+/// passed). Counted in real time, so a night with a daylight-saving change is an hour shorter or longer than
+/// the clock says; an `hh:mm` that the change skips is taken as the instant the clock jumps past it, one it
+/// shows twice as the first.
+pub fn until_clock<Tz: TimeZone>(now: &DateTime<Tz>, (h, m): (u32, u32)) -> Duration {
+    let zone = now.timezone();
+    let today = now.naive_local().date();
+    for day in 0..=2 {
+        let Some(clock) = (today + Days::new(day)).and_hms_opt(h, m, 0) else { continue };
+        // A skipped time: the first minute the clock shows after it (a gap is at most a few hours).
+        let at = (0..=240).find_map(|k| zone.from_local_datetime(&(clock + TimeDelta::minutes(k))).earliest());
+        if let Some(at) = at.filter(|at| at > now) {
+            return at.signed_duration_since(now).to_std().unwrap_or_default();
+        }
+    }
+    Duration::ZERO
 }
 
 /// The earliest of the budget's `timeout` (from `t0`) and `stop_at` (the next such local time after `now`).
-pub(super) fn deadline(budget: &Budget, t0: Instant, now: chrono::NaiveDateTime) -> Option<(Instant, StopReason)> {
+pub(super) fn deadline<Tz: TimeZone>(budget: &Budget, t0: Instant, now: &DateTime<Tz>) -> Option<(Instant, StopReason)> {
     let mut candidates = Vec::new();
     if let Some(t) = budget.timeout {
         candidates.push((t0 + t, StopReason::Timeout(t)));
@@ -133,9 +146,45 @@ mod tests {
 
     #[test]
     fn clock_deadlines_roll_over_to_tomorrow() {
-        let at = |h, m| chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap().and_hms_opt(h, m, 0).unwrap();
-        assert_eq!(until_clock(at(23, 0), (7, 0)), Duration::from_secs(8 * 3600));
-        assert_eq!(until_clock(at(6, 30), (7, 0)), Duration::from_secs(1800));
-        assert_eq!(until_clock(at(7, 0), (7, 0)), Duration::from_secs(24 * 3600));
+        let at = |h, m| chrono::Utc.with_ymd_and_hms(2025, 1, 1, h, m, 0).unwrap();
+        assert_eq!(until_clock(&at(23, 0), (7, 0)), Duration::from_secs(8 * 3600));
+        assert_eq!(until_clock(&at(6, 30), (7, 0)), Duration::from_secs(1800));
+        assert_eq!(until_clock(&at(7, 0), (7, 0)), Duration::from_secs(24 * 3600));
+    }
+
+    /// The zone of the DST test: Central European time as a POSIX rule, so no tz database is needed.
+    const BERLIN: &str = "CET-1CEST,M3.5.0,M10.5.0/3";
+
+    /// chrono's `Local` reads `TZ`; a child run of this test binary gets a fixed zone without changing this
+    /// process's environment (which other tests share).
+    #[test]
+    fn stop_at_counts_real_time_across_daylight_saving() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args(["--exact", "run::budget::tests::stop_at_in_central_european_time", "--ignored", "--test-threads=1"])
+            .env("TZ", BERLIN)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    #[ignore = "run by stop_at_counts_real_time_across_daylight_saving, with TZ set"]
+    fn stop_at_in_central_european_time() {
+        assert_eq!(std::env::var("TZ").as_deref(), Ok(BERLIN), "run with TZ={BERLIN}");
+        use chrono::Local;
+        // The night of 2025-03-30, clocks jump from 02:00 to 03:00: 23:00 to 07:00 is 7 hours.
+        let spring = Local.with_ymd_and_hms(2025, 3, 29, 23, 0, 0).unwrap();
+        assert_eq!(until_clock(&spring, (7, 0)), Duration::from_secs(7 * 3600));
+        // 02:30 does not exist that night: the sweep stops when the clock jumps, an hour after 01:00.
+        let before_gap = Local.with_ymd_and_hms(2025, 3, 30, 1, 0, 0).unwrap();
+        assert_eq!(until_clock(&before_gap, (2, 30)), Duration::from_secs(3600));
+        // The night of 2025-10-26, clocks go back from 03:00 to 02:00: 23:00 to 07:00 is 9 hours.
+        let autumn = Local.with_ymd_and_hms(2025, 10, 25, 23, 0, 0).unwrap();
+        assert_eq!(until_clock(&autumn, (7, 0)), Duration::from_secs(9 * 3600));
+        // A night without a change: 8 hours.
+        let plain = Local.with_ymd_and_hms(2025, 6, 1, 23, 0, 0).unwrap();
+        assert_eq!(until_clock(&plain, (7, 0)), Duration::from_secs(8 * 3600));
     }
 }

@@ -159,7 +159,7 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, sh
     });
     tracing::info!(study = %record.name, slots = slots.len(), budget = spec.budget.trials, used = budget_used(&trials), stale = ?stale_failed, "run started");
 
-    let deadline = deadline(&spec.budget, t0, chrono::Local::now().naive_local());
+    let deadline = deadline(&spec.budget, t0, &chrono::Local::now());
     let summary = RunSummary {
         study: record.name.clone(),
         stop: StopReason::Budget { trials: spec.budget.trials },
