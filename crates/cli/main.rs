@@ -2,6 +2,7 @@
 //! crates together; errors become one message on stderr and exit code 1 (2 for usage errors).
 
 mod output;
+mod progress;
 mod run_cmds;
 mod study_cmds;
 mod train;

@@ -2,20 +2,36 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, bail};
 use nightshift_orchestrator::pool::{available_cores, discover_cuda_gpus, slots_for};
 use nightshift_orchestrator::spec::default_storage;
 use nightshift_orchestrator::{
-    ConsoleProgress, DeviceSpec, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Spec, fmt_value, short_params,
+    DeviceSpec, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Spec, StopReason, budget_used,
 };
 use nightshift_report::ReportOptions;
 use nightshift_search::{FrozenTrial, TrialState, best_of, now_unix};
+
+use crate::progress::{ConsoleProgress, fmt_value, short_params};
+use crate::train::{BuiltinTrial, builtin_configs, pretrain_args, section_flags};
+
+/// How a sweep ended, for shells, Slurm and Kubernetes (`--help` of run, resume and worker; the README).
+pub const EXIT_CODES_HELP: &str = "Exit codes: 0 finished (budget or target reached, or the search space exhausted), \
+    1 error (also: too many consecutive failed trials), 2 usage error, 3 stopped by budget.timeout or budget.stop_at \
+    with budget left, 130 stopped by Ctrl-C/SIGINT, 143 stopped by SIGTERM.";
+
+/// The exit code of a sweep stopped by `timeout` or `stop_at` before its budget was used.
+pub const EXIT_STOPPED_BY_CLOCK: i32 = 3;
+
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RunCommand {
     /// Run (or continue) the sweep a spec file describes: trials on every device slot, pruned early,
     /// resumable. Ctrl-C once: no new trials; twice: stop the running ones (they are re-run on resume).
+    #[command(after_help = EXIT_CODES_HELP)]
     Run {
         /// The sweep spec (YAML), e.g. search-spaces/demo.yaml.
         spec: PathBuf,
@@ -29,6 +45,7 @@ pub enum RunCommand {
         devices: DeviceArgs,
     },
     /// Continue a study started with `nightshift run`, using the spec stored with it.
+    #[command(after_help = EXIT_CODES_HELP)]
     Resume {
         /// The study name.
         study: String,
@@ -43,6 +60,7 @@ pub enum RunCommand {
     /// Join a study from any machine and run its trials on this machine's devices until the
     /// study's budget is used up across all workers. Needs only the storage and the study name:
     /// the spec stored with the study by `nightshift run` says the rest (dataset paths resolve here).
+    #[command(after_help = EXIT_CODES_HELP)]
     Worker {
         /// Where the study lives, shared by every worker: postgres://user[:password]@host/db.
         #[arg(long)]
@@ -95,7 +113,7 @@ impl DeviceArgs {
 pub fn run(cmd: RunCommand) -> Result<()> {
     match cmd {
         RunCommand::Run { spec, storage, quiet, devices } => {
-            let mut spec = Spec::from_file(&spec)?;
+            let mut spec = Spec::from_file(&spec, &BuiltinTrial::this_binary())?;
             if let Some(url) = storage {
                 spec.storage = url;
             }
@@ -119,7 +137,7 @@ pub fn run(cmd: RunCommand) -> Result<()> {
             let store = open(&url)?;
             let record = store.load_study(&study)?;
             let trials = store.trials(record.id, None)?;
-            let spec = record.user_attrs.get("spec").and_then(|s| Spec::from_stored(s).ok());
+            let spec = record.user_attrs.get("spec").and_then(|s| Spec::from_stored(s, &BuiltinTrial::this_binary()).ok());
             let out = match out {
                 Some(out) => out,
                 None => PathBuf::from("reports").join(path_safe(&study)?),
@@ -141,7 +159,8 @@ fn path_safe(study: &str) -> Result<&str> {
 fn stored_spec(url: &str, study: &str) -> Result<Spec> {
     let record = open(url)?.load_study(study)?;
     let stored = record.user_attrs.get("spec").ok_or_else(|| nightshift_orchestrator::Error::NoStoredSpec(study.to_string()))?;
-    let mut spec = Spec::from_stored(stored).context("the spec stored with the study no longer validates")?;
+    let mut spec =
+        Spec::from_stored(stored, &BuiltinTrial::this_binary()).context("the spec stored with the study no longer validates")?;
     spec.storage = url.to_string();
     Ok(spec)
 }
@@ -153,16 +172,13 @@ fn open(url: &str) -> Result<Arc<dyn nightshift_search::Storage>> {
 /// What the report needs to know that the trials don't say, from the spec when there is one.
 fn report_options(spec: Option<&Spec>, slots: Option<usize>) -> ReportOptions {
     let Some(spec) = spec else { return ReportOptions { slots, ..ReportOptions::default() } };
-    let (max_steps, retrain_command) = match &spec.program {
-        Program::Builtin { config } => {
-            let flags = nightshift_orchestrator::config_flags(config).join(" ");
-            (
-                config.get("epochs").and_then(|e| e.as_u64()),
-                Some(format!("nightshift trial --params-file {{params_file}} {flags}")),
-            )
+    let (max_steps, retrain_command) = match builtin_configs(spec) {
+        Ok((Some(trial), _)) => {
+            let flags = section_flags(&trial.to_section()).join(" ");
+            (Some(trial.epochs as u64), Some(format!("nightshift trial --params-file {{params_file}} {flags}")))
         }
-        Program::Command { argv } => {
-            let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        _ => {
+            let argv: Vec<String> = spec.program.argv().iter().map(|a| a.to_string()).collect();
             (None, Some(format!("{}   # with the parameters of {{params_file}}", argv.join(" "))))
         }
     };
@@ -178,27 +194,31 @@ fn report_options(spec: Option<&Spec>, slots: Option<usize>) -> ReportOptions {
 
 /// Runs the spec's `pretrain:` step unless its checkpoint exists (the demo's MNIST backbone).
 fn ensure_pretrained(spec: &Spec) -> Result<()> {
-    let Some(config) = &spec.pretrain else { return Ok(()) };
-    let out = config.get("out").and_then(|v| v.as_str()).context("pretrain.out missing")?;
-    if Path::new(out).join("model.safetensors").exists() {
+    let (_, Some(config)) = builtin_configs(spec)? else { return Ok(()) };
+    let out = config.out.display();
+    if config.out.join(nightshift_trainer::checkpoint::WEIGHTS_FILE).exists() {
         eprintln!("reusing the pretrained backbone in {out}");
         return Ok(());
     }
     eprintln!("pretraining a backbone into {out} (once; later runs reuse it)");
     let exe = std::env::current_exe().context("cannot find the nightshift executable")?;
-    let status = std::process::Command::new(exe)
-        .arg("pretrain")
-        .args(nightshift_orchestrator::config_flags(config))
-        .status()
-        .context("cannot start `nightshift pretrain`")?;
+    let status =
+        std::process::Command::new(exe).args(pretrain_args(&config)).status().context("cannot start `nightshift pretrain`")?;
     if !status.success() {
         bail!("pretraining failed ({status}); see the messages above");
     }
     Ok(())
 }
 
+/// What would stop a run at once on this machine: a missing program, dataset or checkpoint.
+fn preflight(spec: &Spec) -> Result<Vec<String>> {
+    let mut problems = spec.preflight();
+    problems.extend(crate::train::preflight(spec)?);
+    Ok(problems)
+}
+
 fn sweep(spec: Spec, quiet: bool) -> Result<()> {
-    let problems = spec.preflight();
+    let problems = preflight(&spec)?;
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
     }
@@ -209,15 +229,19 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
     let storage = open(&spec.storage)?;
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // The signal that stopped the sweep, for the exit code (0: none).
+    let first_signal = Arc::new(AtomicI32::new(0));
     let summary = runtime.block_on(async {
         let (trigger, shutdown) = Shutdown::channel();
+        let first_signal = first_signal.clone();
         tokio::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             loop {
-                tokio::select! {
-                    r = tokio::signal::ctrl_c() => if r.is_err() { return },
-                    Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
-                }
+                let signal = tokio::select! {
+                    r = tokio::signal::ctrl_c() => if r.is_err() { return } else { SIGINT },
+                    Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => SIGTERM,
+                };
+                let _ = first_signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
                 if trigger.escalate() == ShutdownLevel::Kill {
                     return;
                 }
@@ -248,10 +272,26 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
         Ok(files) => println!("report: {}", files.index.display()),
         Err(e) => eprintln!("warning: cannot write the report: {e}"),
     }
-    if let nightshift_orchestrator::StopReason::ConsecutiveFailures { .. } = summary.stop {
+    if let StopReason::ConsecutiveFailures { .. } = summary.stop {
         bail!("{}", summary.stop);
     }
+    let budget_left = budget_used(&trials) < spec.budget.trials;
+    let code = exit_code(&summary.stop, first_signal.load(Ordering::SeqCst), budget_left);
+    if code != 0 {
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::process::exit(code);
+    }
     Ok(())
+}
+
+/// The exit code of a sweep that ended without an error ([`EXIT_CODES_HELP`]); `signal` is the first
+/// signal received (0: none).
+fn exit_code(stop: &StopReason, signal: i32, budget_left: bool) -> i32 {
+    match stop {
+        StopReason::Shutdown | StopReason::Interrupted => 128 + if signal == 0 { SIGINT } else { signal },
+        StopReason::Timeout(_) | StopReason::StopAt(..) if budget_left => EXIT_STOPPED_BY_CLOCK,
+        _ => 0,
+    }
 }
 
 /// The in-progress report, as `write_report` writes it (charts before the page), with the
@@ -325,27 +365,15 @@ fn init_log(path: &Path) -> Result<()> {
 }
 
 fn check(path: &Path) -> Result<()> {
-    let spec = Spec::from_file(path)?;
-    let problems = spec.preflight();
-    match &spec.program {
-        Program::Command { argv } => {
-            println!(
-                "program:  {}  (run in {})",
-                argv.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
-                spec.base_dir.display()
-            );
-        }
-        Program::Builtin { config } => {
-            println!("program:  built-in trainer (`nightshift trial`), {}", serde_json::Value::Object(config.clone()));
-        }
-    }
+    let spec = Spec::from_file(path, &BuiltinTrial::this_binary())?;
+    let problems = preflight(&spec)?;
+    let argv: Vec<String> = spec.program.argv().iter().map(|a| a.to_string()).collect();
+    let kind = if matches!(spec.program, Program::Builtin { .. }) { "built-in trainer: " } else { "" };
+    println!("program:  {kind}{}  (run in {})", argv.join(" "), spec.base_dir.display());
     let gpus = if spec.devices == DeviceSpec::Auto { discover_cuda_gpus() } else { Vec::new() };
     let slots = slots_for(&spec.devices, available_cores(), &gpus);
-    if let Some(pretrain) = &spec.pretrain {
-        println!(
-            "pretrain: `nightshift pretrain {}` unless its checkpoint exists",
-            nightshift_orchestrator::config_flags(pretrain).join(" ")
-        );
+    if let (_, Some(pretrain)) = builtin_configs(&spec)? {
+        println!("pretrain: `nightshift {}` unless its checkpoint exists", pretrain_args(&pretrain).join(" "));
     }
     let devices: Vec<String> = slots.iter().map(|s| s.device.to_string()).collect();
     println!("study:    {} in {}", spec.study, nightshift_store::redact_url(&spec.storage));
@@ -385,4 +413,21 @@ fn check(path: &Path) -> Result<()> {
     }
     println!("{}: OK", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_tell_how_the_sweep_ended() {
+        let timeout = StopReason::Timeout(std::time::Duration::from_secs(60));
+        assert_eq!(exit_code(&StopReason::Budget { trials: 4 }, 0, false), 0);
+        assert_eq!(exit_code(&StopReason::Target { value: 0.9, trial: 2 }, 0, true), 0);
+        assert_eq!(exit_code(&timeout, 0, true), EXIT_STOPPED_BY_CLOCK);
+        assert_eq!(exit_code(&StopReason::StopAt(7, 0), 0, true), EXIT_STOPPED_BY_CLOCK);
+        assert_eq!(exit_code(&timeout, 0, false), 0, "the last trials filled the budget as the clock ran out");
+        assert_eq!(exit_code(&StopReason::Shutdown, SIGINT, true), 130);
+        assert_eq!(exit_code(&StopReason::Interrupted, SIGTERM, true), 143);
+    }
 }

@@ -9,12 +9,14 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use nightshift_orchestrator::spec::{ArgTemplate, BuiltinSections, BuiltinTrainer, FieldError};
+use nightshift_orchestrator::{Program, Spec};
+use nightshift_search::{Distribution, SearchSpace};
 use nightshift_trainer::{
-    Arch, Augmentation, Control, Device, EfficientNetLite, EpochMetrics, ImageClassifier, ImageDataset, LoadMode, ModelConfig,
-    Normalization, OptimizerKind, ResNet, SmallCnn, Split, TrainConfig, fine_tune, image_folder_classes, load_idx_dir,
-    load_image_folder, load_weights, parse_device, read_model_config, save_checkpoint,
+    Arch, Augmentation, Control, DataConfig, Device, EpochMetrics, Hyperparams, LoadMode, ModelConfig, Network, Normalization,
+    PretrainConfig, TrialConfig, checkpoint_files, parse_device,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// Commands that train or run a model.
 #[derive(Debug, clap::Subcommand)]
@@ -110,6 +112,49 @@ pub struct PretrainArgs {
     pub out: PathBuf,
 }
 
+impl DataArgs {
+    fn config(&self) -> DataConfig {
+        DataConfig {
+            dataset: self.dataset.clone(),
+            per_class: self.per_class,
+            val_fraction: self.val_fraction,
+            arch: self.arch.clone(),
+            width: self.width,
+            depth: self.depth,
+            image_size: self.image_size,
+            channels: self.channels,
+            crop_padding: self.crop_padding,
+            hflip: self.hflip,
+            device: self.device.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
+impl TrialArgs {
+    fn config(&self) -> anyhow::Result<TrialConfig> {
+        let data = self.data.config();
+        data.validate()?;
+        Ok(TrialConfig { data, init: self.init.clone(), epochs: self.epochs, test: self.test, no_wait: self.no_wait })
+    }
+}
+
+impl PretrainArgs {
+    fn config(&self) -> anyhow::Result<PretrainConfig> {
+        let data = self.data.config();
+        data.validate()?;
+        let config = PretrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            ..PretrainConfig::new(data, self.out.clone())
+        };
+        config.train_config()?;
+        Ok(config)
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
     /// Architecture (small-cnn, resnet18, …); optional when the weights sit next to a model.json.
@@ -150,70 +195,135 @@ pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Hyperparameters
+// The built-in trainer in a spec: `trial:` and `pretrain:` typed by nightshift-trainer, run as this binary
 
-/// The searched hyperparameters, exactly as named in search spaces.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrialParams {
-    learning_rate: Option<f64>,
-    batch_size: Option<usize>,
-    dropout: Option<f64>,
-    epochs: Option<usize>,
-    weight_decay: Option<f64>,
-    freeze_depth: Option<usize>,
-    /// "adamw" or "sgd".
-    optimizer: Option<String>,
-    momentum: Option<f64>,
-    warmup_fraction: Option<f64>,
+/// The built-in trainer as specs see it: every trial runs `<this binary> trial --out {trial_dir} <flags>`.
+pub struct BuiltinTrial {
+    exe: PathBuf,
 }
 
-fn read_params(file: Option<&Path>) -> anyhow::Result<TrialParams> {
-    let (text, source) = match file {
-        Some(path) => (
-            std::fs::read_to_string(path).with_context(|| format!("reading params file {}", path.display()))?,
-            path.display().to_string(),
-        ),
-        None => match std::env::var("NIGHTSHIFT_PARAMS") {
-            Ok(text) => (text, "NIGHTSHIFT_PARAMS".to_string()),
-            Err(_) => ("{}".to_string(), "defaults".to_string()),
-        },
-    };
-    // Integers may arrive as floats (2.0) from samplers that only know numbers.
-    let mut value: Value = serde_json::from_str(&text).with_context(|| format!("{source}: not valid JSON"))?;
-    if let Some(obj) = value.as_object_mut() {
-        for key in ["batch_size", "epochs", "freeze_depth"] {
-            if let Some(f) = obj.get(key).and_then(Value::as_f64)
-                && f.fract() == 0.0
-                && f >= 0.0
-            {
-                obj.insert(key.to_string(), json!(f as u64));
-            }
+impl BuiltinTrial {
+    /// Trials run this executable.
+    pub fn this_binary() -> Self {
+        // Only a spec with `trial:` runs it; a missing path shows up in the trials' reasons.
+        Self { exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("nightshift")) }
+    }
+}
+
+impl BuiltinTrainer for BuiltinTrial {
+    fn trial_program(&self, sections: &BuiltinSections<'_>) -> Result<Vec<ArgTemplate>, FieldError> {
+        let config = TrialConfig::from_section(sections.trial, sections.base_dir).map_err(|e| field_error("trial", e))?;
+        let pretrain = sections.pretrain.map(|p| self.pretrain(p, sections.base_dir)).transpose()?;
+        let stages = config.arch(pretrain.as_ref()).map_err(|e| field_error("trial", e))?.num_stages();
+        check_hyperparameters(sections.space, stages)?;
+        let mut argv: Vec<ArgTemplate> =
+            [self.exe.display().to_string(), "trial".into(), "--out".into()].into_iter().map(ArgTemplate::literal).collect();
+        argv.push(ArgTemplate::placeholder("trial_dir"));
+        argv.extend(section_flags(&config.to_section()).into_iter().map(ArgTemplate::literal));
+        Ok(argv)
+    }
+
+    fn check_pretrain(&self, pretrain: &Value, base_dir: &Path) -> Result<(), FieldError> {
+        self.pretrain(pretrain, base_dir).map(drop)
+    }
+}
+
+impl BuiltinTrial {
+    fn pretrain(&self, section: &Value, base_dir: &Path) -> Result<PretrainConfig, FieldError> {
+        PretrainConfig::from_section(section, base_dir).map_err(|e| field_error("pretrain", e))
+    }
+}
+
+/// Every name of the search space must be a hyperparameter of the trainer, and the values it can take
+/// (a range's ends, each choice) within what the trainer accepts.
+fn check_hyperparameters(space: &SearchSpace, stages: usize) -> Result<(), FieldError> {
+    for (name, dist) in space.iter() {
+        let values: Vec<Value> = match dist {
+            Distribution::Float { low, high, .. } => vec![json!(low), json!(high)],
+            Distribution::Int { low, high, .. } => vec![json!(low), json!(high)],
+            Distribution::Categorical { choices } => choices.iter().filter_map(|c| serde_json::to_value(c).ok()).collect(),
+        };
+        for value in values {
+            Hyperparams::check_value(name, &value, stages).map_err(|e| FieldError {
+                field: format!("params.{name}"),
+                message: match e {
+                    nightshift_trainer::Error::InvalidConfig { reason, .. } if !reason.contains(name) => {
+                        format!("the built-in trainer refuses {name} = {value}: {reason}")
+                    }
+                    nightshift_trainer::Error::InvalidConfig { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            })?;
         }
     }
-    serde_json::from_value(value).with_context(|| format!("{source}: bad hyperparameters"))
+    Ok(())
 }
 
-fn train_config(params: &TrialParams, default_epochs: usize, data: &DataArgs) -> anyhow::Result<TrainConfig> {
-    let mut config = TrainConfig::new(
-        params.epochs.unwrap_or(default_epochs),
-        params.batch_size.unwrap_or(64),
-        params.learning_rate.unwrap_or(1e-3),
-    );
-    config.weight_decay = params.weight_decay.unwrap_or(0.0);
-    config.freeze_depth = params.freeze_depth.unwrap_or(0);
-    config.seed = data.seed;
-    if let Some(w) = params.warmup_fraction {
-        config.warmup_fraction = w;
+/// A trainer configuration error as the spec's field (`trial.arch`).
+fn field_error(section: &str, e: nightshift_trainer::Error) -> FieldError {
+    match e {
+        nightshift_trainer::Error::InvalidConfig { field, reason } if field.is_empty() => {
+            FieldError { field: section.to_string(), message: reason }
+        }
+        nightshift_trainer::Error::InvalidConfig { field, reason } => {
+            FieldError { field: format!("{section}.{field}"), message: reason }
+        }
+        other => FieldError { field: section.to_string(), message: other.to_string() },
     }
-    config.optimizer = match params.optimizer.as_deref() {
-        None | Some("adamw") => OptimizerKind::AdamW,
-        Some("sgd") => OptimizerKind::Sgd { momentum: params.momentum.unwrap_or(0.9) },
-        Some(other) => bail!("optimizer: unknown {other:?} (adamw, sgd)"),
+}
+
+/// A configuration section as this binary's flags: `per_class: 100` → `--per-class 100`, `hflip: true` → `--hflip`.
+pub fn section_flags(section: &Map<String, Value>) -> Vec<String> {
+    let mut argv = Vec::new();
+    for (key, value) in section {
+        let flag = format!("--{}", key.replace('_', "-"));
+        match value {
+            Value::Null | Value::Bool(false) => {}
+            Value::Bool(true) => argv.push(flag),
+            Value::String(s) => argv.extend([flag, s.clone()]),
+            other => argv.extend([flag, other.to_string()]),
+        }
+    }
+    argv
+}
+
+/// The typed `trial:` and `pretrain:` sections of a built-in-trainer spec (already validated when it was read).
+pub fn builtin_configs(spec: &Spec) -> anyhow::Result<(Option<TrialConfig>, Option<PretrainConfig>)> {
+    let trial = match &spec.program {
+        Program::Builtin { trial, .. } => Some(TrialConfig::from_section(trial, &spec.base_dir)?),
+        Program::Command { .. } => None,
     };
-    config.augmentation = Augmentation { crop_padding: data.crop_padding, horizontal_flip: data.hflip };
-    config.validate()?;
-    Ok(config)
+    let pretrain = spec.pretrain.as_ref().map(|p| PretrainConfig::from_section(p, &spec.base_dir)).transpose()?;
+    Ok((trial, pretrain))
+}
+
+/// Paths of the built-in trainer's sections that do not exist on this machine (the pretraining creates its
+/// `out`, which may be the trials' `init`).
+pub fn preflight(spec: &Spec) -> anyhow::Result<Vec<String>> {
+    let (trial, pretrain) = builtin_configs(spec)?;
+    let pretrained = pretrain.as_ref().map(|p| p.out.as_path());
+    let mut paths: Vec<(&str, &Path)> = Vec::new();
+    if let Some(t) = &trial {
+        paths.push(("trial.dataset", t.data.dataset.as_path()));
+        if let Some(init) = t.init.as_deref().filter(|p| Some(*p) != pretrained) {
+            paths.push(("trial.init", init));
+        }
+    }
+    if let Some(p) = &pretrain {
+        paths.push(("pretrain.dataset", p.data.dataset.as_path()));
+    }
+    Ok(paths
+        .into_iter()
+        .filter(|(_, path)| !path.exists())
+        .map(|(field, path)| format!("{}: field `{field}`: {} does not exist", spec.locate(field), path.display()))
+        .collect())
+}
+
+/// `nightshift pretrain <flags>` for a spec's `pretrain:` section.
+pub fn pretrain_args(config: &PretrainConfig) -> Vec<String> {
+    let mut args = vec!["pretrain".to_string()];
+    args.extend(section_flags(&config.to_section()));
+    args
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -227,97 +337,19 @@ fn device(spec: Option<&str>) -> anyhow::Result<Device> {
     Ok(parse_device(&spec)?)
 }
 
-fn is_idx_dir(dir: &Path) -> bool {
-    ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"].iter().any(|f| dir.join(f).is_file())
-}
-
-/// Loads the training data as the model wants it; returns (train, validation, optional test).
-fn load_data(
-    data: &DataArgs,
-    model: &ModelConfig,
-    with_test: bool,
-) -> anyhow::Result<(ImageDataset, ImageDataset, Option<ImageDataset>)> {
-    let [h, w] = model.image_size;
-    let (full, test) = if is_idx_dir(&data.dataset) {
-        let train = load_idx_dir(&data.dataset, Split::Train)?;
-        let test = if with_test { Some(load_idx_dir(&data.dataset, Split::Test)?) } else { None };
-        (train, test)
-    } else {
-        if with_test {
-            bail!("--test needs an IDX dataset with t10k files; {} is an image folder", data.dataset.display());
-        }
-        (load_image_folder(&data.dataset, model.in_channels, h, w)?, None)
+fn read_params(file: Option<&Path>) -> anyhow::Result<Hyperparams> {
+    let (text, source) = match file {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading params file {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => match std::env::var("NIGHTSHIFT_PARAMS") {
+            Ok(text) => (text, "NIGHTSHIFT_PARAMS".to_string()),
+            Err(_) => ("{}".to_string(), "defaults".to_string()),
+        },
     };
-    let full = match data.per_class {
-        Some(k) => full.per_class(k, data.seed)?,
-        None => full,
-    };
-    let (train, val) = full.stratified_split(data.val_fraction, data.seed)?;
-    let convert = |d: ImageDataset| d.converted(model.in_channels, h, w);
-    Ok((convert(train)?, convert(val)?, test.map(convert).transpose()?))
-}
-
-/// The model description for a fresh network on this data (before looking at the dataset's size).
-fn fresh_model_config(data: &DataArgs, num_classes: usize, native: [usize; 2], dropout: f64) -> anyhow::Result<ModelConfig> {
-    let arch = match Arch::from_name(&data.arch)? {
-        Arch::SmallCnn { .. } => Arch::SmallCnn { width: data.width, depth: data.depth },
-        other => other,
-    };
-    let is_cnn = matches!(arch, Arch::SmallCnn { .. });
-    let channels = data.channels.unwrap_or(if is_cnn { 1 } else { 3 });
-    let default_size = match arch {
-        Arch::SmallCnn { .. } => native,
-        Arch::ResNet { .. } => [64, 64],
-        Arch::EfficientNetLite0 => [224, 224],
-    };
-    let size = data.image_size.map(|s| [s, s]).unwrap_or(default_size);
-    let normalization = if is_cnn { Normalization::centered(channels) } else { Normalization::imagenet() };
-    let config =
-        ModelConfig { arch, num_classes, in_channels: channels, image_size: size, dropout, normalization, class_names: vec![] };
-    config.validate()?;
-    Ok(config)
-}
-
-/// Reads the dataset's class names and native size without keeping the images.
-fn dataset_shape(dataset: &Path) -> anyhow::Result<(Vec<String>, [usize; 2])> {
-    if is_idx_dir(dataset) {
-        let d = load_idx_dir(dataset, Split::Train)?;
-        Ok((d.class_names, [d.height, d.width]))
-    } else {
-        // Image folders are resized on load; their size is whatever the model asks for.
-        Ok((image_folder_classes(dataset)?, [64, 64]))
-    }
-}
-
-/// Finds weights and (when present) the model.json of a checkpoint path.
-fn checkpoint_files(path: &Path) -> anyhow::Result<(PathBuf, Option<ModelConfig>)> {
-    if path.is_dir() {
-        let weights = path.join(nightshift_trainer::checkpoint::WEIGHTS_FILE);
-        return Ok((weights, Some(read_model_config(path)?)));
-    }
-    let sibling = path.with_file_name(nightshift_trainer::checkpoint::CONFIG_FILE);
-    let config = if sibling.is_file() { Some(read_model_config(&sibling)?) } else { None };
-    Ok((path.to_path_buf(), config))
-}
-
-/// Runs `$body` with `$model` bound to a fresh network of the configured architecture.
-macro_rules! with_model {
-    ($config:expr, $device:expr, |$model:ident| $body:expr) => {
-        match $config.arch {
-            Arch::SmallCnn { .. } => {
-                let $model = SmallCnn::init(&$config, $device)?;
-                $body
-            }
-            Arch::ResNet { .. } => {
-                let $model = ResNet::init(&$config, $device)?;
-                $body
-            }
-            Arch::EfficientNetLite0 => {
-                let $model = EfficientNetLite::init(&$config, $device)?;
-                $body
-            }
-        }
-    };
+    let value: Value = serde_json::from_str(&text).with_context(|| format!("{source}: not valid JSON"))?;
+    Hyperparams::from_json(value).with_context(|| format!("{source}: bad hyperparameters"))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -362,27 +394,19 @@ fn read_decision(wait: bool) -> Control {
 
 fn trial(args: TrialArgs) -> anyhow::Result<()> {
     let params = read_params(args.params_file.as_deref())?;
-    let config = train_config(&params, args.epochs, &args.data)?;
-    let device = device(args.data.device.as_deref())?;
+    let trial = args.config()?;
+    let config = params.train_config(trial.epochs, &trial.data)?;
+    let device = device(trial.data.device.as_deref())?;
     let out = args.out.clone().or_else(|| std::env::var_os("NIGHTSHIFT_TRIAL_DIR").map(PathBuf::from));
-    let (class_names, native) = dataset_shape(&args.data.dataset)?;
-    let dropout = params.dropout.unwrap_or(0.0);
-
-    // A pretrained checkpoint fixes the architecture and input; the head is rebuilt for our classes.
-    let (init_weights, mut model_config) = match &args.init {
-        Some(path) => {
-            let (weights, saved) = checkpoint_files(path)?;
-            let base = match saved {
-                Some(c) => c,
-                None => fresh_model_config(&args.data, class_names.len(), native, dropout)?,
-            };
-            (Some(weights), ModelConfig { num_classes: class_names.len(), dropout, class_names: vec![], ..base })
-        }
-        None => (None, fresh_model_config(&args.data, class_names.len(), native, dropout)?),
-    };
-    model_config.class_names = class_names;
-    model_config.validate()?;
-    let (train, val, test) = load_data(&args.data, &model_config, args.test)?;
+    if let Some(dir) = &out {
+        // What this trial was asked to do, next to what it produced.
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let section = Value::Object(trial.to_section());
+        std::fs::write(dir.join("trial_config.json"), serde_json::to_string_pretty(&section)?)?;
+    }
+    let (class_names, native) = trial.data.dataset_shape()?;
+    let (init_weights, model_config) = trial.model_config(class_names, native, params.dropout())?;
+    let (train, val, test) = trial.data.load(&model_config, trial.test)?;
     eprintln!(
         "nightshift trial: {} train / {} val images, {:?}, {} epochs, device {:?}",
         train.len(),
@@ -391,53 +415,50 @@ fn trial(args: TrialArgs) -> anyhow::Result<()> {
         config.epochs,
         device
     );
-    device.seed(args.data.seed);
-    let wait = !args.no_wait;
+    device.seed(trial.data.seed);
+    let mut network = Network::init(&model_config, &device)?;
+    if let Some(weights) = &init_weights {
+        let report = network.load_weights(weights, LoadMode::Backbone)?;
+        eprintln!("nightshift trial: loaded {} ({})", weights.display(), report.summary());
+    }
+    let wait = !trial.no_wait;
     let mut pruned = false;
-    let (best, best_epoch, test_accuracy) = with_model!(model_config, &device, |model| {
-        let mut model = model;
-        if let Some(weights) = &init_weights {
-            let report = load_weights(&mut model, weights, LoadMode::Backbone)?;
-            eprintln!("nightshift trial: loaded {} ({})", weights.display(), report.summary());
+    let mut callback = |m: &EpochMetrics| {
+        let line = json!({"report": {"step": m.epoch, "value": m.val_accuracy, "metrics": epoch_metrics_json(m)}});
+        if let Err(e) = emit(&line) {
+            eprintln!("nightshift trial: cannot write report: {e}");
+            return Control::Stop;
         }
-        let mut callback = |m: &EpochMetrics| {
-            let line = json!({"report": {"step": m.epoch, "value": m.val_accuracy, "metrics": epoch_metrics_json(m)}});
-            if let Err(e) = emit(&line) {
-                eprintln!("nightshift trial: cannot write report: {e}");
-                return Control::Stop;
-            }
-            let decision = read_decision(wait);
-            pruned = decision == Control::Stop;
-            decision
-        };
-        let outcome = fine_tune(model, &train, &val, &model_config.normalization, &config, &device, &mut callback);
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e @ nightshift_trainer::Error::Diverged { .. }) => {
-                emit(&json!({"error": {"kind": "diverged", "message": e.to_string()}}))?;
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(dir) = &out {
-            let path = save_checkpoint(&outcome.best_model, &model_config, dir)?;
-            std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&outcome.history)?)?;
-            eprintln!("nightshift trial: best checkpoint (epoch {}) in {}", outcome.best_epoch, path.display());
+        let decision = read_decision(wait);
+        pruned = decision == Control::Stop;
+        decision
+    };
+    let outcome = match network.fine_tune(&train, &val, &model_config.normalization, &config, &device, &mut callback) {
+        Ok(o) => o,
+        Err(e @ nightshift_trainer::Error::Diverged { .. }) => {
+            emit(&json!({"error": {"kind": "diverged", "message": e.to_string()}}))?;
+            return Err(e.into());
         }
-        let test_accuracy = match &test {
-            Some(t) => {
-                let batcher = nightshift_trainer::Batcher {
-                    normalization: model_config.normalization.clone(),
-                    augmentation: Augmentation::default(),
-                };
-                Some(nightshift_trainer::evaluate(&outcome.best_model, t, &batcher, 256, &device)?.accuracy)
-            }
-            None => None,
-        };
-        (outcome.best().clone(), outcome.best_epoch, test_accuracy)
-    });
-    let mut metrics = epoch_metrics_json(&best);
-    metrics["best_epoch"] = json!(best_epoch);
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(dir) = &out {
+        let path = outcome.best_model.save_checkpoint(&model_config, dir)?;
+        std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&outcome.history)?)?;
+        eprintln!("nightshift trial: best checkpoint (epoch {}) in {}", outcome.best_epoch, path.display());
+    }
+    let test_accuracy = match &test {
+        Some(t) => {
+            let batcher = nightshift_trainer::Batcher {
+                normalization: model_config.normalization.clone(),
+                augmentation: Augmentation::default(),
+            };
+            Some(outcome.best_model.evaluate(t, &batcher, 256, &device)?.accuracy)
+        }
+        None => None,
+    };
+    let best = outcome.best();
+    let mut metrics = epoch_metrics_json(best);
+    metrics["best_epoch"] = json!(outcome.best_epoch);
     if let Some(acc) = test_accuracy {
         metrics["test_accuracy"] = json!(acc);
     }
@@ -449,32 +470,28 @@ fn trial(args: TrialArgs) -> anyhow::Result<()> {
 // pretrain
 
 fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
-    let device = device(args.data.device.as_deref())?;
-    let (class_names, native) = dataset_shape(&args.data.dataset)?;
-    let mut model_config = fresh_model_config(&args.data, class_names.len(), native, 0.0)?;
+    let pretrain = args.config()?;
+    let device = device(pretrain.data.device.as_deref())?;
+    let (class_names, native) = pretrain.data.dataset_shape()?;
+    let mut model_config = pretrain.data.fresh_model_config(class_names.len(), native, 0.0)?;
     model_config.class_names = class_names;
-    let (train, val, _) = load_data(&args.data, &model_config, false)?;
-    let mut config = TrainConfig::new(args.epochs, args.batch_size, args.learning_rate);
-    config.weight_decay = args.weight_decay;
-    config.seed = args.data.seed;
-    config.augmentation = Augmentation { crop_padding: args.data.crop_padding, horizontal_flip: args.data.hflip };
+    let (train, val, _) = pretrain.data.load(&model_config, false)?;
+    let config = pretrain.train_config()?;
     eprintln!("nightshift pretrain: {} train / {} val images, {:?}", train.len(), val.len(), model_config.arch);
-    device.seed(args.data.seed);
-    let best = with_model!(model_config, &device, |model| {
-        let mut log = |m: &EpochMetrics| {
-            eprintln!(
-                "epoch {}: train loss {:.4}, val loss {:.4}, val acc {:.4} ({:.0} img/s)",
-                m.epoch, m.train_loss, m.val_loss, m.val_accuracy, m.images_per_second
-            );
-            Control::Continue
-        };
-        let outcome = fine_tune(model, &train, &val, &model_config.normalization, &config, &device, &mut log)?;
-        save_checkpoint(&outcome.best_model, &model_config, &args.out)?;
-        outcome.best().clone()
-    });
+    device.seed(pretrain.data.seed);
+    let mut log = |m: &EpochMetrics| {
+        eprintln!(
+            "epoch {}: train loss {:.4}, val loss {:.4}, val acc {:.4} ({:.0} img/s)",
+            m.epoch, m.train_loss, m.val_loss, m.val_accuracy, m.images_per_second
+        );
+        Control::Continue
+    };
+    let network = Network::init(&model_config, &device)?;
+    let outcome = network.fine_tune(&train, &val, &model_config.normalization, &config, &device, &mut log)?;
+    outcome.best_model.save_checkpoint(&model_config, &pretrain.out)?;
     println!(
         "{}",
-        json!({"checkpoint": args.out.join(nightshift_trainer::checkpoint::WEIGHTS_FILE), "val_accuracy": best.val_accuracy})
+        json!({"checkpoint": pretrain.out.join(nightshift_trainer::checkpoint::WEIGHTS_FILE), "val_accuracy": outcome.best().val_accuracy})
     );
     Ok(())
 }
@@ -502,12 +519,10 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("{} has no model.json next to it; pass --arch", weights.display()),
     };
-    let top = with_model!(model_config, &device, |model| {
-        let mut model = model;
-        let report = load_weights(&mut model, &weights, LoadMode::Strict)?;
-        eprintln!("nightshift predict: loaded {} ({})", weights.display(), report.summary());
-        nightshift_trainer::predict::predict_image(&model, &args.image, &model_config, args.top, &device)?
-    });
+    let mut network = Network::init(&model_config, &device)?;
+    let report = network.load_weights(&weights, LoadMode::Strict)?;
+    eprintln!("nightshift predict: loaded {} ({})", weights.display(), report.summary());
+    let top = network.predict_image(&args.image, &model_config, args.top, &device)?;
     match args.format {
         OutputFormat::Json => println!("{}", json!({"top": top})),
         OutputFormat::Text => {
@@ -523,6 +538,17 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: TrainCommand,
+    }
+
+    fn parse(args: &[String]) -> TrainCommand {
+        Cli::try_parse_from(std::iter::once("nightshift".to_string()).chain(args.iter().cloned())).unwrap().command
+    }
 
     #[test]
     fn params_accept_integral_floats_and_reject_unknown_names() {
@@ -533,6 +559,57 @@ mod tests {
         assert_eq!((p.batch_size, p.epochs, p.dropout), (Some(32), Some(2), Some(0.2)));
         std::fs::write(&path, r#"{"learning_rat": 0.01}"#).unwrap();
         let err = format!("{:#}", read_params(Some(&path)).unwrap_err());
-        assert!(err.contains("learning_rat"), "{err}");
+        assert!(err.contains("learning_rat") && err.contains("did you mean `learning_rate`"), "{err}");
+    }
+
+    #[test]
+    fn the_flags_default_as_the_trainer_does() {
+        let TrainCommand::Trial(args) = parse(&["trial".into()]) else { panic!("trial") };
+        assert_eq!(args.data.config(), DataConfig::default());
+        let TrainCommand::Pretrain(args) = parse(&["pretrain".into(), "--out".into(), "b".into()]) else { panic!("pretrain") };
+        assert_eq!(args.config().unwrap(), PretrainConfig::new(DataConfig::default(), "b".into()));
+    }
+
+    /// The argv a sweep gives each trial is read back by `nightshift trial` as the same configuration.
+    #[test]
+    fn a_trial_section_round_trips_through_the_trial_flags() {
+        let section = json!({"dataset": "d", "init": "/abs/ckpt", "epochs": 3, "per_class": 10, "hflip": true,
+                             "arch": "resnet18", "val_fraction": 0.25, "test": false});
+        let config = TrialConfig::from_section(&section, Path::new("/spec")).unwrap();
+        let program = BuiltinTrial { exe: "/bin/nightshift".into() }
+            .trial_program(&BuiltinSections {
+                trial: &section,
+                pretrain: None,
+                space: &SearchSpace::default(),
+                base_dir: Path::new("/spec"),
+            })
+            .unwrap();
+        let argv: Vec<String> = program.iter().map(|a| a.to_string()).collect();
+        assert_eq!(argv[..4], ["/bin/nightshift", "trial", "--out", "{trial_dir}"]);
+        assert!(argv.contains(&"--hflip".to_string()) && !argv.contains(&"--test".to_string()), "{argv:?}");
+        let TrainCommand::Trial(args) = parse(&argv[1..]) else { panic!("trial") };
+        assert_eq!(args.config().unwrap(), config);
+        assert_eq!(args.out.as_deref(), Some(Path::new("{trial_dir}")));
+
+        let pretrain =
+            PretrainConfig::from_section(&json!({"dataset": "m", "out": "b", "width": 8, "epochs": 1}), Path::new("/s")).unwrap();
+        let TrainCommand::Pretrain(args) = parse(&pretrain_args(&pretrain)) else { panic!("pretrain") };
+        assert_eq!(args.config().unwrap(), pretrain);
+    }
+
+    #[test]
+    fn search_spaces_are_checked_against_the_trainers_hyperparameters() {
+        let check = |yaml: &str| check_hyperparameters(&SearchSpace::parse(yaml, "space.yaml").unwrap(), 3);
+        assert_eq!(
+            check("learning_rate: {type: float, low: 1.0e-4, high: 0.1, log: true}\nfreeze_depth: {type: int, low: 0, high: 3}"),
+            Ok(())
+        );
+        let e = check("lr: {type: float, low: 1.0e-4, high: 0.1}").unwrap_err();
+        assert_eq!(e.field, "params.lr");
+        assert!(e.message.contains("no hyperparameter `lr`") && e.message.contains("learning_rate"), "{}", e.message);
+        let e = check("freeze_depth: {type: int, low: 0, high: 4}").unwrap_err();
+        assert!(e.message.contains("4 but the model has 3 stages"), "{}", e.message);
+        let e = check("batch_size: {type: categorical, choices: [0, 32]}").unwrap_err();
+        assert!(e.message.contains("batch_size = 0") && e.message.contains("at least 1"), "{}", e.message);
     }
 }

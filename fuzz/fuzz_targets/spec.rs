@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use nightshift_orchestrator::Spec;
+use nightshift_orchestrator::{NoBuiltinTrainer, Spec};
 use nightshift_orchestrator::pool::slots_for;
 
 fuzz_target!(|text: &str| {
@@ -14,6 +14,6 @@ fuzz_target!(|text: &str| {
     let slots = slots_for(&spec.devices, 2, &[0, 1]);
     assert!(!slots.is_empty());
     let stored = spec.to_stored();
-    let again = Spec::from_stored(&stored).expect("a stored spec parses again");
+    let again = Spec::from_stored(&stored, &NoBuiltinTrainer).expect("a stored spec parses again");
     assert_eq!(format!("{again:?}"), format!("{spec:?}"));
 });

@@ -4,15 +4,17 @@
 //! line protocol, pruned early, heartbeated, and resumable after a crash.
 //!
 //! ## Layout
-//! - [`Spec`] (`spec.rs`): the sweep spec YAML, parsed then validated, errors with `file:line`.
+//! - [`Spec`] (`spec/`): the sweep spec YAML, parsed then validated, errors with `file:line`; a `trial:`
+//!   section is checked by the caller's [`BuiltinTrainer`] (the binary knows the trainer, this crate does not).
 //! - `protocol.rs`: the pure line protocol ([`protocol::parse_line`], [`protocol::Answer`]);
 //!   documented for trial authors in `docs/protocol.md`.
 //! - [`DevicePool`] / [`Slot`] / [`Device`] (`pool.rs`): where trials run, at most K per device.
 //! - [`run_trial`] (`process.rs`): one child process from spawn to [`Outcome`], with SIGTERM →
 //!   SIGKILL escalation of its process group; the pure [`process::decide`] names how it ended.
-//! - [`run()`] (`run.rs`): the sweep loop — budget, timeouts, heartbeats, stale-trial recovery,
-//!   two-stage [`Shutdown`], freeze-strategy strata (`compare:`), [`RunSummary`].
-//! - [`ConsoleProgress`] (`progress.rs`): an [`Observer`] drawing bars or plain lines.
+//! - [`run()`] (`run/`): the sweep — one `Sweep` struct with a method per event (a trial finished, a
+//!   heartbeat tick, a shutdown request), budget and timeouts, stale-trial recovery, two-stage [`Shutdown`],
+//!   freeze-strategy strata (`compare:`), [`RunSummary`]; it tells an [`Observer`] what happens ([`Event`]),
+//!   and the binary draws the progress.
 //! - [`fault_point`] (`fault.rs`): a crash-test hook, inert unless `NIGHTSHIFT_FAULT_POINT` is set.
 //!
 //! The orchestrator knows the search engine (`nightshift-search`) but no storage backend and no
@@ -44,7 +46,6 @@ mod error;
 mod fault;
 pub mod pool;
 mod process;
-mod progress;
 pub mod protocol;
 mod run;
 pub mod spec;
@@ -53,12 +54,14 @@ pub use error::{Error, Result};
 pub use fault::{FAULT_POINT_ENV, fault_point};
 pub use pool::{Device, DevicePool, Slot};
 pub use process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, decide, kill_leftovers, run_trial};
-pub use progress::{ConsoleProgress, fmt_value, short_params};
 pub use run::{
     Event, NoObserver, Observer, RETRY_OF_ATTR, ReportHook, RunOptions, RunSummary, Shutdown, ShutdownLevel, ShutdownTrigger,
-    StopReason, TrialTiming, budget_used, builtin_trial_argv, config_flags, next_stratum, run, until_clock,
+    StopReason, TrialTiming, budget_used, next_stratum, run, until_clock,
 };
-pub use spec::{Budget, Compare, DeviceSpec, GpuBackend, Heartbeat, Objective, Program, Spec};
+pub use spec::{
+    Budget, BuiltinSections, BuiltinTrainer, Compare, DeviceSpec, FieldError, GpuBackend, Heartbeat, NoBuiltinTrainer, Objective,
+    Program, Spec,
+};
 
 /// Re-exported for callers naming the process module's pure decision function.
 pub mod process_api {

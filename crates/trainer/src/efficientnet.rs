@@ -15,6 +15,9 @@ use burn::tensor::activation::relu6;
 use crate::error::{Error, Result};
 use crate::model::{Arch, ImageClassifier, ModelConfig};
 
+/// Freezable stages after the stem: the block groups.
+pub const STAGES: usize = GROUPS.len();
+
 /// (repeats, kernel, stride, expansion, channels out) of the seven block groups (EfficientNet-B0 = Lite0).
 const GROUPS: [(usize, usize, usize, usize, usize); 7] = [
     (1, 3, 1, 1, 16),
@@ -155,7 +158,7 @@ impl ImageClassifier for EfficientNetLite {
     }
 
     fn num_stages(&self) -> usize {
-        GROUPS.len()
+        STAGES
     }
 
     fn freeze_depth(mut self, depth: usize) -> Self {

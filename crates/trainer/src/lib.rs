@@ -13,6 +13,10 @@
 //!   chosen by the caller (AdamW or SGD, cosine schedule with warm-up, `freeze_depth`) and calls an
 //!   [`EpochCallback`] after every epoch, which may stop it ([`Control::Stop`]) — that is how pruning works.
 //! - Inference ([`predict`]): [`predict::top_k`] for the `predict` command.
+//! - The built-in trial's configuration ([`config`]): [`TrialConfig`] (a spec's `trial:` section),
+//!   [`PretrainConfig`], [`DataConfig`] and the searched [`Hyperparams`] with their names
+//!   ([`HYPERPARAMETERS`]) and ranges — the one owner that `nightshift check` validates against.
+//! - [`Network`]: any of the architectures, chosen at run time from a [`ModelConfig`].
 //!
 //! # Example
 //!
@@ -45,11 +49,13 @@
 //! ```
 
 pub mod checkpoint;
+pub mod config;
 pub mod data;
 mod device;
 pub mod efficientnet;
 mod error;
 pub mod model;
+mod network;
 pub mod predict;
 pub mod resnet;
 mod rng;
@@ -58,6 +64,9 @@ pub mod train;
 /// The burn device type, re-exported so that callers need no direct burn dependency.
 pub use burn::tensor::Device;
 pub use checkpoint::{ImportReport, LoadMode, load_weights, read_model_config, save_checkpoint, save_weights};
+pub use config::{
+    DataConfig, HYPERPARAMETERS, Hyperparams, OPTIMIZERS, PretrainConfig, TrialConfig, checkpoint_files, did_you_mean,
+};
 pub use data::{
     Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, decode_image_bytes, image_folder_classes, load_idx,
     load_idx_bytes, load_idx_dir, load_image_folder,
@@ -66,6 +75,7 @@ pub use device::parse_device;
 pub use efficientnet::EfficientNetLite;
 pub use error::{Error, Result};
 pub use model::{Arch, ImageClassifier, ModelConfig, SmallCnn};
+pub use network::Network;
 pub use resnet::ResNet;
 pub use train::{
     Control, EpochCallback, EpochMetrics, EvalMetrics, OptimizerKind, TrainConfig, TrainOutcome, evaluate, fine_tune,

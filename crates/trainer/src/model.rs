@@ -57,7 +57,10 @@ pub enum Arch {
 }
 
 impl Arch {
-    /// Parses the names used on the command line: `small-cnn`, `resnet18`, `resnet34`, `resnet50`.
+    /// The names [`Arch::from_name`] accepts (besides a few aliases).
+    pub const NAMES: [&'static str; 5] = ["small-cnn", "resnet18", "resnet34", "resnet50", "efficientnet-lite0"];
+
+    /// Parses the names used on the command line: `small-cnn`, `resnet18`, `resnet34`, `resnet50`, `efficientnet-lite0`.
     pub fn from_name(name: &str) -> Result<Arch> {
         match name {
             "small-cnn" | "small_cnn" | "cnn" => Ok(Arch::SmallCnn { width: 16, depth: 3 }),
@@ -65,10 +68,22 @@ impl Arch {
             "resnet34" => Ok(Arch::ResNet { layers: 34 }),
             "resnet50" => Ok(Arch::ResNet { layers: 50 }),
             "efficientnet-lite0" | "efficientnet_lite0" => Ok(Arch::EfficientNetLite0),
-            other => Err(Error::config(
-                "arch",
-                format!("unknown architecture {other:?} (small-cnn, resnet18, resnet34, resnet50, efficientnet-lite0)"),
-            )),
+            other => {
+                let hint = crate::config::did_you_mean(other, &Self::NAMES)
+                    .map(|n| format!(": did you mean `{n}`?"))
+                    .unwrap_or_default();
+                Err(Error::config("arch", format!("unknown architecture {other:?}{hint} (valid: {})", Self::NAMES.join(", "))))
+            }
+        }
+    }
+
+    /// Freezable stages after the stem ([`ImageClassifier::num_stages`] without building the network): the
+    /// largest meaningful `freeze_depth`.
+    pub fn num_stages(&self) -> usize {
+        match self {
+            Arch::SmallCnn { depth, .. } => *depth,
+            Arch::ResNet { .. } => crate::resnet::STAGES,
+            Arch::EfficientNetLite0 => crate::efficientnet::STAGES,
         }
     }
 }
@@ -229,6 +244,7 @@ pub(crate) mod tests {
         assert_eq!(logits.dims(), [3, 5]);
         assert_eq!(model.features(Tensor::zeros([2, 1, 12, 12], &device)).dims(), [2, 16]);
         assert_eq!(model.num_stages(), 2);
+        assert_eq!(config.arch.num_stages(), 2);
         let json = serde_json::to_string(&config).unwrap();
         assert!(json.contains(r#""arch":"small-cnn""#), "{json}");
         assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), config);

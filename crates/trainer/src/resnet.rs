@@ -11,6 +11,9 @@ use burn::tensor::activation::relu;
 use crate::error::{Error, Result};
 use crate::model::{Arch, ImageClassifier, ModelConfig};
 
+/// Freezable stages after the stem: layer1 to layer4.
+pub const STAGES: usize = 4;
+
 fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
     let pad = kernel / 2;
     Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
@@ -161,7 +164,7 @@ impl ImageClassifier for ResNet {
     }
 
     fn num_stages(&self) -> usize {
-        4
+        STAGES
     }
 
     fn freeze_depth(mut self, depth: usize) -> Self {

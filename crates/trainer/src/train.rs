@@ -180,6 +180,16 @@ impl<M> TrainOutcome<M> {
     pub fn best(&self) -> &EpochMetrics {
         &self.history[self.best_epoch - 1]
     }
+
+    /// The same outcome with the best model wrapped (e.g. into a [`crate::Network`]).
+    pub fn map<N>(self, wrap: impl FnOnce(M) -> N) -> TrainOutcome<N> {
+        TrainOutcome {
+            best_model: wrap(self.best_model),
+            best_epoch: self.best_epoch,
+            history: self.history,
+            stopped_early: self.stopped_early,
+        }
+    }
 }
 
 /// Trains `model` on `train` and validates on `val` after every epoch, on `device` (chosen by the caller,

@@ -1,4 +1,5 @@
-//! Live progress: an indicatif bar plus one line per slot on a terminal, plain lines otherwise.
+//! Live progress of `run`/`resume`/`worker`: the orchestrator emits [`Event`]s, this draws them — an
+//! indicatif bar plus one line per slot on a terminal, plain lines otherwise.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nightshift_search::{Direction, ParamValue, Params, TrialState};
 
-use crate::run::{Event, Observer};
+use nightshift_orchestrator::{Event, Observer};
 
 /// Prints progress to stdout: bars on a terminal, a line per event otherwise, nothing when quiet.
 pub struct ConsoleProgress {

@@ -1,0 +1,213 @@
+//! One trial from ask to record: ask the study (with `compare:` strata and re-runs), build its command and
+//! environment, judge its reports, record its outcome; and stale trials of dead orchestrators.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use nightshift_search::{Error as SearchError, FrozenTrial, Params, Study, TellOutcome, TrialState, now_unix};
+use serde_json::Value;
+
+use super::budget::{RETRY_OF_ATTR, budget_used, next_stratum};
+use super::events::{Event, Observer};
+use super::{RunOptions, blocking};
+use crate::error::{Error, Result};
+use crate::pool::Slot;
+use crate::process::{Judge, Outcome, TrialLaunch, TrialRun, kill_leftovers};
+use crate::protocol::{Answer, Report};
+use crate::spec::Spec;
+
+/// Records reports through the study and asks its pruner.
+pub(super) struct StudyJudge {
+    pub(super) study: Arc<Study>,
+    pub(super) number: u64,
+    pub(super) trial_id: i64,
+    pub(super) slot: Slot,
+    pub(super) observer: Arc<dyn Observer>,
+}
+
+impl Judge for StudyJudge {
+    fn judge(&self, report: &Report, value: f64) -> std::result::Result<Answer, String> {
+        self.study.report(self.number, report.step, value).map_err(|e| format!("cannot record report: {e}"))?;
+        crate::fault_point("mid-trial");
+        if !report.metrics.is_empty() {
+            let metrics: serde_json::Map<String, Value> = report.metrics.clone().into_iter().collect();
+            let _ = self.study.storage().set_trial_attr(self.trial_id, "metrics", &Value::Object(metrics), true);
+        }
+        self.observer.event(&Event::TrialReport { slot: self.slot, number: self.number, step: report.step, value });
+        let prune = self.study.should_prune(self.number).map_err(|e| format!("cannot ask the pruner: {e}"))?;
+        Ok(if prune { Answer::Prune } else { Answer::Continue })
+    }
+}
+
+pub(super) struct Running {
+    pub(super) slot: Slot,
+    pub(super) trial_id: i64,
+    pub(super) attempt: u64,
+    pub(super) launched: Instant,
+}
+
+/// Asks the next trial (an enqueued one first; with `compare`, fixing the least-used stratum),
+/// and marks it alive and placed.
+pub(super) async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTrial], slot: Slot) -> Result<FrozenTrial> {
+    let study = study.clone();
+    let space = spec.space.clone();
+    let fixed: Option<Params> = match &spec.compare {
+        Some(compare) if !trials.iter().any(|t| t.state == TrialState::Waiting) => {
+            let value = next_stratum(trials, &compare.param, &compare.values).clone();
+            Some([(compare.param.clone(), value)].into())
+        }
+        _ => None,
+    };
+    // The storage counts every non-WAITING trial; the budget does not count trials replaced by a
+    // re-run, so allow one more per replaced (finished) trial. Replacements only grow, so an old snapshot
+    // errs on the safe side: all workers together never exceed `budget.trials`.
+    let counted = trials.iter().filter(|t| t.state != TrialState::Waiting).count() as u64;
+    let max_trials = spec.budget.trials.saturating_add(counted.saturating_sub(budget_used(trials)));
+    blocking(move || -> Result<FrozenTrial> {
+        // Beating from its creation on: if we die before the first tick, the trial still goes stale.
+        let trial = study.ask_fixed(&space, &fixed.unwrap_or_default(), Some(max_trials), true)?;
+        crate::fault_point("during-ask");
+        let storage = study.storage();
+        storage.set_trial_attr(trial.id, "device", &slot.device.to_string().into(), true)?;
+        storage.set_trial_attr(trial.id, "slot", &slot.index.into(), true)?;
+        storage.set_trial_attr(trial.id, "start", &now_unix().into(), true)?;
+        Ok(storage.trial(study.record().id, trial.number)?)
+    })
+    .await?
+}
+
+/// Fails stale RUNNING trials, kills what is left of their processes on this machine, and
+/// re-enqueues their parameters when the spec says so.
+pub(super) async fn recover_stale(study: &Arc<Study>, spec: &Spec, reports_dir: &Path, at_start: bool) -> Result<Vec<u64>> {
+    let study = study.clone();
+    let grace = spec.heartbeat.stale_after.as_secs_f64();
+    let reenqueue = spec.reenqueue_stale;
+    let reports_dir = reports_dir.to_path_buf();
+    blocking(move || -> Result<Vec<u64>> {
+        let stale = study.storage().fail_stale_trials(study.record().id, grace)?;
+        for trial in &stale {
+            let leftovers = kill_leftovers(&trial_dir(&reports_dir, trial.number)?);
+            tracing::warn!(
+                trial = trial.number,
+                at_start,
+                leftovers,
+                "trial was RUNNING with a stale heartbeat (its orchestrator died): failed"
+            );
+            if reenqueue {
+                requeue(&study, trial)?;
+            }
+        }
+        Ok(stale.iter().map(|t| t.number).collect())
+    })
+    .await?
+}
+
+/// Enqueues `trial`'s parameters again as a new trial that replaces it in the budget.
+fn requeue(study: &Study, trial: &FrozenTrial) -> Result<FrozenTrial> {
+    let params: Params = trial
+        .params
+        .iter()
+        .filter(|(k, _)| study.record().search_space.as_ref().is_some_and(|s| s.get(k).is_some()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let new = study.enqueue(&params)?;
+    let storage = study.storage();
+    storage.set_trial_attr(new.id, RETRY_OF_ATTR, &trial.number.into(), true)?;
+    let attempt = trial.system_attrs.get("attempt").and_then(Value::as_u64).unwrap_or(0) + 1;
+    storage.set_trial_attr(new.id, "attempt", &attempt.into(), true)?;
+    Ok(new)
+}
+
+pub(super) async fn record_outcome(
+    study: &Arc<Study>,
+    spec: &Spec,
+    number: u64,
+    r: &Running,
+    run: &TrialRun,
+) -> Result<FrozenTrial> {
+    let study = study.clone();
+    let outcome = run.outcome.clone();
+    let (trial_id, attempt, retries) = (r.trial_id, r.attempt, spec.budget.retries as u64);
+    let (epochs, exit) = (run.last_step, run.exit.clone());
+    blocking(move || -> Result<FrozenTrial> {
+        let storage = study.storage();
+        let set = |k: &str, v: Value| storage.set_trial_attr(trial_id, k, &v, true);
+        let attrs = (|| -> nightshift_search::Result<()> {
+            set("end", now_unix().into())?;
+            if let Some(e) = epochs {
+                set("epochs", e.into())?;
+            }
+            if let Some(exit) = exit {
+                set("exit", exit.into())?;
+            }
+            if let Outcome::Complete { metrics, .. } = &outcome
+                && !metrics.is_empty()
+            {
+                set("metrics", Value::Object(metrics.clone().into_iter().collect()))?;
+            }
+            Ok(())
+        })();
+        crate::fault_point("during-tell");
+        let (tell, retry) = match &outcome {
+            Outcome::Complete { value, .. } => (TellOutcome::Value(*value), false),
+            Outcome::Pruned { .. } => (TellOutcome::Pruned, false),
+            Outcome::Fail { reason, infrastructure } => (TellOutcome::Fail(reason.clone()), *infrastructure && attempt < retries),
+            Outcome::Interrupted => (TellOutcome::Fail("interrupted".into()), true),
+        };
+        let finished = match attrs.and_then(|()| study.tell(number, tell)) {
+            Ok(t) => t,
+            Err(SearchError::TrialFinished { state, .. }) => {
+                // Someone else (a stale-trial sweep) finished it first; the stored state stands.
+                tracing::warn!(trial = number, %state, "trial was already finished elsewhere; its result is dropped");
+                storage.trial(study.record().id, number)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if retry && finished.state == TrialState::Fail {
+            let again = requeue(&study, &finished)?;
+            tracing::info!(trial = number, retry = again.number, "re-enqueued");
+        }
+        Ok(finished)
+    })
+    .await?
+}
+
+/// The command, environment and directory of one trial.
+pub(super) fn build_launch(
+    spec: &Spec,
+    options: &RunOptions,
+    trial: &FrozenTrial,
+    slot: Slot,
+    cpu_threads: usize,
+) -> Result<TrialLaunch> {
+    let trial_dir = trial_dir(&options.reports_dir, trial.number)?;
+    std::fs::create_dir_all(&trial_dir).map_err(|e| Error::io("create", &trial_dir, e))?;
+    let params_json = serde_json::to_string(&trial.params).map_err(|e| Error::Internal(e.to_string()))?;
+    let params_file = trial_dir.join("params.json");
+    std::fs::write(&params_file, &params_json).map_err(|e| Error::io("write", &params_file, e))?;
+    let vars: BTreeMap<&str, String> = [
+        ("trial_number", trial.number.to_string()),
+        ("trial_dir", trial_dir.display().to_string()),
+        ("device", slot.device.to_string()),
+    ]
+    .into();
+    let argv = spec.program.argv().iter().map(|a| a.render(&trial.params, &vars)).collect();
+    let mut env = vec![
+        ("NIGHTSHIFT_STUDY".to_string(), spec.study.clone()),
+        ("NIGHTSHIFT_PARAMS".into(), params_json),
+        ("NIGHTSHIFT_PARAMS_FILE".into(), params_file.display().to_string()),
+        ("NIGHTSHIFT_TRIAL_NUMBER".into(), trial.number.to_string()),
+        ("NIGHTSHIFT_TRIAL_DIR".into(), trial_dir.display().to_string()),
+        ("NIGHTSHIFT_OBJECTIVE".into(), spec.objective.metric.clone()),
+        ("PYTHONUNBUFFERED".into(), "1".into()),
+    ];
+    env.extend(slot.device.env(cpu_threads));
+    Ok(TrialLaunch { number: trial.number, argv, env, cwd: spec.base_dir.clone(), trial_dir })
+}
+
+/// `<reports_dir>/trials/<number>`, absolute (it is also the trial's `NIGHTSHIFT_TRIAL_DIR`).
+fn trial_dir(reports_dir: &Path, number: u64) -> Result<PathBuf> {
+    std::path::absolute(reports_dir.join("trials").join(number.to_string())).map_err(|e| Error::io("resolve", reports_dir, e))
+}

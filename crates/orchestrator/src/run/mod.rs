@@ -1,0 +1,198 @@
+//! The sweep loop: launch a trial whenever a slot frees, record how each ends, stop when the
+//! spec says so, survive crashes (heartbeats + stale-trial recovery) and Ctrl-C.
+//!
+//! Layout: [`run`] here sets the sweep up (slots, the study, stale trials) and hands it to `sweep.rs`'s
+//! `Sweep`, one method per event; `launch.rs` asks, launches and records one trial; `budget.rs` says when
+//! to stop ([`StopReason`]); `shutdown.rs` holds the two-stage [`Shutdown`]; `events.rs` what a display
+//! is told ([`Event`], [`Observer`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nightshift_search::{FrozenTrial, NewStudy, Storage, Study};
+
+use crate::error::{Error, Result};
+use crate::pool::{Device, DevicePool, Slot, available_cores, discover_cuda_gpus, slots_for};
+use crate::spec::{DeviceSpec, Spec};
+
+mod budget;
+mod events;
+mod launch;
+mod shutdown;
+mod sweep;
+
+pub use budget::{RETRY_OF_ATTR, StopReason, budget_used, next_stratum, until_clock};
+pub use events::{Event, NoObserver, Observer, ReportHook};
+pub use shutdown::{Shutdown, ShutdownLevel, ShutdownTrigger};
+
+use budget::deadline;
+use launch::recover_stale;
+use sweep::Sweep;
+
+/// How [`run`] behaves beyond the spec.
+pub struct RunOptions {
+    /// `reports/<study>`: trial directories go to `trials/<number>/` under it.
+    pub reports_dir: PathBuf,
+    /// Overrides the slots the spec's `devices` would give.
+    pub slots: Option<Vec<Slot>>,
+    pub observer: Arc<dyn Observer>,
+    pub report_hook: Option<ReportHook>,
+    /// Call the hook after this many finished trials (and at the end).
+    pub refresh_every: usize,
+    pub log_cap_bytes: u64,
+}
+
+impl RunOptions {
+    pub fn new(reports_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            reports_dir: reports_dir.into(),
+            slots: None,
+            observer: Arc::new(NoObserver),
+            report_hook: None,
+            refresh_every: 4,
+            log_cap_bytes: 16 << 20,
+        }
+    }
+}
+
+/// One trial's timings, relative to the start of the run.
+#[derive(Clone, Debug)]
+pub struct TrialTiming {
+    pub number: u64,
+    pub slot: usize,
+    /// When the slot was taken (before `ask`).
+    pub launched: Duration,
+    pub spawned: Duration,
+    pub first_report: Option<Duration>,
+    pub ended: Duration,
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub study: String,
+    pub stop: StopReason,
+    pub launched: u64,
+    pub complete: u64,
+    pub pruned: u64,
+    pub failed: u64,
+    /// Trials found stale (orchestrator died) and failed by this run.
+    pub stale_failed: Vec<u64>,
+    pub best: Option<FrozenTrial>,
+    pub timings: Vec<TrialTiming>,
+    pub slots: usize,
+    pub wall: Duration,
+}
+
+impl RunSummary {
+    /// Busy slot-time ÷ (wall time × slots).
+    pub fn utilisation(&self) -> f64 {
+        let busy: f64 = self.timings.iter().map(|t| (t.ended - t.spawned).as_secs_f64()).sum();
+        busy / (self.wall.as_secs_f64() * self.slots.max(1) as f64).max(1e-9)
+    }
+}
+
+/// Runs (or continues) the sweep described by `spec` until its budget, a stop condition or `shutdown`.
+pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, shutdown: Shutdown) -> Result<RunSummary> {
+    let t0 = Instant::now();
+    let observer = options.observer.clone();
+    let slots = match &options.slots {
+        Some(slots) => slots.clone(),
+        None => {
+            let gpus = if spec.devices == DeviceSpec::Auto { discover_cuda_gpus() } else { Vec::new() };
+            slots_for(&spec.devices, available_cores(), &gpus)
+        }
+    };
+    if slots.is_empty() {
+        return Err(Error::NoSlots(format!("devices {:?} gives no slot", spec.devices)));
+    }
+    let cpu_slots = slots.iter().filter(|s| s.device == Device::Cpu).count().max(1);
+    let cpu_threads = (available_cores() / cpu_slots).max(1);
+    let pool = DevicePool::new(slots.clone());
+
+    let study = {
+        let new = NewStudy {
+            name: spec.study.clone(),
+            direction: spec.objective.direction,
+            seed: spec.seed.unwrap_or_else(random_seed),
+            sampler: spec.sampler.clone(),
+            pruner: spec.pruner.clone(),
+            search_space: Some(spec.space.clone()),
+            // Stored with the study in the same step, so `resume` works however early a crash comes.
+            user_attrs: [("spec".to_string(), spec.to_stored())].into(),
+        };
+        let storage = storage.clone();
+        Arc::new(blocking(move || Study::create_or_load(storage, &new)).await??)
+    };
+    crate::fault_point("study-created");
+    let record = study.record().clone();
+    if record.direction != spec.objective.direction {
+        return Err(Error::Spec {
+            location: spec.origin.clone(),
+            field: "objective.direction".into(),
+            message: format!(
+                "study '{}' already exists and maximises/minimises differently ({}); use another study name",
+                record.name, record.direction
+            ),
+        });
+    }
+    if record.sampler != spec.sampler || record.pruner != spec.pruner {
+        observer.event(&Event::Notice("the study already exists: its stored sampler and pruner are used, not the spec's"));
+    }
+    let sampler_line = format!("sampler: {}", record.sampler.describe());
+    observer.event(&Event::Notice(&sampler_line));
+    {
+        let (storage, stored) = (storage.clone(), spec.to_stored());
+        blocking(move || storage.set_study_user_attr(record.id, "spec", &stored)).await??;
+    }
+
+    // Trials whose orchestrator died: fail them (once, even with several workers) and maybe re-run.
+    let stale_failed = recover_stale(&study, spec, &options.reports_dir, true).await?;
+    let trials = trials_of(&study).await?;
+    observer.event(&Event::Started {
+        study: &record,
+        slots: &slots,
+        budget: spec.budget.trials,
+        used: budget_used(&trials),
+        stale: &stale_failed,
+    });
+    tracing::info!(study = %record.name, slots = slots.len(), budget = spec.budget.trials, used = budget_used(&trials), stale = ?stale_failed, "run started");
+
+    let deadline = deadline(&spec.budget, t0, &chrono::Local::now());
+    let summary = RunSummary {
+        study: record.name.clone(),
+        stop: StopReason::Budget { trials: spec.budget.trials },
+        launched: 0,
+        complete: 0,
+        pruned: 0,
+        failed: 0,
+        stale_failed,
+        best: None,
+        timings: Vec::new(),
+        slots: slots.len(),
+        wall: Duration::ZERO,
+    };
+    Sweep::new(spec, &options, study, pool, cpu_threads, t0, deadline, summary).drive(shutdown).await
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("blocking task failed: {e}")))
+}
+
+async fn trials_of(study: &Arc<Study>) -> Result<Vec<FrozenTrial>> {
+    let study = study.clone();
+    Ok(blocking(move || study.trials()).await??)
+}
+
+async fn refresh(study: &Arc<Study>, options: &RunOptions) -> Result<()> {
+    let Some(hook) = &options.report_hook else { return Ok(()) };
+    let trials = trials_of(study).await?;
+    hook(study.record(), &trials);
+    Ok(())
+}
+
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    nightshift_search::sampler::mix_seed(nanos, std::process::id() as u64, "seed")
+}

@@ -1,0 +1,312 @@
+//! [`Sweep`]: the state of one run and one method per event — a slot is free, a trial finished, the
+//! heartbeat ticked, a shutdown was requested — driven by [`Sweep::drive`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nightshift_search::{Error as SearchError, FrozenTrial, Study, TrialState};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinSet};
+
+use super::budget::{StopReason, budget_used, target_reached};
+use super::events::{Event, Observer};
+use super::launch::{Running, StudyJudge, ask_next, build_launch, record_outcome, recover_stale};
+use super::shutdown::{Shutdown, ShutdownLevel};
+use super::{RunOptions, RunSummary, TrialTiming, blocking, refresh, trials_of};
+use crate::error::{Error, Result};
+use crate::pool::DevicePool;
+use crate::process::{Judge, Outcome, TrialLimits, TrialRun, run_trial};
+use crate::spec::Spec;
+
+/// One run of the sweep loop.
+pub(super) struct Sweep<'a> {
+    spec: &'a Spec,
+    options: &'a RunOptions,
+    study: Arc<Study>,
+    observer: Arc<dyn Observer>,
+    pool: DevicePool,
+    /// Threads each CPU trial may use.
+    cpu_threads: usize,
+    /// When the run started; timings are relative to it.
+    t0: Instant,
+    /// The earliest of `timeout` and `stop_at`, with the reason it gives.
+    deadline: Option<(Instant, StopReason)>,
+    summary: RunSummary,
+    /// Tells running trials to stop (a second Ctrl-C, or an error).
+    kill: watch::Sender<bool>,
+    tasks: JoinSet<(u64, TrialRun)>,
+    running: HashMap<u64, Running>,
+    stop: Option<StopReason>,
+    stop_announced: bool,
+    consecutive_failures: u32,
+    finished_since_refresh: usize,
+    /// RUNNING trials of other workers, as of the last look at the study.
+    others_running: usize,
+    budget_full: bool,
+}
+
+impl<'a> Sweep<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        spec: &'a Spec,
+        options: &'a RunOptions,
+        study: Arc<Study>,
+        pool: DevicePool,
+        cpu_threads: usize,
+        t0: Instant,
+        deadline: Option<(Instant, StopReason)>,
+        summary: RunSummary,
+    ) -> Self {
+        Self {
+            spec,
+            options,
+            study,
+            observer: options.observer.clone(),
+            pool,
+            cpu_threads,
+            t0,
+            deadline,
+            summary,
+            kill: watch::channel(false).0,
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            stop: None,
+            stop_announced: false,
+            consecutive_failures: 0,
+            finished_since_refresh: 0,
+            others_running: 0,
+            budget_full: false,
+        }
+    }
+
+    /// Runs the loop until nothing runs and nothing more may be launched; returns the summary.
+    pub(super) async fn drive(mut self, mut shutdown: Shutdown) -> Result<RunSummary> {
+        let mut tick = tokio::time::interval(self.spec.heartbeat.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown_open = true;
+        loop {
+            self.on_deadline();
+            self.launch_while_free().await?;
+            if self.is_over() {
+                break;
+            }
+            let deadline_at = self.deadline.as_ref().map(|(at, _)| *at).filter(|_| self.stop.is_none());
+            tokio::select! {
+                Some(joined) = self.tasks.join_next() => self.on_trial_finished(joined).await?,
+                _ = tick.tick() => self.on_tick().await?,
+                level = shutdown.next_level(), if shutdown_open => match level {
+                    Some(level) => self.on_shutdown(level),
+                    None => shutdown_open = false,
+                },
+                _ = sleep_until(deadline_at), if deadline_at.is_some() => {}
+            }
+            self.announce_stop();
+        }
+        self.finish().await
+    }
+
+    /// Once the deadline passes, no more trials are launched.
+    fn on_deadline(&mut self) {
+        if let Some((at, reason)) = &self.deadline
+            && self.stop.is_none()
+            && Instant::now() >= *at
+        {
+            self.stop = Some(reason.clone());
+        }
+    }
+
+    /// Launches trials while a slot is free and nothing says stop.
+    async fn launch_while_free(&mut self) -> Result<()> {
+        while self.stop.is_none() && self.pool.has_free() {
+            let trials = trials_of(&self.study).await?;
+            self.note_others(&trials);
+            if let Some(reason) = target_reached(self.spec, &trials) {
+                self.stop = Some(reason);
+                break;
+            }
+            self.budget_full = budget_used(&trials) >= self.spec.budget.trials;
+            if self.budget_full {
+                break;
+            }
+            let slot = self.pool.acquire().expect("a free slot");
+            let launched = Instant::now();
+            let trial = match ask_next(&self.study, self.spec, &trials, slot).await {
+                Ok(trial) => trial,
+                Err(Error::Search(SearchError::GridExhausted(n))) => {
+                    self.pool.release(slot);
+                    self.stop = Some(StopReason::SpaceExhausted(format!("all {n} grid points were tried")));
+                    break;
+                }
+                // Workers elsewhere took the last places of the budget since our snapshot.
+                Err(Error::Search(SearchError::BudgetReached { .. })) => {
+                    self.pool.release(slot);
+                    self.budget_full = true;
+                    break;
+                }
+                Err(e) => {
+                    self.pool.release(slot);
+                    self.stop_all().await;
+                    return Err(e);
+                }
+            };
+            self.start(trial, slot, launched)?;
+        }
+        Ok(())
+    }
+
+    /// Spawns the process of an asked trial on `slot`.
+    fn start(&mut self, trial: FrozenTrial, slot: crate::pool::Slot, launched: Instant) -> Result<()> {
+        let attempt = trial.system_attrs.get("attempt").and_then(Value::as_u64).unwrap_or(0);
+        let launch = build_launch(self.spec, self.options, &trial, slot, self.cpu_threads)?;
+        self.observer.event(&Event::TrialStarted { slot, trial: &trial });
+        tracing::info!(trial = trial.number, device = %slot.device, slot = slot.index, params = %json!(trial.params), "trial started");
+        let judge: Arc<dyn Judge> = Arc::new(StudyJudge {
+            study: self.study.clone(),
+            number: trial.number,
+            trial_id: trial.id,
+            slot,
+            observer: self.observer.clone(),
+        });
+        let limits = TrialLimits {
+            timeout: self.spec.budget.trial_timeout,
+            kill_grace: self.spec.kill_grace,
+            log_cap_bytes: self.options.log_cap_bytes,
+            objective_metric: self.spec.objective.metric.clone(),
+        };
+        let (number, kill) = (trial.number, self.kill.subscribe());
+        self.tasks.spawn(async move { (number, run_trial(launch, limits, judge, kill).await) });
+        self.running.insert(number, Running { slot, trial_id: trial.id, attempt, launched });
+        self.summary.launched += 1;
+        Ok(())
+    }
+
+    /// A trial process ended: free its slot, record its outcome, count failures, refresh the report.
+    async fn on_trial_finished(&mut self, joined: std::result::Result<(u64, TrialRun), JoinError>) -> Result<()> {
+        let (number, trial_run) = joined.map_err(|e| Error::Internal(format!("trial task failed: {e}")))?;
+        let Some(r) = self.running.remove(&number) else { return Ok(()) };
+        self.pool.release(r.slot);
+        let t0 = self.t0;
+        self.summary.timings.push(TrialTiming {
+            number,
+            slot: r.slot.index,
+            launched: r.launched - t0,
+            spawned: trial_run.spawned.saturating_duration_since(t0),
+            first_report: trial_run.first_report.map(|t| t - t0),
+            ended: trial_run.ended - t0,
+        });
+        let finished = record_outcome(&self.study, self.spec, number, &r, &trial_run).await?;
+        match finished.state {
+            TrialState::Complete => {
+                self.summary.complete += 1;
+                self.consecutive_failures = 0;
+            }
+            TrialState::Pruned => {
+                self.summary.pruned += 1;
+                self.consecutive_failures = 0;
+            }
+            _ => {
+                self.summary.failed += 1;
+                if !matches!(trial_run.outcome, Outcome::Interrupted) {
+                    self.consecutive_failures += 1;
+                }
+            }
+        }
+        let fail_reason = finished.system_attrs.get("fail_reason");
+        tracing::info!(trial = number, state = %finished.state, value = ?finished.value, reason = ?fail_reason, "trial finished");
+        self.observer.event(&Event::TrialFinished { slot: r.slot, trial: &finished });
+        if self.consecutive_failures >= self.spec.budget.max_consecutive_failures && self.stop.is_none() {
+            let last_reason = fail_reason.and_then(Value::as_str).unwrap_or("unknown").to_string();
+            self.stop = Some(StopReason::ConsecutiveFailures { count: self.consecutive_failures, last_reason });
+        }
+        self.finished_since_refresh += 1;
+        if self.finished_since_refresh >= self.options.refresh_every.max(1) {
+            self.finished_since_refresh = 0;
+            refresh(&self.study, self.options).await?;
+        }
+        Ok(())
+    }
+
+    /// The heartbeat: beat for our running trials, fail stale ones, look at what other workers do.
+    async fn on_tick(&mut self) -> Result<()> {
+        let ids: Vec<i64> = self.running.values().map(|r| r.trial_id).collect();
+        let storage = self.study.storage().clone();
+        blocking(move || {
+            for id in ids {
+                if let Err(e) = storage.heartbeat(id) {
+                    tracing::warn!("heartbeat failed: {e}");
+                }
+            }
+        })
+        .await?;
+        let failed = recover_stale(&self.study, self.spec, &self.options.reports_dir, false).await?;
+        self.summary.stale_failed.extend(failed);
+        let trials = trials_of(&self.study).await?;
+        self.note_others(&trials);
+        self.budget_full = budget_used(&trials) >= self.spec.budget.trials;
+        Ok(())
+    }
+
+    /// First request: launch nothing more; second: stop the running trials too.
+    fn on_shutdown(&mut self, level: ShutdownLevel) {
+        match level {
+            ShutdownLevel::Drain => {
+                if self.stop.is_none() {
+                    self.stop = Some(StopReason::Shutdown);
+                }
+                self.observer.event(&Event::Notice("stopping: no new trials; running trials finish (Ctrl-C again stops them)"));
+            }
+            ShutdownLevel::Kill => {
+                self.stop = Some(StopReason::Interrupted);
+                self.stop_announced = false;
+                let _ = self.kill.send(true);
+            }
+            ShutdownLevel::None => {}
+        }
+    }
+
+    fn note_others(&mut self, trials: &[FrozenTrial]) {
+        self.others_running =
+            trials.iter().filter(|t| t.state == TrialState::Running && !self.running.contains_key(&t.number)).count();
+    }
+
+    /// Over when none of ours runs and we stop, or the budget is full and no other worker's trial runs
+    /// (one of theirs may still fail and free a place).
+    fn is_over(&self) -> bool {
+        self.running.is_empty() && (self.stop.is_some() || (self.budget_full && self.others_running == 0))
+    }
+
+    fn announce_stop(&mut self) {
+        if let Some(reason) = &self.stop
+            && !self.stop_announced
+        {
+            self.stop_announced = true;
+            tracing::info!(%reason, "stopping");
+            self.observer.event(&Event::Stopping { reason });
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        let _ = self.kill.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    async fn finish(mut self) -> Result<RunSummary> {
+        let trials = trials_of(&self.study).await?;
+        self.summary.stop = self.stop.take().unwrap_or(StopReason::Budget { trials: budget_used(&trials) });
+        self.summary.best = nightshift_search::best_of(&trials, self.study.record().direction).cloned();
+        self.summary.wall = self.t0.elapsed();
+        refresh(&self.study, self.options).await?;
+        let s = &self.summary;
+        tracing::info!(stop = %s.stop, launched = s.launched, complete = s.complete, pruned = s.pruned, failed = s.failed, "run finished");
+        Ok(self.summary)
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,55 @@
+//! The seam between a spec and the built-in trainer: the binary implements [`BuiltinTrainer`].
+
+use std::path::Path;
+
+use nightshift_search::SearchSpace;
+
+use super::ArgTemplate;
+
+/// The built-in trainer as a spec sees it. The binary implements it (it knows the trainer); the orchestrator
+/// only runs the program it returns, so it knows neither the trainer's flags nor its hyperparameters.
+pub trait BuiltinTrainer {
+    /// Validates the `trial:` section (with `pretrain:`, when given) and the search space's parameters
+    /// against what the trainer accepts; returns the argv of one trial, which may use the placeholders
+    /// [`super::BUILTIN_PLACEHOLDERS`].
+    fn trial_program(&self, sections: &BuiltinSections<'_>) -> std::result::Result<Vec<ArgTemplate>, FieldError>;
+
+    /// Validates a `pretrain:` section.
+    fn check_pretrain(&self, pretrain: &serde_json::Value, base_dir: &Path) -> std::result::Result<(), FieldError>;
+}
+
+/// What a [`BuiltinTrainer`] checks: the sections as written, the search space, and the spec's directory
+/// (relative paths start there).
+pub struct BuiltinSections<'a> {
+    pub trial: &'a serde_json::Value,
+    pub pretrain: Option<&'a serde_json::Value>,
+    pub space: &'a SearchSpace,
+    pub base_dir: &'a Path,
+}
+
+/// A refused field: its dotted path in the spec (`trial.arch`, `params.freeze_depth`), which locates it in
+/// the file, and what is wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// For programs without the built-in trainer: `trial:` and `pretrain:` are refused.
+pub struct NoBuiltinTrainer;
+
+impl NoBuiltinTrainer {
+    fn refuse(field: &str) -> FieldError {
+        FieldError { field: field.into(), message: "the built-in trainer is not available here; give `command:`".into() }
+    }
+}
+
+impl BuiltinTrainer for NoBuiltinTrainer {
+    fn trial_program(&self, _: &BuiltinSections<'_>) -> std::result::Result<Vec<ArgTemplate>, FieldError> {
+        Err(Self::refuse("trial"))
+    }
+
+    fn check_pretrain(&self, _: &serde_json::Value, _: &Path) -> std::result::Result<(), FieldError> {
+        Err(Self::refuse("pretrain"))
+    }
+}

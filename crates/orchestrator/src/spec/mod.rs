@@ -1,0 +1,185 @@
+//! The sweep spec: one YAML file describing a whole overnight run.
+//!
+//! Layout: the validated types here; `raw.rs` what serde reads; `parse.rs` the checks that turn one into the
+//! other; `duration.rs` durations and clock times; `template.rs` argv templates (`command:`); `devices.rs`
+//! the `devices:` section and `--devices`; `builtin.rs` the seam to the built-in trainer; `locate.rs` where a
+//! field sits in the file.
+//!
+//! Parse, then validate: serde reads the YAML into `Raw*` structs (unknown fields are errors),
+//! then [`Spec::parse`] checks every value and builds the validated [`Spec`]. Every error names
+//! `file:line:column`, the field, and what would be valid.
+//!
+//! ```yaml
+//! study: fmnist-freeze
+//! storage: sqlite:///reports/fmnist-freeze/study.db   # default: sqlite:///reports/<study>/study.db
+//! objective: {metric: val_accuracy, direction: maximize}
+//! sampler: {type: tpe, seed: 42}
+//! pruner: {type: median, n_warmup_steps: 1}
+//! budget: {trials: 40, timeout: 8h, stop_at: "07:00", target: 0.95, max_consecutive_failures: 5,
+//!          trial_timeout: 30m, retries: 1}
+//! devices: auto                    # or {cpu: 2} or {gpu: [0, 1], trials_per_device: 2, backend: cuda}
+//! command: [python, train.py, --lr, "{learning_rate}"]   # or `trial:` (the built-in trainer)
+//! params:
+//!   learning_rate: {type: float, low: 1.0e-5, high: 1.0e-1, log: true}
+//! heartbeat: {interval: 5s, stale_after: 30s}
+//! reenqueue_stale: true
+//! kill_grace: 10s
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nightshift_search::{Direction, ParamValue, PrunerConfig, SamplerConfig, SearchSpace};
+
+use crate::error::{Error, Result};
+
+mod builtin;
+mod devices;
+mod duration;
+mod locate;
+mod parse;
+mod raw;
+mod template;
+
+pub use builtin::{BuiltinSections, BuiltinTrainer, FieldError, NoBuiltinTrainer};
+pub use devices::{DeviceSpec, GpuBackend, MAX_SLOTS};
+pub use duration::{HumanDuration, MAX_DURATION, parse_clock, parse_duration};
+pub use parse::{check_study_name, default_storage};
+pub use template::{ArgTemplate, BUILTIN_PLACEHOLDERS};
+
+use locate::Locator;
+
+/// A validated sweep spec.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub study: String,
+    /// Storage URL (`sqlite:///relative.db`, `sqlite:////abs.db`, a path, `postgres://…`).
+    pub storage: String,
+    pub objective: Objective,
+    pub sampler: SamplerConfig,
+    /// The study's seed; `None` lets the caller pick one (stored with the study, so resume agrees).
+    pub seed: Option<u64>,
+    pub pruner: PrunerConfig,
+    pub budget: Budget,
+    pub devices: DeviceSpec,
+    pub program: Program,
+    /// An optional `pretrain:` section as written (checked by the [`BuiltinTrainer`]): a backbone the
+    /// caller trains once before the sweep.
+    pub pretrain: Option<serde_json::Value>,
+    pub space: SearchSpace,
+    pub compare: Option<Compare>,
+    pub heartbeat: Heartbeat,
+    /// Re-run the parameters of trials found stale (their orchestrator died) at start-up.
+    pub reenqueue_stale: bool,
+    /// How long a pruned child may take to exit before SIGTERM, and SIGTERM before SIGKILL.
+    pub kill_grace: Duration,
+    /// The spec file's directory: relative paths in the spec, and trial commands, start here.
+    pub base_dir: PathBuf,
+    /// Where the spec came from (a file name), for messages.
+    pub origin: String,
+    /// The YAML text, kept so the spec can be stored with the study.
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Objective {
+    pub metric: String,
+    pub direction: Direction,
+}
+
+/// When the sweep stops. Timeouts stop *launching*; running trials finish (bounded by `trial_timeout`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    /// Total trials of the study, counting those of earlier runs (resume continues).
+    pub trials: u64,
+    pub timeout: Option<Duration>,
+    /// Local wall-clock time (hour, minute) after which no trial is launched.
+    pub stop_at: Option<(u32, u32)>,
+    /// Stop once a COMPLETE trial reaches this value (≥ when maximising, ≤ when minimising).
+    pub target: Option<f64>,
+    pub max_consecutive_failures: u32,
+    pub trial_timeout: Option<Duration>,
+    /// Re-runs of a trial that died of an infrastructure failure (killed by a signal we did not send).
+    pub retries: u32,
+}
+
+/// What a trial runs: an argv whose elements may contain placeholders. Never run through a shell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Program {
+    /// The built-in trainer: the `trial:` section as written, and the argv the [`BuiltinTrainer`] made of it.
+    Builtin { trial: serde_json::Value, argv: Vec<ArgTemplate> },
+    /// Any program (`command:`), with `{param}` placeholders.
+    Command { argv: Vec<ArgTemplate> },
+}
+
+impl Program {
+    /// The argv template of every trial.
+    pub fn argv(&self) -> &[ArgTemplate] {
+        match self {
+            Program::Builtin { argv, .. } | Program::Command { argv } => argv,
+        }
+    }
+}
+
+/// `compare: <param>`: every value of the parameter gets an equal share of the trials.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compare {
+    pub param: String,
+    pub values: Vec<ParamValue>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Heartbeat {
+    pub interval: Duration,
+    /// A RUNNING trial whose heartbeat is older than this is considered dead.
+    pub stale_after: Duration,
+}
+
+impl Spec {
+    /// What is stored with the study (`spec` user attribute), so `resume` needs only the study name.
+    pub fn to_stored(&self) -> serde_json::Value {
+        serde_json::json!({"origin": self.origin, "base_dir": self.base_dir.display().to_string(), "yaml": self.text})
+    }
+
+    /// Rebuilds a spec from [`Spec::to_stored`]'s value; `trainer` checks a `trial:` section.
+    pub fn from_stored(value: &serde_json::Value, trainer: &dyn BuiltinTrainer) -> Result<Self> {
+        let field =
+            |k: &str| value.get(k).and_then(|v| v.as_str()).ok_or_else(|| Error::Internal(format!("stored spec lacks '{k}'")));
+        Self::parse_with(field("yaml")?, field("origin")?, Path::new(field("base_dir")?), trainer)
+    }
+
+    /// `file:line:column` of a dotted field (`trial.dataset`), or of its nearest parent found.
+    pub fn locate(&self, field: &str) -> String {
+        Locator { origin: &self.origin, text: &self.text }.at(field)
+    }
+}
+
+impl Spec {
+    /// Problems a run would hit at once, checked on this machine: the command's program exists. Empty when
+    /// all is well. (The built-in trainer's paths are its caller's to check.)
+    pub fn preflight(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Program::Command { argv } = &self.program {
+            let program = argv[0].to_string();
+            if !executable_exists(&program, &self.base_dir) {
+                problems.push(format!(
+                    "{}: field `command`: program '{program}' not found (not on PATH, nor relative to {})",
+                    self.locate("command"),
+                    self.base_dir.display()
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// A program name as `Command` resolves it: a path (relative to `base_dir`) or a name on PATH.
+fn executable_exists(program: &str, base_dir: &Path) -> bool {
+    if program.contains('/') {
+        return base_dir.join(program).is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,71 @@
+//! What serde reads from the spec YAML, before any check (unknown fields are errors).
+
+use nightshift_search::{Direction, PrunerConfig};
+use serde::Deserialize;
+
+use super::HumanDuration;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSpec {
+    pub(crate) study: String,
+    #[serde(default)]
+    pub(crate) storage: Option<String>,
+    pub(crate) objective: RawObjective,
+    #[serde(default)]
+    pub(crate) sampler: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub(crate) pruner: Option<PrunerConfig>,
+    pub(crate) budget: RawBudget,
+    #[serde(default)]
+    pub(crate) devices: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub(crate) trial: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub(crate) command: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub(crate) pretrain: Option<serde_yaml::Value>,
+    pub(crate) params: serde_yaml::Value,
+    #[serde(default)]
+    pub(crate) compare: Option<String>,
+    #[serde(default)]
+    pub(crate) heartbeat: Option<RawHeartbeat>,
+    #[serde(default)]
+    pub(crate) reenqueue_stale: Option<bool>,
+    #[serde(default)]
+    pub(crate) kill_grace: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawObjective {
+    pub(crate) metric: String,
+    pub(crate) direction: Direction,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBudget {
+    pub(crate) trials: u64,
+    #[serde(default)]
+    pub(crate) timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub(crate) stop_at: Option<String>,
+    #[serde(default)]
+    pub(crate) target: Option<f64>,
+    #[serde(default)]
+    pub(crate) max_consecutive_failures: Option<u32>,
+    #[serde(default)]
+    pub(crate) trial_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub(crate) retries: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeartbeat {
+    #[serde(default)]
+    pub(crate) interval: Option<HumanDuration>,
+    #[serde(default)]
+    pub(crate) stale_after: Option<HumanDuration>,
+}

@@ -1,0 +1,682 @@
+//! The built-in trial's configuration, owned here so that a spec's `trial:` and `pretrain:` sections,
+//! `nightshift trial`'s flags and `nightshift check` agree on one set of names and ranges.
+//!
+//! - [`DataConfig`]: where the images come from and how the network sees them (trials and pretraining).
+//! - [`TrialConfig`]: a spec's `trial:` section; [`PretrainConfig`]: its `pretrain:` section.
+//! - [`Hyperparams`]: the searched hyperparameters, by the names search spaces use ([`HYPERPARAMETERS`]).
+//!
+//! Parse, then validate: serde reads each key (`deny_unknown_fields`; a misspelt key is refused with the
+//! nearest valid name), then the values are checked. Errors are [`Error::InvalidConfig`] naming the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE, read_model_config};
+use crate::data::{Augmentation, ImageDataset, Normalization, Split, image_folder_classes, load_idx_dir, load_image_folder};
+use crate::error::{Error, Result};
+use crate::model::{Arch, ModelConfig};
+use crate::train::{OptimizerKind, TrainConfig};
+
+/// Where the data comes from and how the network sees it: the keys `trial:` and `pretrain:` share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// IDX directory (train-images-idx3-ubyte[.gz], …) or image folder (root/<class>/*.png|jpg).
+    pub dataset: PathBuf,
+    /// Keep at most this many training images per class (few-shot).
+    pub per_class: Option<usize>,
+    /// Fraction of the training images held out, per class, for validation.
+    pub val_fraction: f64,
+    /// Architecture name ([`Arch::NAMES`]); a checkpoint given as `init` overrides it.
+    pub arch: String,
+    /// small-cnn: channels of the stem.
+    pub width: usize,
+    /// small-cnn: number of conv stages.
+    pub depth: usize,
+    /// Square input size; default: the dataset's own for small-cnn, 64 for ResNets, 224 for EfficientNet.
+    pub image_size: Option<usize>,
+    /// Input channels (1 or 3); default 1 for small-cnn, 3 otherwise.
+    pub channels: Option<usize>,
+    /// Random-crop padding in pixels for training augmentation (0 = off).
+    pub crop_padding: usize,
+    /// Random horizontal flips for training augmentation (not for digits).
+    pub hflip: bool,
+    /// Device (cpu, wgpu, wgpu:N, cuda:N); default: `$NIGHTSHIFT_DEVICE`, which a sweep sets per slot.
+    pub device: Option<String>,
+    /// Seed for the split, initialisation, shuffling and augmentation.
+    pub seed: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: PathBuf::from("data/fashion_mnist_100"),
+            per_class: None,
+            val_fraction: 0.2,
+            arch: "small-cnn".into(),
+            width: 16,
+            depth: 3,
+            image_size: None,
+            channels: None,
+            crop_padding: 0,
+            hflip: false,
+            device: None,
+            seed: 0,
+        }
+    }
+}
+
+impl DataConfig {
+    /// The keys of a section that belong to the data (a unit test keeps this list in step with the fields).
+    pub const KEYS: [&'static str; 12] = [
+        "dataset",
+        "per_class",
+        "val_fraction",
+        "arch",
+        "width",
+        "depth",
+        "image_size",
+        "channels",
+        "crop_padding",
+        "hflip",
+        "device",
+        "seed",
+    ];
+
+    /// Range checks of the values serde cannot express.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            return Err(Error::config("val_fraction", format!("must be in (0, 1), got {}", self.val_fraction)));
+        }
+        if self.per_class == Some(0) {
+            return Err(Error::config("per_class", "must be at least 1 (leave it out to keep every image)"));
+        }
+        if let Some(c) = self.channels
+            && c != 1
+            && c != 3
+        {
+            return Err(Error::config("channels", format!("must be 1 or 3, got {c}")));
+        }
+        if self.image_size == Some(0) {
+            return Err(Error::config("image_size", "must be at least 1"));
+        }
+        self.arch().map(drop)
+    }
+
+    /// The architecture a fresh network gets (`width`/`depth` apply to small-cnn).
+    pub fn arch(&self) -> Result<Arch> {
+        match Arch::from_name(&self.arch)? {
+            Arch::SmallCnn { .. } if self.width == 0 => Err(Error::config("width", "must be at least 1")),
+            Arch::SmallCnn { .. } if !(1..=6).contains(&self.depth) => {
+                Err(Error::config("depth", format!("must be in 1..=6, got {}", self.depth)))
+            }
+            Arch::SmallCnn { .. } => Ok(Arch::SmallCnn { width: self.width, depth: self.depth }),
+            other => Ok(other),
+        }
+    }
+
+    /// The training augmentation these options ask for.
+    pub fn augmentation(&self) -> Augmentation {
+        Augmentation { crop_padding: self.crop_padding, horizontal_flip: self.hflip }
+    }
+
+    fn is_idx_dir(&self) -> bool {
+        ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"].iter().any(|f| self.dataset.join(f).is_file())
+    }
+
+    /// The dataset's class names and native size, without keeping the images.
+    pub fn dataset_shape(&self) -> Result<(Vec<String>, [usize; 2])> {
+        if self.is_idx_dir() {
+            let d = load_idx_dir(&self.dataset, Split::Train)?;
+            Ok((d.class_names, [d.height, d.width]))
+        } else {
+            // Image folders are resized on load; their size is whatever the model asks for.
+            Ok((image_folder_classes(&self.dataset)?, [64, 64]))
+        }
+    }
+
+    /// The model description for a fresh network on this data, given the dataset's shape.
+    pub fn fresh_model_config(&self, num_classes: usize, native: [usize; 2], dropout: f64) -> Result<ModelConfig> {
+        let arch = self.arch()?;
+        let is_cnn = matches!(arch, Arch::SmallCnn { .. });
+        let channels = self.channels.unwrap_or(if is_cnn { 1 } else { 3 });
+        let default_size = match arch {
+            Arch::SmallCnn { .. } => native,
+            Arch::ResNet { .. } => [64, 64],
+            Arch::EfficientNetLite0 => [224, 224],
+        };
+        let size = self.image_size.map(|s| [s, s]).unwrap_or(default_size);
+        let normalization = if is_cnn { Normalization::centered(channels) } else { Normalization::imagenet() };
+        let config = ModelConfig {
+            arch,
+            num_classes,
+            in_channels: channels,
+            image_size: size,
+            dropout,
+            normalization,
+            class_names: vec![],
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads the images as `model` wants them: (train, validation, the test split when `with_test`).
+    pub fn load(&self, model: &ModelConfig, with_test: bool) -> Result<(ImageDataset, ImageDataset, Option<ImageDataset>)> {
+        let [h, w] = model.image_size;
+        let (full, test) = if self.is_idx_dir() {
+            let train = load_idx_dir(&self.dataset, Split::Train)?;
+            let test = if with_test { Some(load_idx_dir(&self.dataset, Split::Test)?) } else { None };
+            (train, test)
+        } else {
+            if with_test {
+                return Err(Error::config(
+                    "test",
+                    format!("needs an IDX dataset with t10k files; {} is an image folder", self.dataset.display()),
+                ));
+            }
+            (load_image_folder(&self.dataset, model.in_channels, h, w)?, None)
+        };
+        let full = match self.per_class {
+            Some(k) => full.per_class(k, self.seed)?,
+            None => full,
+        };
+        let (train, val) = full.stratified_split(self.val_fraction, self.seed)?;
+        let convert = |d: ImageDataset| d.converted(model.in_channels, h, w);
+        Ok((convert(train)?, convert(val)?, test.map(convert).transpose()?))
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        self.dataset = base.join(&self.dataset);
+    }
+}
+
+/// A spec's `trial:` section: one fine-tuning trial (the searched values come as [`Hyperparams`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialConfig {
+    pub data: DataConfig,
+    /// Pretrained weights to start from (a checkpoint directory, .safetensors or .pth); the head is replaced.
+    pub init: Option<PathBuf>,
+    /// Epochs when the hyperparameters do not set them.
+    pub epochs: usize,
+    /// Also evaluate the best model on the dataset's test split and report `test_accuracy`.
+    pub test: bool,
+    /// Do not wait for a continue/prune line after each report.
+    pub no_wait: bool,
+}
+
+/// The keys of `trial:` beyond [`DataConfig`]'s.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TrialKeys {
+    init: Option<PathBuf>,
+    epochs: Option<usize>,
+    test: bool,
+    no_wait: bool,
+}
+
+impl TrialConfig {
+    const KEYS: [&'static str; 4] = ["init", "epochs", "test", "no_wait"];
+
+    /// Reads and validates a `trial:` section; relative paths are resolved against `base`.
+    pub fn from_section(section: &Value, base: &Path) -> Result<Self> {
+        let (mut data, own) = read_section::<TrialKeys>(section, &Self::KEYS, "dataset, epochs, init, …")?;
+        data.validate()?;
+        data.resolve_paths(base);
+        let epochs = match own.epochs {
+            Some(e) if e >= 1 => e,
+            Some(_) => return Err(Error::config("epochs", "must be at least 1")),
+            None => return Err(Error::config("epochs", "missing (the number of epochs each trial trains at most)")),
+        };
+        Ok(Self { data, init: own.init.map(|p| base.join(p)), epochs, test: own.test, no_wait: own.no_wait })
+    }
+
+    /// The section again (paths as resolved), without the keys left at their defaults.
+    pub fn to_section(&self) -> Map<String, Value> {
+        let own = TrialKeys { init: self.init.clone(), epochs: Some(self.epochs), test: self.test, no_wait: self.no_wait };
+        let mut section = non_default_entries(&self.data);
+        section.extend(non_default_entries(&own));
+        section
+    }
+
+    /// The architecture trials train: the `init` checkpoint's when a model.json describes it (or, when
+    /// `init` is the output of `pretrain` and does not exist yet, the pretraining's), else the configured one.
+    pub fn arch(&self, pretrain: Option<&PretrainConfig>) -> Result<Arch> {
+        if let Some(init) = self.init.as_deref() {
+            if init.exists()
+                && let (_, Some(saved)) = checkpoint_files(init)?
+            {
+                return Ok(saved.arch);
+            }
+            if let Some(pretrain) = pretrain.filter(|p| p.out == init) {
+                return pretrain.data.arch();
+            }
+        }
+        self.data.arch()
+    }
+
+    /// Where to start from and the network's description: a pretrained checkpoint fixes the architecture
+    /// and input, and its head is rebuilt for `class_names`.
+    pub fn model_config(
+        &self,
+        class_names: Vec<String>,
+        native: [usize; 2],
+        dropout: f64,
+    ) -> Result<(Option<PathBuf>, ModelConfig)> {
+        let classes = class_names.len();
+        let (weights, base) = match &self.init {
+            Some(path) => {
+                let (weights, saved) = checkpoint_files(path)?;
+                let base = match saved {
+                    Some(c) => c,
+                    None => self.data.fresh_model_config(classes, native, dropout)?,
+                };
+                (Some(weights), base)
+            }
+            None => (None, self.data.fresh_model_config(classes, native, dropout)?),
+        };
+        let config = ModelConfig { num_classes: classes, dropout, class_names, ..base };
+        config.validate()?;
+        Ok((weights, config))
+    }
+}
+
+/// A spec's `pretrain:` section: a backbone trained once before the sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PretrainConfig {
+    pub data: DataConfig,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Checkpoint directory to write (model.safetensors + model.json).
+    pub out: PathBuf,
+}
+
+/// The keys of `pretrain:` beyond [`DataConfig`]'s, with their defaults.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct PretrainKeys {
+    epochs: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    weight_decay: f64,
+    out: Option<PathBuf>,
+}
+
+impl Default for PretrainKeys {
+    fn default() -> Self {
+        Self { epochs: 3, batch_size: 64, learning_rate: 2e-3, weight_decay: 1e-4, out: None }
+    }
+}
+
+impl PretrainConfig {
+    const KEYS: [&'static str; 5] = ["epochs", "batch_size", "learning_rate", "weight_decay", "out"];
+
+    /// The defaults of the keys beyond the data's, for a command line that leaves them out.
+    pub fn new(data: DataConfig, out: PathBuf) -> Self {
+        let d = PretrainKeys::default();
+        Self {
+            data,
+            epochs: d.epochs,
+            batch_size: d.batch_size,
+            learning_rate: d.learning_rate,
+            weight_decay: d.weight_decay,
+            out,
+        }
+    }
+
+    /// Reads and validates a `pretrain:` section; relative paths are resolved against `base`.
+    pub fn from_section(section: &Value, base: &Path) -> Result<Self> {
+        let (mut data, own) = read_section::<PretrainKeys>(section, &Self::KEYS, "dataset, epochs, out, …")?;
+        data.validate()?;
+        data.resolve_paths(base);
+        let Some(out) = own.out else {
+            return Err(Error::config(
+                "out",
+                "missing (the checkpoint directory the backbone is saved to, e.g. ../reports/backbone)",
+            ));
+        };
+        let config = Self {
+            data,
+            epochs: own.epochs,
+            batch_size: own.batch_size,
+            learning_rate: own.learning_rate,
+            weight_decay: own.weight_decay,
+            out: base.join(out),
+        };
+        config.train_config()?;
+        Ok(config)
+    }
+
+    /// The section again (paths as resolved), without the keys left at their defaults.
+    pub fn to_section(&self) -> Map<String, Value> {
+        let own = PretrainKeys {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            out: Some(self.out.clone()),
+        };
+        let mut section = non_default_entries(&self.data);
+        section.extend(non_default_entries(&own));
+        section
+    }
+
+    /// The validated training configuration of the pretraining.
+    pub fn train_config(&self) -> Result<TrainConfig> {
+        let mut config = TrainConfig::new(self.epochs, self.batch_size, self.learning_rate);
+        config.weight_decay = self.weight_decay;
+        config.seed = self.data.seed;
+        config.augmentation = self.data.augmentation();
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The searched hyperparameters, exactly as search spaces name them ([`HYPERPARAMETERS`]); each one not
+/// given keeps its default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hyperparams {
+    pub learning_rate: Option<f64>,
+    pub batch_size: Option<usize>,
+    pub dropout: Option<f64>,
+    pub epochs: Option<usize>,
+    pub weight_decay: Option<f64>,
+    pub freeze_depth: Option<usize>,
+    /// "adamw" or "sgd".
+    pub optimizer: Option<String>,
+    pub momentum: Option<f64>,
+    pub warmup_fraction: Option<f64>,
+}
+
+/// The names of the hyperparameters the built-in trainer accepts.
+pub const HYPERPARAMETERS: [&str; 9] = [
+    "learning_rate",
+    "batch_size",
+    "dropout",
+    "epochs",
+    "weight_decay",
+    "freeze_depth",
+    "optimizer",
+    "momentum",
+    "warmup_fraction",
+];
+
+/// The optimizers `optimizer` may name.
+pub const OPTIMIZERS: [&str; 2] = ["adamw", "sgd"];
+
+impl Hyperparams {
+    /// Reads a JSON object of hyperparameters. Integers may arrive as floats (2.0) from samplers that only
+    /// know numbers.
+    pub fn from_json(value: Value) -> Result<Self> {
+        let Value::Object(mut map) = value else {
+            return Err(Error::config("hyperparameters", format!("expected a JSON object, found {value}")));
+        };
+        for (key, value) in map.iter_mut() {
+            if !HYPERPARAMETERS.contains(&key.as_str()) {
+                return Err(unknown_key(key, &HYPERPARAMETERS, "the built-in trainer has no hyperparameter"));
+            }
+            if ["batch_size", "epochs", "freeze_depth"].contains(&key.as_str())
+                && let Some(f) = value.as_f64()
+                && f.fract() == 0.0
+                && f >= 0.0
+            {
+                *value = Value::from(f as u64);
+            }
+            typed_key::<Self>(key, value)?;
+        }
+        serde_json::from_value(Value::Object(map)).map_err(|e| Error::config("hyperparameters", e.to_string()))
+    }
+
+    /// Checks one value a search space can give `name`, for a model with `stages` freezable stages.
+    pub fn check_value(name: &str, value: &Value, stages: usize) -> Result<()> {
+        Self::from_json(Value::Object(Map::from_iter([(name.to_string(), value.clone())])))?.validate(stages)
+    }
+
+    /// The ranges: learning_rate > 0, batch_size ≥ 1, 0 ≤ dropout < 1, weight_decay ≥ 0,
+    /// freeze_depth ≤ `stages`, a known optimizer, 0 ≤ momentum < 1, 0 ≤ warmup_fraction < 1.
+    pub fn validate(&self, stages: usize) -> Result<()> {
+        self.train_config(1, &DataConfig::default())?;
+        if let Some(d) = self.dropout
+            && !(0.0..1.0).contains(&d)
+        {
+            return Err(Error::config("dropout", format!("must be in [0, 1), got {d}")));
+        }
+        if let Some(m) = self.momentum
+            && !(0.0..1.0).contains(&m)
+        {
+            return Err(Error::config("momentum", format!("must be in [0, 1), got {m}")));
+        }
+        match self.freeze_depth {
+            Some(d) if d > stages => {
+                Err(Error::config("freeze_depth", format!("is {d} but the model has {stages} stages (valid: 0 to {stages})")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Dropout before the head (default 0).
+    pub fn dropout(&self) -> f64 {
+        self.dropout.unwrap_or(0.0)
+    }
+
+    /// The validated training configuration: these values over the defaults, with the data's seed and
+    /// augmentation; `default_epochs` unless `epochs` is searched.
+    pub fn train_config(&self, default_epochs: usize, data: &DataConfig) -> Result<TrainConfig> {
+        let mut config = TrainConfig::new(
+            self.epochs.unwrap_or(default_epochs),
+            self.batch_size.unwrap_or(64),
+            self.learning_rate.unwrap_or(1e-3),
+        );
+        config.weight_decay = self.weight_decay.unwrap_or(0.0);
+        config.freeze_depth = self.freeze_depth.unwrap_or(0);
+        config.seed = data.seed;
+        if let Some(w) = self.warmup_fraction {
+            config.warmup_fraction = w;
+        }
+        config.optimizer = match self.optimizer.as_deref() {
+            None | Some("adamw") => OptimizerKind::AdamW,
+            Some("sgd") => OptimizerKind::Sgd { momentum: self.momentum.unwrap_or(0.9) },
+            Some(other) => {
+                return Err(unknown_key(other, &OPTIMIZERS, "unknown optimizer").renamed("optimizer"));
+            }
+        };
+        config.augmentation = data.augmentation();
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Finds weights and (when present) the model.json of a checkpoint path: a checkpoint directory, or a
+/// weight file with or without a model.json beside it.
+pub fn checkpoint_files(path: &Path) -> Result<(PathBuf, Option<ModelConfig>)> {
+    if path.is_dir() {
+        return Ok((path.join(WEIGHTS_FILE), Some(read_model_config(path)?)));
+    }
+    let sibling = path.with_file_name(CONFIG_FILE);
+    let config = if sibling.is_file() { Some(read_model_config(&sibling)?) } else { None };
+    Ok((path.to_path_buf(), config))
+}
+
+/// The valid name nearest to a misspelt one, when one is near enough to be meant.
+pub fn did_you_mean<'a>(word: &str, valid: &[&'a str]) -> Option<&'a str> {
+    valid
+        .iter()
+        .map(|v| (strsim::jaro_winkler(word, v), *v))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, v)| v)
+}
+
+/// "`what` `word`: did you mean `x`? (valid: a, b, c)".
+fn unknown_key(word: &str, valid: &[&str], what: &str) -> Error {
+    let hint = did_you_mean(word, valid).map(|v| format!(": did you mean `{v}`?")).unwrap_or_default();
+    Error::config(word, format!("{what} `{word}`{hint} (valid: {})", valid.join(", ")))
+}
+
+impl Error {
+    /// The same error about another field (an unknown value is reported at the key that holds it).
+    fn renamed(self, field: &str) -> Self {
+        match self {
+            Error::InvalidConfig { reason, .. } => Error::InvalidConfig { field: field.to_string(), reason },
+            other => other,
+        }
+    }
+}
+
+/// Reads a section whose keys belong either to [`DataConfig`] or to `Own` (both `deny_unknown_fields`, every
+/// field defaulted), one key at a time so that an error names its key.
+fn read_section<Own: DeserializeOwned>(section: &Value, own_keys: &[&str], example: &str) -> Result<(DataConfig, Own)> {
+    let Value::Object(map) = section else {
+        return Err(Error::config("", format!("expected a mapping ({example}), found {section}")));
+    };
+    let (mut data, mut own) = (Map::new(), Map::new());
+    for (key, value) in map {
+        let target = if DataConfig::KEYS.contains(&key.as_str()) {
+            typed_key::<DataConfig>(key, value)?;
+            &mut data
+        } else if own_keys.contains(&key.as_str()) {
+            typed_key::<Own>(key, value)?;
+            &mut own
+        } else {
+            let valid: Vec<&str> = DataConfig::KEYS.iter().chain(own_keys).copied().collect();
+            return Err(unknown_key(key, &valid, "unknown key"));
+        };
+        target.insert(key.clone(), value.clone());
+    }
+    let whole = |e: serde_json::Error, what: &str| Error::config("", format!("{what}: {e}"));
+    let data = serde_json::from_value(Value::Object(data)).map_err(|e| whole(e, "data keys"))?;
+    let own = serde_json::from_value(Value::Object(own)).map_err(|e| whole(e, "keys"))?;
+    Ok((data, own))
+}
+
+/// Deserialises `{key: value}` alone into `T` (whose other fields default), so that a type error names `key`.
+fn typed_key<T: DeserializeOwned>(key: &str, value: &Value) -> Result<()> {
+    let single = Value::Object(Map::from_iter([(key.to_string(), value.clone())]));
+    serde_json::from_value::<T>(single).map(drop).map_err(|e| Error::config(key, e.to_string()))
+}
+
+/// The fields of `value` that differ from `T::default()`'s, so that a section written back (or turned into
+/// flags) says only what was chosen.
+fn non_default_entries<T: Serialize + Default>(value: &T) -> Map<String, Value> {
+    let as_map = |v: &T| match serde_json::to_value(v) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let defaults = as_map(&T::default());
+    as_map(value).into_iter().filter(|(k, v)| !v.is_null() && defaults.get(k) != Some(v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn trial(section: Value) -> Result<TrialConfig> {
+        TrialConfig::from_section(&section, Path::new("/spec"))
+    }
+
+    fn refused(result: Result<impl std::fmt::Debug>) -> (String, String) {
+        match result.expect_err("should be refused") {
+            Error::InvalidConfig { field, reason } => (field, reason),
+            other => panic!("not a config error: {other}"),
+        }
+    }
+
+    #[test]
+    fn data_keys_match_the_fields() {
+        let Value::Object(map) = serde_json::to_value(DataConfig::default()).unwrap() else { panic!() };
+        assert_eq!(map.keys().map(String::as_str).collect::<Vec<_>>(), DataConfig::KEYS);
+        let Value::Object(map) = serde_json::to_value(TrialKeys::default()).unwrap() else { panic!() };
+        assert_eq!(map.keys().map(String::as_str).collect::<Vec<_>>(), TrialConfig::KEYS);
+        let Value::Object(map) = serde_json::to_value(PretrainKeys::default()).unwrap() else { panic!() };
+        assert_eq!(map.keys().map(String::as_str).collect::<Vec<_>>(), PretrainConfig::KEYS);
+        let Value::Object(map) = serde_json::to_value(Hyperparams::default()).unwrap() else { panic!() };
+        assert_eq!(map.keys().map(String::as_str).collect::<Vec<_>>(), HYPERPARAMETERS);
+    }
+
+    #[test]
+    fn a_trial_section_reads_resolves_and_writes_back_what_was_chosen() {
+        let config = trial(json!({"dataset": "data/x", "init": "/abs/ckpt", "epochs": 3, "hflip": true, "seed": 0})).unwrap();
+        assert_eq!(config.data.dataset, Path::new("/spec/data/x"));
+        assert_eq!(config.init.as_deref(), Some(Path::new("/abs/ckpt")));
+        assert_eq!((config.epochs, config.data.hflip, config.test), (3, true, false));
+        let section = config.to_section();
+        assert_eq!(Value::Object(section), json!({"dataset": "/spec/data/x", "hflip": true, "init": "/abs/ckpt", "epochs": 3}));
+    }
+
+    #[test]
+    fn trial_section_mistakes_name_the_key_and_the_valid_values() {
+        let (field, reason) = refused(trial(json!({"datset": "d", "epochs": 3})));
+        assert_eq!(field, "datset");
+        assert!(reason.contains("did you mean `dataset`?") && reason.contains("valid: dataset, per_class"), "{reason}");
+        let (field, reason) = refused(trial(json!({"arch": "resnet19", "epochs": 3})));
+        assert_eq!(field, "arch");
+        assert!(reason.contains("did you mean `resnet18`?") && reason.contains("efficientnet-lite0"), "{reason}");
+        let (field, reason) = refused(trial(json!({"epochs": "three"})));
+        assert_eq!(field, "epochs");
+        assert!(reason.contains("expected usize"), "{reason}");
+        let (field, reason) = refused(trial(json!({"dataset": "d"})));
+        assert_eq!((field.as_str(), reason.contains("missing")), ("epochs", true), "{reason}");
+        assert_eq!(refused(trial(json!({"epochs": 1, "val_fraction": 1.5}))).0, "val_fraction");
+        assert_eq!(refused(trial(json!({"epochs": 1, "depth": 9}))).0, "depth");
+        assert_eq!(refused(trial(json!(["dataset"]))).0, "");
+    }
+
+    #[test]
+    fn hyperparameter_names_and_ranges() {
+        let check = |name: &str, value: Value| Hyperparams::check_value(name, &value, 3);
+        for (name, value) in [
+            ("learning_rate", json!(1e-3)),
+            ("batch_size", json!(1)),
+            ("batch_size", json!(32.0)),
+            ("dropout", json!(0.0)),
+            ("weight_decay", json!(0.0)),
+            ("freeze_depth", json!(3)),
+            ("optimizer", json!("sgd")),
+        ] {
+            assert!(check(name, value.clone()).is_ok(), "{name} = {value}");
+        }
+        for (name, value, expect) in [
+            ("learning_rat", json!(0.1), "did you mean `learning_rate`?"),
+            ("learning_rate", json!(-0.1), "must be positive"),
+            ("learning_rate", json!(0.0), "must be positive"),
+            ("batch_size", json!(0), "at least 1"),
+            ("dropout", json!(1.0), "[0, 1)"),
+            ("dropout", json!(-0.1), "[0, 1)"),
+            ("weight_decay", json!(-1e-4), ">= 0"),
+            ("freeze_depth", json!(4), "the model has 3 stages (valid: 0 to 3)"),
+            ("optimizer", json!("adam"), "did you mean `adamw`?"),
+            ("momentum", json!(1.0), "[0, 1)"),
+        ] {
+            let (field, reason) = refused(check(name, value.clone()));
+            assert!(reason.contains(expect), "{name} = {value}: {field}: {reason}");
+            assert_eq!(field, name, "{reason}");
+        }
+    }
+
+    #[test]
+    fn the_trained_architecture_follows_init_then_pretraining() {
+        let data = DataConfig { depth: 2, ..DataConfig::default() };
+        let config = TrialConfig { data, init: None, epochs: 1, test: false, no_wait: false };
+        assert_eq!(config.arch(None).unwrap(), Arch::SmallCnn { width: 16, depth: 2 });
+        let init = PathBuf::from("/nonexistent/backbone");
+        let pretrain = PretrainConfig::new(DataConfig { arch: "resnet18".into(), ..DataConfig::default() }, init.clone());
+        let config = TrialConfig { init: Some(init), ..config };
+        assert_eq!(config.arch(Some(&pretrain)).unwrap().num_stages(), 4);
+        assert_eq!(config.arch(None).unwrap().num_stages(), 2);
+    }
+
+    #[test]
+    fn a_pretrain_section_needs_out() {
+        let config = PretrainConfig::from_section(&json!({"dataset": "m", "epochs": 2, "out": "b"}), Path::new("/s")).unwrap();
+        assert_eq!((config.out.as_path(), config.epochs, config.batch_size), (Path::new("/s/b"), 2, 64));
+        assert_eq!(Value::Object(config.to_section()), json!({"dataset": "/s/m", "epochs": 2, "out": "/s/b"}));
+        assert_eq!(refused(PretrainConfig::from_section(&json!({"dataset": "m"}), Path::new("/s"))).0, "out");
+        assert_eq!(refused(PretrainConfig::from_section(&json!({"out": "b", "batch_size": 0}), Path::new("/s"))).0, "batch_size");
+    }
+}
