@@ -1,7 +1,7 @@
 //! Printing studies and trials as aligned tables or JSON.
 
 use clap::ValueEnum;
-use nightshift_search::{FAIL_REASON_ATTR, FrozenTrial, StudyRecord, TrialState};
+use nightshift_search::{FrozenTrial, StudyRecord, TrialState};
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -60,7 +60,7 @@ pub fn trials_table(trials: &[FrozenTrial]) -> String {
             row.extend(names.iter().map(|n| t.params.get(*n).map(|v| v.to_string()).unwrap_or_default()));
             row.push(t.duration().map(|d| format!("{d:.3}")).unwrap_or_default());
             if t.state == TrialState::Fail
-                && let Some(reason) = t.system_attrs.get(FAIL_REASON_ATTR).and_then(Value::as_str)
+                && let Some(reason) = t.system_attrs.get(nightshift_search::attrs::FAIL_REASON).and_then(Value::as_str)
             {
                 row.last_mut().expect("rows end with the duration").push_str(&format!("  ({reason})"));
             }

@@ -161,8 +161,12 @@ impl Observer for ConsoleProgress {
                 }
                 self.slot_bar(slot.index, "idle".into());
                 let value = trial.value.map(fmt_value).unwrap_or_else(|| "—".into());
-                let reason =
-                    trial.system_attrs.get("fail_reason").and_then(|r| r.as_str()).map(|r| format!(": {r}")).unwrap_or_default();
+                let reason = trial
+                    .system_attrs
+                    .get(nightshift_search::attrs::FAIL_REASON)
+                    .and_then(|r| r.as_str())
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
                 let line = format!("trial {} {} value {value}{reason}", trial.number, trial.state);
                 match &self.mode {
                     Mode::Bars { overall, .. } => {

@@ -137,7 +137,10 @@ pub fn run(cmd: RunCommand) -> Result<()> {
             let store = open(&url)?;
             let record = store.load_study(&study)?;
             let trials = store.trials(record.id, None)?;
-            let spec = record.user_attrs.get("spec").and_then(|s| Spec::from_stored(s, &BuiltinTrial::this_binary()).ok());
+            let spec = record
+                .user_attrs
+                .get(nightshift_search::attrs::STUDY_SPEC)
+                .and_then(|s| Spec::from_stored(s, &BuiltinTrial::this_binary()).ok());
             let out = match out {
                 Some(out) => out,
                 None => PathBuf::from("reports").join(path_safe(&study)?),
@@ -158,7 +161,10 @@ fn path_safe(study: &str) -> Result<&str> {
 /// The spec stored with `study` by `nightshift run`, pointed at `url`.
 fn stored_spec(url: &str, study: &str) -> Result<Spec> {
     let record = open(url)?.load_study(study)?;
-    let stored = record.user_attrs.get("spec").ok_or_else(|| nightshift_orchestrator::Error::NoStoredSpec(study.to_string()))?;
+    let stored = record
+        .user_attrs
+        .get(nightshift_search::attrs::STUDY_SPEC)
+        .ok_or_else(|| nightshift_orchestrator::Error::NoStoredSpec(study.to_string()))?;
     let mut spec =
         Spec::from_stored(stored, &BuiltinTrial::this_binary()).context("the spec stored with the study no longer validates")?;
     spec.storage = url.to_string();

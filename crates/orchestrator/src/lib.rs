@@ -55,8 +55,8 @@ pub use fault::{FAULT_POINT_ENV, fault_point};
 pub use pool::{Device, DevicePool, Slot};
 pub use process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, decide, kill_leftovers, run_trial};
 pub use run::{
-    Event, NoObserver, Observer, RETRY_OF_ATTR, ReportHook, RunOptions, RunSummary, Shutdown, ShutdownLevel, ShutdownTrigger,
-    StopReason, TrialTiming, budget_used, next_stratum, run, until_clock,
+    Event, NoObserver, Observer, ReportHook, RunOptions, RunSummary, Shutdown, ShutdownLevel, ShutdownTrigger, StopReason,
+    TrialTiming, budget_used, next_stratum, run, until_clock,
 };
 pub use spec::{
     Budget, BuiltinSections, BuiltinTrainer, Compare, DeviceSpec, FieldError, GpuBackend, Heartbeat, NoBuiltinTrainer, Objective,

@@ -58,6 +58,6 @@ pub use sampler::{
     SamplingContext, TpeConfig, TpeSampler,
 };
 pub use space::{Distribution, ParamValue, Params, SearchSpace};
-pub use storage::{FAIL_REASON_ATTR, InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
+pub use storage::{InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
 pub use study::{Study, TellOutcome, best_of};
 pub use trial::{Direction, FrozenTrial, TrialState, now_unix};

@@ -1,6 +1,7 @@
 //! When the sweep stops: the budget (re-runs replace the trials they retry), `timeout`/`stop_at`, the
 //! target, and the strata of `compare:`.
 
+use nightshift_search::attrs;
 use std::collections::HashSet;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -13,7 +14,6 @@ use crate::spec::{Budget, Spec};
 
 /// System attribute on a re-run trial naming the trial it replaces (which then no longer counts
 /// toward the budget).
-pub const RETRY_OF_ATTR: &str = "retry_of";
 
 /// Why a run ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,7 +52,7 @@ impl fmt::Display for StopReason {
 
 /// Trials that count toward the budget: everything but WAITING trials and trials replaced by a re-run.
 pub fn budget_used(trials: &[FrozenTrial]) -> u64 {
-    let replaced: HashSet<u64> = trials.iter().filter_map(|t| t.system_attrs.get(RETRY_OF_ATTR)?.as_u64()).collect();
+    let replaced: HashSet<u64> = trials.iter().filter_map(|t| t.system_attrs.get(attrs::RETRY_OF)?.as_u64()).collect();
     trials.iter().filter(|t| t.state != TrialState::Waiting && !replaced.contains(&t.number)).count() as u64
 }
 
@@ -92,7 +92,7 @@ pub fn next_stratum<'a>(
     param: &str,
     values: &'a [nightshift_search::ParamValue],
 ) -> &'a nightshift_search::ParamValue {
-    let replaced: HashSet<u64> = trials.iter().filter_map(|t| t.system_attrs.get(RETRY_OF_ATTR)?.as_u64()).collect();
+    let replaced: HashSet<u64> = trials.iter().filter_map(|t| t.system_attrs.get(attrs::RETRY_OF)?.as_u64()).collect();
     let count = |v: &nightshift_search::ParamValue| {
         trials.iter().filter(|t| !replaced.contains(&t.number) && t.params.get(param) == Some(v)).count()
     };
@@ -124,7 +124,7 @@ mod tests {
     fn budget_skips_waiting_and_replaced_trials() {
         let mut trials = vec![trial(0, TrialState::Complete, 0), trial(1, TrialState::Fail, 1), trial(2, TrialState::Waiting, 1)];
         assert_eq!(budget_used(&trials), 2);
-        trials[2].system_attrs.insert(RETRY_OF_ATTR.into(), 1.into());
+        trials[2].system_attrs.insert(attrs::RETRY_OF.into(), 1.into());
         assert_eq!(budget_used(&trials), 1, "trial 1 is replaced by its re-run, which is still waiting");
         trials[2].state = TrialState::Running;
         assert_eq!(budget_used(&trials), 2);

@@ -1,6 +1,7 @@
 //! One trial from ask to record: ask the study (with `compare:` strata and re-runs), build its command and
 //! environment, judge its reports, record its outcome; and stale trials of dead orchestrators.
 
+use nightshift_search::attrs;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Instant;
 use nightshift_search::{Error as SearchError, FrozenTrial, Params, Study, TellOutcome, TrialState, now_unix};
 use serde_json::Value;
 
-use super::budget::{RETRY_OF_ATTR, budget_used, next_stratum};
+use super::budget::{budget_used, next_stratum};
 use super::events::{Event, Observer};
 use super::{RunOptions, blocking};
 use crate::error::{Error, Result};
@@ -33,7 +34,7 @@ impl Judge for StudyJudge {
         crate::fault_point("mid-trial");
         if !report.metrics.is_empty() {
             let metrics: serde_json::Map<String, Value> = report.metrics.clone().into_iter().collect();
-            let _ = self.study.storage().set_trial_attr(self.trial_id, "metrics", &Value::Object(metrics), true);
+            let _ = self.study.storage().set_trial_attr(self.trial_id, attrs::METRICS, &Value::Object(metrics), true);
         }
         self.observer.event(&Event::TrialReport { slot: self.slot, number: self.number, step: report.step, value });
         let prune = self.study.should_prune(self.number).map_err(|e| format!("cannot ask the pruner: {e}"))?;
@@ -70,9 +71,9 @@ pub(super) async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTr
         let trial = study.ask_fixed(&space, &fixed.unwrap_or_default(), Some(max_trials), true)?;
         crate::fault_point("during-ask");
         let storage = study.storage();
-        storage.set_trial_attr(trial.id, "device", &slot.device.to_string().into(), true)?;
-        storage.set_trial_attr(trial.id, "slot", &slot.index.into(), true)?;
-        storage.set_trial_attr(trial.id, "start", &now_unix().into(), true)?;
+        storage.set_trial_attr(trial.id, attrs::DEVICE, &slot.device.to_string().into(), true)?;
+        storage.set_trial_attr(trial.id, attrs::SLOT, &slot.index.into(), true)?;
+        storage.set_trial_attr(trial.id, attrs::START, &now_unix().into(), true)?;
         Ok(storage.trial(study.record().id, trial.number)?)
     })
     .await?
@@ -114,9 +115,9 @@ fn requeue(study: &Study, trial: &FrozenTrial) -> Result<FrozenTrial> {
         .collect();
     let new = study.enqueue(&params)?;
     let storage = study.storage();
-    storage.set_trial_attr(new.id, RETRY_OF_ATTR, &trial.number.into(), true)?;
-    let attempt = trial.system_attrs.get("attempt").and_then(Value::as_u64).unwrap_or(0) + 1;
-    storage.set_trial_attr(new.id, "attempt", &attempt.into(), true)?;
+    storage.set_trial_attr(new.id, attrs::RETRY_OF, &trial.number.into(), true)?;
+    let attempt = trial.system_attrs.get(attrs::ATTEMPT).and_then(Value::as_u64).unwrap_or(0) + 1;
+    storage.set_trial_attr(new.id, attrs::ATTEMPT, &attempt.into(), true)?;
     Ok(new)
 }
 
@@ -135,17 +136,17 @@ pub(super) async fn record_outcome(
         let storage = study.storage();
         let set = |k: &str, v: Value| storage.set_trial_attr(trial_id, k, &v, true);
         let attrs = (|| -> nightshift_search::Result<()> {
-            set("end", now_unix().into())?;
+            set(attrs::END, now_unix().into())?;
             if let Some(e) = epochs {
-                set("epochs", e.into())?;
+                set(attrs::EPOCHS, e.into())?;
             }
             if let Some(exit) = exit {
-                set("exit", exit.into())?;
+                set(attrs::EXIT, exit.into())?;
             }
             if let Outcome::Complete { metrics, .. } = &outcome
                 && !metrics.is_empty()
             {
-                set("metrics", Value::Object(metrics.clone().into_iter().collect()))?;
+                set(attrs::METRICS, Value::Object(metrics.clone().into_iter().collect()))?;
             }
             Ok(())
         })();

@@ -6,6 +6,7 @@
 //! to stop ([`StopReason`]); `shutdown.rs` holds the two-stage [`Shutdown`]; `events.rs` what a display
 //! is told ([`Event`], [`Observer`]).
 
+use nightshift_search::attrs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ mod launch;
 mod shutdown;
 mod sweep;
 
-pub use budget::{RETRY_OF_ATTR, StopReason, budget_used, next_stratum, until_clock};
+pub use budget::{StopReason, budget_used, next_stratum, until_clock};
 pub use events::{Event, NoObserver, Observer, ReportHook};
 pub use shutdown::{Shutdown, ShutdownLevel, ShutdownTrigger};
 
@@ -120,7 +121,7 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, sh
             pruner: spec.pruner.clone(),
             search_space: Some(spec.space.clone()),
             // Stored with the study in the same step, so `resume` works however early a crash comes.
-            user_attrs: [("spec".to_string(), spec.to_stored())].into(),
+            user_attrs: [(attrs::STUDY_SPEC.to_string(), spec.to_stored())].into(),
         };
         let storage = storage.clone();
         Arc::new(blocking(move || Study::create_or_load(storage, &new)).await??)
@@ -144,7 +145,7 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, sh
     observer.event(&Event::Notice(&sampler_line));
     {
         let (storage, stored) = (storage.clone(), spec.to_stored());
-        blocking(move || storage.set_study_user_attr(record.id, "spec", &stored)).await??;
+        blocking(move || storage.set_study_user_attr(record.id, attrs::STUDY_SPEC, &stored)).await??;
     }
 
     // Trials whose orchestrator died: fail them (once, even with several workers) and maybe re-run.

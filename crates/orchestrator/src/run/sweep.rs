@@ -1,6 +1,7 @@
 //! [`Sweep`]: the state of one run and one method per event — a slot is free, a trial finished, the
 //! heartbeat ticked, a shutdown was requested — driven by [`Sweep::drive`].
 
+use nightshift_search::attrs;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -158,7 +159,7 @@ impl<'a> Sweep<'a> {
 
     /// Spawns the process of an asked trial on `slot`.
     fn start(&mut self, trial: FrozenTrial, slot: crate::pool::Slot, launched: Instant) -> Result<()> {
-        let attempt = trial.system_attrs.get("attempt").and_then(Value::as_u64).unwrap_or(0);
+        let attempt = trial.system_attrs.get(attrs::ATTEMPT).and_then(Value::as_u64).unwrap_or(0);
         let launch = build_launch(self.spec, self.options, &trial, slot, self.cpu_threads)?;
         self.observer.event(&Event::TrialStarted { slot, trial: &trial });
         tracing::info!(trial = trial.number, device = %slot.device, slot = slot.index, params = %json!(trial.params), "trial started");
@@ -213,7 +214,7 @@ impl<'a> Sweep<'a> {
                 }
             }
         }
-        let fail_reason = finished.system_attrs.get("fail_reason");
+        let fail_reason = finished.system_attrs.get(attrs::FAIL_REASON);
         tracing::info!(trial = number, state = %finished.state, value = ?finished.value, reason = ?fail_reason, "trial finished");
         self.observer.event(&Event::TrialFinished { slot: r.slot, trial: &finished });
         if self.consecutive_failures >= self.spec.budget.max_consecutive_failures && self.stop.is_none() {

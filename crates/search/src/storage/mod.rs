@@ -189,7 +189,3 @@ pub trait Storage: Send + Sync {
     /// All trials of a study, ordered by number, optionally only those in `states`.
     fn trials(&self, study_id: i64, states: Option<&[TrialState]>) -> Result<Vec<FrozenTrial>>;
 }
-
-/// The system attribute holding why a trial failed: [`attrs::FAIL_REASON`] under the name callers
-/// used before the keys had a module of their own.
-pub use attrs::FAIL_REASON as FAIL_REASON_ATTR;
