@@ -14,6 +14,7 @@
 //! - [`Storage`] (`storage/`): the persistence seam, with [`InMemoryStorage`]; the SQLite and
 //!   PostgreSQL backends live in `nightshift-store` and pass the same [`testing`] suite.
 //! - [`Study`] (`study.rs`): ask / tell / report / should_prune / best trial.
+//! - [`python_json`]: reading JSON as Python writes it (bare `NaN`, `Infinity`).
 //!
 //! ## Example
 //! ```
@@ -32,6 +33,7 @@
 
 mod error;
 pub mod pruner;
+pub mod python_json;
 pub mod sampler;
 pub mod space;
 pub mod storage;

@@ -11,6 +11,8 @@
 //!   transactions, busy timeout plus retry, so many processes can ask and tell on one file.
 //! - [`PostgresStorage`] (`postgres.rs`): one database for workers on many machines; row locks,
 //!   `FOR UPDATE SKIP LOCKED` claiming, retried serialization failures.
+//! - [`optuna`] (`optuna/`): Python Optuna's JournalStorage file (written and read) and RDB SQLite
+//!   file (read), for `nightshift export` / `nightshift import`.
 //! - [`SCHEMA_VERSION`] (`schema.rs`): the tables and their migrations.
 //! - [`Error`] (`error.rs`): what went wrong, naming the file and the operation; it becomes
 //!   [`nightshift_search::Error::Storage`] at the trait boundary.
@@ -38,6 +40,7 @@
 
 mod attempt;
 mod error;
+pub mod optuna;
 mod postgres;
 mod schema;
 mod sqlite;
