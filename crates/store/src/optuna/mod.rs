@@ -20,7 +20,7 @@ pub mod rdb;
 use std::collections::BTreeMap;
 
 use nightshift_search::{
-    Direction, Distribution, FrozenTrial, ParamValue, PrunerConfig, SamplerConfig, SearchSpace, StudyRecord, TrialState,
+    Direction, Distribution, FrozenTrial, PrunerConfig, SamplerConfig, SearchSpace, StudyRecord, TrialState,
 };
 use serde_json::{Value, json};
 
@@ -409,6 +409,8 @@ pub fn parse_datetime(text: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use nightshift_search::ParamValue;
+
     use super::*;
 
     #[test]
