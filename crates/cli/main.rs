@@ -1,6 +1,7 @@
 //! `nightshift`: the command-line entry point. Each subcommand is a thin layer that wires the
 //! crates together; errors become one message on stderr and exit code 1 (2 for usage errors).
 
+mod interop_cmds;
 mod output;
 mod progress;
 mod run_cmds;
@@ -31,6 +32,8 @@ enum Command {
     Run(run_cmds::RunCommand),
     #[command(flatten)]
     Train(train::TrainCommand),
+    #[command(flatten)]
+    Interop(interop_cmds::InteropCommand),
 }
 
 fn main() {
@@ -46,6 +49,7 @@ fn main() {
         }
         Command::Run(cmd) => run_cmds::run(cmd),
         Command::Train(cmd) => train::run(cmd),
+        Command::Interop(cmd) => interop_cmds::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {}", error_message(&e));

@@ -15,6 +15,7 @@
 //!   PostgreSQL backends live in `nightshift-store` and pass the same [`testing`] suite.
 //!   [`attrs`] names the trial attribute keys every crate writes and reads (`device`, `slot`, …).
 //! - [`Study`] (`study.rs`): ask / tell / report / should_prune / best trial.
+//! - [`python_json`]: reading JSON as Python writes it (bare `NaN`, `Infinity`).
 //!
 //! ## Example
 //! ```
@@ -37,6 +38,8 @@ mod error;
 /// Pruners: when to stop a trial early.
 pub mod pruner;
 /// Samplers: what to try next.
+/// Reading JSON as Python writes it (bare `NaN`, `Infinity`).
+pub mod python_json;
 pub mod sampler;
 /// Search spaces and parameter values.
 pub mod space;

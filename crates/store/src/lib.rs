@@ -14,6 +14,8 @@
 //!   `FOR UPDATE SKIP LOCKED` claiming, retried serialization failures.
 //! - `codec.rs`: what both SQL backends share, values to stored text and rows back to studies and
 //!   trials; `attempt.rs`: one transaction attempt's failure and the retry backoff.
+//! - [`optuna`] (`optuna/`): Python Optuna's JournalStorage file (written and read) and RDB SQLite
+//!   file (read), for `nightshift export` / `nightshift import`.
 //! - [`SCHEMA_VERSION`] (`schema.rs`): the tables and their migrations.
 //! - [`Error`] (`error.rs`): what went wrong, naming the file and the operation; at the trait
 //!   boundary it travels inside [`nightshift_search::Error::Storage`] as its typed source.
@@ -44,6 +46,7 @@
 mod attempt;
 mod codec;
 mod error;
+pub mod optuna;
 mod postgres;
 mod schema;
 mod sqlite;
