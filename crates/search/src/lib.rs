@@ -37,9 +37,9 @@
 mod error;
 /// Pruners: when to stop a trial early.
 pub mod pruner;
-/// Samplers: what to try next.
 /// Reading JSON as Python writes it (bare `NaN`, `Infinity`).
 pub mod python_json;
+/// Samplers: what to try next.
 pub mod sampler;
 /// Search spaces and parameter values.
 pub mod space;
