@@ -85,7 +85,9 @@ pub fn optuna_python(test: &str) -> Option<PathBuf> {
             skip(
                 test,
                 &format!("a Python with optuna 5.0 (tried {})", candidate.display()),
-                &format!("python3 -m venv V && V/bin/pip install optuna==5.0.0, then set {PYTHON_VAR}=V/bin/python (.ci/run does this)"),
+                &format!(
+                    "python3 -m venv V && V/bin/pip install optuna==5.0.0, then set {PYTHON_VAR}=V/bin/python (.ci/run does this)"
+                ),
             );
             None
         }
