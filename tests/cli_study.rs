@@ -229,3 +229,121 @@ fn the_default_sampler_is_auto_and_check_explains_it() {
     let err = sb.fails(&["create-study", "--study-name", "b", "--sampler", "auto", "--sampler-kwargs", r#"{"n_ei": 3}"#]);
     assert!(err.contains("n_ei"), "{err}");
 }
+
+#[test]
+fn studies_made_by_run_are_found_by_name_and_reads_create_no_file() {
+    let sb = Sandbox::new();
+    // A study where `nightshift run` keeps it, made here with the study verbs themselves.
+    std::fs::create_dir_all(sb.path().join("reports/demo")).unwrap();
+    let run_db = "sqlite:///reports/demo/study.db";
+    sb.ok(&["create-study", "--storage", run_db, "--study-name", "demo", "--search-space", SPACE]);
+    let asked = json(&sb.ok(&["ask", "--study-name", "demo"]));
+    sb.ok(&["tell", "--study-name", "demo", "--trial-number", &asked["number"].to_string(), "--values", "1.5"]);
+    assert!(!sb.path().join("nightshift.db").exists(), "ask and tell used the run's storage");
+    let best = json(&sb.ok(&["best-trial", "--study-name", "demo", "-f", "json"]));
+    assert_eq!(best["value"], 1.5);
+    sb.ok(&["create-study", "--study-name", "loop"]);
+    assert!(sb.path().join("nightshift.db").exists(), "new studies of the study verbs go to ./nightshift.db");
+    let studies = json(&sb.ok(&["studies", "-f", "json"]));
+    let listed: Vec<(&str, &str)> =
+        studies.as_array().unwrap().iter().map(|s| (s["name"].as_str().unwrap(), s["storage"].as_str().unwrap())).collect();
+    assert_eq!(listed, [("loop", "sqlite:///nightshift.db"), ("demo", "sqlite:///reports/demo/study.db")]);
+    assert_eq!(sb.ok(&["study-names"]), "loop\ndemo\n");
+
+    // Reading a study that is nowhere creates nothing and says where it looked and what is there.
+    let fresh = Sandbox::new();
+    for verb in [&["trials", "--study-name", "nope"][..], &["best-trial", "--study-name", "nope"], &["report", "nope"]] {
+        let err = fresh.fails(verb);
+        assert!(err.contains("study 'nope' not found in sqlite:///reports/nope/study.db or sqlite:///nightshift.db"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let err = sb.fails(&["trials", "--study-name", "nope"]);
+    assert!(err.contains("studies there: loop"), "{err}");
+    let err = fresh.fails(&["trials", "--storage", "sqlite:///other.db", "--study-name", "nope"]);
+    assert!(err.contains("no database at 'other.db'") && err.contains("create-study"), "{err}");
+    fresh.ok(&["studies"]);
+    let left: Vec<_> = std::fs::read_dir(fresh.path()).unwrap().collect();
+    assert!(left.is_empty(), "read-only verbs created {left:?}");
+}
+
+#[test]
+fn delete_study_and_set_user_attr_as_optuna() {
+    let sb = Sandbox::new();
+    sb.ok(&["create-study", "--study-name", "a", "--search-space", SPACE]);
+    sb.ok(&["create-study", "--study-name", "b"]);
+    sb.ok(&["ask", "--study-name", "a"]);
+    sb.ok(&["study", "set-user-attr", "--study-name", "a", "-k", "owner", "--value", "-ana"]);
+    let studies = json(&sb.ok(&["studies", "-f", "json"]));
+    assert_eq!(studies[0]["user_attrs"]["owner"], "-ana");
+    assert_eq!(studies[0]["direction"], serde_json::json!(["MINIMIZE"]));
+    let out = sb.ok(&["delete-study", "--study-name", "a"]);
+    assert_eq!(out, "", "delete-study prints nothing on stdout, as Optuna's");
+    assert_eq!(sb.ok(&["study-names"]), "b\n");
+    let err = sb.fails(&["delete-study", "--study-name", "a"]);
+    assert!(err.contains("study 'a' not found") && err.contains("studies there: b"), "{err}");
+    // The name is free again, and the new study starts empty.
+    sb.ok(&["create-study", "--study-name", "a"]);
+    assert_eq!(json(&sb.ok(&["trials", "--study-name", "a", "-f", "json"])), serde_json::json!([]));
+}
+
+#[test]
+fn formats_yaml_value_and_flatten() {
+    let sb = Sandbox::new();
+    sb.ok(&["create-study", "--study-name", "f", "--search-space", r#"{"x": {"type": "float", "low": 0.0, "high": 1.0}}"#]);
+    let value = sb.ok(&["ask", "--study-name", "f", "-f", "value"]);
+    assert!(value.starts_with("0 {'x': 0.") && value.ends_with("}\n"), "{value:?}");
+    let yaml = sb.ok(&["ask", "--study-name", "f", "-f", "yaml", "--flatten"]);
+    let parsed: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(parsed["number"], 1);
+    assert!(parsed["params_x"].is_f64(), "{yaml}");
+    sb.ok(&["tell", "--study-name", "f", "--trial-number", "0", "--values", "0.25"]);
+    let best = sb.ok(&["best-trial", "--study-name", "f", "-f", "value"]);
+    let fields: Vec<&str> = best.split(' ').collect();
+    assert_eq!((fields[0], fields[1]), ("0", "0.25"), "{best}");
+    assert!(best.trim_end().ends_with(" COMPLETE"), "{best}");
+    let trials: serde_json::Value = serde_yaml::from_str(&sb.ok(&["trials", "--study-name", "f", "-f", "yaml"])).unwrap();
+    assert_eq!(trials[1]["state"], "RUNNING");
+    assert!(trials[1]["datetime_complete"].is_null());
+    let start = trials[0]["datetime_start"].as_str().unwrap();
+    assert!(start.len() == 19 && start.as_bytes()[10] == b' ', "Optuna's %Y-%m-%d %H:%M:%S: {start}");
+    let duration = trials[0]["duration"].as_str().unwrap();
+    assert!(duration.starts_with("0:00:"), "Python's timedelta: {duration}");
+}
+
+#[test]
+fn results_on_stdout_logs_on_stderr_and_colours_on_request() {
+    let sb = Sandbox::new();
+    sb.ok(&["create-study", "--study-name", "c"]);
+    sb.ok(&["ask", "--study-name", "c"]);
+    let out = sb.cmd(&["tell", "--study-name", "c", "--trial-number", "0", "--values", "1"]).output().unwrap();
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trial 0 finished: COMPLETE value=1"));
+    let out = sb.cmd(&["-q", "ask", "--study-name", "c"]).output().unwrap();
+    assert!(out.stderr.is_empty(), "-q: {}", String::from_utf8_lossy(&out.stderr));
+    let err = |args: &[&str], no_color: bool| {
+        let mut cmd = sb.cmd(args);
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        String::from_utf8(cmd.output().unwrap().stderr).unwrap()
+    };
+    assert!(err(&["--color", "always", "trials", "--study-name", "x"], true).starts_with("\x1b[1;31merror\x1b[0m: "));
+    assert!(err(&["trials", "--study-name", "x", "--color=never"], false).starts_with("error: "));
+    assert!(err(&["trials", "--study-name", "x"], true).starts_with("error: "), "NO_COLOR");
+    assert!(err(&["trials", "--study-name", "x"], false).starts_with("error: "), "auto: stderr is not a terminal");
+}
+
+#[test]
+fn shell_completions_name_the_verbs() {
+    let sb = Sandbox::new();
+    let bash = sb.ok(&["completions", "bash"]);
+    for verb in ["create-study", "delete-study", "set-user-attr", "best-trials", "study-names", "run", "report"] {
+        assert!(bash.contains(verb), "the bash script completes {verb}");
+    }
+    assert!(sb.ok(&["completions", "zsh"]).contains("#compdef nightshift"));
+    assert!(sb.ok(&["completions", "fish"]).contains("complete -c nightshift"));
+    let err = sb.fails(&["completions", "tcsh"]);
+    assert!(err.contains("tcsh") && err.contains("bash"), "{err}");
+}

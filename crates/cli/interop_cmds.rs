@@ -10,7 +10,7 @@ use nightshift_search::{Error as SearchError, NewStudy, NewTrial, Storage, Study
 use nightshift_store::optuna::{ImportedStudy, OptunaStudy, journal, rdb};
 use serde_json::json;
 
-use crate::study_cmds::StorageArgs;
+use crate::storage::StorageArgs;
 
 /// What `export --format` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -86,8 +86,8 @@ fn export_journal(storage: &StorageArgs, study_name: &str, out: &Path) -> Result
     if out.exists() {
         bail!("{} already exists: export writes a new journal file (remove it or choose another --out)", out.display());
     }
-    let storage = storage.open()?;
-    let study = storage.load_study(study_name)?;
+    let found = storage.find_study(study_name)?;
+    let (storage, study) = (found.storage, found.record);
     let trials = storage.trials(study.id, None)?;
     let optuna = OptunaStudy::from_nightshift(&study, &trials)?;
     let text = journal::write_journal(&optuna);
@@ -127,7 +127,7 @@ fn import(storage: &StorageArgs, format: ImportFormat, file: &Path, source: &str
         );
     };
     let imported = optuna.to_nightshift()?;
-    let storage = storage.open()?;
+    let storage = storage.for_new_study(target)?;
     let existing = match storage.load_study(target) {
         Ok(study) => Some(study),
         Err(SearchError::StudyNotFound(_)) => None,

@@ -5,10 +5,11 @@ mod interop_cmds;
 mod output;
 mod progress;
 mod run_cmds;
+mod storage;
 mod study_cmds;
 mod train;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -17,11 +18,28 @@ use clap::{Parser, Subcommand};
     about = "Hyperparameter search for fine-tuning image classifiers — and for any training command",
     long_about = "Hyperparameter search for fine-tuning image classifiers — and for any training command.\n\n\
         The study verbs (create-study, ask, tell, report-value, trials, best-trial, studies) mirror Optuna's CLI,\n\
-        so shell loops written for `optuna ask`/`optuna tell` port by renaming the command."
+        so shell loops written for `optuna ask`/`optuna tell` port by renaming the command.\n\n\
+        Results (JSON, tables, summaries) go to stdout; logs, warnings and progress to stderr."
 )]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Flags every verb takes, before or after its name.
+#[derive(Args)]
+struct GlobalArgs {
+    /// More messages on stderr (-v: debug, -vv: trace). NIGHTSHIFT_LOG=<filter> overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Only warnings and errors on stderr (for `run`: no progress either).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Colours on stderr: auto (a terminal, and NO_COLOR unset), always or never.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    color: output::ColorChoice,
 }
 
 #[derive(Subcommand)]
@@ -34,27 +52,80 @@ enum Command {
     Train(train::TrainCommand),
     #[command(flatten)]
     Interop(interop_cmds::InteropCommand),
+    /// Print a shell completion script: `nightshift completions bash > ~/.local/share/bash-completion/completions/nightshift`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse();
+    let color = cli.global.color.apply();
     let result = match cli.command {
         Command::Study(cmd) => {
-            // Warnings of the samplers (e.g. a Gaussian-process fit that fell back) reach the
-            // terminal; stdout stays the verbs' JSON. NIGHTSHIFT_LOG=info shows more.
-            let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-            let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).try_init();
+            // Warnings of the samplers (e.g. a Gaussian-process fit that fell back) and what the
+            // verb did reach the terminal; stdout stays the verbs' results.
+            init_console_log(&cli.global, color);
             study_cmds::run(cmd)
         }
-        Command::Run(cmd) => run_cmds::run(cmd),
+        Command::Run(cmd) => run_cmds::run(cmd, cli.global.quiet),
         Command::Train(cmd) => train::run(cmd),
         Command::Interop(cmd) => interop_cmds::run(cmd),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "nightshift", &mut std::io::stdout());
+            Ok(())
+        }
     };
     if let Err(e) = result {
-        eprintln!("error: {}", error_message(&e));
+        eprintln!("{}: {}", output::paint("error", "31"), error_message(&e));
         std::process::exit(1);
     }
+}
+
+/// Parses the command line, with clap's own help and errors coloured as `--color` and NO_COLOR say.
+fn parse() -> Cli {
+    let choice = match color_flag(std::env::args().skip(1)).as_deref() {
+        Some("always") => clap::ColorChoice::Always,
+        Some("never") => clap::ColorChoice::Never,
+        _ if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) => clap::ColorChoice::Never,
+        _ => clap::ColorChoice::Auto,
+    };
+    let matches = Cli::command().color(choice).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The value of `--color` before clap has parsed anything (it colours clap's own messages).
+fn color_flag(args: impl Iterator<Item = String>) -> Option<String> {
+    let mut args = args.take_while(|a| a != "--");
+    let mut last = None;
+    while let Some(arg) = args.next() {
+        if let Some(value) = arg.strip_prefix("--color=") {
+            last = Some(value.to_string());
+        } else if arg == "--color" {
+            last = args.next();
+        }
+    }
+    last
+}
+
+/// Logs on stderr: info and up by default, warnings only with -q, more with -v.
+fn init_console_log(global: &GlobalArgs, color: bool) {
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(color)
+        .without_time()
+        .with_target(false)
+        .try_init();
 }
 
 /// The error and its causes on one line. Our error types quote their cause in their own message
@@ -77,6 +148,38 @@ fn error_message(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every argument of every verb says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "nightshift", &mut missing);
+        assert!(missing.is_empty(), "arguments without a help line: {missing:?}");
+    }
+
+    #[test]
+    fn the_color_flag_is_found_before_parsing() {
+        let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>().into_iter();
+        assert_eq!(color_flag(args(&["trials", "--color", "never"])).as_deref(), Some("never"));
+        assert_eq!(color_flag(args(&["--color=always", "studies"])).as_deref(), Some("always"));
+        assert_eq!(color_flag(args(&["ask", "--", "--color=always"])), None);
+    }
 
     #[test]
     fn causes_already_quoted_are_not_repeated() {

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, bail};
 use nightshift_orchestrator::pool::{available_cores, discover_cuda_gpus, slots_for};
-use nightshift_orchestrator::spec::default_storage;
 use nightshift_orchestrator::{
     DeviceSpec, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Spec, StopReason, budget_used,
 };
@@ -26,6 +25,7 @@ pub const EXIT_STOPPED_BY_CLOCK: i32 = 3;
 
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
+use crate::storage::{StorageArgs, open};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RunCommand {
@@ -38,9 +38,6 @@ pub enum RunCommand {
         /// Overrides the spec's storage URL.
         #[arg(long)]
         storage: Option<String>,
-        /// No progress output (the log file and the final summary remain).
-        #[arg(long, short)]
-        quiet: bool,
         #[command(flatten)]
         devices: DeviceArgs,
     },
@@ -49,11 +46,8 @@ pub enum RunCommand {
     Resume {
         /// The study name.
         study: String,
-        /// Where the study lives; default: sqlite:///reports/<study>/study.db.
-        #[arg(long)]
-        storage: Option<String>,
-        #[arg(long, short)]
-        quiet: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
         #[command(flatten)]
         devices: DeviceArgs,
     },
@@ -68,21 +62,21 @@ pub enum RunCommand {
         /// The study name.
         #[arg(long)]
         study: String,
-        #[arg(long, short)]
-        quiet: bool,
         #[command(flatten)]
         devices: DeviceArgs,
     },
     /// Validate a spec (fields, command executable, dataset paths) and print what a run would do,
     /// without running anything.
-    Check { spec: PathBuf },
+    Check {
+        /// The sweep spec (YAML) to check.
+        spec: PathBuf,
+    },
     /// Write the HTML/PNG report of a study (also done during and at the end of `run`).
     Report {
         /// The study name.
         study: String,
-        /// Where the study lives; default: sqlite:///reports/<study>/study.db.
-        #[arg(long)]
-        storage: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
         /// Output directory; default: reports/<study>/.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -110,33 +104,27 @@ impl DeviceArgs {
     }
 }
 
-pub fn run(cmd: RunCommand) -> Result<()> {
+/// `quiet` is the global `-q`: no progress output (the log file and the final summary remain).
+pub fn run(cmd: RunCommand, quiet: bool) -> Result<()> {
     match cmd {
-        RunCommand::Run { spec, storage, quiet, devices } => {
+        RunCommand::Run { spec, storage, devices } => {
             let mut spec = Spec::from_file(&spec, &BuiltinTrial::this_binary())?;
             if let Some(url) = storage {
                 spec.storage = url;
             }
             sweep(devices.apply(spec)?, quiet)
         }
-        RunCommand::Resume { study, storage, quiet, devices } => {
-            let url = match storage {
-                Some(url) => url,
-                None => default_storage(path_safe(&study)?),
-            };
+        RunCommand::Resume { study, storage, devices } => {
+            let url = storage.find_study(&study)?.url;
             sweep(devices.apply(stored_spec(&url, &study)?)?, quiet)
         }
         // A worker is a resume that many machines run at once: the storage keeps the budget global.
-        RunCommand::Worker { storage, study, quiet, devices } => sweep(devices.apply(stored_spec(&storage, &study)?)?, quiet),
+        RunCommand::Worker { storage, study, devices } => sweep(devices.apply(stored_spec(&storage, &study)?)?, quiet),
         RunCommand::Check { spec } => check(&spec),
         RunCommand::Report { study, storage, out } => {
-            let url = match storage {
-                Some(url) => url,
-                None => default_storage(path_safe(&study)?),
-            };
-            let store = open(&url)?;
-            let record = store.load_study(&study)?;
-            let trials = store.trials(record.id, None)?;
+            let found = storage.find_study(&study)?;
+            let trials = found.storage.trials(found.record.id, None)?;
+            let record = found.record;
             let spec = record
                 .user_attrs
                 .get(nightshift_search::attrs::STUDY_SPEC)
@@ -169,10 +157,6 @@ fn stored_spec(url: &str, study: &str) -> Result<Spec> {
         Spec::from_stored(stored, &BuiltinTrial::this_binary()).context("the spec stored with the study no longer validates")?;
     spec.storage = url.to_string();
     Ok(spec)
-}
-
-fn open(url: &str) -> Result<Arc<dyn nightshift_search::Storage>> {
-    nightshift_store::open_storage(url).with_context(|| format!("cannot open storage '{}'", nightshift_store::redact_url(url)))
 }
 
 /// What the report needs to know that the trials don't say, from the spec when there is one.

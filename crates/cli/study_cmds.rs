@@ -1,33 +1,18 @@
-//! The Optuna-style study verbs: create-study, ask, tell, report-value, trials, best-trial, studies.
-
-use std::sync::Arc;
+//! The Optuna-style study verbs: create-study, delete-study, study set-user-attr, ask, tell,
+//! report-value, trials, best-trial, best-trials, studies, study-names.
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use nightshift_search::{Direction, NewStudy, PrunerConfig, SamplerConfig, SearchSpace, Storage, Study, TellOutcome, TrialState};
-use serde_json::json;
+use nightshift_search::{Direction, NewStudy, PrunerConfig, SamplerConfig, SearchSpace, Study, TellOutcome, TrialState};
+use serde_json::{Value, json};
 
 use crate::output::{self, Format};
-
-/// Where the study lives; shared by every verb.
-#[derive(Args, Clone, Debug)]
-pub struct StorageArgs {
-    /// Storage URL: `sqlite:///relative.db`, `sqlite:////absolute.db` or a plain file path.
-    #[arg(long, env = "NIGHTSHIFT_STORAGE", default_value = "sqlite:///nightshift.db")]
-    pub storage: String,
-}
-
-impl StorageArgs {
-    pub fn open(&self) -> Result<Arc<dyn Storage>> {
-        nightshift_store::open_storage(&self.storage)
-            .with_context(|| format!("cannot open storage '{}'", nightshift_store::redact_url(&self.storage)))
-    }
-}
+use crate::storage::StorageArgs;
 
 /// How to create a study when the verb has to (create-study; ask on a new study, as Optuna does).
 #[derive(Args, Clone, Debug)]
 pub struct StudyOptions {
-    /// Optimisation direction.
+    /// Optimisation direction: minimize or maximize.
     #[arg(long, default_value = "minimize", value_parser = parse_direction)]
     direction: Direction,
     /// Sampler: auto (the default: a Gaussian process while it pays off, then TPE), tpe, gp,
@@ -52,35 +37,79 @@ pub struct StudyOptions {
     search_space: Option<String>,
 }
 
+/// The study a verb works on: its name, and where it lives.
+#[derive(Args, Clone, Debug)]
+pub struct StudyArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Name of the study.
+    #[arg(long)]
+    study_name: String,
+}
+
+impl StudyArgs {
+    /// The study, from wherever it lives; never creates a storage.
+    fn load(&self) -> Result<Study> {
+        Ok(Study::load(self.storage.find_study(&self.study_name)?.storage, &self.study_name)?)
+    }
+}
+
+/// How a listing verb prints: `-f/--format` and `--flatten`, as in Optuna's CLI.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct PrintArgs {
+    /// Output format: table, json, yaml or value (Optuna's formats).
+    #[arg(long, short = 'f', value_enum, default_value_t)]
+    format: Format,
+    /// Flatten nested fields (params, user_attrs, direction) into columns such as params_x.
+    #[arg(long)]
+    flatten: bool,
+}
+
+/// `ask`'s print options: JSON by default, as Optuna's `ask`.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct AskPrintArgs {
+    /// Output format: json, yaml, value or table (Optuna's formats).
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// Flatten the params into columns such as params_x.
+    #[arg(long)]
+    flatten: bool,
+}
+
 #[derive(Subcommand)]
 pub enum StudyCommand {
     /// Create a new study (prints its name).
     CreateStudy {
         #[command(flatten)]
-        storage: StorageArgs,
-        #[arg(long)]
-        study_name: String,
+        study: StudyArgs,
         #[command(flatten)]
         options: StudyOptions,
         /// Reuse the study if it already exists instead of failing.
         #[arg(long)]
         skip_if_exists: bool,
     },
+    /// Delete a study and all its trials.
+    DeleteStudy {
+        #[command(flatten)]
+        study: StudyArgs,
+    },
+    /// Study-level commands: `study set-user-attr`.
+    #[command(subcommand)]
+    Study(StudySubcommand),
     /// Start a trial; prints {"number": N, "params": {…}} as one JSON line.
     Ask {
         #[command(flatten)]
-        storage: StorageArgs,
-        #[arg(long)]
-        study_name: String,
+        study: StudyArgs,
         #[command(flatten)]
         options: StudyOptions,
+        #[command(flatten)]
+        print: AskPrintArgs,
     },
     /// Finish a trial with its objective value, or as pruned/failed.
     Tell {
         #[command(flatten)]
-        storage: StorageArgs,
-        #[arg(long)]
-        study_name: String,
+        study: StudyArgs,
+        /// Number of the trial, as `ask` printed it.
         #[arg(long)]
         trial_number: u64,
         /// The objective value (one objective).
@@ -96,53 +125,91 @@ pub enum StudyCommand {
     /// Record an intermediate value; prints {"prune": true|false} from the study's pruner.
     ReportValue {
         #[command(flatten)]
-        storage: StorageArgs,
-        #[arg(long)]
-        study_name: String,
+        study: StudyArgs,
+        /// Number of the trial, as `ask` printed it.
         #[arg(long)]
         trial_number: u64,
+        /// Step of the value, e.g. the epoch.
         #[arg(long)]
         step: u64,
+        /// The intermediate objective value.
         #[arg(long, allow_hyphen_values = true, value_parser = parse_float)]
         value: f64,
     },
     /// List the trials of a study.
     Trials {
         #[command(flatten)]
-        storage: StorageArgs,
-        #[arg(long)]
-        study_name: String,
-        #[arg(long, short = 'f', value_enum, default_value_t)]
-        format: Format,
+        study: StudyArgs,
+        #[command(flatten)]
+        print: PrintArgs,
     },
     /// Show the best trial of a study.
     BestTrial {
         #[command(flatten)]
-        storage: StorageArgs,
-        #[arg(long)]
-        study_name: String,
-        #[arg(long, short = 'f', value_enum, default_value_t)]
-        format: Format,
+        study: StudyArgs,
+        #[command(flatten)]
+        print: PrintArgs,
     },
-    /// List the studies in a storage.
+    /// Show the best trials (one objective: every complete trial with the best value).
+    BestTrials {
+        #[command(flatten)]
+        study: StudyArgs,
+        #[command(flatten)]
+        print: PrintArgs,
+    },
+    /// List the studies (default: in ./nightshift.db and every reports/<study>/study.db).
     Studies {
         #[command(flatten)]
         storage: StorageArgs,
-        #[arg(long, short = 'f', value_enum, default_value_t)]
+        #[command(flatten)]
+        print: PrintArgs,
+    },
+    /// Print the names of the studies, one a line.
+    StudyNames {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Output format: value (the default), json, yaml or table.
+        #[arg(long, short = 'f', value_enum, default_value_t = Format::Value)]
         format: Format,
+    },
+}
+
+/// `nightshift study …`, spelled as Optuna's `optuna study set-user-attr`.
+#[derive(Subcommand)]
+pub enum StudySubcommand {
+    /// Set a user attribute of a study (a string, as Optuna stores it).
+    SetUserAttr {
+        #[command(flatten)]
+        study: StudyArgs,
+        /// Key of the attribute.
+        #[arg(long, short = 'k')]
+        key: String,
+        /// Value to set.
+        #[arg(long, allow_hyphen_values = true)]
+        value: String,
     },
 }
 
 pub fn run(cmd: StudyCommand) -> Result<()> {
     match cmd {
-        StudyCommand::CreateStudy { storage, study_name, options, skip_if_exists } => {
-            let storage = storage.open()?;
-            let new = options.new_study(&study_name)?;
+        StudyCommand::CreateStudy { study, options, skip_if_exists } => {
+            let storage = study.storage.for_new_study(&study.study_name)?;
+            let new = options.new_study(&study.study_name)?;
             let study = if skip_if_exists { Study::create_or_load(storage, &new)? } else { Study::create(storage, &new)? };
             println!("{}", study.name());
         }
-        StudyCommand::Ask { storage, study_name, options } => {
-            let storage = storage.open()?;
+        StudyCommand::DeleteStudy { study } => {
+            let found = study.storage.find_study(&study.study_name)?;
+            found.storage.delete_study(found.record.id)?;
+            tracing::info!("deleted study '{}' from {}", study.study_name, nightshift_store::redact_url(&found.url));
+        }
+        StudyCommand::Study(StudySubcommand::SetUserAttr { study, key, value }) => {
+            let found = study.storage.find_study(&study.study_name)?;
+            found.storage.set_study_user_attr(found.record.id, &key, &Value::String(value))?;
+            tracing::info!("set user attribute '{key}' of study '{}'", study.study_name);
+        }
+        StudyCommand::Ask { study: StudyArgs { storage, study_name }, options, print } => {
+            let storage = storage.for_new_study(&study_name)?;
             let study = match storage.load_study(&study_name) {
                 Ok(_) => Study::load(storage, &study_name)?,
                 Err(nightshift_search::Error::StudyNotFound(_)) => {
@@ -157,10 +224,16 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
                 None => study.search_space().cloned().unwrap_or_default(),
             };
             let trial = study.ask(&space)?;
-            println!("{}", json!({"number": trial.number, "params": trial.params}));
+            tracing::info!("asked trial {} with parameters {:?}", trial.number, trial.params);
+            let mut record = json!({"number": trial.number, "params": trial.params});
+            if print.flatten {
+                record = output::flatten(record);
+            }
+            let records = [record];
+            output::print_records(print.format, &records, true, || output::records_table(&records))?;
         }
-        StudyCommand::Tell { storage, study_name, trial_number, values, state, skip_if_finished } => {
-            let study = Study::load(storage.open()?, &study_name)?;
+        StudyCommand::Tell { study, trial_number, values, state, skip_if_finished } => {
+            let study = study.load()?;
             let state: TrialState = match state.as_deref() {
                 None => TrialState::Complete,
                 Some(s) => s.parse().map_err(|e: String| anyhow!(e))?,
@@ -173,62 +246,70 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
                 (other, _) => bail!("cannot tell a trial to be {other} (valid: complete, pruned, fail)"),
             };
             match study.tell(trial_number, outcome) {
-                Ok(trial) => eprintln!(
+                Ok(trial) => tracing::info!(
                     "trial {} finished: {}{}",
                     trial.number,
                     trial.state,
                     trial.value.map(|v| format!(" value={v}")).unwrap_or_default()
                 ),
                 Err(nightshift_search::Error::TrialFinished { .. }) if skip_if_finished => {
-                    eprintln!("trial {trial_number} was already finished; skipped");
+                    tracing::info!("trial {trial_number} was already finished; skipped");
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        StudyCommand::ReportValue { storage, study_name, trial_number, step, value } => {
-            let study = Study::load(storage.open()?, &study_name)?;
+        StudyCommand::ReportValue { study, trial_number, step, value } => {
+            let study = study.load()?;
             study.report(trial_number, step, value)?;
             let prune = study.should_prune(trial_number)?;
             println!("{}", json!({"number": trial_number, "step": step, "value": value, "prune": prune}));
         }
-        StudyCommand::Trials { storage, study_name, format } => {
-            let trials = Study::load(storage.open()?, &study_name)?.trials()?;
-            match format {
-                Format::Json => println!("{}", serde_json::Value::Array(trials.iter().map(output::trial_json).collect())),
-                Format::Table => print!("{}", output::trials_table(&trials)),
-            }
+        StudyCommand::Trials { study, print } => {
+            let trials = study.load()?.trials()?;
+            print_trials(print, &trials, false)?;
         }
-        StudyCommand::BestTrial { storage, study_name, format } => {
-            let best = Study::load(storage.open()?, &study_name)?.best_trial()?;
-            match format {
-                Format::Json => println!("{}", output::trial_json(&best)),
-                Format::Table => print!("{}", output::trials_table(std::slice::from_ref(&best))),
-            }
+        StudyCommand::BestTrial { study, print } => {
+            let best = study.load()?.best_trial()?;
+            print_trials(print, std::slice::from_ref(&best), true)?;
         }
-        StudyCommand::Studies { storage, format } => {
-            let storage = storage.open()?;
+        StudyCommand::BestTrials { study, print } => {
+            let study = study.load()?;
+            let best_value = study.best_trial()?.value;
+            let best: Vec<_> =
+                study.trials()?.into_iter().filter(|t| t.state == TrialState::Complete && t.value == best_value).collect();
+            print_trials(print, &best, false)?;
+        }
+        StudyCommand::Studies { storage, print } => {
             let mut studies = Vec::new();
-            for record in storage.list_studies()? {
-                let trials = storage.trials(record.id, None)?;
-                studies.push((record, trials));
-            }
-            match format {
-                Format::Json => {
-                    let list: Vec<_> = studies
-                        .iter()
-                        .map(|(s, t)| {
-                            let best = nightshift_search::best_of(t, s.direction);
-                            json!({"name": s.name, "direction": s.direction, "n_trials": t.len(),
-                                   "best_value": best.and_then(|b| b.value), "best_params": best.map(|b| &b.params)})
-                        })
-                        .collect();
-                    println!("{}", serde_json::Value::Array(list));
+            for (url, storage) in storage.all()? {
+                for record in storage.list_studies()? {
+                    let trials = storage.trials(record.id, None)?;
+                    studies.push((url.clone(), record, trials));
                 }
-                Format::Table => print!("{}", output::studies_table(&studies)),
             }
+            let records: Vec<Value> = studies
+                .iter()
+                .map(|(url, s, t)| output::study_record(s, t, url))
+                .map(|r| if print.flatten { output::flatten(r) } else { r })
+                .collect();
+            output::print_records(print.format, &records, false, || output::studies_table(&studies))?;
+        }
+        StudyCommand::StudyNames { storage, format } => {
+            let mut names = Vec::new();
+            for (_, storage) in storage.all()? {
+                names.extend(storage.list_studies()?.into_iter().map(|s| s.name));
+            }
+            let records: Vec<Value> = names.iter().map(|n| json!({"name": n})).collect();
+            output::print_records(format, &records, false, || output::records_table(&records))?;
         }
     }
     Ok(())
+}
+
+fn print_trials(print: PrintArgs, trials: &[nightshift_search::FrozenTrial], one: bool) -> Result<()> {
+    let records: Vec<Value> =
+        trials.iter().map(output::trial_record).map(|r| if print.flatten { output::flatten(r) } else { r }).collect();
+    output::print_records(print.format, &records, one, || output::trials_table(trials))
 }
 
 impl StudyOptions {

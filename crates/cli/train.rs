@@ -18,6 +18,8 @@ use nightshift_trainer::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::output::{self, Format};
+
 /// Commands that train or run a model.
 #[derive(Debug, clap::Subcommand)]
 pub enum TrainCommand {
@@ -99,12 +101,16 @@ pub struct TrialArgs {
 pub struct PretrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// Passes over the source dataset.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
+    /// Images per training step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// AdamW learning rate.
     #[arg(long, default_value_t = 2e-3)]
     pub learning_rate: f64,
+    /// AdamW weight decay.
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
     /// Checkpoint directory to write (model.safetensors + model.json).
@@ -163,8 +169,10 @@ pub struct PredictArgs {
     /// Weights: a checkpoint directory, .safetensors or .pth.
     #[arg(long)]
     pub weights: PathBuf,
+    /// The image to classify (PNG or JPEG).
     #[arg(long)]
     pub image: PathBuf,
+    /// How many of the most likely classes to print.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
     /// Classes of a bare weight file (default 1000, ImageNet).
@@ -173,16 +181,12 @@ pub struct PredictArgs {
     /// Input size of a bare weight file (default 224).
     #[arg(long, default_value_t = 224)]
     pub image_size: usize,
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: OutputFormat,
+    /// Output format: table (alias text), json, yaml or value.
+    #[arg(long, short = 'f', value_enum, default_value_t)]
+    pub format: Format,
+    /// Device: cpu, wgpu, wgpu:N, wgpu:cpu, cuda:N. Default: $NIGHTSHIFT_DEVICE, else cpu.
     #[arg(long)]
     pub device: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum OutputFormat {
-    Text,
-    Json,
 }
 
 /// Runs one of the commands.
@@ -524,13 +528,17 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
     eprintln!("nightshift predict: loaded {} ({})", weights.display(), report.summary());
     let top = network.predict_image(&args.image, &model_config, args.top, &device)?;
     match args.format {
-        OutputFormat::Json => println!("{}", json!({"top": top})),
-        OutputFormat::Text => {
+        Format::Table => {
             for t in &top {
                 let name = t.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
                 println!("{:>5}{name}  prob {:.4}  logit {:.4}", t.class, t.prob, t.logit);
             }
         }
+        Format::Value => {
+            let records: Vec<Value> = top.iter().map(|t| json!(t)).collect();
+            output::print_records(Format::Value, &records, false, String::new)?;
+        }
+        Format::Json | Format::Yaml => output::print_records(args.format, &[json!({"top": top})], true, String::new)?,
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub fn run_conformance_suite(make: &dyn Fn() -> Box<dyn Storage>) {
     stale_trials_are_failed_per_study(make().as_ref());
     unknown_ids_are_errors(make().as_ref());
     the_budget_caps_running_trials(make().as_ref());
+    deleted_studies_take_their_trials(make().as_ref());
 }
 
 fn sample_study(name: &str) -> NewStudy {
@@ -364,4 +365,22 @@ fn the_budget_caps_running_trials(storage: &dyn Storage) {
     assert_eq!(storage.create_trial(study.id, &NewTrial::default()).unwrap().number, 4, "numbering goes on densely");
     assert!(storage.create_trial(study.id, &NewTrial { max_trials: Some(10), ..NewTrial::default() }).is_ok());
     storage.create_trial(study.id, &waiting).unwrap();
+}
+
+fn deleted_studies_take_their_trials(storage: &dyn Storage) {
+    let gone = storage.create_study(&sample_study("gone")).unwrap();
+    let kept = storage.create_study(&sample_study("kept")).unwrap();
+    for study in [&gone, &kept] {
+        let trial = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+        storage.report_intermediate(trial.id, 1, 0.5).unwrap();
+        storage.finish_trial(trial.id, TrialState::Complete, Some(0.5)).unwrap();
+    }
+    storage.delete_study(gone.id).unwrap();
+    assert!(matches!(storage.load_study("gone"), Err(Error::StudyNotFound(n)) if n == "gone"));
+    let names: Vec<String> = storage.list_studies().unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["kept"]);
+    assert_eq!(storage.trials(kept.id, None).unwrap().len(), 1, "other studies keep their trials");
+    let again = storage.create_study(&sample_study("gone")).unwrap();
+    assert!(storage.trials(again.id, None).unwrap().is_empty(), "a new study of the same name starts empty");
+    assert!(storage.delete_study(gone.id).is_err(), "deleting twice is an error");
 }

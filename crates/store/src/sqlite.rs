@@ -441,6 +441,14 @@ impl Storage for SqliteStorage {
         })
     }
 
+    fn delete_study(&self, study_id: i64) -> nightshift_search::Result<()> {
+        // The trials, their params, values and attributes go with it (ON DELETE CASCADE).
+        self.write("delete_study", |tx| match tx.prepare_cached("DELETE FROM studies WHERE id = ?1")?.execute([study_id])? {
+            0 => Err(Fail::Search(SearchError::storage(format!("no study with id {study_id}")))),
+            _ => Ok(()),
+        })
+    }
+
     fn create_trial(&self, study_id: i64, new: &NewTrial) -> nightshift_search::Result<FrozenTrial> {
         self.write("create_trial", |tx| {
             let name = study_name(tx, study_id)?;

@@ -9,6 +9,8 @@ use crate::trial::{FrozenTrial, TrialState, now_unix};
 #[derive(Default)]
 struct Inner {
     studies: Vec<StudyRecord>,
+    /// Ids are never reused: the trials of a deleted study stay behind under its old id.
+    studies_created: i64,
     /// Indexed by trial id - 1.
     trials: Vec<(i64, FrozenTrial)>,
 }
@@ -72,7 +74,8 @@ impl Storage for InMemoryStorage {
         if inner.studies.iter().any(|s| s.name == study.name) {
             return Err(Error::StudyExists(study.name.clone()));
         }
-        let record = study.to_record(inner.studies.len() as i64 + 1);
+        inner.studies_created += 1;
+        let record = study.to_record(inner.studies_created);
         inner.studies.push(record.clone());
         Ok(record)
     }
@@ -95,6 +98,13 @@ impl Storage for InMemoryStorage {
             .find(|s| s.id == study_id)
             .ok_or_else(|| Error::storage(format!("no study with id {study_id}")))?;
         study.user_attrs.insert(key.to_string(), value.clone());
+        Ok(())
+    }
+
+    fn delete_study(&self, study_id: i64) -> Result<()> {
+        let mut inner = self.lock();
+        inner.study_name(study_id)?;
+        inner.studies.retain(|s| s.id != study_id);
         Ok(())
     }
 

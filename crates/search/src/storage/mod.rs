@@ -161,6 +161,8 @@ pub trait Storage: Send + Sync {
     fn list_studies(&self) -> Result<Vec<StudyRecord>>;
     /// Sets (or replaces) a study-level user attribute.
     fn set_study_user_attr(&self, study_id: i64, key: &str, value: &serde_json::Value) -> Result<()>;
+    /// Deletes a study and all its trials in one step; the name becomes free for a new study.
+    fn delete_study(&self, study_id: i64) -> Result<()>;
 
     /// Creates a trial with the next number. RUNNING trials get their start time, and a first
     /// heartbeat when [`NewTrial::heartbeat`] is set.
