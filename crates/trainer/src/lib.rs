@@ -50,6 +50,7 @@ mod device;
 pub mod efficientnet;
 mod error;
 pub mod model;
+pub mod norm;
 pub mod predict;
 pub mod resnet;
 mod rng;

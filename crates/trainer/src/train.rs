@@ -171,6 +171,8 @@ pub struct TrainOutcome<M> {
     /// The model of the epoch with the best validation accuracy, in evaluation mode.
     pub best_model: M,
     pub best_epoch: usize,
+    /// The model after the last step, in evaluation mode (the same as `best_model` when the last epoch was best).
+    pub final_model: M,
     pub history: Vec<EpochMetrics>,
     /// True when the callback stopped training before the last epoch.
     pub stopped_early: bool,
@@ -271,7 +273,7 @@ pub fn fine_tune<M: ImageClassifier>(
         }
     }
     let (best_epoch, _, best_model) = best.expect("at least one epoch ran");
-    Ok(TrainOutcome { best_model, best_epoch, history, stopped_early })
+    Ok(TrainOutcome { best_model, best_epoch, final_model: model.valid(), history, stopped_early })
 }
 
 /// Reading a value back waits for the device. On a GPU one read per step would drain its queue every
