@@ -48,9 +48,10 @@ fn ask_tell_loop_finds_the_minimum_and_lists_trials() {
         ]);
     }
     let best = json(&sb.ok(&["best-trial", "--storage", storage, "--study-name", "quad", "--format", "json"]));
-    assert!(best["value"].as_f64().unwrap() < 1.0, "30 trials of the default sampler get within 1 of the optimum: {best}");
     let trials = json(&sb.ok(&["trials", "--storage", storage, "--study-name", "quad", "-f", "json"]));
     assert_eq!(trials.as_array().unwrap().len(), 30);
+    let lowest = trials.as_array().unwrap().iter().map(|t| t["value"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    assert_eq!(best["value"].as_f64().unwrap(), lowest, "best-trial is the lowest value told: {best}");
     assert!(trials.as_array().unwrap().iter().all(|t| t["state"] == "COMPLETE"));
     let table = sb.ok(&["trials", "--storage", storage, "--study-name", "quad"]);
     assert_eq!(table.lines().count(), 32, "header, rule and 30 rows:\n{table}");
@@ -346,4 +347,47 @@ fn shell_completions_name_the_verbs() {
     assert!(sb.ok(&["completions", "fish"]).contains("complete -c nightshift"));
     let err = sb.fails(&["completions", "tcsh"]);
     assert!(err.contains("tcsh") && err.contains("bash"), "{err}");
+}
+
+/// The sampler comparison's objective on SPACE: separable, minimum 0 at x = 2, k = 3, opt = adam.
+fn sampler_objective(params: &Value) -> f64 {
+    let x = params["x"].as_f64().unwrap();
+    let k = params["k"].as_i64().unwrap() as f64;
+    let penalty = if params["opt"] == "sgd" { 25.0 } else { 0.0 };
+    (x - 2.0).powi(2) + 4.0 * (k - 3.0).powi(2) + penalty
+}
+
+/// The best value after `budget` ask/tell pairs of `sampler` (seeded), each call a fresh process as in a
+/// shell loop.
+fn best_after(sampler: &str, seed: u64, budget: u64) -> f64 {
+    let sb = Sandbox::new();
+    let seed = seed.to_string();
+    sb.ok(&["create-study", "--study-name", "cmp", "--sampler", sampler, "--seed", &seed, "--search-space", SPACE]);
+    let mut best = f64::INFINITY;
+    for _ in 0..budget {
+        let asked = json(&sb.ok(&["ask", "--study-name", "cmp"]));
+        let value = sampler_objective(&asked["params"]);
+        let number = asked["number"].to_string();
+        sb.ok(&["tell", "--study-name", "cmp", "--trial-number", &number, "--values", &value.to_string()]);
+        best = best.min(value);
+    }
+    best
+}
+
+/// TPE must do what random search cannot: with the same budget, reach a better point on (nearly) every
+/// seed. Measured with this objective and budget (seeds 0-19, 2026-12-01): TPE beat random search with the
+/// same seed on 20 of 20 (both share the 10 random start-up trials, so TPE must improve on them); random
+/// search (seed s) beat random search (seed s + 1000) on 7 of 20. A sampler no better than random passes
+/// 9 of 10 with probability about 1 % (binomial, p = 1/2). At 20 trials TPE won only 21 of 30: too few
+/// trials after the start-up. (The test this replaces, "within 1 of the optimum after 30 trials", was
+/// passed by random search about 96 % of the time.)
+#[test]
+fn tpe_beats_random_search_on_nine_of_ten_seeds() {
+    const BUDGET: u64 = 40;
+    let runs: Vec<_> = (0..10u64)
+        .map(|seed| std::thread::spawn(move || (best_after("tpe", seed, BUDGET), best_after("random", seed, BUDGET))))
+        .collect();
+    let results: Vec<(f64, f64)> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    let wins = results.iter().filter(|(tpe, random)| tpe < random).count();
+    assert!(wins >= 9, "TPE beat random search on {wins} of 10 seeds (best values, TPE vs random): {results:?}");
 }

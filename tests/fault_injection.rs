@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::{
     HUNG_AFTER, Sandbox, assert_integrity, command_spec, events, output_within, reason, spec, study_db, study_trials, survivors,
@@ -70,7 +69,7 @@ fn resume_and_check(sb: &Sandbox, before: &[Value]) -> Vec<Value> {
         assert!(reason(&after[n]).contains("stale: no heartbeat"), "{}", reason(&after[n]));
     }
     assert_integrity(&study_db(sb, STUDY));
-    let left = survivors(&trial_pids(sb), Duration::from_secs(5));
+    let left = survivors(&trial_pids(sb));
     assert!(left.is_empty(), "trial processes (or their children) outlived the sweep: {left:?}");
     let page = std::fs::read_to_string(sb.path().join(format!("reports/{STUDY}/index.html"))).expect("the report exists");
     assert!(page.trim_end().ends_with("</html>") && page.contains(&format!("{BUDGET} trials")), "a whole, current report");
@@ -105,7 +104,8 @@ fn crash_mid_trial_kills_the_trial_processes() {
     // The trials die with their orchestrator (PR_SET_PDEATHSIG), before anyone resumes; their
     // `sleep` children are found and killed by the resume's stale-trial recovery.
     let leaders: Vec<u64> = events(&sb).iter().filter(|e| e["event"] == "start").filter_map(|e| e["pid"].as_u64()).collect();
-    assert!(survivors(&leaders, Duration::from_secs(5)).is_empty(), "trial processes outlived their orchestrator");
+    let left = survivors(&leaders);
+    assert!(left.is_empty(), "trial processes outlived their orchestrator: {left:?}");
     resume_and_check(&sb, &before);
 }
 
@@ -139,23 +139,21 @@ fn kill_9_takes_the_trials_down_and_resume_kills_what_they_left() {
     // Two long trials (30 s before their first report), each with a `sleep 300` child.
     sb.file("s.yaml", &spec("long", "{trials: 2}", "{cpu: 2}", "--steps, 1, --sleep, 30, --spawn-child", ""));
     let mut run = sb.cmd(&["run", "s.yaml", "--quiet"]).stdout(std::process::Stdio::null()).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while events(&sb).iter().filter(|e| e["event"] == "child").count() < 2 {
-        assert!(std::time::Instant::now() < deadline, "the trials did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_events(&sb, "both trials spawned their child", |ev| common::count(ev, "child") >= 2);
     run.kill().unwrap(); // SIGKILL
     run.wait().unwrap();
     let ev = events(&sb);
     let leaders: Vec<u64> = ev.iter().filter(|e| e["event"] == "start").filter_map(|e| e["pid"].as_u64()).collect();
     let children: Vec<u64> = ev.iter().filter_map(|e| e["child"].as_u64()).collect();
     // The trials would sleep 30 s more: they die with their orchestrator (PR_SET_PDEATHSIG).
-    assert!(survivors(&leaders, Duration::from_secs(5)).is_empty(), "trials outlived their orchestrator");
+    let left = survivors(&leaders);
+    assert!(left.is_empty(), "trials outlived their orchestrator: {left:?}");
     // What they started lives on, orphaned (here `sleep 300`); the resume finds and kills it.
     assert!(children.iter().all(|c| common::alive(*c)), "children are left behind until the resume");
     let out = sb.ok(&["resume", "long", "--quiet"]);
     assert!(out.contains("budget reached"), "{out}");
-    assert!(survivors(&children, Duration::from_secs(5)).is_empty(), "the trials' children outlived the resume");
+    let left = survivors(&children);
+    assert!(left.is_empty(), "the trials' children outlived the resume: {left:?}");
     for t in study_trials(&sb, "long") {
         assert_eq!(t["state"], "FAIL", "{t}");
         assert!(reason(&t).contains("stale: no heartbeat"), "{t}");
@@ -171,7 +169,8 @@ fn a_trial_that_forks_and_dies_leaves_no_children() {
     sb.ok(&["run", "s.yaml", "--quiet"]);
     let children: Vec<u64> = events(&sb).iter().filter_map(|e| e["child"].as_u64()).collect();
     assert_eq!(children.len(), 2, "each trial spawned a child");
-    assert!(survivors(&children, Duration::from_secs(5)).is_empty(), "children outlived their trial");
+    let left = survivors(&children);
+    assert!(left.is_empty(), "children outlived their trial: {left:?}");
     for t in study_trials(&sb, "forks") {
         assert_eq!(t["state"], "FAIL");
         assert!(reason(&t).starts_with("exited with code 3"), "{}", reason(&t));
@@ -334,4 +333,30 @@ fn a_failing_disk_stops_the_sweep_cleanly_and_the_study_survives() {
     // as a malformed image; either way the file is fine once the disk is back.
     let causes = ["disk I/O error", "database disk image is malformed"];
     disk_fault(&sb, &disk, &shutdown, &causes, || assert!(disk.remount(), "the filesystem mounts again"));
+}
+
+/// The survivor check itself: a defunct child whose parent lives on without reaping it is not gone.
+#[test]
+fn a_defunct_child_of_a_live_parent_counts_as_a_survivor() {
+    use std::io::BufRead;
+    // The shell becomes `sleep 300` (same pid) before its child `sleep 1` exits, and never reaps it.
+    let mut parent = std::process::Command::new("sh")
+        .args(["-c", "sleep 1 & echo $!; exec sleep 300"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(parent.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let child: u64 = line.trim().parse().unwrap();
+    let defunct = common::ProcessState::Defunct { parent: parent.id() as u64 };
+    while common::process_state(child) != defunct {
+        assert_eq!(common::process_state(child), common::ProcessState::Running, "child {child}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(common::lingers(child), "a zombie whose parent is alive is not gone");
+    assert!(!common::alive(child));
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    // Orphaned, the zombie belongs to PID 1 now: gone as far as nightshift is concerned.
+    assert!(survivors(&[child]).is_empty());
 }

@@ -143,22 +143,72 @@ pub fn assert_integrity(db: &Path) {
     assert_eq!(result, "ok", "integrity_check of {}", db.display());
 }
 
-/// Whether process `pid` is still running (a zombie awaiting its reaper counts as gone).
-pub fn alive(pid: u64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
+/// How many of the fake trials' events are `event`.
+pub fn count(events: &[Value], event: &str) -> usize {
+    events.iter().filter(|e| e["event"] == event).count()
+}
+
+/// Waits until the fake trials' event log satisfies `ready` (`what` names it for the failure message).
+/// Synchronises on events, not on time: the limit only turns a hang into a failure.
+pub fn wait_for_events(sb: &Sandbox, what: &str, ready: impl Fn(&[Value]) -> bool) {
+    let deadline = Instant::now() + HUNG_AFTER;
+    loop {
+        let ev = events(sb);
+        if ready(&ev) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waited {HUNG_AFTER:?} for: {what}; events: {ev:?}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// Waits up to `limit` for every process in `pids` to be gone; returns those still alive.
-pub fn survivors(pids: &[u64], limit: Duration) -> Vec<u64> {
-    let deadline = Instant::now() + limit;
+/// A process as `/proc/<pid>/stat` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessState {
+    /// Exited and reaped (or never existed).
+    Gone,
+    /// Exited, but not yet reaped by `parent` (a zombie, state `Z`/`X`).
+    Defunct {
+        parent: u64,
+    },
+    Running,
+}
+
+pub fn process_state(pid: u64) -> ProcessState {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return ProcessState::Gone };
+    // `pid (comm) state ppid …`: the state and the parent follow the parenthesised command name.
+    let mut fields = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace()).into_iter().flatten();
+    let state = fields.next().unwrap_or_default();
+    let parent = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    if state.starts_with(['Z', 'X']) { ProcessState::Defunct { parent } } else { ProcessState::Running }
+}
+
+/// Whether process `pid` is still running.
+pub fn alive(pid: u64) -> bool {
+    process_state(pid) == ProcessState::Running
+}
+
+/// Whether `pid` still holds on: running, or defunct while a parent that should reap it lives on (a
+/// nightshift process that forgot to wait for its child). A defunct process whose parent is PID 1 was
+/// orphaned when its parent died, then died itself; reaping it is init's job, and this machine's PID 1
+/// never reaps, so such zombies stay until reboot.
+pub fn lingers(pid: u64) -> bool {
+    match process_state(pid) {
+        ProcessState::Gone => false,
+        ProcessState::Defunct { parent } => parent != 1,
+        ProcessState::Running => true,
+    }
+}
+
+/// Waits for every process in `pids` to be gone (see [`lingers`]); returns those that never went, with
+/// their state. Killed processes go at their own pace on a loaded machine: the wait ends on their exit,
+/// and [`HUNG_AFTER`] only turns a process that never exits into a failure.
+pub fn survivors(pids: &[u64]) -> Vec<(u64, ProcessState)> {
+    let deadline = Instant::now() + HUNG_AFTER;
     loop {
-        let left: Vec<u64> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        let left: Vec<u64> = pids.iter().copied().filter(|p| lingers(*p)).collect();
         if left.is_empty() || Instant::now() > deadline {
-            return left;
+            return left.into_iter().map(|p| (p, process_state(p))).collect();
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -202,13 +202,11 @@ fn sixteen_processes_open_a_new_schema_at_once() {
         return;
     }
     let schema = fresh_schema("fresh");
-    let started = Instant::now();
     run_workers(TEST, &schema, now_unix() + 1.0);
     let storage = PostgresStorage::open_in_schema(&url, &schema).unwrap();
     let study = storage.load_study("shared").unwrap();
     let numbers: Vec<u64> = storage.trials(study.id, Some(&[TrialState::Complete])).unwrap().iter().map(|t| t.number).collect();
     assert_eq!(numbers, (0..WORKERS as u64).collect::<Vec<_>>());
-    assert!(started.elapsed() < Duration::from_secs(60));
 }
 
 const CREATED_MARK: &str = "created-within-budget=";

@@ -8,12 +8,13 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu6;
 
 use crate::error::{Error, Result};
 use crate::model::{Arch, ImageClassifier, ModelConfig};
+use crate::norm::BatchNorm;
 
 /// Freezable stages after the stem: the block groups.
 pub const STAGES: usize = GROUPS.len();
@@ -56,7 +57,7 @@ fn same_conv(
 
 fn bn(channels: usize, device: &Device) -> BatchNorm {
     // The TF-trained weights use epsilon 1e-3.
-    BatchNormConfig::new(channels).with_epsilon(1e-3).with_momentum(0.01).init(device)
+    BatchNorm::with(channels, 1e-3, 0.01, device)
 }
 
 /// Mobile inverted bottleneck: (1×1 expand) → depthwise k×k → 1×1 project, with a residual when shapes allow.

@@ -56,6 +56,7 @@ pub mod efficientnet;
 mod error;
 pub mod model;
 mod network;
+pub mod norm;
 pub mod predict;
 pub mod resnet;
 mod rng;

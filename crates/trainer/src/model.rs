@@ -10,13 +10,14 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Normalization;
 use crate::error::{Error, Result};
+use crate::norm::BatchNorm;
 
 /// A network that maps `[n, c, h, w]` images to `[n, classes]` logits, with a stem, stages and a head.
 pub trait ImageClassifier: Module + Sized + 'static {
@@ -146,7 +147,7 @@ impl ConvBlock {
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .with_bias(false)
                 .init(device),
-            bn: BatchNormConfig::new(channels_out).init(device),
+            bn: BatchNorm::new(channels_out, device),
             pool: pool.then(|| MaxPool2dConfig::new([2, 2]).init()),
         }
     }

@@ -4,12 +4,13 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::error::{Error, Result};
 use crate::model::{Arch, ImageClassifier, ModelConfig};
+use crate::norm::BatchNorm;
 
 /// Freezable stages after the stem: layer1 to layer4.
 pub const STAGES: usize = 4;
@@ -46,14 +47,14 @@ impl Block {
     fn basic(channels_in: usize, channels_out: usize, stride: usize, device: &Device) -> Self {
         Self {
             conv1: conv(channels_in, channels_out, 3, stride, device),
-            bn1: BatchNormConfig::new(channels_out).init(device),
+            bn1: BatchNorm::new(channels_out, device),
             conv2: conv(channels_out, channels_out, 3, 1, device),
-            bn2: BatchNormConfig::new(channels_out).init(device),
+            bn2: BatchNorm::new(channels_out, device),
             conv3: None,
             bn3: None,
             downsample: (stride != 1 || channels_in != channels_out).then(|| Downsample {
                 conv: conv(channels_in, channels_out, 1, stride, device),
-                bn: BatchNormConfig::new(channels_out).init(device),
+                bn: BatchNorm::new(channels_out, device),
             }),
         }
     }
@@ -63,14 +64,14 @@ impl Block {
         let channels_out = width * 4;
         Self {
             conv1: conv(channels_in, width, 1, 1, device),
-            bn1: BatchNormConfig::new(width).init(device),
+            bn1: BatchNorm::new(width, device),
             conv2: conv(width, width, 3, stride, device),
-            bn2: BatchNormConfig::new(width).init(device),
+            bn2: BatchNorm::new(width, device),
             conv3: Some(conv(width, channels_out, 1, 1, device)),
-            bn3: Some(BatchNormConfig::new(channels_out).init(device)),
+            bn3: Some(BatchNorm::new(channels_out, device)),
             downsample: (stride != 1 || channels_in != channels_out).then(|| Downsample {
                 conv: conv(channels_in, channels_out, 1, stride, device),
-                bn: BatchNormConfig::new(channels_out).init(device),
+                bn: BatchNorm::new(channels_out, device),
             }),
         }
     }
@@ -137,7 +138,7 @@ impl ImageClassifier for ResNet {
         let layer4 = make_layer(512, counts[3], 2);
         Ok(Self {
             conv1: conv(config.in_channels, 64, 7, 2, device),
-            bn1: BatchNormConfig::new(64).init(device),
+            bn1: BatchNorm::new(64, device),
             maxpool: MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(),
             layer1,
             layer2,

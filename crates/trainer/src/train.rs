@@ -171,6 +171,8 @@ pub struct TrainOutcome<M> {
     /// The model of the epoch with the best validation accuracy, in evaluation mode.
     pub best_model: M,
     pub best_epoch: usize,
+    /// The model after the last step, in evaluation mode (the same as `best_model` when the last epoch was best).
+    pub final_model: M,
     pub history: Vec<EpochMetrics>,
     /// True when the callback stopped training before the last epoch.
     pub stopped_early: bool,
@@ -181,11 +183,12 @@ impl<M> TrainOutcome<M> {
         &self.history[self.best_epoch - 1]
     }
 
-    /// The same outcome with the best model wrapped (e.g. into a [`crate::Network`]).
-    pub fn map<N>(self, wrap: impl FnOnce(M) -> N) -> TrainOutcome<N> {
+    /// The same outcome with the best and final models wrapped (e.g. into a [`crate::Network`]).
+    pub fn map<N>(self, wrap: impl Fn(M) -> N) -> TrainOutcome<N> {
         TrainOutcome {
             best_model: wrap(self.best_model),
             best_epoch: self.best_epoch,
+            final_model: wrap(self.final_model),
             history: self.history,
             stopped_early: self.stopped_early,
         }
@@ -281,7 +284,7 @@ pub fn fine_tune<M: ImageClassifier>(
         }
     }
     let (best_epoch, _, best_model) = best.expect("at least one epoch ran");
-    Ok(TrainOutcome { best_model, best_epoch, history, stopped_early })
+    Ok(TrainOutcome { best_model, best_epoch, final_model: model.valid(), history, stopped_early })
 }
 
 /// Reading a value back waits for the device. On a GPU one read per step would drain its queue every

@@ -51,10 +51,38 @@ fn tensor4(v: &Value, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(floats(&v["data"]), [shape[0], shape[1], shape[2], shape[3]]), device)
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+/// How far our outputs are from PyTorch's: the largest absolute difference, and the same relative to the
+/// largest reference value (elementwise relative differences blow up on values near zero).
+#[derive(Debug, Clone, Copy)]
+struct Diff {
+    abs: f32,
+    rel: f32,
 }
+
+impl Diff {
+    fn of(ours: &[f32], reference: &[f32]) -> Self {
+        assert_eq!(ours.len(), reference.len());
+        let abs = ours.iter().zip(reference).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        let scale = reference.iter().fold(0.0f32, |m, y| m.max(y.abs()));
+        Self { abs, rel: abs / scale }
+    }
+
+    fn within(&self, bound: Diff) -> bool {
+        self.abs <= bound.abs && self.rel <= bound.rel
+    }
+}
+
+impl std::fmt::Display for Diff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "max |diff| {:.1e}, relative {:.1e}", self.abs, self.rel)
+    }
+}
+
+/// Bounds are about 10× the differences measured on the 2-core development machine (flex CPU backend,
+/// 2026-11-30), which the comment after each states; a faithful model stays well inside them, while a
+/// mapping or layer mistake lands far outside (see the `perturbed_*` tests).
+/// Tiny CNN: measured abs 3.0e-8, relative 1.7e-7, from the .pth and the .safetensors file alike.
+const TINY_CNN_BOUND: Diff = Diff { abs: 3e-7, rel: 2e-6 };
 
 /// The fixture's 6,242-parameter network: conv1 (3×3) → bn1 → ReLU → 2×2 max-pool → conv2 (3×3, stride 2)
 /// → bn2 → ReLU → conv3 (3×3, stride 2, bias) → ReLU → global average → fc.
@@ -120,29 +148,62 @@ fn dummy_config() -> ModelConfig {
     }
 }
 
+fn tiny_cnn(dir: &std::path::Path, file: &str, device: &Device) -> TinyCnn {
+    let mut model = TinyCnn::init(&dummy_config(), device).unwrap();
+    let report = load_weights(&mut model, &dir.join(file), LoadMode::Strict).unwrap();
+    assert_eq!(report.applied.len(), 14, "{file}: {report:?}");
+    model
+}
+
+/// The tiny CNN's logits on the fixture's input against PyTorch's.
+fn tiny_cnn_diff(model: &TinyCnn, reference: &Value, device: &Device) -> Diff {
+    let logits = model.clone().valid().forward(tensor4(&reference["input"], device)).into_data().try_to_vec::<f32>().unwrap();
+    Diff::of(&logits, &floats(&reference["logits"]["data"]))
+}
+
 #[test]
 fn tiny_cnn_with_randomised_batchnorm_matches_pytorch_from_pth_and_safetensors() {
     let Some(dir) = fixtures() else { return };
     let reference = reference(&dir.join("tiny_cnn_reference.json"));
     let device = Device::flex();
-    let input = tensor4(&reference["input"], &device);
-    let expected = floats(&reference["logits"]["data"]);
     for file in ["tiny_cnn.pth", "tiny_cnn.safetensors"] {
-        let mut model = TinyCnn::init(&dummy_config(), &device).unwrap();
-        let report = load_weights(&mut model, &dir.join(file), LoadMode::Strict).unwrap();
-        assert_eq!(report.applied.len(), 14, "{file}: {report:?}");
-        let logits = model.valid().forward(input.clone()).into_data().try_to_vec::<f32>().unwrap();
-        let diff = max_abs_diff(&logits, &expected);
-        eprintln!("tiny_cnn {file}: max |logit diff| {diff:e}");
-        assert!(diff < 1e-4, "{file}: max |diff| {diff}");
+        let diff = tiny_cnn_diff(&tiny_cnn(&dir, file, &device), &reference, &device);
+        eprintln!("tiny_cnn {file}: {diff}");
+        assert!(diff.within(TINY_CNN_BOUND), "{file}: {diff:?} exceeds {TINY_CNN_BOUND:?}");
     }
 }
 
+/// The bounds are tight enough to catch the mistakes an import can make and a loose bound lets through:
+/// a BatchNorm epsilon 100× too large (1e-3, Keras's default, instead of PyTorch's 1e-5) moves these
+/// logits by only 2.8e-5 (relative 1.6e-4), which the former 1e-4 bound accepted; a Linear weight read
+/// without its transposition scrambles the head (1.4e-1).
 #[test]
-fn resnet18_logits_and_pooled_features_match_torchvision() {
+fn perturbed_tiny_cnns_fail_the_parity_bound() {
     let Some(dir) = fixtures() else { return };
-    let reference = reference(&dir.join("resnet18_reference.json"));
+    let reference = reference(&dir.join("tiny_cnn_reference.json"));
     let device = Device::flex();
+
+    let mut wrong_epsilon = tiny_cnn(&dir, "tiny_cnn.safetensors", &device);
+    wrong_epsilon.bn2.epsilon = 1e-3;
+    let diff = tiny_cnn_diff(&wrong_epsilon, &reference, &device);
+    eprintln!("tiny_cnn with BatchNorm epsilon 1e-3: {diff}");
+    assert!(!diff.within(TINY_CNN_BOUND), "a 100× BatchNorm epsilon passed: {diff:?}");
+
+    let mut untransposed = tiny_cnn(&dir, "tiny_cnn.safetensors", &device);
+    let [rows, cols] = untransposed.fc.weight.dims();
+    let scrambled = untransposed.fc.weight.val().transpose().reshape([rows, cols]);
+    untransposed.fc.weight = burn::module::Param::from_tensor(scrambled);
+    let diff = tiny_cnn_diff(&untransposed, &reference, &device);
+    eprintln!("tiny_cnn with an untransposed Linear weight: {diff}");
+    assert!(!diff.within(TINY_CNN_BOUND), "an untransposed Linear passed: {diff:?}");
+}
+
+/// ResNet-18 (random torchvision init, 64×64 input): measured pooled features abs 4.3e-6, relative 9.1e-7;
+/// logits abs 2.4e-6, relative 8.3e-7.
+const RESNET18_FEATURES_BOUND: Diff = Diff { abs: 4e-5, rel: 1e-5 };
+const RESNET18_LOGITS_BOUND: Diff = Diff { abs: 2.5e-5, rel: 1e-5 };
+
+fn resnet18(dir: &std::path::Path, device: &Device) -> ResNet {
     let config = ModelConfig {
         arch: Arch::ResNet { layers: 18 },
         num_classes: 1000,
@@ -152,19 +213,49 @@ fn resnet18_logits_and_pooled_features_match_torchvision() {
         normalization: Normalization::imagenet(),
         class_names: vec![],
     };
-    let mut model = ResNet::init(&config, &device).unwrap();
+    let mut model = ResNet::init(&config, device).unwrap();
     let report = load_weights(&mut model, &dir.join("resnet18_random.pth"), LoadMode::Strict).unwrap();
     assert!(report.missing.is_empty(), "{report:?}");
-    let model = model.valid();
-    let input = tensor4(&reference["input"], &device);
+    model
+}
+
+/// Pooled features and logits against torchvision's.
+fn resnet18_diffs(model: &ResNet, reference: &Value, device: &Device) -> (Diff, Diff) {
+    let model = model.clone().valid();
+    let input = tensor4(&reference["input"], device);
     let features = model.features(input.clone()).into_data().try_to_vec::<f32>().unwrap();
-    let diff = max_abs_diff(&features, &floats(&reference["pooled_features"]["data"]));
-    eprintln!("resnet18: max |pooled feature diff| {diff:e}");
-    assert!(diff < 1e-4, "pooled features max |diff| {diff}");
     let logits = model.forward(input).into_data().try_to_vec::<f32>().unwrap();
-    let diff = max_abs_diff(&logits, &floats(&reference["logits"]["data"]));
-    eprintln!("resnet18: max |logit diff| {diff:e}");
-    assert!(diff < 1e-4, "logits max |diff| {diff}");
+    (
+        Diff::of(&features, &floats(&reference["pooled_features"]["data"])),
+        Diff::of(&logits, &floats(&reference["logits"]["data"])),
+    )
+}
+
+#[test]
+fn resnet18_logits_and_pooled_features_match_torchvision() {
+    let Some(dir) = fixtures() else { return };
+    let reference = reference(&dir.join("resnet18_reference.json"));
+    let device = Device::flex();
+    let (features, logits) = resnet18_diffs(&resnet18(&dir, &device), &reference, &device);
+    eprintln!("resnet18: pooled features {features}, logits {logits}");
+    assert!(features.within(RESNET18_FEATURES_BOUND), "pooled features {features:?} exceed {RESNET18_FEATURES_BOUND:?}");
+    assert!(logits.within(RESNET18_LOGITS_BOUND), "logits {logits:?} exceed {RESNET18_LOGITS_BOUND:?}");
+}
+
+#[test]
+fn perturbed_resnet18_fails_the_parity_bound() {
+    let Some(dir) = fixtures() else { return };
+    let reference = reference(&dir.join("resnet18_reference.json"));
+    let device = Device::flex();
+    let mut model = resnet18(&dir, &device);
+    // Measured: pooled features move by 1.1e-3 and logits by 4.5e-4, about 20× beyond the bounds.
+    model.layer4[1].bn2.epsilon = 1e-3;
+    let (features, logits) = resnet18_diffs(&model, &reference, &device);
+    eprintln!("resnet18 with one BatchNorm epsilon 1e-3: pooled features {features}, logits {logits}");
+    assert!(
+        !features.within(RESNET18_FEATURES_BOUND) && !logits.within(RESNET18_LOGITS_BOUND),
+        "a 100× BatchNorm epsilon passed: {features:?}, {logits:?}"
+    );
 }
 
 #[test]
@@ -201,6 +292,9 @@ fn reference_top5(reference: &Value) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// EfficientNet-Lite0 (real ImageNet weights, two 224×224 photos): measured abs 8.3e-6, relative 8.0e-7.
+const LITE0_BOUND: Diff = Diff { abs: 8e-5, rel: 8e-6 };
+
 #[test]
 fn efficientnet_lite0_imagenet_weights_reproduce_reference_logits_and_top5() {
     let Some(dir) = fixtures() else { return };
@@ -215,9 +309,9 @@ fn efficientnet_lite0_imagenet_weights_reproduce_reference_logits_and_top5() {
         let top = nightshift_trainer::predict::top_k(logits.clone(), 5, &[]).unwrap();
         let classes: Vec<Vec<usize>> = top.iter().map(|r| r.iter().map(|t| t.class).collect()).collect();
         assert_eq!(classes, reference_top5(&reference), "{file}");
-        let diff = max_abs_diff(&logits.into_data().try_to_vec::<f32>().unwrap(), &expected);
-        eprintln!("efficientnet_lite0 {file}: max |logit diff| {diff:e}");
-        assert!(diff < 1e-3, "{file}: max |diff| {diff}");
+        let diff = Diff::of(&logits.into_data().try_to_vec::<f32>().unwrap(), &expected);
+        eprintln!("efficientnet_lite0 {file}: {diff}");
+        assert!(diff.within(LITE0_BOUND), "{file}: {diff:?} exceeds {LITE0_BOUND:?}");
     }
 }
 
