@@ -115,13 +115,18 @@ pub fn run(cmd: RunCommand, quiet: bool) -> Result<()> {
             sweep(devices.apply(spec)?, quiet)
         }
         RunCommand::Resume { study, storage, devices } => {
-            let url = storage.find_study(&study)?.url;
+            // Resume and report write under reports/<study>: refuse a name that is not one directory.
+            let url = storage.find_study(path_safe(&study)?)?.url;
             sweep(devices.apply(stored_spec(&url, &study)?)?, quiet)
         }
         // A worker is a resume that many machines run at once: the storage keeps the budget global.
         RunCommand::Worker { storage, study, devices } => sweep(devices.apply(stored_spec(&storage, &study)?)?, quiet),
         RunCommand::Check { spec } => check(&spec),
         RunCommand::Report { study, storage, out } => {
+            if out.is_none() {
+                // The report goes to reports/<study>/: the name must be one directory.
+                path_safe(&study)?;
+            }
             let found = storage.find_study(&study)?;
             let trials = found.storage.trials(found.record.id, None)?;
             let record = found.record;
