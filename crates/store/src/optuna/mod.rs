@@ -27,14 +27,33 @@ use serde_json::{Value, json};
 /// What went wrong reading or writing an Optuna study; `location` is `file:line`, `file: trial N` or `file`.
 #[derive(Debug, thiserror::Error)]
 pub enum OptunaError {
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file could not be written.
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The content is not a study nightshift can take.
     #[error("{location}: {message}")]
-    Invalid { location: String, message: String },
+    Invalid {
+        /// `file:line`, `file: trial N` or `file`.
+        location: String,
+        /// What is wrong and what would be valid.
+        message: String,
+    },
 }
 
+/// Results of this module.
 pub type Result<T, E = OptunaError> = std::result::Result<T, E>;
 
 fn invalid(location: impl Into<String>, message: impl Into<String>) -> OptunaError {
@@ -68,7 +87,9 @@ const SPACE_ATTR: &str = "nightshift:search_space";
 /// it (parsed) and the value in Optuna's internal representation (a categorical's choice index).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptunaParam {
+    /// The distribution, as Optuna's `distribution_to_json` writes it.
     pub distribution: Value,
+    /// The value in Optuna's internal representation (a categorical's choice index).
     pub internal: f64,
     /// Where the parameter was set (`file:line`), for errors.
     pub location: String,
@@ -77,16 +98,23 @@ pub struct OptunaParam {
 /// A trial in Optuna's terms.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptunaTrial {
+    /// The trial number in its study.
     pub number: u64,
     /// Optuna's `TrialState` value: 0 RUNNING, 1 COMPLETE, 2 PRUNED, 3 FAIL, 4 WAITING.
     pub state: i64,
+    /// The objective values (one per objective), if the trial has them.
     pub values: Option<Vec<f64>>,
+    /// The parameters by name.
     pub params: BTreeMap<String, OptunaParam>,
+    /// Intermediate values by step.
     pub intermediate_values: BTreeMap<i64, f64>,
+    /// User attributes.
     pub user_attrs: BTreeMap<String, Value>,
+    /// System attributes.
     pub system_attrs: BTreeMap<String, Value>,
-    /// Unix seconds.
+    /// Start, in Unix seconds.
     pub datetime_start: Option<f64>,
+    /// End, in Unix seconds.
     pub datetime_complete: Option<f64>,
     /// Where the trial was created (`file:line` or `file: trial N`), for errors.
     pub location: String,
@@ -95,11 +123,15 @@ pub struct OptunaTrial {
 /// A study in Optuna's terms.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptunaStudy {
+    /// The study name.
     pub name: String,
     /// Optuna's `StudyDirection` values: 1 minimize, 2 maximize (0 not set).
     pub directions: Vec<i64>,
+    /// Study user attributes.
     pub user_attrs: BTreeMap<String, Value>,
+    /// Study system attributes.
     pub system_attrs: BTreeMap<String, Value>,
+    /// The trials, by number.
     pub trials: Vec<OptunaTrial>,
     /// The file it came from, for errors.
     pub location: String,
@@ -109,11 +141,15 @@ pub struct OptunaStudy {
 /// nightshift distributions and values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImportedStudy {
+    /// The study's direction (single objective only).
     pub direction: Direction,
+    /// Study user attributes.
     pub user_attrs: BTreeMap<String, Value>,
     /// Restored from an export by nightshift, when the file carries them.
     pub seed: Option<u64>,
+    /// The sampler, restored like the seed.
     pub sampler: Option<SamplerConfig>,
+    /// The pruner, restored like the seed.
     pub pruner: Option<PrunerConfig>,
     /// The export's search space, else one built from the trials when every parameter has one
     /// distribution throughout (`None` when they differ: Optuna allows ranges that change).
