@@ -12,9 +12,6 @@ use nightshift_search::{Direction, FrozenTrial, TrialState};
 
 use crate::spec::{Budget, Spec};
 
-/// System attribute on a re-run trial naming the trial it replaces (which then no longer counts
-/// toward the budget).
-
 /// Why a run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StopReason {
