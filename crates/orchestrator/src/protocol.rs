@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+// Python-JSON reading (bare NaN/Infinity) is shared with the Optuna journal reader.
+pub use nightshift_search::python_json::number;
+use nightshift_search::python_json::quote_non_finite;
+
 /// Longest line kept whole; longer lines are truncated (and can only be logs), so a child printing
 /// a million characters without a newline cannot exhaust the orchestrator's memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -116,60 +120,6 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
         "result" => Ok(Message::Result(FinalResult { value: value(&body)?, metrics: metrics(&body)? })),
         _ => Ok(Message::Log),
     }
-}
-
-/// A number, or Python's `NaN`/`Infinity`/`-Infinity` (quoted by [`quote_non_finite`]).
-pub fn number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => match s.as_str() {
-            "NaN" | "nan" => Some(f64::NAN),
-            "Infinity" | "inf" => Some(f64::INFINITY),
-            "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Python's `json.dumps` writes NaN and infinities as bare `NaN`/`Infinity`, which JSON does not
-/// allow; quote them (outside strings) so they parse and the trial fails as "diverged".
-fn quote_non_finite(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            rest = &rest[c.len_utf8()..];
-            continue;
-        }
-        if c == '"' {
-            in_string = true;
-        }
-        let token = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t));
-        match token {
-            Some(t) => {
-                out.push('"');
-                out.push_str(t);
-                out.push('"');
-                rest = &rest[t.len()..];
-            }
-            None => {
-                out.push(c);
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-    }
-    out
 }
 
 fn shorten(text: &str) -> String {
