@@ -39,7 +39,10 @@
 //!   1 worker from 1.74× to 1.60× at 50 trials (3.29× to 3.22× at 25; 40 seeds of
 //!   `benches/vs_optuna`, arms `ns-auto` and `ns-auto-4workers`). Other pending-value rules
 //!   measured worse there: the uncapped mean, the mean ± one posterior standard deviation
-//!   (capped), the worst or the mean observed value, and ignoring pending trials.
+//!   (capped), the worst or the mean observed value, and ignoring pending trials. So did
+//!   Optuna's own rule, qLogEI over the pending points and the new one (tried 2026-12-01 with 128
+//!   joint draws and x's improvement integrated exactly: 2.46× one worker at 50 trials against the
+//!   believer's 1.64×, 40 seeds, and about 200 ms per ask), which explores more while trials run.
 //! - **Discrete line search**: golden-section search over grid indices instead of Brent's
 //!   method in the encoded coordinate (only for grids of more than 16 values).
 //! - **Box-constrained L-BFGS** is a projected L-BFGS without the generalised Cauchy point.
