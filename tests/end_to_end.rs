@@ -122,6 +122,9 @@ fn every_example_in_search_spaces_is_valid() {
         if text.lines().any(|l| l.starts_with("study:")) {
             let out = sb.ok(&["check", &file]);
             assert!(out.contains(": OK"), "{file}: {out}");
+            // A readable plan: words, not Rust `Debug` output.
+            assert!(!out.contains("Config {") && !out.contains("Config("), "{file}: {out}");
+            assert!(out.lines().any(|l| l.starts_with("pruner:   ")), "{file}: {out}");
             if text.contains("type: auto") {
                 // `auto` explains which sampler it uses when, with its numbers.
                 assert!(out.contains("sampler:  auto: 10 space-filling (Sobol) trials, then a Gaussian process"), "{out}");

@@ -50,8 +50,13 @@ fn crash_at(sb: &Sandbox, point: &str, n: u32) -> Vec<Value> {
 
 /// Resumes after a crash and checks everything the crash must not have broken.
 fn resume_and_check(sb: &Sandbox, before: &[Value]) -> Vec<Value> {
-    let out = sb.ok(&["resume", STUDY, "--quiet"]);
-    assert!(out.contains("budget reached"), "{out}");
+    let run = sb.cmd(&["resume", STUDY, "--quiet"]).output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success() && out.contains("budget reached"), "{out}{err}");
+    // The recovery's warning reaches the console (stderr), not only the log file, even with --quiet.
+    if before.iter().any(|t| t["state"] == "RUNNING") {
+        assert!(err.contains("WARN") && err.contains("stale heartbeat"), "stderr: {err}");
+    }
     let after = study_trials(sb, STUDY);
     let numbers: Vec<u64> = after.iter().map(|t| t["number"].as_u64().unwrap()).collect();
     assert_eq!(numbers, (0..BUDGET).collect::<Vec<_>>(), "trial numbers 0..{BUDGET}, none twice, none missing");

@@ -10,7 +10,8 @@ use nightshift_search::{Direction, ParamValue, Params, TrialState};
 
 use nightshift_orchestrator::{Event, Observer};
 
-/// Prints progress to stdout: bars on a terminal, a line per event otherwise, nothing when quiet.
+/// Prints progress to stderr (stdout is for results): bars on a terminal that can draw them, a line
+/// per event otherwise (a pipe, a log file, `TERM=dumb`), nothing when quiet.
 pub struct ConsoleProgress {
     mode: Mode,
     state: Mutex<State>,
@@ -36,8 +37,9 @@ impl ConsoleProgress {
     pub fn new(quiet: bool) -> Self {
         let mode = if quiet {
             Mode::Quiet
-        } else if std::io::stdout().is_terminal() {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+        } else if std::io::stderr().is_terminal() && !ProgressDrawTarget::stderr().is_hidden() {
+            // indicatif hides bars on a terminal it cannot draw on (`TERM=dumb` or unset); those get lines.
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let overall = multi.add(ProgressBar::new(0));
             overall.set_style(
                 ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]")
@@ -70,7 +72,7 @@ impl ConsoleProgress {
             Mode::Bars { multi, .. } => {
                 let _ = multi.println(line);
             }
-            Mode::Plain => println!("{line}"),
+            Mode::Plain => eprintln!("{line}"),
             Mode::Quiet => {}
         }
     }
@@ -129,7 +131,7 @@ impl Observer for ConsoleProgress {
                 let msg = format!("#{} {}", trial.number, short_params(&trial.params));
                 self.slot_bar(slot.index, format!("{msg}  starting"));
                 if matches!(self.mode, Mode::Plain) {
-                    println!(
+                    eprintln!(
                         "trial {} started on {} (slot {}): {}",
                         trial.number,
                         slot.device,
@@ -142,7 +144,7 @@ impl Observer for ConsoleProgress {
                 self.slot_bar(slot.index, format!("#{number}  step {step}  value {}", fmt_value(*value)));
                 if matches!(self.mode, Mode::Plain) && state.last_plain_report.elapsed() >= Duration::from_secs(10) {
                     state.last_plain_report = Instant::now();
-                    println!("trial {number}: step {step} value {}", fmt_value(*value));
+                    eprintln!("trial {number}: step {step} value {}", fmt_value(*value));
                 }
             }
             Event::TrialFinished { slot, trial } => {
@@ -176,7 +178,7 @@ impl Observer for ConsoleProgress {
                             self.println(&line);
                         }
                     }
-                    _ => println!("{line}  [{}/{} · {}]", state.done, state.budget, Self::summary(&state)),
+                    _ => eprintln!("{line}  [{}/{} · {}]", state.done, state.budget, Self::summary(&state)),
                 }
             }
             Event::Stopping { reason } => self.println(&format!("stopping: {reason}")),

@@ -346,7 +346,12 @@ fn print_summary(spec: &Spec, summary: &RunSummary, trials: &[FrozenTrial]) {
     println!("logs and trial outputs: reports/{}/", spec.study);
 }
 
+/// Logs of a sweep: everything from info up (or as `NIGHTSHIFT_LOG` says) to the study's log
+/// file, and warnings and errors to stderr as well, so that they reach the console.
 fn init_log(path: &Path) -> Result<()> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -354,8 +359,14 @@ fn init_log(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot open {}", path.display()))?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_writer(std::sync::Mutex::new(file)).with_ansi(false).with_env_filter(filter).try_init();
+    let to_file = tracing_subscriber::fmt::layer().with_writer(std::sync::Mutex::new(file)).with_ansi(false).with_filter(filter);
+    let to_console = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(crate::output::color())
+        .without_time()
+        .with_target(false)
+        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    let _ = tracing_subscriber::registry().with(to_file).with(to_console).try_init();
     Ok(())
 }
 
@@ -395,7 +406,7 @@ fn check(path: &Path) -> Result<()> {
         spec.sampler.describe(),
         spec.seed.map(|s| s.to_string()).unwrap_or_else(|| "random".into())
     );
-    println!("pruner:   {:?}", spec.pruner);
+    println!("pruner:   {}", spec.pruner.describe());
     println!("space:");
     for (name, dist) in spec.space.iter() {
         println!("  {name}: {dist}");

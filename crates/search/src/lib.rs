@@ -51,6 +51,15 @@ pub mod testing;
 mod trial;
 
 pub use error::{Error, Result};
+
+/// A configuration serialised as `{type: name, option: value, …}` in words: `name (option value,
+/// …)`, or just `name` without options — what `nightshift check` prints for samplers and pruners.
+pub(crate) fn describe_tagged(config: &impl serde::Serialize) -> String {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(config) else { return String::new() };
+    let name = map.get("type").and_then(|t| t.as_str()).unwrap_or_default().to_string();
+    let options: Vec<String> = map.iter().filter(|(k, _)| *k != "type").map(|(k, v)| format!("{k} {v}")).collect();
+    if options.is_empty() { name } else { format!("{name} ({})", options.join(", ")) }
+}
 pub use pruner::{
     HyperbandConfig, HyperbandPruner, MedianConfig, MedianPruner, NopPruner, PatientConfig, PatientPruner, PercentileConfig,
     PercentilePruner, PruneContext, Pruner, PrunerConfig, Resource, SuccessiveHalvingConfig, SuccessiveHalvingPruner,

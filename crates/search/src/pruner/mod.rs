@@ -127,6 +127,12 @@ impl TryFrom<UncheckedPrunerConfig> for PrunerConfig {
 }
 
 impl PrunerConfig {
+    /// The pruner and its options in words, for `nightshift check`:
+    /// `median (n_startup_trials 5, n_warmup_steps 2, interval_steps 1)`.
+    pub fn describe(&self) -> String {
+        crate::describe_tagged(self)
+    }
+
     /// Checks every option (and those of a wrapped pruner), with Optuna's rules.
     pub fn validate(&self) -> Result<()> {
         match self {

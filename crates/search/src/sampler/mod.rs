@@ -172,13 +172,7 @@ impl SamplerConfig {
         if let Self::Auto(config) = self {
             return config.describe();
         }
-        let options = match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => {
-                map.into_iter().filter(|(k, _)| k != "type").map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
-            }
-            _ => String::new(),
-        };
-        if options.is_empty() { self.name().to_string() } else { format!("{} ({options})", self.name()) }
+        crate::describe_tagged(self)
     }
 
     /// Parses a sampler name as Optuna's CLI spells it (`TPESampler`) or as ours (`tpe`),
