@@ -246,7 +246,7 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
         options.observer = Arc::new(ConsoleProgress::new(quiet));
         let (report_dir, slots) = (reports_dir.clone(), Some(sweep_slots(&spec)));
         let report = ReportOptions { now: Some(now_unix()), refresh_seconds: Some(60), ..report_options(Some(&spec), slots) };
-        options.report_hook = Some(Box::new(move |record, trials| {
+        options.report_hook = Some(Arc::new(move |record, trials| {
             // A report that cannot be written must not stop the sweep; the log says why.
             let options = ReportOptions { now: Some(now_unix()), ..report.clone() };
             if let Err(e) = refresh_report(record, trials, &options, &report_dir) {

@@ -7,7 +7,7 @@ use crate::pool::Slot;
 
 /// Called with the study and all its trials every few finished trials and at the end (the CLI
 /// renders the report with it; the orchestrator does not know the report crate).
-pub type ReportHook = Box<dyn Fn(&StudyRecord, &[FrozenTrial]) + Send + Sync>;
+pub type ReportHook = std::sync::Arc<dyn Fn(&StudyRecord, &[FrozenTrial]) + Send + Sync>;
 
 /// What happens during a run, for progress displays.
 #[derive(Debug)]

@@ -186,11 +186,16 @@ async fn trials_of(study: &Arc<Study>) -> Result<Vec<FrozenTrial>> {
     Ok(blocking(move || study.trials()).await??)
 }
 
-async fn refresh(study: &Arc<Study>, options: &RunOptions) -> Result<()> {
-    let Some(hook) = &options.report_hook else { return Ok(()) };
-    let trials = trials_of(study).await?;
-    hook(study.record(), &trials);
-    Ok(())
+/// Rewrites the report on a blocking thread (reading every trial and drawing the charts would
+/// otherwise hold up launches); `None` without a hook. A report that cannot be written never
+/// stops the sweep.
+fn refresh_in_background(study: &Arc<Study>, options: &RunOptions) -> Option<tokio::task::JoinHandle<()>> {
+    let hook = options.report_hook.clone()?;
+    let study = study.clone();
+    Some(tokio::task::spawn_blocking(move || match study.trials() {
+        Ok(trials) => hook(study.record(), &trials),
+        Err(e) => tracing::warn!("cannot read the trials for the report: {e}"),
+    }))
 }
 
 fn random_seed() -> u64 {

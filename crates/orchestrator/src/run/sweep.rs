@@ -15,7 +15,7 @@ use super::budget::{StopReason, budget_used, target_reached};
 use super::events::{Event, Observer};
 use super::launch::{Running, StudyJudge, ask_next, build_launch, record_outcome, recover_stale};
 use super::shutdown::{Shutdown, ShutdownLevel};
-use super::{RunOptions, RunSummary, TrialTiming, blocking, refresh, trials_of};
+use super::{RunOptions, RunSummary, TrialTiming, blocking, refresh_in_background, trials_of};
 use crate::error::{Error, Result};
 use crate::pool::DevicePool;
 use crate::process::{Judge, Outcome, TrialLimits, TrialRun, run_trial};
@@ -43,6 +43,8 @@ pub(super) struct Sweep<'a> {
     stop_announced: bool,
     consecutive_failures: u32,
     finished_since_refresh: usize,
+    /// The report being rewritten in the background, if any.
+    report: Option<tokio::task::JoinHandle<()>>,
     /// RUNNING trials of other workers, as of the last look at the study.
     others_running: usize,
     budget_full: bool,
@@ -77,6 +79,7 @@ impl<'a> Sweep<'a> {
             stop_announced: false,
             consecutive_failures: 0,
             finished_since_refresh: 0,
+            report: None,
             others_running: 0,
             budget_full: false,
         }
@@ -222,9 +225,12 @@ impl<'a> Sweep<'a> {
             self.stop = Some(StopReason::ConsecutiveFailures { count: self.consecutive_failures, last_reason });
         }
         self.finished_since_refresh += 1;
-        if self.finished_since_refresh >= self.options.refresh_every.max(1) {
+        // One rewrite at a time: while one runs, the count grows and the next finished trial tries again.
+        if self.finished_since_refresh >= self.options.refresh_every.max(1)
+            && self.report.as_ref().is_none_or(|r| r.is_finished())
+        {
             self.finished_since_refresh = 0;
-            refresh(&self.study, self.options).await?;
+            self.report = refresh_in_background(&self.study, self.options);
         }
         Ok(())
     }
@@ -298,7 +304,13 @@ impl<'a> Sweep<'a> {
         self.summary.stop = self.stop.take().unwrap_or(StopReason::Budget { trials: budget_used(&trials) });
         self.summary.best = nightshift_search::best_of(&trials, self.study.record().direction).cloned();
         self.summary.wall = self.t0.elapsed();
-        refresh(&self.study, self.options).await?;
+        // The last report waits for the one in progress and sees every trial.
+        if let Some(report) = self.report.take() {
+            let _ = report.await;
+        }
+        if let Some(report) = refresh_in_background(&self.study, self.options) {
+            let _ = report.await;
+        }
         let s = &self.summary;
         tracing::info!(stop = %s.stop, launched = s.launched, complete = s.complete, pruned = s.pruned, failed = s.failed, "run finished");
         Ok(self.summary)
