@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::Sandbox;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -41,17 +41,24 @@ def objective(t):
         raise RuntimeError("boom")
     return -(x - 1.0) ** 2 + n
 
-for storage in [
-    optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend("optuna.log")),
-    "sqlite:///optuna.db",
+def local(d):
+    return None if d is None else (d.astimezone() if d.tzinfo else d).strftime("%Y-%m-%d %H:%M:%S")
+
+datetimes = {}
+for format, storage in [
+    ("optuna-journal", optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend("optuna.log"))),
+    ("optuna-sqlite", "sqlite:///optuna.db"),
 ]:
     study = optuna.create_study(study_name="src", storage=storage, direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=1))
     study.set_user_attr("owner", "ci")
     study.optimize(objective, n_trials=10, catch=(RuntimeError,))
     study.ask()  # left RUNNING: not imported
+    datetimes[format] = [[local(t.datetime_start), local(t.datetime_complete)]
+                         for t in study.trials if t.state.is_finished()]
 
 print(json.dumps({
+    "datetimes": datetimes,
     "best": study.best_trial.number,
     "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                 "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
@@ -108,6 +115,10 @@ fn optuna_studies_import_and_export_round_trip() {
         assert_eq!(summary["created"], true);
         let trials = json(&sb.ok(&["trials", "--storage", storage, "--study-name", name, "-f", "json"]));
         same_trials(trials.as_array().unwrap(), expected_trials, format);
+        // Optuna's start and end times are kept (printed in local time to the second, as both CLIs do).
+        for (t, want) in trials.as_array().unwrap().iter().zip(expected["datetimes"][format].as_array().unwrap()) {
+            assert_eq!(json!([t["datetime_start"], t["datetime_complete"]]), *want, "{format}: trial {}", t["number"]);
+        }
         let best = json(&sb.ok(&["best-trial", "--storage", storage, "--study-name", name, "-f", "json"]));
         assert_eq!(best["number"], expected["best"], "{format}: best trial");
     }
@@ -223,4 +234,20 @@ fn bad_optuna_input_gets_one_line_and_imports_nothing() {
     assert_eq!(trials.as_array().unwrap().len(), 2, "the refused imports added nothing");
     let err = fails(import("good.log", "b").into_iter().map(|a| if a == "s" { "other".into() } else { a }).collect());
     assert!(err.contains("no study named 'other' (it has: s"), "{err}");
+}
+
+/// An imported trial keeps Optuna's start and end times (not the time of the import).
+#[test]
+fn imported_trials_keep_their_optuna_times() {
+    let sb = Sandbox::new();
+    sb.file("j.log", &format!("{START}{}", float_trial(1.0)));
+    let storage = "sqlite:///ns.db";
+    let import =
+        ["import", "--storage", storage, "--from", "optuna-journal", "j.log", "--study-name", "t", "--optuna-study-name", "s"];
+    sb.ok(&import);
+    let out = sb.cmd(&["trials", "--storage", storage, "--study-name", "t", "-f", "json"]).env("TZ", "UTC").output().unwrap();
+    let trials = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(trials[0]["datetime_start"], "2026-01-01 00:00:00", "{trials}");
+    assert_eq!(trials[0]["datetime_complete"], "2026-01-01 00:00:01", "{trials}");
+    assert_eq!(trials[0]["duration"], "0:00:01", "{trials}");
 }

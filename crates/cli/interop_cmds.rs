@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
-use nightshift_search::{Error as SearchError, NewStudy, NewTrial, Storage, StudyRecord, TrialParam};
+use nightshift_search::{Error as SearchError, NewStudy, StudyRecord};
 use nightshift_store::optuna::{ImportedStudy, OptunaStudy, journal, rdb};
 use serde_json::json;
 
@@ -140,8 +140,13 @@ fn import(storage: &StorageArgs, format: ImportFormat, file: &Path, source: &str
         Some(study) => (study, false),
         None => (storage.create_study(&new_study(target, &imported, seed))?, true),
     };
-    write_trials(storage.as_ref(), &study, &imported)
-        .with_context(|| format!("importing into study '{}' stopped part-way", study.name))?;
+    // All trials or none: one transaction.
+    if let Err(e) = storage.add_finished_trials(study.id, &imported.trials) {
+        if created {
+            let _ = storage.delete_study(study.id);
+        }
+        return Err(anyhow::Error::from(e).context(format!("nothing imported into study '{}'", study.name)));
+    }
     println!(
         "{}",
         json!({
@@ -200,26 +205,6 @@ fn check_compatible(study: &StudyRecord, imported: &ImportedStudy, file: &Path) 
                 ),
             }
         }
-    }
-    Ok(())
-}
-
-fn write_trials(storage: &dyn Storage, study: &StudyRecord, imported: &ImportedStudy) -> Result<()> {
-    for trial in &imported.trials {
-        let params: Vec<TrialParam> = trial
-            .params
-            .iter()
-            .filter_map(|(name, value)| Some((name.clone(), trial.distributions.get(name)?.clone(), value.clone())))
-            .collect();
-        let new = NewTrial { params, system_attrs: trial.system_attrs.clone(), ..NewTrial::default() };
-        let created = storage.create_trial(study.id, &new)?;
-        for (step, value) in &trial.intermediate_values {
-            storage.report_intermediate(created.id, *step, *value)?;
-        }
-        for (key, value) in &trial.user_attrs {
-            storage.set_trial_attr(created.id, key, value, false)?;
-        }
-        storage.finish_trial(created.id, trial.state, trial.value)?;
     }
     Ok(())
 }

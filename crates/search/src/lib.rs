@@ -70,6 +70,6 @@ pub use sampler::{
     SamplingContext, TpeConfig, TpeSampler,
 };
 pub use space::{Distribution, ParamValue, Params, SearchSpace};
-pub use storage::{InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
+pub use storage::{InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs, finished_trial_params};
 pub use study::{Study, TellOutcome, best_of};
 pub use trial::{Direction, FrozenTrial, TrialState, now_unix};

@@ -10,7 +10,7 @@ use crate::pruner::PrunerConfig;
 use crate::sampler::{SamplerConfig, TpeConfig};
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::storage::{NewStudy, NewTrial, Storage};
-use crate::trial::{Direction, TrialState};
+use crate::trial::{Direction, FrozenTrial, TrialState};
 
 /// Runs every conformance check, each on a fresh storage from `make`.
 pub fn run_conformance_suite(make: &dyn Fn() -> Box<dyn Storage>) {
@@ -30,6 +30,7 @@ pub fn run_conformance_suite(make: &dyn Fn() -> Box<dyn Storage>) {
     unknown_ids_are_errors(make().as_ref());
     the_budget_caps_running_trials(make().as_ref());
     deleted_studies_take_their_trials(make().as_ref());
+    finished_trials_are_added_all_or_nothing(make().as_ref());
 }
 
 fn sample_study(name: &str) -> NewStudy {
@@ -383,4 +384,52 @@ fn deleted_studies_take_their_trials(storage: &dyn Storage) {
     let again = storage.create_study(&sample_study("gone")).unwrap();
     assert!(storage.trials(again.id, None).unwrap().is_empty(), "a new study of the same name starts empty");
     assert!(storage.delete_study(gone.id).is_err(), "deleting twice is an error");
+}
+
+/// `add_finished_trials` (an import) numbers the trials after the study's own, keeps everything
+/// they carry, and writes all of them or none.
+fn finished_trials_are_added_all_or_nothing(storage: &dyn Storage) {
+    let study = storage.create_study(&NewStudy::new("import", Direction::Minimize, 0)).unwrap();
+    let own = storage.create_trial(study.id, &NewTrial::default()).unwrap();
+    storage.finish_trial(own.id, TrialState::Fail, None).unwrap();
+    let dist = Distribution::Float { low: 0.0, high: 1.0, log: false, step: None };
+    let imported = |n: u64, state: TrialState, value: Option<f64>| {
+        let mut t = FrozenTrial::new(99, 40 + n, state);
+        t.params.insert("x".into(), ParamValue::Float(0.25 * n as f64));
+        t.distributions.insert("x".into(), dist.clone());
+        t.value = value;
+        t.intermediate_values.insert(3, 0.5 + n as f64);
+        t.user_attrs.insert("note".into(), serde_json::json!(format!("n{n}")));
+        t.system_attrs.insert("origin".into(), serde_json::json!("optuna"));
+        (t.started_at, t.finished_at) = (Some(1_700_000_000.5 + n as f64), Some(1_700_000_100.25 + n as f64));
+        t
+    };
+    let good = [imported(0, TrialState::Complete, Some(0.1)), imported(1, TrialState::Pruned, Some(f64::NAN))];
+
+    // A bad trial anywhere in the batch: nothing is written.
+    let mut out_of_range = imported(2, TrialState::Complete, Some(0.3));
+    out_of_range.params.insert("x".into(), ParamValue::Float(7.0));
+    let running = imported(3, TrialState::Running, None);
+    let mut no_distribution = imported(4, TrialState::Complete, Some(0.3));
+    no_distribution.distributions.clear();
+    for bad in [out_of_range, running, no_distribution, imported(5, TrialState::Complete, None)] {
+        let batch = [good[0].clone(), good[1].clone(), bad];
+        assert!(storage.add_finished_trials(study.id, &batch).is_err());
+        assert_eq!(storage.trials(study.id, None).unwrap().len(), 1, "a refused batch leaves nothing behind");
+    }
+    assert!(storage.add_finished_trials(study.id + 1000, &good).is_err(), "an unknown study is an error");
+
+    storage.add_finished_trials(study.id, &good).unwrap();
+    let trials = storage.trials(study.id, None).unwrap();
+    assert_eq!(trials.iter().map(|t| t.number).collect::<Vec<_>>(), [0, 1, 2]);
+    for (want, got) in good.iter().zip(&trials[1..]) {
+        assert_eq!((got.state, &got.params, &got.distributions), (want.state, &want.params, &want.distributions));
+        assert_eq!(got.value.map(f64::to_bits), want.value.map(f64::to_bits));
+        assert_eq!((&got.intermediate_values, &got.user_attrs), (&want.intermediate_values, &want.user_attrs));
+        assert_eq!(got.system_attrs["origin"], "optuna");
+        assert_eq!((got.started_at, got.finished_at), (want.started_at, want.finished_at));
+        assert!(storage.report_intermediate(got.id, 9, 1.0).is_err(), "an added trial is finished");
+    }
+    // The next trial the study creates follows them.
+    assert_eq!(storage.create_trial(study.id, &NewTrial::default()).unwrap().number, 3);
 }

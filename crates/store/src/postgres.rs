@@ -29,7 +29,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nightshift_search::Error as SearchError;
-use nightshift_search::{FrozenTrial, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, TrialState, attrs, now_unix};
+use nightshift_search::{
+    FrozenTrial, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, TrialState, attrs, finished_trial_params, now_unix,
+};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Row, Statement};
@@ -648,6 +650,43 @@ impl Storage for PostgresStorage {
             }
             failed.sort_by_key(|t| t.number);
             Ok(failed)
+        })
+    }
+
+    fn add_finished_trials(&self, study_id: i64, trials: &[FrozenTrial]) -> nightshift_search::Result<()> {
+        let params: Vec<Vec<TrialParam>> = trials.iter().map(finished_trial_params).collect::<nightshift_search::Result<_>>()?;
+        // One transaction: an error anywhere rolls every trial (and the numbers taken) back.
+        self.write("add_finished_trials", |tx| {
+            let count = trials.len() as i64;
+            let row = tx.query_opt(
+                "UPDATE studies SET next_number = next_number + $2 WHERE id = $1 RETURNING next_number - $2",
+                &[&study_id, &count],
+            )?;
+            let Some(row) = row else {
+                return Err(Fail::Search(SearchError::storage(format!("no study with id {study_id}"))));
+            };
+            let first: i64 = get(&row, 0)?;
+            for (number, (trial, params)) in (first..).zip(trials.iter().zip(&params)) {
+                let row = tx.query_opt(
+                    "INSERT INTO trials (study_id, number, state, value, started_at, finished_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                    &[&study_id, &number, &trial.state.as_str(), &trial.value, &trial.started_at, &trial.finished_at],
+                )?;
+                let id: i64 = get(&row.ok_or_else(|| Fail::Data("INSERT … RETURNING gave no row".into()))?, 0)?;
+                insert_params(tx, id, params)?;
+                for (&step, value) in &trial.intermediate_values {
+                    tx.execute(
+                        "INSERT INTO trial_intermediate_values (trial_id, step, value) VALUES ($1, $2, $3)",
+                        &[&id, &step_to_sql(step)?, value],
+                    )?;
+                }
+                for (attrs, system) in [(&trial.user_attrs, false), (&trial.system_attrs, true)] {
+                    for (key, value) in attrs {
+                        upsert_attr(tx, id, key, value, system)?;
+                    }
+                }
+            }
+            Ok(())
         })
     }
 

@@ -15,7 +15,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nightshift_search::Error as SearchError;
-use nightshift_search::{FrozenTrial, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, TrialState, attrs, now_unix};
+use nightshift_search::{
+    FrozenTrial, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, TrialState, attrs, finished_trial_params, now_unix,
+};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::attempt::backoff;
@@ -564,6 +566,45 @@ impl Storage for SqliteStorage {
             }
             failed.sort_by_key(|t| t.number);
             Ok(failed)
+        })
+    }
+
+    fn add_finished_trials(&self, study_id: i64, trials: &[FrozenTrial]) -> nightshift_search::Result<()> {
+        let params: Vec<Vec<TrialParam>> = trials.iter().map(finished_trial_params).collect::<nightshift_search::Result<_>>()?;
+        // One transaction: an error anywhere rolls every trial back.
+        self.write("add_finished_trials", |tx| {
+            study_name(tx, study_id)?;
+            let first: i64 = tx
+                .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")?
+                .query_row([study_id], |r| r.get(0))?;
+            for (number, (trial, params)) in (first..).zip(trials.iter().zip(&params)) {
+                let (value, value_is_nan) = encode_value(trial.value);
+                tx.prepare_cached(
+                    "INSERT INTO trials (study_id, number, state, value, value_is_nan, started_at, finished_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    study_id,
+                    number,
+                    trial.state.as_str(),
+                    value,
+                    value_is_nan,
+                    trial.started_at,
+                    trial.finished_at
+                ])?;
+                let id = tx.last_insert_rowid();
+                insert_params(tx, id, params)?;
+                for (&step, &value) in &trial.intermediate_values {
+                    tx.prepare_cached("INSERT INTO trial_intermediate_values (trial_id, step, value) VALUES (?1, ?2, ?3)")?
+                        .execute(params![id, step_to_sql(step)?, encode_intermediate(value)])?;
+                }
+                for (attrs, system) in [(&trial.user_attrs, false), (&trial.system_attrs, true)] {
+                    for (key, value) in attrs {
+                        upsert_attr(tx, id, key, value, system)?;
+                    }
+                }
+            }
+            Ok(())
         })
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use super::{NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
+use super::{NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs, finished_trial_params};
 use crate::error::{Error, Result};
 use crate::trial::{FrozenTrial, TrialState, now_unix};
 
@@ -187,6 +187,23 @@ impl Storage for InMemoryStorage {
             }
         }
         Ok(failed)
+    }
+
+    fn add_finished_trials(&self, study_id: i64, trials: &[FrozenTrial]) -> Result<()> {
+        for trial in trials {
+            finished_trial_params(trial)?;
+        }
+        let mut inner = self.lock();
+        inner.study_name(study_id)?;
+        let first = inner.trials.iter().filter(|(s, _)| *s == study_id).count() as u64;
+        for (number, trial) in (first..).zip(trials) {
+            let mut added = trial.clone();
+            added.id = inner.trials.len() as i64 + 1;
+            added.number = number;
+            added.heartbeat_at = None;
+            inner.trials.push((study_id, added));
+        }
+        Ok(())
     }
 
     fn trial(&self, study_id: i64, number: u64) -> Result<FrozenTrial> {

@@ -186,8 +186,35 @@ pub trait Storage: Send + Sync {
     /// Each stale trial is failed exactly once, even when several processes call this at once.
     fn fail_stale_trials(&self, study_id: i64, grace_seconds: f64) -> Result<Vec<FrozenTrial>>;
 
+    /// Adds finished trials (COMPLETE, PRUNED or FAIL — an import) after the study's last one,
+    /// numbered in order, with their parameters, value, intermediate values, attributes and
+    /// start/finish times (their ids and numbers are ignored). All or nothing: when one cannot be
+    /// written, none is ([`finished_trial_params`] checks each before anything is written).
+    fn add_finished_trials(&self, study_id: i64, trials: &[FrozenTrial]) -> Result<()>;
+
     /// One trial by number.
     fn trial(&self, study_id: i64, number: u64) -> Result<FrozenTrial>;
     /// All trials of a study, ordered by number, optionally only those in `states`.
     fn trials(&self, study_id: i64, states: Option<&[TrialState]>) -> Result<Vec<FrozenTrial>>;
+}
+
+/// Checks a trial for [`Storage::add_finished_trials`] — a final state, a value when COMPLETE,
+/// every parameter with its distribution and inside it — and returns its parameters as written.
+pub fn finished_trial_params(trial: &FrozenTrial) -> Result<Vec<TrialParam>> {
+    let at = |message: String| crate::Error::storage(format!("trial {}: {message}", trial.number));
+    if !trial.state.is_finished() {
+        return Err(at(format!("only finished trials can be added, not {}", trial.state)));
+    }
+    if trial.state == TrialState::Complete && trial.value.is_none() {
+        return Err(at("a COMPLETE trial needs a value".into()));
+    }
+    trial
+        .params
+        .iter()
+        .map(|(name, value)| {
+            let dist = trial.distributions.get(name).ok_or_else(|| at(format!("parameter '{name}' has no distribution")))?;
+            dist.to_internal(value).map_err(|e| at(format!("parameter '{name}': {e}")))?;
+            Ok((name.clone(), dist.clone(), value.clone()))
+        })
+        .collect()
 }

@@ -350,6 +350,7 @@ pub fn distribution_from_optuna(json: &Value, param: &str, location: &str) -> Re
 
 fn trial_to_nightshift(trial: &OptunaTrial, state: TrialState, number: u64) -> Result<FrozenTrial> {
     let mut out = FrozenTrial::new(0, number, state);
+    (out.started_at, out.finished_at) = (trial.datetime_start, trial.datetime_complete);
     for (name, param) in &trial.params {
         let dist = distribution_from_optuna(&param.distribution, name, &param.location)?;
         if !dist.contains(param.internal) {
