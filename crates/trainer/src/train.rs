@@ -418,6 +418,11 @@ mod tests {
         model.collect(None, None, false).into_iter().map(|t| (t.name.clone(), t.to_bytes().unwrap().to_vec())).collect()
     }
 
+    /// The values of an f32 tensor's bytes (from [`params`]).
+    fn f32s(bytes: &[u8]) -> Vec<f64> {
+        bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+    }
+
     #[test]
     fn cosine_schedule_warms_up_then_decays_to_zero() {
         assert!((cosine_with_warmup(0, 100, 10, 1.0) - 0.1).abs() < 1e-12);
@@ -602,7 +607,6 @@ mod tests {
                 (config.optimizer, config.warmup_fraction, config.freeze_strategy) = (optimizer, 0.0, strategy);
                 let (before, outcome) = train_tiny(&config, 5, 1);
                 let after = params(&outcome.final_model);
-                let f32s = |b: &[u8]| b.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect::<Vec<_>>();
                 before
                     .iter()
                     .zip(&after)
@@ -639,6 +643,23 @@ mod tests {
         assert_eq!(lrs(FreezeStrategy::LpFt { lp_fraction: 0.5 }), [phase(1), phase(3), phase(1), phase(3)]);
         let whole = |step| cosine_with_warmup(step, 8, 2, 0.01);
         assert_eq!(lrs(FreezeStrategy::Full), [whole(1), whole(3), whole(5), whole(7)]);
+    }
+
+    /// lp_ft's fine-tuning starts with a fresh AdamW: its first step moves every weight by the learning rate
+    /// (m̂/√v̂ = ±1 for one gradient), which a continued optimiser, still remembering the probe's gradient in
+    /// the head, would not.
+    #[test]
+    fn lp_ft_fine_tunes_with_a_fresh_optimiser() {
+        let _rng = crate::serial_rng();
+        let mut config = TrainConfig::new(2, 32, 0.01);
+        (config.warmup_fraction, config.freeze_strategy) = (0.0, FreezeStrategy::LpFt { lp_fraction: 0.5 });
+        let probed = params(&train_tiny(&config, 9, 1).1.final_model);
+        let tuned = params(&train_tiny(&config, 9, 2).1.final_model);
+        for ((name, before), (_, after)) in probed.iter().zip(&tuned).filter(|((name, _), _)| !name.contains("running")) {
+            let moved: Vec<f64> = f32s(after).iter().zip(f32s(before)).map(|(a, b)| (a - b).abs()).collect();
+            let by_lr = moved.iter().filter(|m| (*m - 0.01).abs() < 1e-5).count();
+            assert!(by_lr as f64 >= 0.9 * moved.len() as f64, "{name}: {by_lr} of {} moved by the lr: {moved:?}", moved.len());
+        }
     }
 
     #[test]
