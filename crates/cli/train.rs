@@ -428,11 +428,12 @@ fn trial(args: TrialArgs) -> anyhow::Result<()> {
     let (init_weights, model_config) = trial.model_config(class_names, native, params.dropout())?;
     let (train, val, test) = trial.data.load(&model_config, trial.test)?;
     eprintln!(
-        "nightshift trial: {} train / {} val images, {:?}, {} epochs, device {:?}",
+        "nightshift trial: {} train / {} val images, {:?}, {} epochs, freeze strategy {}, device {:?}",
         train.len(),
         val.len(),
         model_config.arch,
         config.epochs,
+        config.freeze_strategy,
         device
     );
     device.seed(trial.data.seed);
