@@ -37,6 +37,20 @@ fn the_valid_spec_checks() {
 }
 
 #[test]
+fn a_spec_searching_every_freeze_strategy_checks() {
+    let sb = Sandbox::new();
+    let spec = builtin_spec().replace("epochs: 1", "epochs: 4").replace(
+        "  freeze_depth: {type: int, low: 0, high: 3}",
+        "  freeze_strategy: {type: categorical, choices: [full, depth:2, linear_probe, lp_ft, gradual_unfreeze, \"layer_decay:0.8\"]}
+  lp_fraction: {type: float, low: 0.2, high: 0.8}
+  unfreeze_every: {type: int, low: 1, high: 2}",
+    );
+    sb.file("s.yaml", &spec);
+    let out = sb.ok(&["check", "s.yaml"]);
+    assert!(out.contains(": OK"), "{out}");
+}
+
+#[test]
 fn common_mistakes_are_refused_before_any_trial() {
     let sb = Sandbox::new();
     let good = builtin_spec();
@@ -65,6 +79,48 @@ fn common_mistakes_are_refused_before_any_trial() {
             "low: 0, high: 3}",
             "low: 0, high: 5}",
             vec!["s.yaml:13:3", "field `params.freeze_depth`", "5 but the model has 3 stages"],
+        ),
+        (
+            "an unknown freeze strategy",
+            "  freeze_depth: {type: int, low: 0, high: 3}",
+            "  freeze_strategy: {type: categorical, choices: [full, lp-ft]}",
+            vec!["s.yaml:13:3", "field `params.freeze_strategy`", "did you mean `lp_ft`?", "valid: full, depth:K, linear_probe"],
+        ),
+        (
+            "a freeze strategy deeper than the model",
+            "  freeze_depth: {type: int, low: 0, high: 3}",
+            "  freeze_strategy: {type: categorical, choices: [full, \"depth:99\"]}",
+            vec!["s.yaml:13:3", "field `params.freeze_strategy`", "the model has 3 stages (valid: depth:0 to depth:3)"],
+        ),
+        (
+            "a layer decay above 1",
+            "  freeze_depth: {type: int, low: 0, high: 3}",
+            "  freeze_strategy: {type: categorical, choices: [\"layer_decay:1.5\"]}",
+            vec!["s.yaml:13:3", "field `params.freeze_strategy`", "layer_decay:1.5", "(0, 1]"],
+        ),
+        (
+            "lp_ft with one epoch",
+            "  freeze_depth: {type: int, low: 0, high: 3}",
+            "  freeze_strategy: {type: categorical, choices: [full, lp_ft]}",
+            vec!["s.yaml:13:3", "field `params.freeze_strategy`", "`lp_ft` needs at least 2 epochs"],
+        ),
+        (
+            "an lp_fraction of 1",
+            "  freeze_depth: {type: int, low: 0, high: 3}",
+            "  lp_fraction: {type: float, low: 0.5, high: 1.0}",
+            vec!["s.yaml:13:3", "field `params.lp_fraction`", "lp_fraction = 1.0", "(0, 1)"],
+        ),
+        (
+            "unfreezing every 0 epochs",
+            "  freeze_depth: {type: int, low: 0, high: 3}",
+            "  unfreeze_every: {type: int, low: 0, high: 2}",
+            vec!["s.yaml:13:3", "field `params.unfreeze_every`", "unfreeze_every = 0", "at least 1"],
+        ),
+        (
+            "freeze_depth and freeze_strategy together",
+            "  dropout: {type: float, low: 0.0, high: 0.5}",
+            "  freeze_strategy: {type: categorical, choices: [full]}",
+            vec!["field `params.freeze_strategy`", "not both"],
         ),
         (
             "a batch size of 0",

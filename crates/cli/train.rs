@@ -219,7 +219,7 @@ impl BuiltinTrainer for BuiltinTrial {
         let config = TrialConfig::from_section(sections.trial, sections.base_dir).map_err(|e| field_error("trial", e))?;
         let pretrain = sections.pretrain.map(|p| self.pretrain(p, sections.base_dir)).transpose()?;
         let stages = config.arch(pretrain.as_ref()).map_err(|e| field_error("trial", e))?.num_stages();
-        check_hyperparameters(sections.space, stages)?;
+        check_hyperparameters(sections.space, stages, config.epochs)?;
         let mut argv: Vec<ArgTemplate> =
             [self.exe.display().to_string(), "trial".into(), "--out".into()].into_iter().map(ArgTemplate::literal).collect();
         argv.push(ArgTemplate::placeholder("trial_dir"));
@@ -239,16 +239,32 @@ impl BuiltinTrial {
 }
 
 /// Every name of the search space must be a hyperparameter of the trainer, and the values it can take
-/// (a range's ends, each choice) within what the trainer accepts.
-fn check_hyperparameters(space: &SearchSpace, stages: usize) -> Result<(), FieldError> {
-    for (name, dist) in space.iter() {
-        let values: Vec<Value> = match dist {
+/// (a range's ends, each choice) within what the trainer accepts, for a model of `stages` stages trained for
+/// `epochs` epochs (or as few as the space's `epochs` allows).
+fn check_hyperparameters(space: &SearchSpace, stages: usize, epochs: usize) -> Result<(), FieldError> {
+    let values = |dist: &Distribution| -> Vec<Value> {
+        match dist {
             Distribution::Float { low, high, .. } => vec![json!(low), json!(high)],
             Distribution::Int { low, high, .. } => vec![json!(low), json!(high)],
             Distribution::Categorical { choices } => choices.iter().filter_map(|c| serde_json::to_value(c).ok()).collect(),
-        };
-        for value in values {
-            Hyperparams::check_value(name, &value, stages).map_err(|e| FieldError {
+        }
+    };
+    let names: Vec<&str> = space.iter().map(|(name, _)| name).collect();
+    if names.contains(&"freeze_depth") && names.contains(&"freeze_strategy") {
+        return Err(FieldError {
+            field: "params.freeze_strategy".into(),
+            message: "give freeze_strategy or freeze_depth, not both (freeze_depth: K is freeze_strategy: depth:K)".into(),
+        });
+    }
+    // lp_ft needs two epochs in every trial, so it is checked against the fewest a trial can get.
+    let fewest_epochs = space
+        .iter()
+        .find(|(name, _)| *name == "epochs")
+        .and_then(|(_, dist)| values(dist).iter().filter_map(Value::as_f64).reduce(f64::min))
+        .map_or(epochs, |e| e.max(0.0) as usize);
+    for (name, dist) in space.iter() {
+        for value in values(dist) {
+            Hyperparams::check_value(name, &value, stages, fewest_epochs).map_err(|e| FieldError {
                 field: format!("params.{name}"),
                 message: match e {
                     nightshift_trainer::Error::InvalidConfig { reason, .. } if !reason.contains(name) => {
@@ -412,11 +428,12 @@ fn trial(args: TrialArgs) -> anyhow::Result<()> {
     let (init_weights, model_config) = trial.model_config(class_names, native, params.dropout())?;
     let (train, val, test) = trial.data.load(&model_config, trial.test)?;
     eprintln!(
-        "nightshift trial: {} train / {} val images, {:?}, {} epochs, device {:?}",
+        "nightshift trial: {} train / {} val images, {:?}, {} epochs, freeze strategy {}, device {:?}",
         train.len(),
         val.len(),
         model_config.arch,
         config.epochs,
+        config.freeze_strategy,
         device
     );
     device.seed(trial.data.seed);
@@ -607,7 +624,7 @@ mod tests {
 
     #[test]
     fn search_spaces_are_checked_against_the_trainers_hyperparameters() {
-        let check = |yaml: &str| check_hyperparameters(&SearchSpace::parse(yaml, "space.yaml").unwrap(), 3);
+        let check = |yaml: &str| check_hyperparameters(&SearchSpace::parse(yaml, "space.yaml").unwrap(), 3, 4);
         assert_eq!(
             check("learning_rate: {type: float, low: 1.0e-4, high: 0.1, log: true}\nfreeze_depth: {type: int, low: 0, high: 3}"),
             Ok(())
@@ -617,6 +634,17 @@ mod tests {
         assert!(e.message.contains("no hyperparameter `lr`") && e.message.contains("learning_rate"), "{}", e.message);
         let e = check("freeze_depth: {type: int, low: 0, high: 4}").unwrap_err();
         assert!(e.message.contains("4 but the model has 3 stages"), "{}", e.message);
+        let e = check("freeze_strategy: {type: categorical, choices: [lp_ft, \"depth:4\"]}").unwrap_err();
+        assert_eq!(e.field, "params.freeze_strategy");
+        assert!(e.message.contains("`depth:4` but the model has 3 stages"), "{}", e.message);
+        // lp_ft needs two epochs: the trial's 4 will do, a searched range down to 1 will not.
+        assert_eq!(check("freeze_strategy: {type: categorical, choices: [lp_ft]}"), Ok(()));
+        let e =
+            check("freeze_strategy: {type: categorical, choices: [lp_ft]}\nepochs: {type: int, low: 1, high: 5}").unwrap_err();
+        assert!(e.message.contains("at least 2 epochs"), "{}", e.message);
+        let e = check("freeze_strategy: {type: categorical, choices: [full]}\nfreeze_depth: {type: int, low: 0, high: 1}")
+            .unwrap_err();
+        assert!(e.field == "params.freeze_strategy" && e.message.contains("not both"), "{}", e.message);
         let e = check("batch_size: {type: categorical, choices: [0, 32]}").unwrap_err();
         assert!(e.message.contains("batch_size = 0") && e.message.contains("at least 1"), "{}", e.message);
     }

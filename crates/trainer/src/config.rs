@@ -18,6 +18,7 @@ use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE, read_model_config};
 use crate::data::{Augmentation, ImageDataset, Normalization, Split, image_folder_classes, load_idx_dir, load_image_folder};
 use crate::error::{Error, Result};
 use crate::model::{Arch, ModelConfig};
+use crate::strategy::{DEFAULT_LP_FRACTION, FreezeStrategy};
 use crate::train::{OptimizerKind, TrainConfig};
 
 /// Where the data comes from and how the network sees it: the keys `trial:` and `pretrain:` share.
@@ -386,7 +387,14 @@ pub struct Hyperparams {
     pub dropout: Option<f64>,
     pub epochs: Option<usize>,
     pub weight_decay: Option<f64>,
+    /// `freeze_strategy: depth:K` by its older name.
     pub freeze_depth: Option<usize>,
+    /// A [`FreezeStrategy`] by name: full, depth:K, linear_probe, lp_ft, gradual_unfreeze, layer_decay:G.
+    pub freeze_strategy: Option<String>,
+    /// lp_ft: the fraction of the epochs spent as a linear probe (default 0.5).
+    pub lp_fraction: Option<f64>,
+    /// gradual_unfreeze: epochs between unfreezing one more stage (default 1).
+    pub unfreeze_every: Option<usize>,
     /// "adamw" or "sgd".
     pub optimizer: Option<String>,
     pub momentum: Option<f64>,
@@ -394,13 +402,16 @@ pub struct Hyperparams {
 }
 
 /// The names of the hyperparameters the built-in trainer accepts.
-pub const HYPERPARAMETERS: [&str; 9] = [
+pub const HYPERPARAMETERS: [&str; 12] = [
     "learning_rate",
     "batch_size",
     "dropout",
     "epochs",
     "weight_decay",
     "freeze_depth",
+    "freeze_strategy",
+    "lp_fraction",
+    "unfreeze_every",
     "optimizer",
     "momentum",
     "warmup_fraction",
@@ -420,7 +431,7 @@ impl Hyperparams {
             if !HYPERPARAMETERS.contains(&key.as_str()) {
                 return Err(unknown_key(key, &HYPERPARAMETERS, "the built-in trainer has no hyperparameter"));
             }
-            if ["batch_size", "epochs", "freeze_depth"].contains(&key.as_str())
+            if ["batch_size", "epochs", "freeze_depth", "unfreeze_every"].contains(&key.as_str())
                 && let Some(f) = value.as_f64()
                 && f.fract() == 0.0
                 && f >= 0.0
@@ -432,15 +443,26 @@ impl Hyperparams {
         serde_json::from_value(Value::Object(map)).map_err(|e| Error::config("hyperparameters", e.to_string()))
     }
 
-    /// Checks one value a search space can give `name`, for a model with `stages` freezable stages.
-    pub fn check_value(name: &str, value: &Value, stages: usize) -> Result<()> {
-        Self::from_json(Value::Object(Map::from_iter([(name.to_string(), value.clone())])))?.validate(stages)
+    /// Checks one value a search space can give `name`, for a model with `stages` freezable stages trained
+    /// for `epochs` epochs unless `epochs` is given.
+    pub fn check_value(name: &str, value: &Value, stages: usize, epochs: usize) -> Result<()> {
+        Self::from_json(Value::Object(Map::from_iter([(name.to_string(), value.clone())])))?.validate(stages, epochs)
     }
 
     /// The ranges: learning_rate > 0, batch_size ≥ 1, 0 ≤ dropout < 1, weight_decay ≥ 0,
-    /// freeze_depth ≤ `stages`, a known optimizer, 0 ≤ momentum < 1, 0 ≤ warmup_fraction < 1.
-    pub fn validate(&self, stages: usize) -> Result<()> {
-        self.train_config(1, &DataConfig::default())?;
+    /// freeze_depth ≤ `stages`, a known freeze strategy that fits `stages` (and, for lp_ft, the epochs:
+    /// `epochs` unless given), 0 < lp_fraction < 1, unfreeze_every ≥ 1, a known optimizer,
+    /// 0 ≤ momentum < 1, 0 ≤ warmup_fraction < 1.
+    pub fn validate(&self, stages: usize, epochs: usize) -> Result<()> {
+        let config = self.train_config(epochs, &DataConfig::default())?;
+        if let Some(f) = self.lp_fraction
+            && !(f > 0.0 && f < 1.0)
+        {
+            return Err(Error::config("lp_fraction", format!("must be in (0, 1), got {f}")));
+        }
+        if self.unfreeze_every == Some(0) {
+            return Err(Error::config("unfreeze_every", "must be at least 1"));
+        }
         if let Some(d) = self.dropout
             && !(0.0..1.0).contains(&d)
         {
@@ -455,8 +477,29 @@ impl Hyperparams {
             Some(d) if d > stages => {
                 Err(Error::config("freeze_depth", format!("is {d} but the model has {stages} stages (valid: 0 to {stages})")))
             }
-            _ => Ok(()),
+            _ => config.freeze_strategy.validate(stages, config.epochs),
         }
+    }
+
+    /// The freeze strategy these values ask for: `freeze_strategy` with `lp_fraction`/`unfreeze_every`, or
+    /// `freeze_depth: K` as `depth:K`, or `full`.
+    pub fn freeze_strategy(&self) -> Result<FreezeStrategy> {
+        let strategy = match (&self.freeze_strategy, self.freeze_depth) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "freeze_strategy",
+                    "give freeze_strategy or freeze_depth, not both (freeze_depth: K is freeze_strategy: depth:K)",
+                ));
+            }
+            (Some(name), None) => name.parse()?,
+            (None, Some(depth)) => FreezeStrategy::Depth(depth),
+            (None, None) => FreezeStrategy::Full,
+        };
+        Ok(match strategy {
+            FreezeStrategy::LpFt { .. } => FreezeStrategy::LpFt { lp_fraction: self.lp_fraction.unwrap_or(DEFAULT_LP_FRACTION) },
+            FreezeStrategy::GradualUnfreeze { .. } => FreezeStrategy::GradualUnfreeze { every: self.unfreeze_every.unwrap_or(1) },
+            other => other,
+        })
     }
 
     /// Dropout before the head (default 0).
@@ -473,7 +516,7 @@ impl Hyperparams {
             self.learning_rate.unwrap_or(1e-3),
         );
         config.weight_decay = self.weight_decay.unwrap_or(0.0);
-        config.freeze_depth = self.freeze_depth.unwrap_or(0);
+        config.freeze_strategy = self.freeze_strategy()?;
         config.seed = data.seed;
         if let Some(w) = self.warmup_fraction {
             config.warmup_fraction = w;
@@ -629,7 +672,7 @@ mod tests {
 
     #[test]
     fn hyperparameter_names_and_ranges() {
-        let check = |name: &str, value: Value| Hyperparams::check_value(name, &value, 3);
+        let check = |name: &str, value: Value| Hyperparams::check_value(name, &value, 3, 4);
         for (name, value) in [
             ("learning_rate", json!(1e-3)),
             ("batch_size", json!(1)),
@@ -637,6 +680,11 @@ mod tests {
             ("dropout", json!(0.0)),
             ("weight_decay", json!(0.0)),
             ("freeze_depth", json!(3)),
+            ("freeze_strategy", json!("depth:3")),
+            ("freeze_strategy", json!("lp_ft")),
+            ("freeze_strategy", json!("layer_decay:0.7")),
+            ("lp_fraction", json!(0.25)),
+            ("unfreeze_every", json!(2.0)),
             ("optimizer", json!("sgd")),
         ] {
             assert!(check(name, value.clone()).is_ok(), "{name} = {value}");
@@ -650,6 +698,13 @@ mod tests {
             ("dropout", json!(-0.1), "[0, 1)"),
             ("weight_decay", json!(-1e-4), ">= 0"),
             ("freeze_depth", json!(4), "the model has 3 stages (valid: 0 to 3)"),
+            ("freeze_strategy", json!("depth:99"), "the model has 3 stages (valid: depth:0 to depth:3)"),
+            ("freeze_strategy", json!("layer_decay:1.5"), "(0, 1]"),
+            ("freeze_strategy", json!("gradual"), "valid: full, depth:K, linear_probe"),
+            ("freeze_strategy", json!(3), "expected a string"),
+            ("lp_fraction", json!(1.0), "(0, 1)"),
+            ("lp_fraction", json!(0.0), "(0, 1)"),
+            ("unfreeze_every", json!(0), "at least 1"),
             ("optimizer", json!("adam"), "did you mean `adamw`?"),
             ("momentum", json!(1.0), "[0, 1)"),
         ] {
@@ -657,6 +712,33 @@ mod tests {
             assert!(reason.contains(expect), "{name} = {value}: {field}: {reason}");
             assert_eq!(field, name, "{reason}");
         }
+    }
+
+    #[test]
+    fn freeze_strategies_from_the_hyperparameters() {
+        let strategy = |v: Value| Hyperparams::from_json(v).and_then(|h| h.train_config(4, &DataConfig::default()));
+        // The older name means the same: freeze_depth: K is depth:K, 0 is full.
+        for k in 0..=3 {
+            let by_depth = strategy(json!({"freeze_depth": k})).unwrap();
+            assert_eq!(by_depth, strategy(json!({"freeze_strategy": format!("depth:{k}")})).unwrap());
+        }
+        assert_eq!(strategy(json!({})).unwrap().freeze_strategy, FreezeStrategy::Full);
+        assert_eq!(
+            strategy(json!({"freeze_strategy": "lp_ft", "lp_fraction": 0.25})).unwrap().freeze_strategy,
+            FreezeStrategy::LpFt { lp_fraction: 0.25 }
+        );
+        assert_eq!(
+            strategy(json!({"freeze_strategy": "gradual_unfreeze", "unfreeze_every": 3})).unwrap().freeze_strategy,
+            FreezeStrategy::GradualUnfreeze { every: 3 }
+        );
+        // lp_fraction and unfreeze_every only matter to their own strategies.
+        assert_eq!(strategy(json!({"lp_fraction": 0.25})).unwrap().freeze_strategy, FreezeStrategy::Full);
+        let (field, reason) = refused(strategy(json!({"freeze_strategy": "full", "freeze_depth": 1})));
+        assert!(field == "freeze_strategy" && reason.contains("not both"), "{reason}");
+        let (field, reason) = refused(strategy(json!({"freeze_strategy": "lp_ft", "epochs": 1})));
+        assert!(field == "freeze_strategy" && reason.contains("at least 2 epochs"), "{reason}");
+        let (field, _) = refused(strategy(json!({"freeze_strategy": "lp_ft", "lp_fraction": 1.5})));
+        assert_eq!(field, "lp_fraction");
     }
 
     #[test]

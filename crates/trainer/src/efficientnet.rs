@@ -13,7 +13,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu6;
 
 use crate::error::{Error, Result};
-use crate::model::{Arch, ImageClassifier, ModelConfig};
+use crate::model::{Arch, ImageClassifier, ModelConfig, ParamIds, Parts};
 use crate::norm::BatchNorm;
 
 /// Freezable stages after the stem: the block groups.
@@ -89,7 +89,7 @@ pub struct EfficientNetLite {
     pub _conv_stem: Conv2d,
     pub _bn0: BatchNorm,
     pub _blocks: Vec<MbConv>,
-    /// Block group of each block (0..7), for `freeze_depth`.
+    /// Block group of each block (0..7): its stage for freezing.
     pub block_group: Vec<usize>,
     pub _conv_head: Conv2d,
     pub _bn1: BatchNorm,
@@ -162,20 +162,18 @@ impl ImageClassifier for EfficientNetLite {
         STAGES
     }
 
-    fn freeze_depth(mut self, depth: usize) -> Self {
-        if depth == 0 {
-            return self;
+    /// The 1×1 `_conv_head` and its BatchNorm belong to the last stage, so that freezing every stage leaves
+    /// only `_fc` training: a linear probe.
+    fn parts(&self) -> Parts {
+        let mut stages: Vec<ParamIds> = (0..STAGES).map(|_| ParamIds::default()).collect();
+        for (block, &group) in self._blocks.iter().zip(&self.block_group) {
+            block.visit(&mut stages[group]);
         }
-        self._conv_stem = self._conv_stem.freeze();
-        self._bn0 = self._bn0.freeze();
-        let groups = self.block_group.clone();
-        self._blocks = self
-            ._blocks
-            .into_iter()
-            .zip(groups)
-            .map(|(block, group)| if group < depth { block.freeze() } else { block })
-            .collect();
-        self
+        if let Some(top) = stages.last_mut() {
+            self._conv_head.visit(top);
+            self._bn1.visit(top);
+        }
+        Parts::new(ParamIds::of(&self._conv_stem).and(&self._bn0), stages, ParamIds::of(&self._fc))
     }
 
     fn head_prefix() -> &'static str {

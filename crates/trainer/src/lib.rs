@@ -10,8 +10,10 @@
 //! - Checkpoints ([`checkpoint`]): [`save_checkpoint`] and [`load_weights`] for our safetensors and for
 //!   PyTorch `.pth`/`.safetensors` state dicts, with an [`ImportReport`].
 //! - Training ([`train`]): [`fine_tune`] runs the epoch loop on a burn [`Device`](burn::tensor::Device)
-//!   chosen by the caller (AdamW or SGD, cosine schedule with warm-up, `freeze_depth`) and calls an
+//!   chosen by the caller (AdamW or SGD, cosine schedule with warm-up, a [`FreezeStrategy`]) and calls an
 //!   [`EpochCallback`] after every epoch, which may stop it ([`Control::Stop`]) — that is how pruning works.
+//! - Freeze strategies ([`strategy`]): [`FreezeStrategy`] (`full`, `depth:K`, `linear_probe`, `lp_ft`,
+//!   `gradual_unfreeze`, `layer_decay:G`) and its per-epoch [`EpochPlan`] over a network's [`Parts`].
 //! - Inference ([`predict`]): [`predict::top_k`] for the `predict` command.
 //! - The built-in trial's configuration ([`config`]): [`TrialConfig`] (a spec's `trial:` section),
 //!   [`PretrainConfig`], [`DataConfig`] and the searched [`Hyperparams`] with their names
@@ -60,6 +62,7 @@ pub mod norm;
 pub mod predict;
 pub mod resnet;
 mod rng;
+pub mod strategy;
 pub mod train;
 
 /// The burn device type, re-exported so that callers need no direct burn dependency.
@@ -75,9 +78,10 @@ pub use data::{
 pub use device::parse_device;
 pub use efficientnet::EfficientNetLite;
 pub use error::{Error, Result};
-pub use model::{Arch, ImageClassifier, ModelConfig, SmallCnn};
+pub use model::{Arch, ImageClassifier, ModelConfig, ParamIds, Parts, SmallCnn};
 pub use network::Network;
 pub use resnet::ResNet;
+pub use strategy::{EpochPlan, FREEZE_STRATEGIES, FreezeStrategy};
 pub use train::{
     Control, EpochCallback, EpochMetrics, EvalMetrics, OptimizerKind, TrainConfig, TrainOutcome, evaluate, fine_tune,
 };

@@ -2,12 +2,12 @@
 //! ([`ModelConfig`]), and the small CNN. ResNet lives in [`crate::resnet`], EfficientNet-Lite0 in
 //! [`crate::efficientnet`].
 //!
-//! Freezing: `freeze_depth = k` freezes the stem and the first `k` stages (k = 0: full fine-tuning,
-//! k = [`ImageClassifier::num_stages`]: linear probe). Frozen sub-modules go through burn's
-//! [`Module::freeze`], which turns off their gradients *and* their training flags, so a frozen BatchNorm
-//! normalises with its running statistics and does not update them.
+//! Freezing: every network names its parts ([`ImageClassifier::parts`]: the stem, each stage, the head) and
+//! a [`crate::FreezeStrategy`] decides per epoch which of them train. Frozen parts go through burn's
+//! [`Module::freeze_group`], which turns off their gradients *and* their training flags, so a frozen
+//! BatchNorm normalises with its running statistics and does not update them.
 
-use burn::module::Module;
+use burn::module::{Flag, Module, ModuleVisitor, Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
@@ -29,8 +29,9 @@ pub trait ImageClassifier: Module + Sized + 'static {
     fn forward(&self, images: Tensor<4>) -> Tensor<2>;
     /// Number of freezable stages after the stem; the largest meaningful `freeze_depth`.
     fn num_stages(&self) -> usize;
-    /// Freezes the stem and the first `depth` stages (nothing for `depth == 0`).
-    fn freeze_depth(self, depth: usize) -> Self;
+    /// The parameters of the stem, of each of the [`num_stages`](Self::num_stages) stages and of the
+    /// head: what freeze strategies freeze and give learning rates to.
+    fn parts(&self) -> Parts;
     /// Parameter path prefix of the classifier head (e.g. `fc`), the part replaced for a new task.
     fn head_prefix() -> &'static str;
     /// Regex renames applied to checkpoint keys on load (checkpoint name -> burn path), for PyTorch names
@@ -86,6 +87,45 @@ impl Arch {
             Arch::ResNet { .. } => crate::resnet::STAGES,
             Arch::EfficientNetLite0 => crate::efficientnet::STAGES,
         }
+    }
+}
+
+/// A network's parameter ids by part, bottom to top: the stem, stage 1 … stage S, the head (index S + 1),
+/// the layout of [`crate::strategy::EpochPlan`]. Each part holds its float parameters and module-owned
+/// flags (BatchNorm's training flag), so freezing a part also puts its BatchNorm layers in eval mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parts(pub Vec<Vec<ParamId>>);
+
+impl Parts {
+    pub fn new(stem: ParamIds, stages: Vec<ParamIds>, head: ParamIds) -> Self {
+        Parts(std::iter::once(stem).chain(stages).chain(std::iter::once(head)).map(|ids| ids.0).collect())
+    }
+}
+
+/// The parameter and flag ids of some modules, collected for [`Parts`].
+#[derive(Debug, Default)]
+pub struct ParamIds(pub Vec<ParamId>);
+
+impl ParamIds {
+    /// The ids of `module`.
+    pub fn of<M: Module>(module: &M) -> Self {
+        Self::default().and(module)
+    }
+
+    /// These ids and `module`'s.
+    pub fn and<M: Module>(mut self, module: &M) -> Self {
+        module.visit(&mut self);
+        self
+    }
+}
+
+impl ModuleVisitor for ParamIds {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.id);
+    }
+
+    fn visit_flag(&mut self, flag: &Param<Flag>) {
+        self.0.push(flag.id);
     }
 }
 
@@ -204,14 +244,8 @@ impl ImageClassifier for SmallCnn {
         self.stages.len()
     }
 
-    fn freeze_depth(mut self, depth: usize) -> Self {
-        if depth == 0 {
-            return self;
-        }
-        self.stem = self.stem.freeze();
-        self.stages =
-            self.stages.into_iter().enumerate().map(|(i, stage)| if i < depth { stage.freeze() } else { stage }).collect();
-        self
+    fn parts(&self) -> Parts {
+        Parts::new(ParamIds::of(&self.stem), self.stages.iter().map(ParamIds::of).collect(), ParamIds::of(&self.fc))
     }
 
     fn head_prefix() -> &'static str {
@@ -249,6 +283,87 @@ pub(crate) mod tests {
         let json = serde_json::to_string(&config).unwrap();
         assert!(json.contains(r#""arch":"small-cnn""#), "{json}");
         assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), config);
+    }
+
+    /// Every parameter and flag of a module with its dotted path.
+    #[derive(Default)]
+    struct Paths {
+        stack: Vec<String>,
+        found: Vec<(String, ParamId)>,
+    }
+
+    impl ModuleVisitor for Paths {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.stack.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.stack.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.found.push((self.stack.join("."), param.id));
+        }
+        fn visit_flag(&mut self, flag: &Param<Flag>) {
+            self.found.push((self.stack.join("."), flag.id));
+        }
+    }
+
+    /// Checks that every parameter (and BatchNorm flag) of `model` is in exactly the part `expected` names
+    /// from its path, dropout's flag in none.
+    fn check_parts<M: ImageClassifier>(model: &M, expected: impl Fn(&[&str]) -> usize) {
+        let parts = model.parts();
+        assert_eq!(parts.0.len(), model.num_stages() + 2);
+        let mut paths = Paths::default();
+        model.visit(&mut paths);
+        let mut seen = vec![0; parts.0.len()];
+        for (path, id) in &paths.found {
+            let holders: Vec<usize> = (0..parts.0.len()).filter(|p| parts.0[*p].contains(id)).collect();
+            let segments: Vec<&str> = path.split('.').collect();
+            if segments[0] == "dropout" {
+                assert!(holders.is_empty(), "{path} is in parts {holders:?}");
+                continue;
+            }
+            assert_eq!(holders, [expected(&segments)], "{path}");
+            seen[holders[0]] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 0), "a part is empty: {seen:?}");
+        assert_eq!(seen.iter().sum::<usize>(), parts.0.iter().map(Vec::len).sum::<usize>(), "ids outside the model");
+    }
+
+    #[test]
+    fn every_parameter_is_in_the_part_its_name_says() {
+        let _rng = crate::serial_rng();
+        let device = Device::flex();
+        let stage = |s: &str| s.parse::<usize>().unwrap();
+        check_parts(&SmallCnn::init(&small_config(3), &device).unwrap(), |p| match p {
+            ["stem", ..] => 0,
+            ["stages", i, ..] => stage(i) + 1,
+            ["fc", ..] => 3,
+            _ => panic!("{p:?}"),
+        });
+        let resnet = crate::ResNet::init(&crate::resnet::tests::resnet_config(18, 3), &device).unwrap();
+        check_parts(&resnet, |p| match p {
+            ["conv1" | "bn1", ..] => 0,
+            [layer, ..] if layer.starts_with("layer") => stage(&layer[5..]),
+            ["fc", ..] => 5,
+            _ => panic!("{p:?}"),
+        });
+        let config = ModelConfig {
+            arch: Arch::EfficientNetLite0,
+            in_channels: 3,
+            image_size: [32, 32],
+            normalization: Normalization::imagenet(),
+            ..small_config(3)
+        };
+        let effnet = crate::EfficientNetLite::init(&config, &device).unwrap();
+        let groups = effnet.block_group.clone();
+        // The 1×1 head convolution belongs to the last stage: freezing every stage is a linear probe.
+        check_parts(&effnet, |p| match p {
+            ["_conv_stem" | "_bn0", ..] => 0,
+            ["_blocks", i, ..] => groups[stage(i)] + 1,
+            ["_conv_head" | "_bn1", ..] => 7,
+            ["_fc", ..] => 8,
+            _ => panic!("{p:?}"),
+        });
     }
 
     #[test]

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::error::{Error, Result};
-use crate::model::{Arch, ImageClassifier, ModelConfig};
+use crate::model::{Arch, ImageClassifier, ModelConfig, ParamIds, Parts};
 use crate::norm::BatchNorm;
 
 /// Freezable stages after the stem: layer1 to layer4.
@@ -168,26 +168,9 @@ impl ImageClassifier for ResNet {
         STAGES
     }
 
-    fn freeze_depth(mut self, depth: usize) -> Self {
-        if depth == 0 {
-            return self;
-        }
-        self.conv1 = self.conv1.freeze();
-        self.bn1 = self.bn1.freeze();
-        let freeze = |layer: Vec<Block>| layer.into_iter().map(Module::freeze).collect::<Vec<_>>();
-        if depth >= 1 {
-            self.layer1 = freeze(self.layer1);
-        }
-        if depth >= 2 {
-            self.layer2 = freeze(self.layer2);
-        }
-        if depth >= 3 {
-            self.layer3 = freeze(self.layer3);
-        }
-        if depth >= 4 {
-            self.layer4 = freeze(self.layer4);
-        }
-        self
+    fn parts(&self) -> Parts {
+        let stages = [&self.layer1, &self.layer2, &self.layer3, &self.layer4].map(ParamIds::of);
+        Parts::new(ParamIds::of(&self.conv1).and(&self.bn1), stages.into(), ParamIds::of(&self.fc))
     }
 
     fn head_prefix() -> &'static str {
@@ -204,7 +187,7 @@ impl ImageClassifier for ResNet {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::Normalization;
 

@@ -1,7 +1,9 @@
 //! The epoch loop: optimiser, learning-rate schedule, freezing, evaluation and the per-epoch callback.
 
+use burn::module::ParamGroup;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
+use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
@@ -9,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Augmentation, Batcher, ImageDataset, Normalization};
 use crate::error::{Error, Result};
-use crate::model::ImageClassifier;
+use crate::model::{ImageClassifier, Parts};
 use crate::rng::SplitMix64;
+use crate::strategy::FreezeStrategy;
 
 /// Which optimiser updates the unfrozen parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -37,9 +40,9 @@ pub struct TrainConfig {
     /// Fraction of all steps spent warming up linearly from ~0 to `learning_rate`.
     #[serde(default = "default_warmup")]
     pub warmup_fraction: f64,
-    /// Freeze the stem and the first `freeze_depth` stages.
+    /// Which parts train in which epoch, and their learning rates ([`FreezeStrategy`]).
     #[serde(default)]
-    pub freeze_depth: usize,
+    pub freeze_strategy: FreezeStrategy,
     #[serde(default)]
     pub seed: u64,
     #[serde(default)]
@@ -63,7 +66,7 @@ impl TrainConfig {
             weight_decay: 0.0,
             optimizer: OptimizerKind::AdamW,
             warmup_fraction: default_warmup(),
-            freeze_depth: 0,
+            freeze_strategy: FreezeStrategy::Full,
             seed: 0,
             augmentation: Augmentation::default(),
         }
@@ -90,7 +93,8 @@ impl TrainConfig {
         {
             return Err(Error::config("optimizer.momentum", "must be in [0, 1)"));
         }
-        Ok(())
+        // The stages are checked against the model in `fine_tune`.
+        self.freeze_strategy.validate(usize::MAX, self.epochs)
     }
 
     fn optimizer(&self) -> ModuleOptimizer {
@@ -210,29 +214,41 @@ pub fn fine_tune<M: ImageClassifier>(
     if train.is_empty() || val.is_empty() {
         return Err(Error::config("dataset", "training and validation sets must not be empty"));
     }
-    if config.freeze_depth > model.num_stages() {
-        return Err(Error::config(
-            "freeze_depth",
-            format!("is {} but the model has {} stages", config.freeze_depth, model.num_stages()),
-        ));
-    }
+    let stages = model.num_stages();
+    config.freeze_strategy.validate(stages, config.epochs)?;
     device.seed(config.seed);
     let train_device = device.clone().autodiff();
-    let mut model = model.freeze_depth(config.freeze_depth).fork(&train_device).train();
+    let mut model = model.fork(&train_device).train();
+    let parts = model.parts();
+    if parts.0.len() != stages + 2 {
+        return Err(Error::config("model", format!("{} parts for {stages} stages (want stem, stages, head)", parts.0.len())));
+    }
+    let mut frozen_as: Option<Vec<bool>> = None;
     let mut optimizer = config.optimizer();
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
     let batcher = Batcher { normalization: normalization.clone(), augmentation: config.augmentation.clone() };
     let eval_batcher = Batcher { normalization: normalization.clone(), augmentation: Augmentation::default() };
 
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
-    let total_steps = steps_per_epoch * config.epochs;
-    let warmup_steps = (config.warmup_fraction * total_steps as f64).ceil() as usize;
     let mut rng = SplitMix64::new(config.seed ^ 0x5EED);
     let mut history = Vec::new();
     let mut best: Option<(usize, f64, M)> = None;
     let mut stopped_early = false;
 
     for epoch in 1..=config.epochs {
+        let plan = config.freeze_strategy.plan(epoch - 1, config.epochs, stages);
+        if frozen_as.as_ref() != Some(&plan.trainable) {
+            model = apply_freezing(model, &parts, &plan.trainable);
+            frozen_as = Some(plan.trainable.clone());
+        }
+        if plan.restarts_at(epoch - 1) {
+            // A new phase (lp_ft's fine-tuning) starts like a fresh run from the probed model: fresh moment
+            // estimates, which is what its re-warmed learning rate is for.
+            optimizer = config.optimizer();
+        }
+        let lr_groups = lr_groups(&parts, &plan.lr_scale);
+        let phase_steps = steps_per_epoch * plan.phase.len();
+        let warmup_steps = (config.warmup_fraction * phase_steps as f64).ceil() as usize;
         let start = std::time::Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
         rng.shuffle(&mut order);
@@ -240,8 +256,8 @@ pub fn fine_tune<M: ImageClassifier>(
         let (mut loss_sum, mut seen, mut lr) = (0.0f64, 0usize, 0.0);
         let mut pending_loss: Option<Tensor<1>> = None;
         batcher.for_each_batch(train, &order, config.batch_size, Some(augment_rng), |i, batch| {
-            let step = (epoch - 1) * steps_per_epoch + i;
-            lr = cosine_with_warmup(step, total_steps, warmup_steps, config.learning_rate);
+            let step = (epoch - 1 - plan.phase.start) * steps_per_epoch + i;
+            lr = cosine_with_warmup(step, phase_steps, warmup_steps, config.learning_rate);
             let (images, labels) = batch.to_tensors(&train_device);
             let logits = model.forward(images);
             let loss = loss_fn.forward(logits, labels);
@@ -252,7 +268,7 @@ pub fn fine_tune<M: ImageClassifier>(
             });
             seen += batch.len();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model.clone(), grads);
+            model = optimizer.step(learning_rates(lr, &lr_groups), model.clone(), grads);
             if (i + 1) % LOSS_READ_EVERY == 0 {
                 loss_sum += read_loss_sum(pending_loss.take(), epoch, i)?;
             }
@@ -285,6 +301,35 @@ pub fn fine_tune<M: ImageClassifier>(
     }
     let (best_epoch, _, best_model) = best.expect("at least one epoch ran");
     Ok(TrainOutcome { best_model, best_epoch, final_model: model.valid(), history, stopped_early })
+}
+
+/// Freezes the parts that `trainable` leaves out and unfreezes the others, BatchNorm training flags with
+/// them. Frozen parameters get no gradient, so burn's `ModuleOptimizer` neither steps them nor keeps state
+/// for them; a part unfrozen later starts with fresh optimiser state, as in PyTorch.
+fn apply_freezing<M: Module>(model: M, parts: &Parts, trainable: &[bool]) -> M {
+    let ids = |want: bool| {
+        let ids = parts.0.iter().zip(trainable).filter(|(_, t)| **t == want).flat_map(|(ids, _)| ids.iter().copied());
+        ParamGroup::from_ids(ids.collect())
+    };
+    model.freeze_group(ids(false)).unfreeze_group(ids(true))
+}
+
+/// The parts whose learning rate is not the base rate, with their multipliers.
+///
+/// Per-part learning rates use burn 0.22's parameter-group learning rates (`ModuleLearningRate`): one
+/// optimiser, each parameter stepped with its group's rate, as PyTorch's param groups do. Scaling the
+/// gradients instead would be wrong: Adam(W) normalises the gradient's scale away, and decoupled weight
+/// decay would not scale with the rate. Separate optimisers per stage would work but buy nothing.
+fn lr_groups(parts: &Parts, scales: &[f64]) -> Vec<(ParamGroup, f64)> {
+    parts.0.iter().zip(scales).filter(|(_, s)| **s != 1.0).map(|(ids, s)| (ParamGroup::from_ids(ids.clone()), *s)).collect()
+}
+
+/// The learning rate of each parameter at a step whose base rate is `lr`.
+fn learning_rates(lr: f64, groups: &[(ParamGroup, f64)]) -> ModuleLearningRate {
+    if groups.is_empty() {
+        return lr.into();
+    }
+    groups.iter().fold(ModuleLrScheduler::new(lr), |s, (group, scale)| s.with_group(group.clone(), lr * scale)).step()
 }
 
 /// Reading a value back waits for the device. On a GPU one read per step would drain its queue every
@@ -371,6 +416,11 @@ mod tests {
     fn params(model: &SmallCnn) -> Vec<(String, Vec<u8>)> {
         use burn::store::ModuleSnapshot;
         model.collect(None, None, false).into_iter().map(|t| (t.name.clone(), t.to_bytes().unwrap().to_vec())).collect()
+    }
+
+    /// The values of an f32 tensor's bytes (from [`params`]).
+    fn f32s(bytes: &[u8]) -> Vec<f64> {
+        bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
     }
 
     #[test]
@@ -465,7 +515,7 @@ mod tests {
         let model = SmallCnn::init(&small_config(10), &device).unwrap();
         let before = params(&model);
         let mut config = TrainConfig::new(1, 16, 1e-2);
-        config.freeze_depth = 1; // stem + stages.0 frozen; stages.1 and fc train
+        config.freeze_strategy = FreezeStrategy::Depth(1); // stem + stages.0 frozen; stages.1 and fc train
         let outcome = fine_tune(model, &train, &val, &Normalization::centered(1), &config, &device, &mut |_: &EpochMetrics| {
             Control::Continue
         })
@@ -484,6 +534,132 @@ mod tests {
             }
         }
         assert_eq!(frozen, 2 * 5, "conv weight + 4 BN tensors in each frozen block");
+    }
+
+    /// A fresh `small_config` CNN (initialised from `init_seed`) trained under `config` on 32 tiny-MNIST
+    /// images, stopped after `stop_after` epochs; with its tensors before training.
+    fn train_tiny(config: &TrainConfig, init_seed: u64, stop_after: usize) -> (Vec<(String, Vec<u8>)>, TrainOutcome<SmallCnn>) {
+        let device = Device::flex();
+        let (train, val) = tiny_mnist();
+        device.seed(init_seed);
+        let model = SmallCnn::init(&small_config(10), &device).unwrap();
+        let before = params(&model);
+        let mut stop = |m: &EpochMetrics| if m.epoch >= stop_after { Control::Stop } else { Control::Continue };
+        let outcome = fine_tune(model, &train.take(32), &val.take(20), &Normalization::centered(1), config, &device, &mut stop);
+        (before, outcome.unwrap())
+    }
+
+    /// Which parts (stem, stages…, head of `small_config`: width 4, depth 2) changed in each epoch of a run
+    /// of `strategy`, as strings like "..TT" (T: every tensor of the part changed, `.`: none did). Each
+    /// epoch's model comes from a run stopped after that epoch (seeded runs repeat exactly).
+    fn parts_changed_per_epoch(strategy: FreezeStrategy, epochs: usize) -> Vec<String> {
+        let mut config = TrainConfig::new(epochs, 16, 1e-2);
+        config.freeze_strategy = strategy;
+        let mut snapshots = vec![train_tiny(&config, 3, 1).0];
+        snapshots.extend((1..=epochs).map(|stop| params(&train_tiny(&config, 3, stop).1.final_model)));
+        let part = |name: &str| match name.split('.').collect::<Vec<_>>()[..] {
+            ["stem", ..] => 0,
+            ["stages", i, ..] => i.parse::<usize>().unwrap() + 1,
+            ["fc", ..] => 3,
+            _ => panic!("{name} is in no part"),
+        };
+        snapshots
+            .windows(2)
+            .enumerate()
+            .map(|(e, pair)| {
+                let mut changed: [Option<bool>; 4] = [None; 4];
+                for ((name, before), (_, after)) in pair[0].iter().zip(&pair[1]) {
+                    let c = before != after;
+                    let slot = &mut changed[part(name)];
+                    assert!(slot.is_none_or(|s| s == c), "{strategy} epoch {}: part of {name} changed only in part", e + 1);
+                    *slot = Some(c);
+                }
+                changed.iter().map(|c| if c.unwrap() { 'T' } else { '.' }).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_strategy_trains_the_parts_it_plans_in_each_epoch() {
+        let _rng = crate::serial_rng();
+        for (strategy, epochs, expected) in [
+            (FreezeStrategy::Full, 2, vec!["TTTT"; 2]),
+            (FreezeStrategy::Depth(1), 2, vec!["..TT"; 2]),
+            (FreezeStrategy::LinearProbe, 2, vec!["...T"; 2]),
+            (FreezeStrategy::LpFt { lp_fraction: 0.5 }, 4, vec!["...T", "...T", "TTTT", "TTTT"]),
+            (FreezeStrategy::GradualUnfreeze { every: 1 }, 4, vec!["...T", "..TT", ".TTT", "TTTT"]),
+            (FreezeStrategy::GradualUnfreeze { every: 2 }, 3, vec!["...T", "...T", "..TT"]),
+            (FreezeStrategy::LayerDecay(0.5), 2, vec!["TTTT"; 2]),
+        ] {
+            assert_eq!(parts_changed_per_epoch(strategy, epochs), expected, "{strategy}");
+        }
+    }
+
+    /// One full-batch step from the same weights: under `layer_decay:0.5` each part's update is the `full`
+    /// update times its multiplier (stem 0.25, stage 1 0.5, stage 2 and head 1), for SGD and for AdamW —
+    /// where scaling the gradient instead would change nothing.
+    #[test]
+    fn layer_decay_gives_each_stage_its_learning_rate() {
+        let _rng = crate::serial_rng();
+        for optimizer in [OptimizerKind::Sgd { momentum: 0.0 }, OptimizerKind::AdamW] {
+            let step = |strategy: FreezeStrategy| {
+                let mut config = TrainConfig::new(1, 32, 0.05);
+                (config.optimizer, config.warmup_fraction, config.freeze_strategy) = (optimizer, 0.0, strategy);
+                let (before, outcome) = train_tiny(&config, 5, 1);
+                let after = params(&outcome.final_model);
+                before
+                    .iter()
+                    .zip(&after)
+                    .filter(|((name, _), _)| !name.contains("running"))
+                    .map(|((name, b), (_, a))| {
+                        let moved: f64 = f32s(a).iter().zip(f32s(b)).map(|(a, b)| (a - b).abs()).sum();
+                        (name.clone(), moved)
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let (full, decayed) = (step(FreezeStrategy::Full), step(FreezeStrategy::LayerDecay(0.5)));
+            for ((name, f), (_, d)) in full.iter().zip(&decayed) {
+                let scale = match name.split('.').next().unwrap() {
+                    "stem" => 0.25,
+                    "stages" if name.starts_with("stages.0.") => 0.5,
+                    _ => 1.0,
+                };
+                assert!(*f > 0.0, "{name} did not move");
+                assert!((d / f - scale).abs() < 1e-3 * scale, "{optimizer:?} {name}: moved {d} vs {f} under full, want ×{scale}");
+            }
+        }
+    }
+
+    #[test]
+    fn lp_ft_restarts_the_warm_up_and_cosine_for_its_fine_tuning() {
+        let _rng = crate::serial_rng();
+        let lrs = |strategy: FreezeStrategy| {
+            let mut config = TrainConfig::new(4, 16, 0.01);
+            (config.warmup_fraction, config.freeze_strategy) = (0.25, strategy);
+            train_tiny(&config, 0, 4).1.history.iter().map(|m| m.learning_rate).collect::<Vec<_>>()
+        };
+        // 2 steps an epoch. lp_ft: two phases of 4 steps, 1 of warm-up each; full: one of 8 steps, 2 of warm-up.
+        let phase = |step| cosine_with_warmup(step, 4, 1, 0.01);
+        assert_eq!(lrs(FreezeStrategy::LpFt { lp_fraction: 0.5 }), [phase(1), phase(3), phase(1), phase(3)]);
+        let whole = |step| cosine_with_warmup(step, 8, 2, 0.01);
+        assert_eq!(lrs(FreezeStrategy::Full), [whole(1), whole(3), whole(5), whole(7)]);
+    }
+
+    /// lp_ft's fine-tuning starts with a fresh AdamW: its first step moves every weight by the learning rate
+    /// (m̂/√v̂ = ±1 for one gradient), which a continued optimiser, still remembering the probe's gradient in
+    /// the head, would not.
+    #[test]
+    fn lp_ft_fine_tunes_with_a_fresh_optimiser() {
+        let _rng = crate::serial_rng();
+        let mut config = TrainConfig::new(2, 32, 0.01);
+        (config.warmup_fraction, config.freeze_strategy) = (0.0, FreezeStrategy::LpFt { lp_fraction: 0.5 });
+        let probed = params(&train_tiny(&config, 9, 1).1.final_model);
+        let tuned = params(&train_tiny(&config, 9, 2).1.final_model);
+        for ((name, before), (_, after)) in probed.iter().zip(&tuned).filter(|((name, _), _)| !name.contains("running")) {
+            let moved: Vec<f64> = f32s(after).iter().zip(f32s(before)).map(|(a, b)| (a - b).abs()).collect();
+            let by_lr = moved.iter().filter(|m| (*m - 0.01).abs() < 1e-5).count();
+            assert!(by_lr as f64 >= 0.9 * moved.len() as f64, "{name}: {by_lr} of {} moved by the lr: {moved:?}", moved.len());
+        }
     }
 
     #[test]

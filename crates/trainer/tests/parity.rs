@@ -12,7 +12,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use nightshift_trainer::{
-    Arch, EfficientNetLite, ImageClassifier, LoadMode, ModelConfig, Normalization, ResNet, Result, load_weights,
+    Arch, EfficientNetLite, ImageClassifier, LoadMode, ModelConfig, Normalization, ParamIds, Parts, ResNet, Result, load_weights,
 };
 use serde_json::Value;
 
@@ -128,8 +128,9 @@ impl ImageClassifier for TinyCnn {
     fn num_stages(&self) -> usize {
         0
     }
-    fn freeze_depth(self, _depth: usize) -> Self {
-        self
+    fn parts(&self) -> Parts {
+        let stem = ParamIds::of(&self.conv1).and(&self.bn1).and(&self.conv2).and(&self.bn2).and(&self.conv3);
+        Parts::new(stem, vec![], ParamIds::of(&self.fc))
     }
     fn head_prefix() -> &'static str {
         "fc"

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use nightshift_trainer::{
-    Arch, Control, EpochMetrics, ImageClassifier, ImageDataset, LoadMode, ModelConfig, Normalization, OptimizerKind, ResNet,
-    SmallCnn, TrainConfig, fine_tune, load_weights, save_weights,
+    Arch, Control, EpochMetrics, FreezeStrategy, ImageClassifier, ImageDataset, LoadMode, ModelConfig, Normalization,
+    OptimizerKind, ResNet, SmallCnn, TrainConfig, fine_tune, load_weights, save_weights,
 };
 use serde_json::Value;
 
@@ -164,7 +164,7 @@ fn run_scenario<M: ImageClassifier>(file: &str, scenario: &str, model_config: Mo
     let mut config = TrainConfig::new(sc["epochs"].as_u64().unwrap() as usize, data.len(), sc["learning_rate"].as_f64().unwrap());
     config.weight_decay = sc["weight_decay"].as_f64().unwrap();
     config.warmup_fraction = sc["warmup_fraction"].as_f64().unwrap();
-    config.freeze_depth = sc["freeze_depth"].as_u64().unwrap() as usize;
+    config.freeze_strategy = FreezeStrategy::Depth(sc["freeze_depth"].as_u64().unwrap() as usize);
     config.optimizer = match sc["optimizer"]["kind"].as_str().unwrap() {
         "adamw" => OptimizerKind::AdamW,
         _ => OptimizerKind::Sgd { momentum: sc["optimizer"]["momentum"].as_f64().unwrap() },
