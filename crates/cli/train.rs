@@ -9,7 +9,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use nightshift_orchestrator::spec::{ArgTemplate, BuiltinSections, BuiltinTrainer, FieldError};
+use nightshift_orchestrator::spec::{ArgTemplate, BuiltinSections, BuiltinTrainer, FieldError, ReplicateEval};
 use nightshift_orchestrator::{Program, Spec};
 use nightshift_search::{Distribution, SearchSpace};
 use nightshift_trainer::{
@@ -223,8 +223,21 @@ impl BuiltinTrainer for BuiltinTrial {
         let mut argv: Vec<ArgTemplate> =
             [self.exe.display().to_string(), "trial".into(), "--out".into()].into_iter().map(ArgTemplate::literal).collect();
         argv.push(ArgTemplate::placeholder("trial_dir"));
-        argv.extend(section_flags(&config.to_section()).into_iter().map(ArgTemplate::literal));
+        // Every trial gets its own seed from nightshift (a tournament's replicates need fresh ones), so the
+        // section's `seed` gives way to it.
+        let mut section = config.to_section();
+        section.remove("seed");
+        argv.extend(section_flags(&section).into_iter().map(ArgTemplate::literal));
+        argv.extend([ArgTemplate::literal("--seed"), ArgTemplate::placeholder("seed")]);
         Ok(argv)
+    }
+
+    fn replicate_eval(&self, sections: &BuiltinSections<'_>) -> Option<ReplicateEval> {
+        let config = TrialConfig::from_section(sections.trial, sections.base_dir).ok()?;
+        let has_test =
+            ["t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"].iter().any(|f| config.data.dataset.join(f).is_file());
+        let args = if config.test { Vec::new() } else { vec![ArgTemplate::literal("--test")] };
+        has_test.then(|| ReplicateEval { args, metric: "test_accuracy".into() })
     }
 
     fn check_pretrain(&self, pretrain: &Value, base_dir: &Path) -> Result<(), FieldError> {
@@ -593,6 +606,9 @@ mod tests {
             })
             .unwrap();
         let argv: Vec<String> = program.iter().map(|a| a.to_string()).collect();
+        assert_eq!(argv[argv.len() - 2..], ["--seed", "{seed}"], "every trial is seeded by nightshift");
+        // The section's own seed (the default, 0) is what a trial rendered with seed 0 reads back.
+        let argv: Vec<String> = argv.into_iter().map(|a| a.replace("{seed}", "0")).collect();
         assert_eq!(argv[..4], ["/bin/nightshift", "trial", "--out", "{trial_dir}"]);
         assert!(argv.contains(&"--hflip".to_string()) && !argv.contains(&"--test".to_string()), "{argv:?}");
         let TrainCommand::Trial(args) = parse(&argv[1..]) else { panic!("trial") };

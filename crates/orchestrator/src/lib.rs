@@ -60,7 +60,7 @@ pub use run::{
 };
 pub use spec::{
     Budget, BuiltinSections, BuiltinTrainer, Compare, DeviceSpec, FieldError, GpuBackend, Heartbeat, NoBuiltinTrainer, Objective,
-    Program, Spec,
+    Program, ReplicateEval, Spec,
 };
 
 /// Re-exported for callers naming the process module's pure decision function.
