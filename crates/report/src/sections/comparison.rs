@@ -482,3 +482,72 @@ fn draw_tournament<DB: DrawingBackend>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nightshift_search::{PrunerConfig, SamplerConfig, StudyRecord};
+
+    fn trial(number: u64, role: Role, arm: &str, state: TrialState, steps: &[f64]) -> FrozenTrial {
+        let mut t = FrozenTrial::new(number as i64, number, state);
+        t.system_attrs.insert(attrs::TOURNAMENT_ROLE.into(), role.as_str().into());
+        t.params.insert("k".into(), ParamValue::Str(arm.into()));
+        t.intermediate_values = steps.iter().enumerate().map(|(i, v)| (i as u64 + 1, *v)).collect();
+        t.value = steps.last().copied();
+        t
+    }
+
+    #[test]
+    fn tournament_arms_curves_compute_and_summary() {
+        let config = Tournament {
+            param: "k".into(),
+            arms: vec![ParamValue::Str("a".into()), ParamValue::Str("b".into())],
+            budget_per_arm: 2,
+            replicate_top: 1,
+            seeds: 2,
+        };
+        let (s, c, p, r) = (Role::Search, TrialState::Complete, TrialState::Pruned, Role::Replicate);
+        let trials = vec![
+            trial(0, s, "a", c, &[0.4, 0.5]),
+            trial(1, s, "b", p, &[0.3]),
+            trial(2, s, "a", c, &[0.6, 0.7]),
+            trial(3, s, "b", c, &[0.3, 0.4]),
+            trial(4, r, "a", c, &[0.6, 0.70]),
+            trial(5, r, "b", c, &[0.3, 0.40]),
+            trial(6, r, "a", c, &[0.6, 0.72]),
+            trial(7, r, "b", c, &[0.3, 0.41]),
+        ];
+        let t = tournament_data(&config, &trials, Direction::Maximize);
+        let (a, b) = (&t.arms[0], &t.arms[1]);
+        assert_eq!((a.trials, a.best.as_ref().map(|x| x.0), a.values()), (2, Some(2), vec![0.70, 0.72]));
+        assert_eq!(a.by_trials, [(1.0, 0.5), (2.0, 0.7)]);
+        assert_eq!(a.by_epochs, [(2.0, 0.5), (4.0, 0.7)]);
+        assert_eq!(b.by_trials, [(2.0, 0.4)], "no point before the arm's first completed trial");
+        assert_eq!((a.epochs_spent, b.epochs_spent), (8, 7), "search epochs and replicate epochs");
+        assert_eq!(t.verdict.winner, Some(0));
+
+        let mut study = StudyRecord {
+            id: 1,
+            name: "t".into(),
+            direction: Direction::Maximize,
+            seed: 0,
+            sampler: SamplerConfig::default(),
+            pruner: PrunerConfig::default(),
+            search_space: None,
+            user_attrs: Default::default(),
+            created_at: 0.0,
+        };
+        study.user_attrs.insert(attrs::STUDY_TOURNAMENT.into(), serde_json::to_value(&config).unwrap());
+        let data = crate::build_report_data(&study, &trials, &ReportOptions::default());
+        let summary: serde_json::Value = serde_json::from_str(&crate::summary_json(&data).unwrap()).unwrap();
+        let comparison = &summary["comparison"];
+        assert_eq!((comparison["param"].as_str(), comparison["winner"].as_str()), (Some("k"), Some("a")), "{summary}");
+        assert_eq!(comparison["arms"][1]["replicates"], serde_json::json!([0.40, 0.41]));
+        assert_eq!(comparison["arms"][0]["best_params"]["k"], "a");
+        let ci = &comparison["arms"][0]["ci95"];
+        assert!(ci[0].as_f64().unwrap() < 0.71 && 0.71 < ci[1].as_f64().unwrap(), "{ci}");
+        study.user_attrs.clear();
+        let plain = crate::summary_json(&crate::build_report_data(&study, &trials, &ReportOptions::default())).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&plain).unwrap(), serde_json::json!({"comparison": null}));
+    }
+}
