@@ -622,6 +622,26 @@ mod tests {
     }
 
     #[test]
+    fn tournament_replicates_run_on_the_test_split_when_the_data_has_one() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let eval = |section: Value| {
+            BuiltinTrial { exe: "/bin/nightshift".into() }.replicate_eval(&BuiltinSections {
+                trial: &section,
+                pretrain: None,
+                space: &SearchSpace::default(),
+                base_dir: root,
+            })
+        };
+        let e = eval(json!({"dataset": "data/fashion_mnist_tiny", "epochs": 1})).expect("IDX data with t10k files");
+        let args: Vec<String> = e.args.iter().map(|a| a.to_string()).collect();
+        assert_eq!((args, e.metric.as_str()), (vec!["--test".to_string()], "test_accuracy"));
+        let e = eval(json!({"dataset": "data/fashion_mnist_tiny", "epochs": 1, "test": true})).unwrap();
+        assert!(e.args.is_empty(), "every trial already evaluates on the test split");
+        let no_test = tempfile::tempdir().unwrap();
+        assert_eq!(eval(json!({"dataset": no_test.path(), "epochs": 1})), None, "nothing to evaluate on");
+    }
+
+    #[test]
     fn search_spaces_are_checked_against_the_trainers_hyperparameters() {
         let check = |yaml: &str| check_hyperparameters(&SearchSpace::parse(yaml, "space.yaml").unwrap(), 3);
         assert_eq!(

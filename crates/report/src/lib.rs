@@ -12,12 +12,13 @@
 //!   `table` ([`TableData`]), `history` ([`HistoryData`]), `curves` ([`CurvesData`]), `parallel`
 //!   ([`ParallelData`]), `importance` ([`ImportanceData`], fANOVA from `importance.rs`), `slices`
 //!   ([`SliceData`]), `contour` ([`ContourData`]), `timeline` ([`TimelineData`]) and `comparison`
-//!   ([`ComparisonData`], Welch's t-test from `stats.rs`). Charts with nothing to show are
+//!   ([`ComparisonData`], Welch's t-test from `stats.rs`; for a tournament [`TournamentData`] and the
+//!   Holm-corrected verdict of `verdict.rs`). Charts with nothing to show are
 //!   [`Section::Missing`] with a reason, so empty and tiny studies still give a complete page.
 //! - Rendering is pure: [`chart_specs`] lists the charts, [`render_png`] / [`render_svg`] draw one
 //!   (plotters, bundled DejaVu Sans, Okabe–Ito and viridis colours; the axes, grid and legend set-up
 //!   every chart shares is in `charts/style.rs`), [`render_html`] and
-//!   [`trials_csv`] / [`trials_json`] produce text. [`render_report`] gathers every file in memory.
+//!   [`trials_csv`] / [`trials_json`] / [`summary_json`] produce text. [`render_report`] gathers every file in memory.
 //! - [`write_report`] is the one place that touches the file system.
 //!
 //! Facts the trials do not carry come from [`ReportOptions`] or from trial system attributes:
