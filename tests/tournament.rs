@@ -164,6 +164,7 @@ fn a_tournament_runs_end_to_end_and_names_the_clear_winner() {
     );
     let html = std::fs::read_to_string(sb.path().join("reports/duel/index.html")).unwrap();
     assert!(html.contains("winner: k = a") && html.contains("(tournament)"), "the page says it");
+    assert_eq!(html.matches("(replicate of #").count(), 9, "the trial table marks the replicates");
 }
 
 #[test]
@@ -203,7 +204,12 @@ fn kill_9_mid_tournament_then_resume_finishes_every_place_once() {
 fn workers_share_a_tournament() {
     let sb = Sandbox::new();
     let storage = "sqlite:///reports/pool/study.db";
-    sb.file("s.yaml", &tournament_spec("pool", ARMS, "").replace("{cpu: 2}", "{cpu: 1}"));
+    // Four processes on a loaded machine: heartbeats roomy enough that no live trial is taken for dead.
+    let text = tournament_spec("pool", ARMS, "")
+        .replace("{cpu: 2}", "{cpu: 1}")
+        .replace("heartbeat: {interval: 200ms, stale_after: 1s}", "heartbeat: {interval: 250ms, stale_after: 20s}");
+    assert!(text.contains("stale_after: 20s"), "{text}");
+    sb.file("s.yaml", &text);
     run_with_workers(&sb, "s.yaml", storage, "pool");
     let trials = study_trials(&sb, "pool");
     assert_eq!(trials.len(), 18, "no place taken twice: {trials:?}");

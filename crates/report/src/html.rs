@@ -522,9 +522,14 @@ fn trials_table(o: &mut String, data: &ReportData) {
         let cls = if r.rank == Some(1) { " class=\"best\"" } else { "" };
         let _ = write!(
             o,
-            "<tr{cls}><td class=\"n\">{}</td><td class=\"n\">{}</td><td data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td>",
+            "<tr{cls}><td class=\"n\">{}</td><td class=\"n\" data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td>",
             r.rank.map(|x| x.to_string()).unwrap_or_default(),
             r.number,
+            match r.replicate_of {
+                Some(source) =>
+                    format!("{} <span class=\"muted\" title=\"a tournament replicate\">(replicate of #{source})</span>", r.number),
+                None => r.number.to_string(),
+            },
             r.state.as_str(),
             state_badge(r.state),
             opt_num(r.value),

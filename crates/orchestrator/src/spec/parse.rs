@@ -272,6 +272,10 @@ fn parse_compare(value: &serde_yaml::Value, space: &SearchSpace, budget: &Budget
         }
     };
     let (param, values) = compare_values("compare.param", raw.param.trim(), space, loc)?;
+    if budget.target.is_some() {
+        // Reaching the target would end the sweep before the replicates, and with them the verdict.
+        return Err(loc.err("budget.target", "a tournament runs every arm's budget and its replicates: leave out budget.target"));
+    }
     let arms = values.len() as u64;
     // `budget.trials` bounds the search phase; each arm's share defaults to an equal part of it.
     let budget_per_arm = raw.budget_per_arm.unwrap_or(budget.trials / arms);

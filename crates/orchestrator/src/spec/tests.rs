@@ -202,6 +202,9 @@ fn compare_as_a_tournament() {
     assert!(e.starts_with("spec.yaml:13:3:") && e.contains("must be at least 2"), "{e}");
     let e = err(&GOOD.replace("compare: k", "compare: {param: k, replicate_top: 9}"));
     assert!(e.contains("compare.replicate_top") && e.contains("between 1 and budget_per_arm (3)"), "{e}");
+    let e =
+        err(&GOOD.replace("compare: k", "compare: {param: k}").replace("trial_timeout: 90s", "trial_timeout: 90s, target: 0.9"));
+    assert!(e.starts_with("spec.yaml:4:") && e.contains("budget.target") && e.contains("leave out"), "{e}");
     let e = err(&GOOD.replace("compare: k", "compare: {param: k, seed: 3}"));
     assert!(e.contains("unknown field `seed`") && e.contains("budget_per_arm: 6"), "{e}");
 }
