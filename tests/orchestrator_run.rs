@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Sandbox, count, events, reason, spec, study_trials, wait_for_events};
+use common::{Sandbox, count, events, reason, run_with_workers, spec, study_trials, wait_for_events};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -173,25 +173,7 @@ fn workers_share_one_budget(sb: &Sandbox, storage: &str, study: &str) -> Vec<Val
     let text = spec(study, &format!("{{trials: {budget}}}"), "{cpu: 1}", "--steps, 2, --sleep, 0.1", "compare: k\n")
         .replace("params:\n", "params:\n  k: {type: categorical, choices: [a, b, c]}\n");
     sb.file("s.yaml", &text);
-    let quiet = std::process::Stdio::null;
-    let mut first = sb.cmd(&["run", "s.yaml", "--quiet", "--storage", storage]).stdout(quiet()).spawn().unwrap();
-    // Workers need the spec that `run` stores with the study: wait for its first trial.
-    wait_for_events(sb, "the first trial started", |ev| count(ev, "start") >= 1);
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            sb.cmd(&["worker", "--storage", storage, "--study", study, "--devices", "cpu:2", "--quiet"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for w in workers {
-        let out = w.wait_with_output().unwrap();
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && stdout.contains("budget reached"), "worker: {stdout}\n{stderr}");
-    }
-    assert!(first.wait().unwrap().success());
+    run_with_workers(sb, "s.yaml", storage, study);
     let out = sb.ok(&["trials", "--storage", storage, "--study-name", study, "-f", "json"]);
     let trials: Vec<Value> = serde_json::from_str::<Value>(out.trim()).unwrap().as_array().unwrap().clone();
     let numbers: Vec<u64> = trials.iter().map(|t| t["number"].as_u64().unwrap()).collect();

@@ -411,8 +411,26 @@ fn check(path: &Path) -> Result<()> {
     for (name, dist) in spec.space.iter() {
         println!("  {name}: {dist}");
     }
-    if let Some(c) = &spec.compare {
-        println!("compare:  {} ({} strata, {} trials each)", c.param, c.values.len(), spec.budget.trials / c.values.len() as u64);
+    match spec.compare.as_ref().map(|c| (c, c.tournament.as_ref())) {
+        Some((_, Some(t))) => println!(
+            "compare:  tournament over {} ({} arms × {} search trials = {}; then the best {} per arm re-run with {} fresh seeds: up to {} replicates, counted apart)",
+            t.param,
+            t.arms.len(),
+            t.budget_per_arm,
+            t.search_budget(),
+            t.replicate_top,
+            t.seeds,
+            t.max_replicates()
+        ),
+        Some((c, None)) => {
+            println!(
+                "compare:  {} ({} strata, {} trials each)",
+                c.param,
+                c.values.len(),
+                spec.budget.trials / c.values.len() as u64
+            )
+        }
+        None => {}
     }
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));

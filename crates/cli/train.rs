@@ -9,7 +9,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use nightshift_orchestrator::spec::{ArgTemplate, BuiltinSections, BuiltinTrainer, FieldError};
+use nightshift_orchestrator::spec::{ArgTemplate, BuiltinSections, BuiltinTrainer, FieldError, ReplicateEval};
 use nightshift_orchestrator::{Program, Spec};
 use nightshift_search::{Distribution, SearchSpace};
 use nightshift_trainer::{
@@ -223,8 +223,21 @@ impl BuiltinTrainer for BuiltinTrial {
         let mut argv: Vec<ArgTemplate> =
             [self.exe.display().to_string(), "trial".into(), "--out".into()].into_iter().map(ArgTemplate::literal).collect();
         argv.push(ArgTemplate::placeholder("trial_dir"));
-        argv.extend(section_flags(&config.to_section()).into_iter().map(ArgTemplate::literal));
+        // Every trial gets its own seed from nightshift (a tournament's replicates need fresh ones), so the
+        // section's `seed` gives way to it.
+        let mut section = config.to_section();
+        section.remove("seed");
+        argv.extend(section_flags(&section).into_iter().map(ArgTemplate::literal));
+        argv.extend([ArgTemplate::literal("--seed"), ArgTemplate::placeholder("seed")]);
         Ok(argv)
+    }
+
+    fn replicate_eval(&self, sections: &BuiltinSections<'_>) -> Option<ReplicateEval> {
+        let config = TrialConfig::from_section(sections.trial, sections.base_dir).ok()?;
+        let has_test =
+            ["t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"].iter().any(|f| config.data.dataset.join(f).is_file());
+        let args = if config.test { Vec::new() } else { vec![ArgTemplate::literal("--test")] };
+        has_test.then(|| ReplicateEval { args, metric: "test_accuracy".into() })
     }
 
     fn check_pretrain(&self, pretrain: &Value, base_dir: &Path) -> Result<(), FieldError> {
@@ -610,6 +623,9 @@ mod tests {
             })
             .unwrap();
         let argv: Vec<String> = program.iter().map(|a| a.to_string()).collect();
+        assert_eq!(argv[argv.len() - 2..], ["--seed", "{seed}"], "every trial is seeded by nightshift");
+        // The section's own seed (the default, 0) is what a trial rendered with seed 0 reads back.
+        let argv: Vec<String> = argv.into_iter().map(|a| a.replace("{seed}", "0")).collect();
         assert_eq!(argv[..4], ["/bin/nightshift", "trial", "--out", "{trial_dir}"]);
         assert!(argv.contains(&"--hflip".to_string()) && !argv.contains(&"--test".to_string()), "{argv:?}");
         let TrainCommand::Trial(args) = parse(&argv[1..]) else { panic!("trial") };
@@ -620,6 +636,26 @@ mod tests {
             PretrainConfig::from_section(&json!({"dataset": "m", "out": "b", "width": 8, "epochs": 1}), Path::new("/s")).unwrap();
         let TrainCommand::Pretrain(args) = parse(&pretrain_args(&pretrain)) else { panic!("pretrain") };
         assert_eq!(args.config().unwrap(), pretrain);
+    }
+
+    #[test]
+    fn tournament_replicates_run_on_the_test_split_when_the_data_has_one() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let eval = |section: Value| {
+            BuiltinTrial { exe: "/bin/nightshift".into() }.replicate_eval(&BuiltinSections {
+                trial: &section,
+                pretrain: None,
+                space: &SearchSpace::default(),
+                base_dir: root,
+            })
+        };
+        let e = eval(json!({"dataset": "data/fashion_mnist_tiny", "epochs": 1})).expect("IDX data with t10k files");
+        let args: Vec<String> = e.args.iter().map(|a| a.to_string()).collect();
+        assert_eq!((args, e.metric.as_str()), (vec!["--test".to_string()], "test_accuracy"));
+        let e = eval(json!({"dataset": "data/fashion_mnist_tiny", "epochs": 1, "test": true})).unwrap();
+        assert!(e.args.is_empty(), "every trial already evaluates on the test split");
+        let no_test = tempfile::tempdir().unwrap();
+        assert_eq!(eval(json!({"dataset": no_test.path(), "epochs": 1})), None, "nothing to evaluate on");
     }
 
     #[test]

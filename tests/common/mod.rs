@@ -213,3 +213,26 @@ pub fn survivors(pids: &[u64]) -> Vec<(u64, ProcessState)> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `nightshift run spec_file` on `storage`, joined by three `nightshift worker`s (`--devices cpu:2` each) once
+/// its first trial started (workers need the spec `run` stores with the study); all four must finish the
+/// budget and exit 0.
+pub fn run_with_workers(sb: &Sandbox, spec_file: &str, storage: &str, study: &str) {
+    let mut first = sb.cmd(&["run", spec_file, "--quiet", "--storage", storage]).stdout(Stdio::null()).spawn().unwrap();
+    wait_for_events(sb, "the first trial started", |ev| count(ev, "start") >= 1);
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            sb.cmd(&["worker", "--storage", storage, "--study", study, "--devices", "cpu:2", "--quiet"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && stdout.contains("budget reached"), "worker: {stdout}\n{stderr}");
+    }
+    assert!(first.wait().unwrap().success());
+}

@@ -13,7 +13,8 @@
 //!   SIGKILL escalation of its process group; the pure [`process::decide`] names how it ended.
 //! - [`run()`] (`run/`): the sweep — one `Sweep` struct with a method per event (a trial finished, a
 //!   heartbeat tick, a shutdown request), budget and timeouts, stale-trial recovery, two-stage [`Shutdown`],
-//!   freeze-strategy strata (`compare:`), [`RunSummary`]; it tells an [`Observer`] what happens ([`Event`]),
+//!   freeze-strategy strata and tournaments (`compare:`; the tournament's planning is
+//!   `nightshift_search::tournament`), [`RunSummary`]; it tells an [`Observer`] what happens ([`Event`]),
 //!   and the binary draws the progress.
 //! - [`fault_point`] (`fault.rs`): a crash-test hook, inert unless `NIGHTSHIFT_FAULT_POINT` is set.
 //!
@@ -60,7 +61,7 @@ pub use run::{
 };
 pub use spec::{
     Budget, BuiltinSections, BuiltinTrainer, Compare, DeviceSpec, FieldError, GpuBackend, Heartbeat, NoBuiltinTrainer, Objective,
-    Program, Spec,
+    Program, ReplicateEval, Spec,
 };
 
 /// Re-exported for callers naming the process module's pure decision function.

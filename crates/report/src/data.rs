@@ -189,6 +189,7 @@ pub fn build_report_data(study: &StudyRecord, trials: &[FrozenTrial], options: &
     let seed = options.seed.unwrap_or(study.seed);
     let (importance, forest) = importance::build(&complete, &axes, seed);
     let contour = contour::build(&complete, &axes, &importance, forest.as_ref(), &metric, direction);
-    let comparison = comparison::build(&trials, &axes, options, &metric, direction);
+    let tournament = comparison::stored_tournament(study);
+    let comparison = comparison::build(&trials, &axes, options, &metric, direction, tournament.as_ref());
     ReportData { summary, table, history, curves, parallel, importance, slices, contour, timeline, comparison }
 }

@@ -80,6 +80,50 @@ pub fn trials_json(data: &ReportData) -> serde_json::Result<String> {
     serde_json::to_string_pretty(&doc)
 }
 
+/// summary.json: a tournament's outcome as data — the compared parameter, the winner (or null) and per arm
+/// its search trials, best parameters, replicate values, their mean and 95% interval, and the epochs it cost.
+pub fn summary_json(data: &ReportData) -> serde_json::Result<String> {
+    let comparison = data.comparison.ready().and_then(|c| Some((c, c.tournament.as_ref()?))).map(|(c, t)| {
+        let arms: Vec<serde_json::Value> = t
+            .arms
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "value": a.value,
+                    "trials": a.trials,
+                    "best_trial": a.best.as_ref().map(|b| b.0),
+                    "best_params": a.best.as_ref().map(|b| &b.1),
+                    "replicates": a.values(),
+                    "replicates_failed": a.replicates_failed,
+                    "mean": a.mean,
+                    "ci95": a.ci95.map(|(lo, hi)| [lo, hi]),
+                    "epochs_spent": a.epochs_spent,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "param": c.param,
+            "winner": t.verdict.winner.map(|w| &t.arms[w].value),
+            "tied": t.verdict.tied.iter().map(|&i| &t.arms[i].value).collect::<Vec<_>>(),
+            "verdict": c.verdict,
+            "budget_per_arm": t.config.budget_per_arm,
+            "replicate_top": t.config.replicate_top,
+            "seeds": t.config.seeds,
+            "arms": arms,
+            "pairwise": t.verdict.pairwise.iter().map(|p| serde_json::json!({
+                "best": t.verdict.best.map(|b| &t.arms[b].value),
+                "other": &t.arms[p.other].value,
+                "diff": p.diff,
+                "ci95": [p.ci95.0, p.ci95.1],
+                "p": p.p,
+                "p_holm": p.p_holm,
+                "beaten": p.beaten,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    serde_json::to_string_pretty(&serde_json::json!({ "comparison": comparison }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

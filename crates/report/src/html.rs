@@ -8,7 +8,7 @@ use nightshift_search::{Direction, TrialState};
 use crate::axis::fmt_num;
 use crate::charts::{ChartKind, ChartSpec};
 use crate::data::{ReportData, Section};
-use crate::sections::comparison::ComparisonData;
+use crate::sections::comparison::{ComparisonData, TournamentData};
 use crate::sections::importance::IMPORTANCE_METHOD;
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -383,6 +383,9 @@ pub fn render_html(data: &ReportData, charts: &[ChartSpec<'_>]) -> String {
 }
 
 fn comparison(o: &mut String, d: &ComparisonData, chart: Option<&ChartSpec<'_>>) {
+    if let Some(t) = &d.tournament {
+        return tournament(o, d, t, chart);
+    }
     let _ = writeln!(o, "<h2>Which won: {}</h2>", escape(&d.param));
     let class = if d.within_noise == Some(false) { "verdict" } else { "verdict noise" };
     let _ = writeln!(o, "<p class=\"{class}\">{}</p>", escape(&d.verdict));
@@ -423,6 +426,76 @@ fn comparison(o: &mut String, d: &ComparisonData, chart: Option<&ChartSpec<'_>>)
     }
 }
 
+/// A tournament: the verdict, the replicate table (mean, 95% CI, compute per arm), the best arm against each
+/// other, and the best-so-far curves.
+fn tournament(o: &mut String, d: &ComparisonData, t: &TournamentData, chart: Option<&ChartSpec<'_>>) {
+    let c = &t.config;
+    let _ = writeln!(o, "<h2>Which won: {} (tournament)</h2>", escape(&d.param));
+    let class = if t.verdict.winner.is_some() { "verdict" } else { "verdict noise" };
+    let _ = writeln!(o, "<p class=\"{class}\">{}</p>", escape(&d.verdict));
+    let _ = writeln!(
+        o,
+        "<p class=\"muted\">Each arm had {} search trials, tuned from its own trials only; then its {} best configuration(s) ran again with {} fresh seeds each. \
+         The verdict uses those replicates alone (on the test split where the trainer has one).</p>",
+        c.budget_per_arm, c.replicate_top, c.seeds
+    );
+    let metric = escape(&d.metric);
+    let num = |x: Option<f64>| x.filter(|v| v.is_finite()).map(fmt_num).unwrap_or_else(|| "—".into());
+    let _ = writeln!(
+        o,
+        "<table class=\"stats\"><thead><tr><th>{}</th><th class=\"n\">search trials</th><th>best trial</th><th>replicates ({metric})</th>\
+         <th class=\"n\">mean</th><th class=\"n\">95% CI</th><th class=\"n\">epochs spent</th></tr></thead><tbody>",
+        escape(&d.param)
+    );
+    for (i, a) in t.arms.iter().enumerate() {
+        let cls = if t.verdict.winner == Some(i) { " class=\"best\"" } else { "" };
+        let best = a.best.as_ref().map(|(n, _)| format!("#{n}")).unwrap_or_else(|| "—".into());
+        let mut reps: Vec<String> = a.replicates.iter().map(|(n, v)| format!("{} (#{n})", fmt_num(*v))).collect();
+        if a.replicates_failed > 0 {
+            reps.push(format!("{} failed", a.replicates_failed));
+        }
+        let ci = a.ci95.map(|(lo, hi)| format!("[{}, {}]", fmt_num(lo), fmt_num(hi))).unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            o,
+            "<tr{cls}><td>{}</td><td class=\"n\">{}</td><td>{best}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{ci}</td><td class=\"n\">{}</td></tr>",
+            escape(&a.value.to_string()),
+            a.trials,
+            escape(&if reps.is_empty() { "—".to_string() } else { reps.join(", ") }),
+            num(a.mean),
+            a.epochs_spent
+        );
+    }
+    o.push_str("</tbody></table>\n");
+    if let Some(b) = t.verdict.best
+        && !t.verdict.pairwise.is_empty()
+    {
+        let _ = writeln!(
+            o,
+            "<table class=\"stats\"><thead><tr><th>{} against</th><th class=\"n\">difference of means</th><th class=\"n\">95% CI</th>\
+             <th class=\"n\">p (Welch)</th><th class=\"n\">p (Holm)</th><th>beaten</th></tr></thead><tbody>",
+            escape(&t.arms[b].value.to_string())
+        );
+        for p in &t.verdict.pairwise {
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">[{}, {}]</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                escape(&t.arms[p.other].value.to_string()),
+                fmt_num(p.diff),
+                fmt_num(p.ci95.0),
+                fmt_num(p.ci95.1),
+                fmt_num(p.p),
+                fmt_num(p.p_holm),
+                if p.beaten { "yes" } else { "no" }
+            );
+        }
+        o.push_str("</tbody></table>\n");
+    }
+    o.push_str("<p class=\"muted\">Also as data in <a href=\"summary.json\">summary.json</a>.</p>\n");
+    if let Some(c) = chart {
+        figure(o, c, "Each arm's best search value so far, against its trials (left) and against the epochs it trained (right).");
+    }
+}
+
 fn trials_table(o: &mut String, data: &ReportData) {
     let t = &data.table;
     let _ = writeln!(
@@ -449,9 +522,14 @@ fn trials_table(o: &mut String, data: &ReportData) {
         let cls = if r.rank == Some(1) { " class=\"best\"" } else { "" };
         let _ = write!(
             o,
-            "<tr{cls}><td class=\"n\">{}</td><td class=\"n\">{}</td><td data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td>",
+            "<tr{cls}><td class=\"n\">{}</td><td class=\"n\" data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td>",
             r.rank.map(|x| x.to_string()).unwrap_or_default(),
             r.number,
+            match r.replicate_of {
+                Some(source) =>
+                    format!("{} <span class=\"muted\" title=\"a tournament replicate\">(replicate of #{source})</span>", r.number),
+                None => r.number.to_string(),
+            },
             r.state.as_str(),
             state_badge(r.state),
             opt_num(r.value),

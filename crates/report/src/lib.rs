@@ -12,12 +12,13 @@
 //!   `table` ([`TableData`]), `history` ([`HistoryData`]), `curves` ([`CurvesData`]), `parallel`
 //!   ([`ParallelData`]), `importance` ([`ImportanceData`], fANOVA from `importance.rs`), `slices`
 //!   ([`SliceData`]), `contour` ([`ContourData`]), `timeline` ([`TimelineData`]) and `comparison`
-//!   ([`ComparisonData`], Welch's t-test from `stats.rs`). Charts with nothing to show are
+//!   ([`ComparisonData`], Welch's t-test from `stats.rs`; for a tournament [`TournamentData`] and the
+//!   Holm-corrected verdict of `verdict.rs`). Charts with nothing to show are
 //!   [`Section::Missing`] with a reason, so empty and tiny studies still give a complete page.
 //! - Rendering is pure: [`chart_specs`] lists the charts, [`render_png`] / [`render_svg`] draw one
 //!   (plotters, bundled DejaVu Sans, Okabe–Ito and viridis colours; the axes, grid and legend set-up
 //!   every chart shares is in `charts/style.rs`), [`render_html`] and
-//!   [`trials_csv`] / [`trials_json`] produce text. [`render_report`] gathers every file in memory.
+//!   [`trials_csv`] / [`trials_json`] / [`summary_json`] produce text. [`render_report`] gathers every file in memory.
 //! - [`write_report`] is the one place that touches the file system.
 //!
 //! Facts the trials do not carry come from [`ReportOptions`] or from trial system attributes:
@@ -63,6 +64,7 @@ mod html;
 pub mod importance;
 mod sections;
 pub mod stats;
+pub mod verdict;
 
 use std::path::{Path, PathBuf};
 
@@ -72,9 +74,11 @@ pub use axis::{AxisScale, ParamAxis, fmt_num};
 pub use charts::{ChartKind, ChartSpec, chart_specs, palette, render_png, render_svg, viridis};
 pub use data::{ReportData, ReportOptions, Section, build_report_data, epochs_reached, param_axes, rank_complete};
 pub use error::{Error, Result};
-pub use export::{trials_csv, trials_json};
+pub use export::{summary_json, trials_csv, trials_json};
 pub use html::{escape, render_html};
-pub use sections::comparison::{ComparisonData, DEFAULT_COMPARE, GroupStats};
+pub use sections::comparison::{
+    ArmData, ComparisonData, DEFAULT_COMPARE, GroupStats, TournamentData, stored_tournament, tournament_data,
+};
 pub use sections::contour::ContourData;
 pub use sections::curves::{Curve, CurvesData};
 pub use sections::history::HistoryData;
@@ -87,6 +91,8 @@ pub use sections::timeline::{TimelineBar, TimelineData, TimelineRow};
 
 /// The page's file name.
 pub const INDEX_FILE: &str = "index.html";
+/// The verdict as data: `{"comparison": {"param", "winner", "arms": […]}}` (`null` without a tournament).
+pub const SUMMARY_FILE: &str = "summary.json";
 /// The best trial's parameters as a JSON object, for `nightshift trial --params-file`.
 pub const BEST_PARAMS_FILE: &str = "best_params.json";
 
@@ -132,6 +138,7 @@ pub fn render_report(data: &ReportData) -> Result<Vec<RenderedFile>> {
     }
     files.push(RenderedFile { name: "trials.csv".into(), bytes: trials_csv(data).into_bytes() });
     files.push(RenderedFile { name: "trials.json".into(), bytes: trials_json(data)?.into_bytes() });
+    files.push(RenderedFile { name: SUMMARY_FILE.into(), bytes: summary_json(data)?.into_bytes() });
     if let Some(r) = &data.summary.retrain {
         files.push(RenderedFile { name: BEST_PARAMS_FILE.into(), bytes: format!("{}\n", r.params_json).into_bytes() });
     }

@@ -48,6 +48,8 @@ pub mod storage;
 mod study;
 /// The conformance suite every storage backend passes.
 pub mod testing;
+/// Budget-matched tournaments between the values of one parameter, with replicated winners.
+pub mod tournament;
 mod trial;
 
 pub use error::{Error, Result};
@@ -72,4 +74,5 @@ pub use sampler::{
 pub use space::{Distribution, ParamValue, Params, SearchSpace};
 pub use storage::{InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs, finished_trial_params};
 pub use study::{Study, TellOutcome, best_of};
+pub use tournament::{Role, Step, Tournament, trial_seed};
 pub use trial::{Direction, FrozenTrial, TrialState, now_unix};

@@ -1,5 +1,6 @@
 //! `Study`: ask / tell / report / should_prune over any [`Storage`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -7,6 +8,7 @@ use crate::pruner::{PruneContext, Pruner};
 use crate::sampler::{Sampler, SamplingContext, sample_space};
 use crate::space::{Params, SearchSpace};
 use crate::storage::{NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
+use crate::tournament::{Assignment, Role, Step, Tournament};
 use crate::trial::{FrozenTrial, TrialState};
 
 /// How a trial ended, for [`Study::tell`].
@@ -139,7 +141,19 @@ impl Study {
     }
 
     fn sample(&self, space: &SearchSpace, trial: &FrozenTrial) -> Result<Vec<TrialParam>> {
-        let all = self.storage.trials(self.record.id, None)?;
+        self.sample_among(space, trial, &|_| true)
+    }
+
+    /// Samples `trial`'s missing parameters from the history that `keep` lets through (a tournament arm's
+    /// trials; the trial itself is always in it).
+    fn sample_among(
+        &self,
+        space: &SearchSpace,
+        trial: &FrozenTrial,
+        keep: &dyn Fn(&FrozenTrial) -> bool,
+    ) -> Result<Vec<TrialParam>> {
+        let all: Vec<FrozenTrial> =
+            self.storage.trials(self.record.id, None)?.into_iter().filter(|t| t.number == trial.number || keep(t)).collect();
         let name = &self.record.name;
         let bracket = self.pruner.bracket(name, trial.number, &all);
         let history: Vec<FrozenTrial> = match bracket {
@@ -174,10 +188,100 @@ impl Study {
         Ok(params)
     }
 
+    /// Starts a trial of `tournament`: claims a waiting re-run, or creates a trial of `role` under the
+    /// storage-wide cap `max_trials` and gives it its place ([`Tournament::assign`]): a search trial gets its
+    /// arm's value and the rest sampled from that arm's search trials only; a replicate gets its source's
+    /// parameters and [`attrs::REPLICATE_OF`]. Past the tournament's end the new trial is failed and
+    /// [`Error::BudgetReached`] returned.
+    pub fn ask_tournament(
+        &self,
+        tournament: &Tournament,
+        space: &SearchSpace,
+        role: Role,
+        max_trials: u64,
+        heartbeat: bool,
+    ) -> Result<FrozenTrial> {
+        let study_id = self.record.id;
+        let (trial, created) = match self.storage.claim_waiting_trial(study_id, heartbeat)? {
+            Some(trial) => (trial, false),
+            None => {
+                // The role is written with the trial, in the step that numbers it: every worker's ranks agree.
+                let system_attrs = [(attrs::TOURNAMENT_ROLE.to_string(), role.as_str().into())].into();
+                let new = NewTrial { max_trials: Some(max_trials), heartbeat, system_attrs, ..NewTrial::default() };
+                (self.storage.create_trial(study_id, &new)?, true)
+            }
+        };
+        let filled = (|| -> Result<FrozenTrial> {
+            let mut fixed = Params::new();
+            if created {
+                let all = self.storage.trials(study_id, None)?;
+                match tournament.assign(&all, trial.number, role, self.record.direction) {
+                    Assignment::Search { arm } => {
+                        fixed.insert(tournament.param.clone(), tournament.arms[arm].clone());
+                    }
+                    Assignment::Replicate { source, .. } => {
+                        let source = all.iter().find(|t| t.number == source).expect("a replicate's source is a trial");
+                        fixed.extend(
+                            source.params.iter().filter(|(k, _)| space.get(k).is_some()).map(|(k, v)| (k.clone(), v.clone())),
+                        );
+                        self.storage.set_trial_attr(trial.id, attrs::REPLICATE_OF, &source.number.into(), true)?;
+                    }
+                    Assignment::Over => {
+                        return Err(Error::BudgetReached { study: self.record.name.clone(), max_trials });
+                    }
+                }
+            }
+            let fixed = with_distributions(Some(space), &fixed)?;
+            if !fixed.is_empty() {
+                self.storage.set_trial_params(trial.id, &fixed)?;
+            }
+            let trial = self.storage.trial(study_id, trial.number)?;
+            let arm = tournament.arm_of(&trial);
+            let params = self.sample_among(space, &trial, &|t| arm.is_some_and(|a| tournament.in_arm(t, a)))?;
+            if !params.is_empty() {
+                self.storage.set_trial_params(trial.id, &params)?;
+            }
+            self.storage.trial(study_id, trial.number)
+        })();
+        filled.inspect_err(|e| {
+            // Never leave a RUNNING trial behind that nobody will tell.
+            let _ = self.fail(trial.number, &format!("cannot start the tournament trial: {e}"));
+        })
+    }
+
+    /// Runs a whole tournament in this process, one trial at a time: `objective` gets each trial and its seed
+    /// ([`crate::tournament::trial_seed`]) and says how it ended. For tests and in-process searches; the
+    /// sweep does the same steps with many processes.
+    pub fn run_tournament(
+        &self,
+        tournament: &Tournament,
+        space: &SearchSpace,
+        mut objective: impl FnMut(&FrozenTrial, u64) -> TellOutcome,
+    ) -> Result<()> {
+        loop {
+            let trials = self.trials()?;
+            let role = match tournament.next(&trials, self.record.direction) {
+                Step::Launch(role) => role,
+                Step::Done => return Ok(()),
+                Step::Wait => unreachable!("one trial at a time: nothing else runs"),
+            };
+            let max_trials = tournament.max_trials(&trials, role, self.record.direction);
+            let trial = self.ask_tournament(tournament, space, role, max_trials, false)?;
+            let outcome = objective(&trial, crate::tournament::trial_seed(self.record.seed, trial.number));
+            self.tell(trial.number, outcome)?;
+        }
+    }
+
     /// Enqueues a trial with fixed parameters (others are sampled when it is asked).
     pub fn enqueue(&self, params: &Params) -> Result<FrozenTrial> {
+        self.enqueue_with(params, BTreeMap::new())
+    }
+
+    /// [`Study::enqueue`] with system attributes written in the same step (a re-run's [`attrs::RETRY_OF`]:
+    /// no moment exists where it is not yet marked).
+    pub fn enqueue_with(&self, params: &Params, system_attrs: BTreeMap<String, serde_json::Value>) -> Result<FrozenTrial> {
         let fixed = with_distributions(self.record.search_space.as_ref(), params)?;
-        self.storage.create_trial(self.record.id, &NewTrial { waiting: true, params: fixed, ..NewTrial::default() })
+        self.storage.create_trial(self.record.id, &NewTrial { waiting: true, params: fixed, system_attrs, ..NewTrial::default() })
     }
 
     /// Finishes a trial.
@@ -215,7 +319,13 @@ impl Study {
 
     /// Asks the pruner whether a running trial should stop, from its latest report.
     pub fn should_prune(&self, number: u64) -> Result<bool> {
-        let trials = self.storage.trials(self.record.id, None)?;
+        self.should_prune_among(number, &|_| true)
+    }
+
+    /// [`Study::should_prune`] comparing the trial only with the trials `keep` lets through (its tournament arm).
+    pub fn should_prune_among(&self, number: u64, keep: &dyn Fn(&FrozenTrial) -> bool) -> Result<bool> {
+        let trials: Vec<FrozenTrial> =
+            self.storage.trials(self.record.id, None)?.into_iter().filter(|t| t.number == number || keep(t)).collect();
         let trial = trials
             .iter()
             .find(|t| t.number == number)

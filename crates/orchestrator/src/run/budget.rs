@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Days, TimeDelta, TimeZone};
 
-use nightshift_search::{Direction, FrozenTrial, TrialState};
+use nightshift_search::{Direction, FrozenTrial, Step, TrialState};
 
 use crate::spec::{Budget, Spec};
 
@@ -94,6 +94,30 @@ pub fn next_stratum<'a>(
         trials.iter().filter(|t| !replaced.contains(&t.number) && t.params.get(param) == Some(v)).count()
     };
     values.iter().min_by_key(|v| count(v)).expect("compare has values")
+}
+
+/// Whether another trial may be launched now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Room {
+    Open,
+    /// Not now: a tournament's replicates wait for its last search trials.
+    Wait,
+    /// The budget (or the whole tournament) is used up.
+    Full,
+}
+
+/// The room for a trial: the budget's, or in a tournament its phases' (search trials, then replicates,
+/// counted apart from `budget.trials`).
+pub(super) fn room(spec: &Spec, trials: &[FrozenTrial], direction: Direction) -> Room {
+    match spec.compare.as_ref().and_then(|c| c.tournament.as_ref()) {
+        Some(tournament) => match tournament.next(trials, direction) {
+            Step::Launch(_) => Room::Open,
+            Step::Wait => Room::Wait,
+            Step::Done => Room::Full,
+        },
+        None if budget_used(trials) >= spec.budget.trials => Room::Full,
+        None => Room::Open,
+    }
 }
 
 pub(super) fn target_reached(spec: &Spec, trials: &[FrozenTrial]) -> Option<StopReason> {

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use nightshift_search::{Error as SearchError, FrozenTrial, Params, Study, TellOutcome, TrialState, now_unix};
+use nightshift_search::{
+    Error as SearchError, FrozenTrial, Params, Role, Step, Study, TellOutcome, Tournament, TrialState, now_unix, trial_seed,
+};
 use serde_json::Value;
 
 use super::budget::{budget_used, next_stratum};
@@ -26,6 +28,29 @@ pub(super) struct StudyJudge {
     pub(super) trial_id: i64,
     pub(super) slot: Slot,
     pub(super) observer: Arc<dyn Observer>,
+    pub(super) peers: Peers,
+}
+
+/// Which trials the pruner compares a trial with.
+pub(super) enum Peers {
+    /// Every trial of the study.
+    All,
+    /// The search trials of its tournament arm.
+    Arm(Tournament, usize),
+    /// None: a tournament replicate is never pruned.
+    NeverPrune,
+}
+
+impl Peers {
+    /// The peers of `trial` under `spec`.
+    pub(super) fn of(spec: &Spec, trial: &FrozenTrial) -> Self {
+        let Some(tournament) = spec.compare.as_ref().and_then(|c| c.tournament.as_ref()) else { return Peers::All };
+        match (Role::of(trial), tournament.arm_of(trial)) {
+            (Some(Role::Search), Some(arm)) => Peers::Arm(tournament.clone(), arm),
+            (Some(Role::Replicate), _) => Peers::NeverPrune,
+            _ => Peers::All,
+        }
+    }
 }
 
 impl Judge for StudyJudge {
@@ -37,23 +62,44 @@ impl Judge for StudyJudge {
             let _ = self.study.storage().set_trial_attr(self.trial_id, attrs::METRICS, &Value::Object(metrics), true);
         }
         self.observer.event(&Event::TrialReport { slot: self.slot, number: self.number, step: report.step, value });
-        let prune = self.study.should_prune(self.number).map_err(|e| format!("cannot ask the pruner: {e}"))?;
+        let prune = match &self.peers {
+            Peers::All => self.study.should_prune(self.number),
+            Peers::Arm(tournament, arm) => self.study.should_prune_among(self.number, &|t| tournament.in_arm(t, *arm)),
+            Peers::NeverPrune => Ok(false),
+        }
+        .map_err(|e| format!("cannot ask the pruner: {e}"))?;
         Ok(if prune { Answer::Prune } else { Answer::Continue })
     }
 }
 
 pub(super) struct Running {
+    /// A tournament replicate (scored on the test split, never pruned).
+    pub(super) replicate: bool,
     pub(super) slot: Slot,
     pub(super) trial_id: i64,
     pub(super) attempt: u64,
     pub(super) launched: Instant,
 }
 
-/// Asks the next trial (an enqueued one first; with `compare`, fixing the least-used stratum),
-/// and marks it alive and placed.
+/// Asks the next trial (an enqueued one first; with `compare`, fixing the least-used stratum; in a
+/// tournament, the next place of its current phase), and marks it alive, placed and seeded.
 pub(super) async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTrial], slot: Slot) -> Result<FrozenTrial> {
     let study = study.clone();
     let space = spec.space.clone();
+    if let Some(tournament) = spec.compare.as_ref().and_then(|c| c.tournament.clone()) {
+        let direction = study.record().direction;
+        let role = match tournament.next(trials, direction) {
+            Step::Launch(role) => role,
+            Step::Wait | Step::Done => Role::Search,
+        };
+        let max_trials = tournament.max_trials(trials, role, direction);
+        return blocking(move || -> Result<FrozenTrial> {
+            let trial = study.ask_tournament(&tournament, &space, role, max_trials, true)?;
+            crate::fault_point("during-ask");
+            place(&study, &trial, slot)
+        })
+        .await?;
+    }
     let fixed: Option<Params> = match &spec.compare {
         Some(compare) if !trials.iter().any(|t| t.state == TrialState::Waiting) => {
             let value = next_stratum(trials, &compare.param, &compare.values).clone();
@@ -70,13 +116,19 @@ pub(super) async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTr
         // Beating from its creation on: if we die before the first tick, the trial still goes stale.
         let trial = study.ask_fixed(&space, &fixed.unwrap_or_default(), Some(max_trials), true)?;
         crate::fault_point("during-ask");
-        let storage = study.storage();
-        storage.set_trial_attr(trial.id, attrs::DEVICE, &slot.device.to_string().into(), true)?;
-        storage.set_trial_attr(trial.id, attrs::SLOT, &slot.index.into(), true)?;
-        storage.set_trial_attr(trial.id, attrs::START, &now_unix().into(), true)?;
-        Ok(storage.trial(study.record().id, trial.number)?)
+        place(&study, &trial, slot)
     })
     .await?
+}
+
+/// Records where and when an asked trial runs, and its seed.
+fn place(study: &Study, trial: &FrozenTrial, slot: Slot) -> Result<FrozenTrial> {
+    let storage = study.storage();
+    storage.set_trial_attr(trial.id, attrs::DEVICE, &slot.device.to_string().into(), true)?;
+    storage.set_trial_attr(trial.id, attrs::SLOT, &slot.index.into(), true)?;
+    storage.set_trial_attr(trial.id, attrs::START, &now_unix().into(), true)?;
+    storage.set_trial_attr(trial.id, attrs::SEED, &trial_seed(study.record().seed, trial.number).into(), true)?;
+    Ok(storage.trial(study.record().id, trial.number)?)
 }
 
 /// Fails stale RUNNING trials, kills what is left of their processes on this machine, and
@@ -105,7 +157,8 @@ pub(super) async fn recover_stale(study: &Arc<Study>, spec: &Spec, reports_dir: 
     .await?
 }
 
-/// Enqueues `trial`'s parameters again as a new trial that replaces it in the budget.
+/// Enqueues `trial`'s parameters again as a new trial that replaces it in the budget (and in its
+/// tournament place: the role and a replicate's source go with it).
 fn requeue(study: &Study, trial: &FrozenTrial) -> Result<FrozenTrial> {
     let params: Params = trial
         .params
@@ -113,12 +166,15 @@ fn requeue(study: &Study, trial: &FrozenTrial) -> Result<FrozenTrial> {
         .filter(|(k, _)| study.record().search_space.as_ref().is_some_and(|s| s.get(k).is_some()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let new = study.enqueue(&params)?;
-    let storage = study.storage();
-    storage.set_trial_attr(new.id, attrs::RETRY_OF, &trial.number.into(), true)?;
     let attempt = trial.system_attrs.get(attrs::ATTEMPT).and_then(Value::as_u64).unwrap_or(0) + 1;
-    storage.set_trial_attr(new.id, attrs::ATTEMPT, &attempt.into(), true)?;
-    Ok(new)
+    let mut marks: BTreeMap<String, Value> =
+        [(attrs::RETRY_OF.to_string(), trial.number.into()), (attrs::ATTEMPT.to_string(), attempt.into())].into();
+    for key in [attrs::TOURNAMENT_ROLE, attrs::REPLICATE_OF] {
+        if let Some(v) = trial.system_attrs.get(key) {
+            marks.insert(key.to_string(), v.clone());
+        }
+    }
+    Ok(study.enqueue_with(&params, marks)?)
 }
 
 pub(super) async fn record_outcome(
@@ -132,6 +188,8 @@ pub(super) async fn record_outcome(
     let outcome = run.outcome.clone();
     let (trial_id, attempt, retries) = (r.trial_id, r.attempt, spec.budget.retries as u64);
     let (epochs, exit) = (run.last_step, run.exit.clone());
+    // A tournament replicate is scored on the test split when the trainer reported it.
+    let test_metric = spec.program.replicate_metric().filter(|_| r.replicate).map(str::to_string);
     blocking(move || -> Result<FrozenTrial> {
         let storage = study.storage();
         let set = |k: &str, v: Value| storage.set_trial_attr(trial_id, k, &v, true);
@@ -152,7 +210,10 @@ pub(super) async fn record_outcome(
         })();
         crate::fault_point("during-tell");
         let (tell, retry) = match &outcome {
-            Outcome::Complete { value, .. } => (TellOutcome::Value(*value), false),
+            Outcome::Complete { value, metrics } => {
+                let test = test_metric.as_ref().and_then(|m| metrics.get(m)).and_then(Value::as_f64);
+                (TellOutcome::Value(test.unwrap_or(*value)), false)
+            }
             Outcome::Pruned { .. } => (TellOutcome::Pruned, false),
             Outcome::Fail { reason, infrastructure } => (TellOutcome::Fail(reason.clone()), *infrastructure && attempt < retries),
             Outcome::Interrupted => (TellOutcome::Fail("interrupted".into()), true),
@@ -180,6 +241,7 @@ pub(super) fn build_launch(
     spec: &Spec,
     options: &RunOptions,
     trial: &FrozenTrial,
+    study_seed: u64,
     slot: Slot,
     cpu_threads: usize,
 ) -> Result<TrialLaunch> {
@@ -188,13 +250,17 @@ pub(super) fn build_launch(
     let params_json = serde_json::to_string(&trial.params).map_err(|e| Error::Internal(e.to_string()))?;
     let params_file = trial_dir.join("params.json");
     std::fs::write(&params_file, &params_json).map_err(|e| Error::io("write", &params_file, e))?;
+    let seed = trial_seed(study_seed, trial.number);
+    let replicate = Role::of(trial) == Some(Role::Replicate);
     let vars: BTreeMap<&str, String> = [
         ("trial_number", trial.number.to_string()),
         ("trial_dir", trial_dir.display().to_string()),
         ("device", slot.device.to_string()),
+        ("seed", seed.to_string()),
     ]
     .into();
-    let argv = spec.program.argv().iter().map(|a| a.render(&trial.params, &vars)).collect();
+    let argv_template = if replicate { spec.program.replicate_argv() } else { spec.program.argv().to_vec() };
+    let argv = argv_template.iter().map(|a| a.render(&trial.params, &vars)).collect();
     let mut env = vec![
         ("NIGHTSHIFT_STUDY".to_string(), spec.study.clone()),
         ("NIGHTSHIFT_PARAMS".into(), params_json),
@@ -202,6 +268,9 @@ pub(super) fn build_launch(
         ("NIGHTSHIFT_TRIAL_NUMBER".into(), trial.number.to_string()),
         ("NIGHTSHIFT_TRIAL_DIR".into(), trial_dir.display().to_string()),
         ("NIGHTSHIFT_OBJECTIVE".into(), spec.objective.metric.clone()),
+        ("NIGHTSHIFT_SEED".into(), seed.to_string()),
+        // Replicates are the tournament's final measurements: a program evaluates them on its test split.
+        ("NIGHTSHIFT_REPLICATE".into(), if replicate { "1" } else { "0" }.into()),
         ("PYTHONUNBUFFERED".into(), "1".into()),
     ];
     env.extend(slot.device.env(cpu_threads));

@@ -145,16 +145,31 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, sh
     observer.event(&Event::Notice(&sampler_line));
     {
         let (storage, stored) = (storage.clone(), spec.to_stored());
-        blocking(move || storage.set_study_user_attr(record.id, attrs::STUDY_SPEC, &stored)).await??;
+        // The tournament goes with the study too: reports and `nightshift trials` read it without the spec.
+        let tournament = spec.compare.as_ref().and_then(|c| c.tournament.as_ref()).map(serde_json::to_value).transpose();
+        let tournament = tournament.map_err(|e| Error::Internal(format!("cannot store the tournament: {e}")))?;
+        blocking(move || -> nightshift_search::Result<()> {
+            storage.set_study_user_attr(record.id, attrs::STUDY_SPEC, &stored)?;
+            if let Some(t) = tournament {
+                storage.set_study_user_attr(record.id, attrs::STUDY_TOURNAMENT, &t)?;
+            }
+            Ok(())
+        })
+        .await??;
     }
 
     // Trials whose orchestrator died: fail them (once, even with several workers) and maybe re-run.
     let stale_failed = recover_stale(&study, spec, &options.reports_dir, true).await?;
     let trials = trials_of(&study).await?;
+    // A tournament runs its search trials and then up to its replicates, counted apart from budget.trials.
+    let planned = match spec.compare.as_ref().and_then(|c| c.tournament.as_ref()) {
+        Some(t) => t.search_budget() + t.max_replicates(),
+        None => spec.budget.trials,
+    };
     observer.event(&Event::Started {
         study: &record,
         slots: &slots,
-        budget: spec.budget.trials,
+        budget: planned,
         used: budget_used(&trials),
         stale: &stale_failed,
     });

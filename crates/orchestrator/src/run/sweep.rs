@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use nightshift_search::{Error as SearchError, FrozenTrial, Study, TrialState};
+use nightshift_search::{Error as SearchError, FrozenTrial, Role, Study, TrialState};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 
-use super::budget::{StopReason, budget_used, target_reached};
+use super::budget::{Room, StopReason, budget_used, room, target_reached};
 use super::events::{Event, Observer};
-use super::launch::{Running, StudyJudge, ask_next, build_launch, record_outcome, recover_stale};
+use super::launch::{Peers, Running, StudyJudge, ask_next, build_launch, record_outcome, recover_stale};
 use super::shutdown::{Shutdown, ShutdownLevel};
 use super::{RunOptions, RunSummary, TrialTiming, blocking, refresh_in_background, trials_of};
 use crate::error::{Error, Result};
@@ -130,8 +130,9 @@ impl<'a> Sweep<'a> {
                 self.stop = Some(reason);
                 break;
             }
-            self.budget_full = budget_used(&trials) >= self.spec.budget.trials;
-            if self.budget_full {
+            let room = room(self.spec, &trials, self.study.record().direction);
+            self.budget_full = room == Room::Full;
+            if room != Room::Open {
                 break;
             }
             let slot = self.pool.acquire().expect("a free slot");
@@ -163,7 +164,7 @@ impl<'a> Sweep<'a> {
     /// Spawns the process of an asked trial on `slot`.
     fn start(&mut self, trial: FrozenTrial, slot: crate::pool::Slot, launched: Instant) -> Result<()> {
         let attempt = trial.system_attrs.get(attrs::ATTEMPT).and_then(Value::as_u64).unwrap_or(0);
-        let launch = build_launch(self.spec, self.options, &trial, slot, self.cpu_threads)?;
+        let launch = build_launch(self.spec, self.options, &trial, self.study.record().seed, slot, self.cpu_threads)?;
         self.observer.event(&Event::TrialStarted { slot, trial: &trial });
         tracing::info!(trial = trial.number, device = %slot.device, slot = slot.index, params = %json!(trial.params), "trial started");
         let judge: Arc<dyn Judge> = Arc::new(StudyJudge {
@@ -172,6 +173,7 @@ impl<'a> Sweep<'a> {
             trial_id: trial.id,
             slot,
             observer: self.observer.clone(),
+            peers: Peers::of(self.spec, &trial),
         });
         let limits = TrialLimits {
             timeout: self.spec.budget.trial_timeout,
@@ -181,7 +183,8 @@ impl<'a> Sweep<'a> {
         };
         let (number, kill) = (trial.number, self.kill.subscribe());
         self.tasks.spawn(async move { (number, run_trial(launch, limits, judge, kill).await) });
-        self.running.insert(number, Running { slot, trial_id: trial.id, attempt, launched });
+        let replicate = Role::of(&trial) == Some(Role::Replicate);
+        self.running.insert(number, Running { replicate, slot, trial_id: trial.id, attempt, launched });
         self.summary.launched += 1;
         Ok(())
     }
@@ -251,7 +254,7 @@ impl<'a> Sweep<'a> {
         self.summary.stale_failed.extend(failed);
         let trials = trials_of(&self.study).await?;
         self.note_others(&trials);
-        self.budget_full = budget_used(&trials) >= self.spec.budget.trials;
+        self.budget_full = room(self.spec, &trials, self.study.record().direction) == Room::Full;
         Ok(())
     }
 

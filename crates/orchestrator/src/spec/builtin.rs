@@ -14,6 +14,13 @@ pub trait BuiltinTrainer {
     /// [`super::BUILTIN_PLACEHOLDERS`].
     fn trial_program(&self, sections: &BuiltinSections<'_>) -> std::result::Result<Vec<ArgTemplate>, FieldError>;
 
+    /// How a tournament's replicates are evaluated on the test split, when the `trial:` section's data has
+    /// one: the arguments added to a replicate's argv and the metric recorded as its value. `None` (the
+    /// default): replicates are scored like search trials.
+    fn replicate_eval(&self, _sections: &BuiltinSections<'_>) -> Option<ReplicateEval> {
+        None
+    }
+
     /// Validates a `pretrain:` section.
     fn check_pretrain(&self, pretrain: &serde_json::Value, base_dir: &Path) -> std::result::Result<(), FieldError>;
 }
@@ -25,6 +32,15 @@ pub struct BuiltinSections<'a> {
     pub pretrain: Option<&'a serde_json::Value>,
     pub space: &'a SearchSpace,
     pub base_dir: &'a Path,
+}
+
+/// How the built-in trainer evaluates a tournament replicate on the test split.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicateEval {
+    /// Added to the replicate's argv (e.g. `--test`).
+    pub args: Vec<ArgTemplate>,
+    /// The result metric recorded as the replicate's value (e.g. `test_accuracy`), when the trial reports it.
+    pub metric: String,
 }
 
 /// A refused field: its dotted path in the spec (`trial.arch`, `params.freeze_depth`), which locates it in

@@ -29,7 +29,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nightshift_search::{Direction, ParamValue, PrunerConfig, SamplerConfig, SearchSpace};
+use nightshift_search::{Direction, ParamValue, PrunerConfig, SamplerConfig, SearchSpace, Tournament};
 
 use crate::error::{Error, Result};
 
@@ -41,7 +41,7 @@ mod parse;
 mod raw;
 mod template;
 
-pub use builtin::{BuiltinSections, BuiltinTrainer, FieldError, NoBuiltinTrainer};
+pub use builtin::{BuiltinSections, BuiltinTrainer, FieldError, NoBuiltinTrainer, ReplicateEval};
 pub use devices::{DeviceSpec, GpuBackend, MAX_SLOTS};
 pub use duration::{HumanDuration, MAX_DURATION, parse_clock, parse_duration};
 pub use parse::{check_study_name, default_storage};
@@ -106,8 +106,9 @@ pub struct Budget {
 /// What a trial runs: an argv whose elements may contain placeholders. Never run through a shell.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Program {
-    /// The built-in trainer: the `trial:` section as written, and the argv the [`BuiltinTrainer`] made of it.
-    Builtin { trial: serde_json::Value, argv: Vec<ArgTemplate> },
+    /// The built-in trainer: the `trial:` section as written, the argv the [`BuiltinTrainer`] made of it, and
+    /// how a tournament replicate is evaluated on the test split (when the data has one).
+    Builtin { trial: serde_json::Value, argv: Vec<ArgTemplate>, replicate: Option<ReplicateEval> },
     /// Any program (`command:`), with `{param}` placeholders.
     Command { argv: Vec<ArgTemplate> },
 }
@@ -119,13 +120,33 @@ impl Program {
             Program::Builtin { argv, .. } | Program::Command { argv } => argv,
         }
     }
+
+    /// The argv of a tournament replicate: the trial's, plus what evaluates it on the test split.
+    pub fn replicate_argv(&self) -> Vec<ArgTemplate> {
+        let mut argv = self.argv().to_vec();
+        if let Program::Builtin { replicate: Some(eval), .. } = self {
+            argv.extend(eval.args.iter().cloned());
+        }
+        argv
+    }
+
+    /// The result metric recorded as a replicate's value instead of the objective, if any.
+    pub fn replicate_metric(&self) -> Option<&str> {
+        match self {
+            Program::Builtin { replicate: Some(eval), .. } => Some(&eval.metric),
+            _ => None,
+        }
+    }
 }
 
-/// `compare: <param>`: every value of the parameter gets an equal share of the trials.
+/// `compare: <param>`: every value of the parameter gets an equal share of the trials; or
+/// `compare: {param: <param>, budget_per_arm: N, replicate_top: K, seeds: S}`: a tournament.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Compare {
     pub param: String,
     pub values: Vec<ParamValue>,
+    /// The tournament, for the mapping form.
+    pub tournament: Option<Tournament>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

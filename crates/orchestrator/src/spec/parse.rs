@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nightshift_search::space::{strip_yaml_location, yaml_location};
-use nightshift_search::{Distribution, ParamValue, SamplerConfig, SearchSpace};
+use nightshift_search::{Distribution, ParamValue, SamplerConfig, SearchSpace, Tournament};
 
 use super::devices::parse_devices;
 use super::locate::{Locator, yaml_short};
-use super::raw::{RawBudget, RawSpec};
+use super::raw::{RawBudget, RawSpec, RawTournament};
 use super::template::parse_command;
 use super::{
     Budget, BuiltinSections, BuiltinTrainer, Compare, Heartbeat, NoBuiltinTrainer, Objective, Program, Spec, parse_clock,
@@ -101,14 +101,15 @@ impl Spec {
                 let trial = section_json(trial, "trial", &loc)?;
                 let sections = BuiltinSections { trial: &trial, pretrain: pretrain.as_ref(), space: &space, base_dir };
                 let argv = trainer.trial_program(&sections).map_err(|e| loc.field_err(e))?;
-                Program::Builtin { trial, argv }
+                let replicate = trainer.replicate_eval(&sections);
+                Program::Builtin { trial, argv, replicate }
             }
             (None, Some(command)) => parse_command(command, &space, &loc)?,
         };
 
         let compare = match &raw.compare {
             None => None,
-            Some(name) => Some(parse_compare(name, &space, &loc)?),
+            Some(value) => Some(parse_compare(value, &space, &budget, &loc)?),
         };
 
         let heartbeat = {
@@ -242,10 +243,85 @@ fn section_json(value: &serde_yaml::Value, field: &str, loc: &Locator<'_>) -> Re
     serde_json::to_value(value).map_err(|e| loc.err(field, format!("cannot be represented as JSON: {e}")))
 }
 
-fn parse_compare(name: &str, space: &SearchSpace, loc: &Locator<'_>) -> Result<Compare> {
+fn parse_compare(value: &serde_yaml::Value, space: &SearchSpace, budget: &Budget, loc: &Locator<'_>) -> Result<Compare> {
+    let raw = match value {
+        serde_yaml::Value::String(name) => {
+            return compare_values("compare", name, space, loc).map(|(param, values)| Compare {
+                param,
+                values,
+                tournament: None,
+            });
+        }
+        serde_yaml::Value::Mapping(_) => serde_yaml::from_value::<RawTournament>(value.clone()).map_err(|e| {
+            loc.err(
+                "compare",
+                format!(
+                    "{} (a tournament is {{param: freeze_depth, budget_per_arm: 6, replicate_top: 1, seeds: 3}})",
+                    strip_yaml_location(&e)
+                ),
+            )
+        })?,
+        other => {
+            return Err(loc.err(
+                "compare",
+                format!(
+                    "expected a parameter name or {{param: …, budget_per_arm: …, replicate_top: …, seeds: …}}, found {}",
+                    yaml_short(other)
+                ),
+            ));
+        }
+    };
+    let (param, values) = compare_values("compare.param", raw.param.trim(), space, loc)?;
+    if budget.target.is_some() {
+        // Reaching the target would end the sweep before the replicates, and with them the verdict.
+        return Err(loc.err("budget.target", "a tournament runs every arm's budget and its replicates: leave out budget.target"));
+    }
+    let arms = values.len() as u64;
+    // `budget.trials` bounds the search phase; each arm's share defaults to an equal part of it.
+    let budget_per_arm = raw.budget_per_arm.unwrap_or(budget.trials / arms);
+    if budget_per_arm == 0 {
+        return Err(loc.err(
+            "compare.budget_per_arm",
+            format!("must be at least 1 (budget.trials {} over {arms} arms leaves none: raise budget.trials)", budget.trials),
+        ));
+    }
+    if budget_per_arm.saturating_mul(arms) > budget.trials {
+        return Err(loc.err(
+            "compare.budget_per_arm",
+            format!(
+                "{budget_per_arm} trials per arm × {arms} arms ({}) is more than budget.trials ({}); valid: at most {} per arm, or raise budget.trials",
+                budget_per_arm.saturating_mul(arms),
+                budget.trials,
+                budget.trials / arms
+            ),
+        ));
+    }
+    let replicate_top = raw.replicate_top.unwrap_or(1);
+    if replicate_top == 0 || replicate_top > budget_per_arm {
+        return Err(loc.err(
+            "compare.replicate_top",
+            format!("must be between 1 and budget_per_arm ({budget_per_arm}): the configurations re-run per arm"),
+        ));
+    }
+    let seeds = raw.seeds.unwrap_or(3);
+    if seeds < 2 {
+        return Err(loc.err(
+            "compare.seeds",
+            format!("must be at least 2 (found {seeds}): one run per configuration says nothing about noise"),
+        ));
+    }
+    if seeds > 100 {
+        return Err(loc.err("compare.seeds", format!("must be at most 100 (found {seeds})")));
+    }
+    let tournament = Tournament { param: param.clone(), arms: values.clone(), budget_per_arm, replicate_top, seeds };
+    Ok(Compare { param, values, tournament: Some(tournament) })
+}
+
+/// The compared parameter's values: a categorical's choices, or an int range's values (at most 64).
+fn compare_values(field: &str, name: &str, space: &SearchSpace, loc: &Locator<'_>) -> Result<(String, Vec<ParamValue>)> {
     let Some(dist) = space.get(name) else {
         return Err(
-            loc.err("compare", format!("'{name}' is not a parameter (valid: {})", space.names().collect::<Vec<_>>().join(", ")))
+            loc.err(field, format!("'{name}' is not a parameter (valid: {})", space.names().collect::<Vec<_>>().join(", ")))
         );
     };
     let values = match dist {
@@ -254,10 +330,22 @@ fn parse_compare(name: &str, space: &SearchSpace, loc: &Locator<'_>) -> Result<C
             (0..=(high - low) / step).map(|k| ParamValue::Int(low + k * step)).collect()
         }
         _ => {
-            return Err(
-                loc.err("compare", format!("'{name}' must be categorical or an int with at most 64 values to compare strata"))
-            );
+            let valid: Vec<&str> = space
+                .iter()
+                .filter(|(_, d)| {
+                    matches!(d, Distribution::Categorical { .. })
+                        || matches!(d, Distribution::Int { low, high, step, .. } if (high - low) / step < 64)
+                })
+                .map(|(n, _)| n)
+                .collect();
+            return Err(loc.err(
+                field,
+                format!(
+                    "'{name}' must be categorical or an int with at most 64 values to compare its values (valid here: {})",
+                    if valid.is_empty() { "none".to_string() } else { valid.join(", ") }
+                ),
+            ));
         }
     };
-    Ok(Compare { param: name.to_string(), values })
+    Ok((name.to_string(), values))
 }

@@ -26,8 +26,9 @@ pub(crate) struct RawSpec {
     #[serde(default)]
     pub(crate) pretrain: Option<serde_yaml::Value>,
     pub(crate) params: serde_yaml::Value,
+    /// A parameter name, or a tournament mapping (`{param, budget_per_arm, replicate_top, seeds}`).
     #[serde(default)]
-    pub(crate) compare: Option<String>,
+    pub(crate) compare: Option<serde_yaml::Value>,
     #[serde(default)]
     pub(crate) heartbeat: Option<RawHeartbeat>,
     #[serde(default)]
@@ -68,4 +69,17 @@ pub(crate) struct RawHeartbeat {
     pub(crate) interval: Option<HumanDuration>,
     #[serde(default)]
     pub(crate) stale_after: Option<HumanDuration>,
+}
+
+/// `compare:` as a tournament.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTournament {
+    pub(crate) param: String,
+    #[serde(default)]
+    pub(crate) budget_per_arm: Option<u64>,
+    #[serde(default)]
+    pub(crate) replicate_top: Option<u64>,
+    #[serde(default)]
+    pub(crate) seeds: Option<u64>,
 }

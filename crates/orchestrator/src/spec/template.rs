@@ -10,7 +10,7 @@ use super::locate::{Locator, yaml_short};
 use crate::error::Result;
 
 /// Placeholders a `command:` may use besides the parameters.
-pub const BUILTIN_PLACEHOLDERS: [&str; 3] = ["trial_number", "trial_dir", "device"];
+pub const BUILTIN_PLACEHOLDERS: [&str; 4] = ["trial_number", "trial_dir", "device", "seed"];
 
 /// One argv element with `{name}` placeholders (`{{` and `}}` are literal braces).
 #[derive(Clone, Debug, PartialEq)]

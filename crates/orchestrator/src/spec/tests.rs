@@ -145,7 +145,7 @@ fn the_trial_section_is_the_trainers_to_check() {
     );
     let with = |text: &str| Spec::parse_with(text, "spec.yaml", Path::new("/base"), &FakeTrainer);
     let spec = with(&text).unwrap();
-    let Program::Builtin { trial, argv } = &spec.program else { panic!("builtin expected") };
+    let Program::Builtin { trial, argv, .. } = &spec.program else { panic!("builtin expected") };
     assert_eq!(trial["dataset"], "data/fmnist", "the section is kept as written");
     let rendered: Vec<String> =
         argv.iter().map(|a| a.render(&Params::new(), &[("trial_dir", "/t/4".to_string())].into())).collect();
@@ -182,4 +182,29 @@ fn devices_variants() {
     assert_eq!(with("devices: {cpu: 32, trials_per_device: 32}").unwrap(), DeviceSpec::Cpu { slots: 1024 });
     // A GPU index beyond u32 was truncated onto GPU 0.
     assert!(with("devices: {gpu: 4294967296}").unwrap_err().to_string().contains("devices.gpu"));
+}
+
+#[test]
+fn compare_as_a_tournament() {
+    let spec = parse(&GOOD.replace("compare: k", "compare: {param: k, budget_per_arm: 2, seeds: 4}")).unwrap();
+    let t = spec.compare.as_ref().and_then(|c| c.tournament.clone()).expect("a tournament");
+    assert_eq!((t.param.as_str(), t.arms.len(), t.budget_per_arm, t.replicate_top, t.seeds), ("k", 4, 2, 1, 4));
+    assert!(parse(GOOD).unwrap().compare.unwrap().tournament.is_none(), "a bare name keeps the strata");
+    // budget_per_arm defaults to an equal share of budget.trials (12 over 2 choices).
+    let t = parse(&GOOD.replace("compare: k", "compare: {param: opt}")).unwrap().compare.unwrap().tournament.unwrap();
+    assert_eq!((t.budget_per_arm, t.replicate_top, t.seeds), (6, 1, 3));
+
+    let e = err(&GOOD.replace("compare: k", "compare: {param: lr}"));
+    assert!(e.starts_with("spec.yaml:11:11:") && e.contains("compare.param") && e.contains("valid here: k, opt"), "{e}");
+    let e = err(&GOOD.replace("compare: k", "compare:\n  param: k\n  budget_per_arm: 4"));
+    assert!(e.starts_with("spec.yaml:13:3:") && e.contains("(16) is more than budget.trials (12)"), "{e}");
+    let e = err(&GOOD.replace("compare: k", "compare:\n  param: k\n  seeds: 1"));
+    assert!(e.starts_with("spec.yaml:13:3:") && e.contains("must be at least 2"), "{e}");
+    let e = err(&GOOD.replace("compare: k", "compare: {param: k, replicate_top: 9}"));
+    assert!(e.contains("compare.replicate_top") && e.contains("between 1 and budget_per_arm (3)"), "{e}");
+    let e =
+        err(&GOOD.replace("compare: k", "compare: {param: k}").replace("trial_timeout: 90s", "trial_timeout: 90s, target: 0.9"));
+    assert!(e.starts_with("spec.yaml:4:") && e.contains("budget.target") && e.contains("leave out"), "{e}");
+    let e = err(&GOOD.replace("compare: k", "compare: {param: k, seed: 3}"));
+    assert!(e.contains("unknown field `seed`") && e.contains("budget_per_arm: 6"), "{e}");
 }

@@ -1,6 +1,7 @@
-//! The "which won" section: the compared parameter's values side by side, with Welch's t-test.
+//! The "which won" section: the compared parameter's values side by side, with Welch's t-test; for a
+//! tournament, each arm's best-so-far curves, its replicates and the verdict drawn from them (`verdict.rs`).
 
-use nightshift_search::{Direction, FrozenTrial, ParamValue, TrialState};
+use nightshift_search::{Direction, FrozenTrial, ParamValue, Params, Role, Tournament, TrialState, attrs};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -10,8 +11,9 @@ use crate::charts::style::{
     Ctx, DrawResult, FONT, LABEL, TITLE, axes_builder, draw_whole_x_axes, jitter, legend, legend_corner, legend_line, mesh,
     min_max, padded, truncate,
 };
-use crate::data::{ReportOptions, Section, rank_complete};
+use crate::data::{ReportOptions, Section, epochs_reached, rank_complete};
 use crate::stats;
+use crate::verdict::{Verdict, verdict, verdict_text};
 
 /// The parameter compared by default in the freeze-strategy section.
 pub const DEFAULT_COMPARE: &str = "freeze_depth";
@@ -37,6 +39,106 @@ pub struct ComparisonData {
     pub within_noise: Option<bool>,
     /// The answer in one sentence, for the page.
     pub verdict: String,
+    /// The tournament, when the study ran one (then `verdict` is its verdict).
+    pub tournament: Option<TournamentData>,
+}
+
+/// A tournament's arms, replicates and verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TournamentData {
+    /// As configured.
+    pub config: Tournament,
+    /// One per arm, in the configured order.
+    pub arms: Vec<ArmData>,
+    /// What the replicates say.
+    pub verdict: Verdict,
+}
+
+/// One arm of a tournament.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArmData {
+    /// The compared parameter's value.
+    pub value: ParamValue,
+    /// Search trials launched in the arm (re-runs replace the trial they retry).
+    pub trials: usize,
+    /// The arm's best COMPLETE search trial and its parameters.
+    pub best: Option<(u64, Params)>,
+    /// Values of the COMPLETE replicates, by trial number.
+    pub replicates: Vec<(u64, f64)>,
+    /// Replicates that did not complete.
+    pub replicates_failed: usize,
+    /// Mean of the replicates.
+    pub mean: Option<f64>,
+    /// Its 95% confidence interval (Student t), with two replicates or more.
+    pub ci95: Option<(f64, f64)>,
+    /// Epochs (reported steps) the arm's search trials and replicates trained: its compute.
+    pub epochs_spent: u64,
+    /// Best search value so far against the arm's k-th search trial.
+    pub by_trials: Vec<(f64, f64)>,
+    /// Best search value so far against the epochs the arm has spent.
+    pub by_epochs: Vec<(f64, f64)>,
+}
+
+impl ArmData {
+    /// The replicate values alone.
+    pub fn values(&self) -> Vec<f64> {
+        self.replicates.iter().map(|r| r.1).collect()
+    }
+}
+
+/// The tournament stored with the study ([`attrs::STUDY_TOURNAMENT`]), if it ran one.
+pub fn stored_tournament(study: &nightshift_search::StudyRecord) -> Option<Tournament> {
+    serde_json::from_value(study.user_attrs.get(attrs::STUDY_TOURNAMENT)?.clone()).ok()
+}
+
+/// Each arm's search history, replicates and compute, and the verdict.
+pub fn tournament_data(config: &Tournament, trials: &[FrozenTrial], direction: Direction) -> TournamentData {
+    let replaced: std::collections::HashSet<u64> =
+        trials.iter().filter_map(|t| t.system_attrs.get(attrs::RETRY_OF)?.as_u64()).collect();
+    let arms: Vec<ArmData> = config
+        .arms
+        .iter()
+        .enumerate()
+        .map(|(arm, value)| {
+            let search: Vec<&FrozenTrial> = trials.iter().filter(|t| config.in_arm(t, arm)).collect();
+            let replicates: Vec<&FrozenTrial> =
+                trials.iter().filter(|t| Role::of(t) == Some(Role::Replicate) && config.arm_of(t) == Some(arm)).collect();
+            let (mut by_trials, mut by_epochs, mut best, mut epochs) = (Vec::new(), Vec::new(), None::<&FrozenTrial>, 0u64);
+            for (k, t) in search.iter().enumerate() {
+                epochs += epochs_reached(t);
+                if t.state == TrialState::Complete
+                    && t.value.is_some_and(f64::is_finite)
+                    && best.is_none_or(|b| direction.to_loss(t.value.unwrap()) < direction.to_loss(b.value.unwrap()))
+                {
+                    best = Some(t);
+                }
+                if let Some(b) = best {
+                    by_trials.push(((k + 1) as f64, b.value.unwrap()));
+                    by_epochs.push((epochs as f64, b.value.unwrap()));
+                }
+            }
+            let done: Vec<(u64, f64)> = replicates
+                .iter()
+                .filter(|t| t.state == TrialState::Complete)
+                .filter_map(|t| Some((t.number, t.value.filter(|v| v.is_finite())?)))
+                .collect();
+            let values: Vec<f64> = done.iter().map(|r| r.1).collect();
+            ArmData {
+                value: value.clone(),
+                trials: search.iter().filter(|t| !replaced.contains(&t.number) && t.state != TrialState::Waiting).count(),
+                best: best.map(|b| (b.number, b.params.clone())),
+                replicates_failed: replicates.iter().filter(|t| t.state.is_finished() && t.state != TrialState::Complete).count(),
+                mean: (!values.is_empty()).then(|| stats::mean(&values)),
+                ci95: stats::mean_ci95(&values),
+                epochs_spent: epochs + replicates.iter().map(|t| epochs_reached(t)).sum::<u64>(),
+                replicates: done,
+                by_trials,
+                by_epochs,
+            }
+        })
+        .collect();
+    let verdict = verdict(&arms.iter().map(ArmData::values).collect::<Vec<_>>(), direction);
+    TournamentData { config: config.clone(), arms, verdict }
 }
 
 /// The trials with one value of the compared parameter.
@@ -96,10 +198,30 @@ pub(crate) fn build(
     options: &ReportOptions,
     metric: &str,
     direction: Direction,
+    tournament: Option<&Tournament>,
 ) -> Section<ComparisonData> {
+    // A tournament compares its own parameter, whatever the options say.
+    let tournament_options;
+    let options = match tournament {
+        Some(t) => {
+            tournament_options = ReportOptions { compare: Some(t.param.clone()), ..options.clone() };
+            &tournament_options
+        }
+        None => options,
+    };
     let axis = match compare_param(axes, options) {
         Ok(a) => a,
         Err(msg) => return Section::Missing(msg),
+    };
+    let trials_all = trials;
+    // The strata are the search trials: replicates are the verdict's, shown apart.
+    let search_only: Vec<FrozenTrial>;
+    let trials = match tournament {
+        Some(_) => {
+            search_only = trials.iter().filter(|t| Role::of(t) != Some(Role::Replicate)).cloned().collect();
+            &search_only[..]
+        }
+        None => trials,
     };
     // One group per value that occurred, in axis order.
     let mut values: Vec<(f64, ParamValue)> =
@@ -139,7 +261,14 @@ pub(crate) fn build(
     by_mean.sort_by(|&a, &b| direction.to_loss(groups[a].mean).total_cmp(&direction.to_loss(groups[b].mean)).then(a.cmp(&b)));
     let (best, runner_up) = (by_mean.first().copied(), by_mean.get(1).copied());
     let (mut p_value, mut within_noise) = (None, None);
+    let tournament = tournament.map(|t| tournament_data(t, trials_all, direction));
     let verdict = match (best, runner_up) {
+        _ if tournament.is_some() => {
+            let t = tournament.as_ref().expect("a tournament");
+            let labels: Vec<String> = t.arms.iter().map(|a| format!("{} = {}", axis.name, a.value)).collect();
+            within_noise = Some(t.verdict.winner.is_none());
+            verdict_text(&t.verdict, &labels)
+        }
         (None, _) => format!("No completed trials yet for any value of {}: nothing to compare.", axis.name),
         (Some(b), None) => format!("Only {} has completed trials so far: nothing to compare it with yet.", groups[b].label),
         (Some(b), Some(r)) => {
@@ -192,6 +321,7 @@ pub(crate) fn build(
         p_value,
         within_noise,
         verdict,
+        tournament,
     })
 }
 
@@ -203,6 +333,9 @@ fn fmt_p(p: f64) -> String {
 type BestCurve<'a> = (usize, u64, &'a Vec<(u64, f64)>);
 
 pub(crate) fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, d: &ComparisonData) -> DrawResult {
+    if let Some(t) = &d.tournament {
+        return draw_tournament(root, title, d, t);
+    }
     let area = root.titled(title, (FONT, TITLE)).ctx()?;
     let (w, _) = area.dim_in_pixel();
     let (left, right) = area.split_horizontally((w as f64 * 0.55) as i32);
@@ -295,4 +428,126 @@ pub(crate) fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &st
         legend(&mut chart, legend_corner(d.direction))?;
     }
     Ok(())
+}
+
+/// Which of an arm's best-so-far series a panel draws.
+type ArmSeries = fn(&ArmData) -> &Vec<(f64, f64)>;
+
+/// A tournament's arms side by side: best value so far against the arm's trials (left) and against the
+/// epochs it spent (right), so an arm that wins only by costing more shows it.
+fn draw_tournament<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    d: &ComparisonData,
+    t: &TournamentData,
+) -> DrawResult {
+    let area = root.titled(title, (FONT, TITLE)).ctx()?;
+    let (w, _) = area.dim_in_pixel();
+    let halves = area.split_horizontally((w / 2) as i32);
+    let colour = |i: usize| palette::SERIES[i % palette::SERIES.len()];
+    let panels: [(&DrawingArea<DB, Shift>, &str, &str, ArmSeries); 2] = [
+        (&halves.0, "Best so far against the arm's search trials", "search trials of the arm", |a| &a.by_trials),
+        (&halves.1, "Best so far against the arm's compute", "epochs trained by the arm", |a| &a.by_epochs),
+    ];
+    for (panel, caption, x_desc, series) in panels {
+        let xs = min_max(t.arms.iter().flat_map(|a| series(a).iter().map(|p| p.0)));
+        let x = if xs.0.is_finite() { 0.0..xs.1 * 1.05 + 0.5 } else { 0.0..1.0 };
+        let y = padded(min_max(t.arms.iter().flat_map(|a| series(a).iter().map(|p| p.1))));
+        let mut chart = axes_builder(panel).caption(caption, (FONT, LABEL)).margin(16).build_cartesian_2d(x, y).ctx()?;
+        draw_whole_x_axes(&mut chart, x_desc, &format!("best {}", d.metric))?;
+        for (i, arm) in t.arms.iter().enumerate() {
+            let points = series(arm);
+            if points.is_empty() {
+                continue;
+            }
+            let c = colour(i);
+            // A step line: the best value holds until a better trial.
+            let mut steps = Vec::with_capacity(points.len() * 2);
+            for (j, &(x, y)) in points.iter().enumerate() {
+                if j > 0 {
+                    steps.push((x, points[j - 1].1));
+                }
+                steps.push((x, y));
+            }
+            chart
+                .draw_series(LineSeries::new(steps, c.stroke_width(3)))
+                .ctx()?
+                .label(truncate(&format!("{} = {}", d.param, arm.value), 30))
+                .legend(legend_line(c, 3));
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled()))).ctx()?;
+        }
+        if t.arms.iter().any(|a| !series(a).is_empty()) {
+            legend(&mut chart, legend_corner(d.direction))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nightshift_search::{PrunerConfig, SamplerConfig, StudyRecord};
+
+    fn trial(number: u64, role: Role, arm: &str, state: TrialState, steps: &[f64]) -> FrozenTrial {
+        let mut t = FrozenTrial::new(number as i64, number, state);
+        t.system_attrs.insert(attrs::TOURNAMENT_ROLE.into(), role.as_str().into());
+        t.params.insert("k".into(), ParamValue::Str(arm.into()));
+        t.intermediate_values = steps.iter().enumerate().map(|(i, v)| (i as u64 + 1, *v)).collect();
+        t.value = steps.last().copied();
+        t
+    }
+
+    #[test]
+    fn tournament_arms_curves_compute_and_summary() {
+        let config = Tournament {
+            param: "k".into(),
+            arms: vec![ParamValue::Str("a".into()), ParamValue::Str("b".into())],
+            budget_per_arm: 2,
+            replicate_top: 1,
+            seeds: 2,
+        };
+        let (s, c, p, r) = (Role::Search, TrialState::Complete, TrialState::Pruned, Role::Replicate);
+        let trials = vec![
+            trial(0, s, "a", c, &[0.4, 0.5]),
+            trial(1, s, "b", p, &[0.3]),
+            trial(2, s, "a", c, &[0.6, 0.7]),
+            trial(3, s, "b", c, &[0.3, 0.4]),
+            trial(4, r, "a", c, &[0.6, 0.70]),
+            trial(5, r, "b", c, &[0.3, 0.40]),
+            trial(6, r, "a", c, &[0.6, 0.72]),
+            trial(7, r, "b", c, &[0.3, 0.41]),
+        ];
+        let t = tournament_data(&config, &trials, Direction::Maximize);
+        let (a, b) = (&t.arms[0], &t.arms[1]);
+        assert_eq!((a.trials, a.best.as_ref().map(|x| x.0), a.values()), (2, Some(2), vec![0.70, 0.72]));
+        assert_eq!(a.by_trials, [(1.0, 0.5), (2.0, 0.7)]);
+        assert_eq!(a.by_epochs, [(2.0, 0.5), (4.0, 0.7)]);
+        assert_eq!(b.by_trials, [(2.0, 0.4)], "no point before the arm's first completed trial");
+        assert_eq!((a.epochs_spent, b.epochs_spent), (8, 7), "search epochs and replicate epochs");
+        assert_eq!(t.verdict.winner, Some(0));
+
+        let mut study = StudyRecord {
+            id: 1,
+            name: "t".into(),
+            direction: Direction::Maximize,
+            seed: 0,
+            sampler: SamplerConfig::default(),
+            pruner: PrunerConfig::default(),
+            search_space: None,
+            user_attrs: Default::default(),
+            created_at: 0.0,
+        };
+        study.user_attrs.insert(attrs::STUDY_TOURNAMENT.into(), serde_json::to_value(&config).unwrap());
+        let data = crate::build_report_data(&study, &trials, &ReportOptions::default());
+        let summary: serde_json::Value = serde_json::from_str(&crate::summary_json(&data).unwrap()).unwrap();
+        let comparison = &summary["comparison"];
+        assert_eq!((comparison["param"].as_str(), comparison["winner"].as_str()), (Some("k"), Some("a")), "{summary}");
+        assert_eq!(comparison["arms"][1]["replicates"], serde_json::json!([0.40, 0.41]));
+        assert_eq!(comparison["arms"][0]["best_params"]["k"], "a");
+        let ci = &comparison["arms"][0]["ci95"];
+        assert!(ci[0].as_f64().unwrap() < 0.71 && 0.71 < ci[1].as_f64().unwrap(), "{ci}");
+        study.user_attrs.clear();
+        let plain = crate::summary_json(&crate::build_report_data(&study, &trials, &ReportOptions::default())).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&plain).unwrap(), serde_json::json!({"comparison": null}));
+    }
 }

@@ -50,6 +50,8 @@ pub struct TrialRow {
     pub finished_at: Option<f64>,
     /// Reported value per step.
     pub intermediate_values: BTreeMap<u64, f64>,
+    /// A tournament replicate: the search trial whose configuration it re-runs (its value may be on the test split).
+    pub replicate_of: Option<u64>,
 }
 
 pub(crate) fn build(trials: &[FrozenTrial], ranked: &[&FrozenTrial], axes: &[ParamAxis]) -> TableData {
@@ -68,6 +70,7 @@ pub(crate) fn build(trials: &[FrozenTrial], ranked: &[&FrozenTrial], axes: &[Par
         started_at: t.started_at,
         finished_at: t.finished_at,
         intermediate_values: t.intermediate_values.clone(),
+        replicate_of: t.system_attrs.get(attrs::REPLICATE_OF).and_then(serde_json::Value::as_u64),
     };
     let mut rows: Vec<TrialRow> = ranked.iter().enumerate().map(|(i, t)| row(t, Some(i + 1))).collect();
     // Unranked trials after the ranking: running ones first (they may still win), then pruned,

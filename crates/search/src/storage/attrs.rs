@@ -26,3 +26,13 @@ pub const ATTEMPT: &str = "attempt";
 pub const RETRY_OF: &str = "retry_of";
 /// Study user attribute: the sweep spec the study was run with (the stored spec JSON).
 pub const STUDY_SPEC: &str = "spec";
+/// A trial's role in a tournament (`compare: {param: …, budget_per_arm: …}`): `"search"` or `"replicate"`
+/// (a string). Written in the same atomic step that creates the trial, so every worker counts it at once;
+/// re-runs of a trial carry it too, with [`RETRY_OF`].
+pub const TOURNAMENT_ROLE: &str = "tournament";
+/// A replicate's source: the number of the search trial whose configuration it re-runs (an integer).
+pub const REPLICATE_OF: &str = "replicate_of";
+/// The seed a trial ran with (`{seed}`, `NIGHTSHIFT_SEED`, the built-in trainer's `--seed`; an integer).
+pub const SEED: &str = "seed";
+/// Study user attribute: the tournament's arms and budgets (a [`crate::tournament::Tournament`] as JSON).
+pub const STUDY_TOURNAMENT: &str = "tournament";
