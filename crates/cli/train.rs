@@ -68,9 +68,12 @@ pub struct DataArgs {
     /// Device: cpu, wgpu, wgpu:N, wgpu:cpu, cuda:N. Default: $NIGHTSHIFT_DEVICE, else cpu.
     #[arg(long)]
     pub device: Option<String>,
-    /// Seed for the split, initialisation, shuffling and augmentation.
+    /// Seed for initialisation, shuffling and augmentation (and the split, unless --split-seed is given).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Seed of the few-shot subset and the train/validation split; default: --seed.
+    #[arg(long)]
+    pub split_seed: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,6 +136,7 @@ impl DataArgs {
             hflip: self.hflip,
             device: self.device.clone(),
             seed: self.seed,
+            split_seed: self.split_seed,
         }
     }
 }
@@ -223,10 +227,12 @@ impl BuiltinTrainer for BuiltinTrial {
         let mut argv: Vec<ArgTemplate> =
             [self.exe.display().to_string(), "trial".into(), "--out".into()].into_iter().map(ArgTemplate::literal).collect();
         argv.push(ArgTemplate::placeholder("trial_dir"));
-        // Every trial gets its own seed from nightshift (a tournament's replicates need fresh ones), so the
-        // section's `seed` gives way to it.
+        // Every trial gets its own seed from nightshift for initialisation, shuffling and augmentation (a
+        // tournament's replicates need fresh ones); the data split keeps the section's seed, so that every
+        // trial is scored on the same validation images.
         let mut section = config.to_section();
-        section.remove("seed");
+        let split_seed = section.remove("seed").unwrap_or(Value::from(config.data.seed));
+        section.entry("split_seed").or_insert(split_seed);
         argv.extend(section_flags(&section).into_iter().map(ArgTemplate::literal));
         argv.extend([ArgTemplate::literal("--seed"), ArgTemplate::placeholder("seed")]);
         Ok(argv)
@@ -624,12 +630,15 @@ mod tests {
             .unwrap();
         let argv: Vec<String> = program.iter().map(|a| a.to_string()).collect();
         assert_eq!(argv[argv.len() - 2..], ["--seed", "{seed}"], "every trial is seeded by nightshift");
+        assert!(argv.windows(2).any(|w| w == ["--split-seed", "0"]), "one split for every trial: {argv:?}");
         // The section's own seed (the default, 0) is what a trial rendered with seed 0 reads back.
         let argv: Vec<String> = argv.into_iter().map(|a| a.replace("{seed}", "0")).collect();
         assert_eq!(argv[..4], ["/bin/nightshift", "trial", "--out", "{trial_dir}"]);
         assert!(argv.contains(&"--hflip".to_string()) && !argv.contains(&"--test".to_string()), "{argv:?}");
         let TrainCommand::Trial(args) = parse(&argv[1..]) else { panic!("trial") };
-        assert_eq!(args.config().unwrap(), config);
+        let mut expected = config.clone();
+        expected.data.split_seed = Some(0);
+        assert_eq!(args.config().unwrap(), expected);
         assert_eq!(args.out.as_deref(), Some(Path::new("{trial_dir}")));
 
         let pretrain =

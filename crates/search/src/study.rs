@@ -347,9 +347,15 @@ impl Study {
 }
 
 /// The best COMPLETE trial of `trials` by value in `direction`; ties go to the lowest trial number,
-/// whatever the order of `trials`. NaN values never win.
+/// whatever the order of `trials`. NaN values and tournament replicates never win.
 pub fn best_of(trials: &[FrozenTrial], direction: crate::trial::Direction) -> Option<&FrozenTrial> {
-    trials.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some_and(|v| !v.is_nan())).min_by(|a, b| {
+    // A tournament's replicate is scored on the test split for the verdict: not a search result.
+    let candidate = |t: &&FrozenTrial| {
+        t.state == TrialState::Complete
+            && t.value.is_some_and(|v| !v.is_nan())
+            && crate::tournament::Role::of(t) != Some(crate::tournament::Role::Replicate)
+    };
+    trials.iter().filter(candidate).min_by(|a, b| {
         let loss = |t: &FrozenTrial| direction.to_loss(t.value.unwrap_or(f64::NAN));
         loss(a).total_cmp(&loss(b)).then(a.number.cmp(&b.number))
     })
@@ -479,6 +485,11 @@ mod tests {
         assert_eq!(best_of(&trials, Direction::Minimize).unwrap().number, 1);
         assert_eq!(best_of(&trials, Direction::Maximize).unwrap().number, 0);
         assert!(best_of(&[trial(0, f64::NAN)], Direction::Minimize).is_none());
+        // A tournament's replicate (scored on the test split) is never the best trial.
+        let mut replicate = trial(2, -100.0);
+        replicate.system_attrs.insert(crate::attrs::TOURNAMENT_ROLE.into(), "replicate".into());
+        let with_replicate = [trials[0].clone(), trials[2].clone(), replicate];
+        assert_eq!(best_of(&with_replicate, Direction::Minimize).unwrap().number, 1);
     }
 
     #[test]

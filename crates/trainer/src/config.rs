@@ -47,8 +47,12 @@ pub struct DataConfig {
     pub hflip: bool,
     /// Device (cpu, wgpu, wgpu:N, cuda:N); default: `$NIGHTSHIFT_DEVICE`, which a sweep sets per slot.
     pub device: Option<String>,
-    /// Seed for the split, initialisation, shuffling and augmentation.
+    /// Seed for initialisation, shuffling and augmentation (and the split, unless `split_seed` is set).
     pub seed: u64,
+    /// Seed of the few-shot subset and the train/validation split; default: `seed`. A sweep fixes it
+    /// (to the `trial:` section's `seed`) while every trial gets its own `seed`, so that all trials
+    /// are scored on the same validation images.
+    pub split_seed: Option<u64>,
 }
 
 impl Default for DataConfig {
@@ -66,13 +70,14 @@ impl Default for DataConfig {
             hflip: false,
             device: None,
             seed: 0,
+            split_seed: None,
         }
     }
 }
 
 impl DataConfig {
     /// The keys of a section that belong to the data (a unit test keeps this list in step with the fields).
-    pub const KEYS: [&'static str; 12] = [
+    pub const KEYS: [&'static str; 13] = [
         "dataset",
         "per_class",
         "val_fraction",
@@ -85,6 +90,7 @@ impl DataConfig {
         "hflip",
         "device",
         "seed",
+        "split_seed",
     ];
 
     /// Range checks of the values serde cannot express.
@@ -180,11 +186,12 @@ impl DataConfig {
             }
             (load_image_folder(&self.dataset, model.in_channels, h, w)?, None)
         };
+        let split_seed = self.split_seed.unwrap_or(self.seed);
         let full = match self.per_class {
-            Some(k) => full.per_class(k, self.seed)?,
+            Some(k) => full.per_class(k, split_seed)?,
             None => full,
         };
-        let (train, val) = full.stratified_split(self.val_fraction, self.seed)?;
+        let (train, val) = full.stratified_split(self.val_fraction, split_seed)?;
         let convert = |d: ImageDataset| d.converted(model.in_channels, h, w);
         Ok((convert(train)?, convert(val)?, test.map(convert).transpose()?))
     }
