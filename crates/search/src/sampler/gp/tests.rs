@@ -138,11 +138,8 @@ fn out_of_memory_trials_are_infeasible() {
     let (space, mut trials) = bowl(20);
     trials.retain(|t| t.params["x"].as_f64().unwrap() <= 0.2);
     assert!(trials.len() >= 10, "past the start-up, also without the out-of-memory trials");
-    let mut next = 100;
-    for (x, y) in [(0.3, -0.2), (0.5, 0.5), (0.9, -0.8), (0.25, 0.9), (0.7, 0.0), (0.35, -0.5)] {
-        trials.push(oom(next, x, y));
-        next += 1;
-    }
+    let points = [(0.3, -0.2), (0.5, 0.5), (0.9, -0.8), (0.25, 0.9), (0.7, 0.0), (0.35, -0.5)];
+    trials.extend((100..).zip(points).map(|(n, (x, y))| oom(n, x, y)));
     let sampler = small();
     let xs: Vec<f64> = (200..210).map(|n| xy(&ask(&sampler, &ctx(&trials, n, Direction::Minimize), &space)).0).collect();
     let inside = xs.iter().filter(|&&x| x > 0.2).count();
