@@ -70,7 +70,7 @@ fn protocol_package_installs_offline_and_passes_its_tests() {
     env(&mut tests);
     let (ok, _, report) = run(&mut tests);
     assert!(ok, "the package's tests failed:\n{report}");
-    assert!(report.contains("Ran 6 tests"), "{report}");
+    assert!(report.contains("Ran 8 tests"), "{report}");
     assert!(
         report.contains("test_numpy_scalars_and_one_element_arrays") && !report.contains("numpy is not installed"),
         "{report}"

@@ -1,5 +1,6 @@
 //! `nightshift`: the command-line entry point. Each subcommand is a thin layer that wires the
-//! crates together; errors become one message on stderr and exit code 1 (2 for usage errors).
+//! crates together; errors become one message on stderr and exit code 1 (2 for usage errors; `trial`
+//! exits with 75 when the device ran out of memory).
 
 mod interop_cmds;
 mod output;
@@ -79,7 +80,7 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("{}: {}", output::paint("error", "31"), error_message(&e));
-        std::process::exit(1);
+        std::process::exit(e.downcast_ref::<train::ExitWith>().map_or(1, |exit| exit.code));
     }
 }
 

@@ -312,8 +312,9 @@ fn sweep_slots(spec: &Spec) -> usize {
 
 fn print_summary(spec: &Spec, summary: &RunSummary, trials: &[FrozenTrial]) {
     println!("{}", summary.stop);
+    let oom = if summary.out_of_memory > 0 { format!(" ({} out of memory)", summary.out_of_memory) } else { String::new() };
     println!(
-        "this run: {} launched, {} complete, {} pruned, {} failed in {:.0}s; the study has {} trials",
+        "this run: {} launched, {} complete, {} pruned, {} failed{oom} in {:.0}s; the study has {} trials",
         summary.launched,
         summary.complete,
         summary.pruned,

@@ -24,7 +24,8 @@ use crate::output::{self, Format};
 #[derive(Debug, clap::Subcommand)]
 pub enum TrainCommand {
     /// Run one fine-tuning trial (hyperparameters from NIGHTSHIFT_PARAMS or --params-file), speaking the
-    /// trial protocol on stdout/stdin.
+    /// trial protocol on stdout/stdin. Exit codes: 0 done, 1 error, 75 the device ran out of memory
+    /// (after the line {"error": {"kind": "oom", …}}).
     Trial(TrialArgs),
     /// Train a backbone on a source dataset (e.g. bundled MNIST) and save it as a checkpoint.
     Pretrain(PretrainArgs),
@@ -431,7 +432,61 @@ fn read_decision(wait: bool) -> Control {
     }
 }
 
+/// `nightshift trial`'s exit code when the device ran out of memory (sysexits' EX_TEMPFAIL: the
+/// same trial may fit later, alone on its GPU). Other failures exit with 1.
+pub const EXIT_OUT_OF_MEMORY: i32 = 75;
+
+/// An error that ends the process with its own exit code (`main` looks for it).
+#[derive(Debug)]
+pub struct ExitWith {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
+/// Runs a trial; a device out-of-memory error — returned by a fallible read, or a panic inside the
+/// backend whose message says so — becomes the protocol line `{"error": {"kind": "oom", …}}` and
+/// exit code [`EXIT_OUT_OF_MEMORY`], so the orchestrator records it as such (and the sampler learns
+/// from it) rather than as a crash. Other panics go on unwinding (exit code 101).
 fn trial(args: TrialArgs) -> anyhow::Result<()> {
+    let error = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trial_body(args))) {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e,
+        Err(payload) => match panic_text(payload.as_ref()) {
+            Some(text) if nightshift_trainer::is_out_of_memory(&text) => nightshift_trainer::Error::OutOfMemory(text).into(),
+            _ => std::panic::resume_unwind(payload),
+        },
+    };
+    match out_of_memory_line(&error) {
+        Some(line) => {
+            emit(&line)?;
+            Err(ExitWith { code: EXIT_OUT_OF_MEMORY, message: format!("{error:#}") }.into())
+        }
+        None => Err(error),
+    }
+}
+
+/// The protocol line of an out-of-memory failure, if `error` is one.
+fn out_of_memory_line(error: &anyhow::Error) -> Option<Value> {
+    match error.downcast_ref::<nightshift_trainer::Error>()? {
+        nightshift_trainer::Error::OutOfMemory(message) => Some(json!({"error": {"kind": "oom", "message": message}})),
+        _ => None,
+    }
+}
+
+/// A panic's message, when it is text.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+}
+
+fn trial_body(args: TrialArgs) -> anyhow::Result<()> {
     let params = read_params(args.params_file.as_deref())?;
     let trial = args.config()?;
     let config = params.train_config(trial.epochs, &trial.data)?;
@@ -592,6 +647,20 @@ mod tests {
 
     fn parse(args: &[String]) -> TrainCommand {
         Cli::try_parse_from(std::iter::once("nightshift".to_string()).chain(args.iter().cloned())).unwrap().command
+    }
+
+    #[test]
+    fn out_of_memory_becomes_a_protocol_line_and_other_errors_do_not() {
+        let oom: anyhow::Error = nightshift_trainer::Error::OutOfMemory("out of device memory allocating 8 bytes".into()).into();
+        let line = out_of_memory_line(&oom.context("epoch 2")).expect("an oom line");
+        assert_eq!(line, json!({"error": {"kind": "oom", "message": "out of device memory allocating 8 bytes"}}));
+        let other: anyhow::Error = nightshift_trainer::Error::Tensor("device lost".into()).into();
+        assert_eq!(out_of_memory_line(&other), None);
+        assert_eq!(out_of_memory_line(&anyhow::anyhow!("no such file")), None);
+        let payload: Box<dyn std::any::Any + Send> = Box::new(String::from("CUDA_ERROR_OUT_OF_MEMORY"));
+        assert_eq!(panic_text(payload.as_ref()).as_deref(), Some("CUDA_ERROR_OUT_OF_MEMORY"));
+        let payload: Box<dyn std::any::Any + Send> = Box::new("static text");
+        assert_eq!(panic_text(payload.as_ref()).as_deref(), Some("static text"));
     }
 
     #[test]

@@ -91,4 +91,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    # A batch too big for the GPU is recorded as out of memory, and the sampler learns to avoid it.
+    with ns.catch_out_of_memory():
+        main()

@@ -81,6 +81,39 @@ class Protocol(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, r"shape \(2,\)"):
             ns.result(torch.zeros(2))
 
+    def test_out_of_memory_becomes_an_oom_line_and_exit_75(self):
+        class OutOfMemoryError(RuntimeError):  # the shape of torch.cuda.OutOfMemoryError
+            pass
+
+        def fails():
+            with ns.catch_out_of_memory():
+                raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+        with self.assertRaises(SystemExit) as exit_:
+            with contextlib.redirect_stderr(io.StringIO()):
+                lines_of(fails)
+        self.assertEqual(exit_.exception.code, ns.EXIT_OUT_OF_MEMORY)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
+            fails()
+        self.assertEqual(
+            json.loads(out.getvalue()), {"error": {"kind": "oom", "message": "CUDA out of memory. Tried to allocate 2.00 GiB"}}
+        )
+        self.assertTrue(ns.is_out_of_memory(RuntimeError("CUDA out of memory.")), "older PyTorch")
+        self.assertTrue(ns.is_out_of_memory(MemoryError()))
+        with self.assertRaises(ValueError):  # other errors pass through untouched
+            with ns.catch_out_of_memory():
+                raise ValueError("bad shape")
+        lines, _ = lines_of(lambda: ns.error("dataset", "no images"))
+        self.assertEqual(lines, [{"error": {"kind": "dataset", "message": "no images"}}])
+        with self.assertRaises(ValueError):
+            ns.error("", "x")
+
+    @unittest.skipIf(torch is None, "torch is not installed")
+    def test_torch_cuda_out_of_memory_error_is_recognised(self):
+        self.assertTrue(ns.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory")))
+        self.assertFalse(ns.is_out_of_memory(RuntimeError("Expected all tensors to be on the same device")))
+
 
 if __name__ == "__main__":
     unittest.main()

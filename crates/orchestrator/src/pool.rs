@@ -104,17 +104,28 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+impl Device {
+    /// A GPU, whose memory the trials on it share (CPU trials share host memory, where the
+    /// kernel's OOM killer acts instead).
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Self::Cuda(_) | Self::Wgpu(_))
+    }
+}
+
 /// Free/busy state of the slots.
 #[derive(Debug)]
 pub struct DevicePool {
     slots: Vec<Slot>,
     busy: Vec<bool>,
+    /// Per slot: taken by [`DevicePool::acquire_alone`], holding its whole device.
+    alone: Vec<bool>,
 }
 
 impl DevicePool {
     pub fn new(slots: Vec<Slot>) -> Self {
         let busy = vec![false; slots.len()];
-        Self { slots, busy }
+        let alone = busy.clone();
+        Self { slots, busy, alone }
     }
 
     pub fn slots(&self) -> &[Slot] {
@@ -137,7 +148,29 @@ impl DevicePool {
         Some(self.slots[index])
     }
 
+    /// Takes a slot on a device none of whose slots is busy, and holds the device's other slots
+    /// until it is released: a trial that ran out of memory beside another runs again alone.
+    pub fn acquire_alone(&mut self) -> Option<Slot> {
+        let idle = |d: Device| self.slots.iter().zip(&self.busy).all(|(s, b)| s.device != d || !*b);
+        let index = (0..self.slots.len()).find(|i| idle(self.slots[*i].device))?;
+        let device = self.slots[index].device;
+        for (slot, busy) in self.slots.iter().zip(self.busy.iter_mut()) {
+            if slot.device == device {
+                *busy = true;
+            }
+        }
+        self.alone[index] = true;
+        Some(self.slots[index])
+    }
+
     pub fn release(&mut self, slot: Slot) {
+        if std::mem::take(&mut self.alone[slot.index]) {
+            for (s, busy) in self.slots.iter().zip(self.busy.iter_mut()) {
+                if s.device == slot.device {
+                    *busy = false;
+                }
+            }
+        }
         self.busy[slot.index] = false;
     }
 }
@@ -162,6 +195,26 @@ mod tests {
         }
         pool.release(c);
         assert_eq!(pool.acquire().unwrap().device, c.device);
+    }
+
+    #[test]
+    fn a_trial_alone_holds_its_whole_device() {
+        let spec = DeviceSpec::Gpu { indices: vec![0, 1], trials_per_device: 2, backend: GpuBackend::Cuda };
+        let mut pool = DevicePool::new(slots_for(&spec, 2, &[]));
+        let a = pool.acquire().unwrap();
+        let alone = pool.acquire_alone().unwrap();
+        assert_ne!(alone.device, a.device, "only a device with nothing running will do");
+        assert_eq!(pool.busy_count(), 3, "its neighbour slot is held too");
+        assert!(pool.acquire_alone().is_none());
+        let b = pool.acquire().unwrap();
+        assert_eq!(b.device, a.device);
+        assert!(pool.acquire().is_none());
+        pool.release(alone);
+        assert_eq!(pool.busy_count(), 2, "releasing it frees the whole device");
+        pool.release(a);
+        pool.release(b);
+        assert!(pool.acquire_alone().is_some());
+        assert!(Device::Cuda(0).is_gpu() && Device::Wgpu(1).is_gpu() && !Device::Cpu.is_gpu());
     }
 
     #[test]

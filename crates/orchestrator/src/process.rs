@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::protocol::{self, Answer, Line, LineSplitter, Message, Report};
+use crate::protocol::{self, Answer, Line, LineSplitter, Message, Report, TrialError};
 
 /// Everything needed to start one trial.
 #[derive(Clone, Debug)]
@@ -63,6 +63,10 @@ pub enum Outcome {
         reason: String,
         infrastructure: bool,
     },
+    /// The trial said it ran out of (device) memory (`{"error": {"kind": "oom", …}}`), with its message.
+    OutOfMemory {
+        message: String,
+    },
     /// Stopped by a second Ctrl-C; resumable.
     Interrupted,
 }
@@ -93,6 +97,8 @@ pub enum StopCause {
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
     pub result: Option<(Option<f64>, BTreeMap<String, Value>)>,
+    /// The trial's own `error` line.
+    pub error: Option<TrialError>,
     pub pruned_at: Option<u64>,
     pub stop: Option<StopCause>,
     pub exit: Option<ExitStatus>,
@@ -103,6 +109,17 @@ pub struct Facts {
 /// How a trial ended, from what was observed. Pure.
 pub fn decide(facts: &Facts) -> Outcome {
     let fail = |reason: String| Outcome::Fail { reason, infrastructure: false };
+    if facts.stop == Some(StopCause::Interrupted) {
+        return Outcome::Interrupted;
+    }
+    // What the trial said went wrong outranks how it then exited (or was stopped for hanging).
+    if let Some(error) = &facts.error {
+        if error.is_oom() {
+            return Outcome::OutOfMemory { message: error.message.clone() };
+        }
+        let message = if error.message.is_empty() { String::new() } else { format!(": {}", error.message) };
+        return fail(format!("{}{message}", error.kind));
+    }
     match &facts.stop {
         Some(StopCause::Interrupted) => return Outcome::Interrupted,
         Some(StopCause::Protocol(m)) => return fail(format!("protocol error: {m}")),
@@ -383,10 +400,11 @@ pub async fn run_trial(
                 stage = Stage::AwaitExit(Instant::now()).escalate(pgid, limits.kill_grace, &mut facts);
             }
         }
-        // A pruned trial, or one that sent its result, gets `kill_grace` to exit by itself.
-        if stage == Stage::Running && facts.exit.is_none() && (facts.pruned_at.is_some() || facts.result.is_some()) {
+        // A pruned trial, or one that sent its result or error, gets `kill_grace` to exit by itself.
+        let ended = facts.result.is_some() || facts.error.is_some();
+        if stage == Stage::Running && facts.exit.is_none() && (facts.pruned_at.is_some() || ended) {
             stage = Stage::AwaitExit(Instant::now() + limits.kill_grace);
-            if facts.result.is_some() {
+            if ended {
                 stdin = None;
             }
         }
@@ -459,8 +477,8 @@ async fn handle_line(
     first_report: &mut Option<Instant>,
     last_step: &mut Option<u64>,
 ) -> Option<StopCause> {
-    // After a decision (pruned, result, stop) further output is only logged.
-    if line.truncated || facts.stop.is_some() || facts.pruned_at.is_some() || facts.result.is_some() {
+    // After a decision (pruned, result, error, stop) further output is only logged.
+    if line.truncated || facts.stop.is_some() || facts.pruned_at.is_some() || facts.result.is_some() || facts.error.is_some() {
         return None;
     }
     let message = match protocol::parse_line(&line.text) {
@@ -469,6 +487,10 @@ async fn handle_line(
     };
     match message {
         Message::Log => None,
+        Message::Error(error) => {
+            facts.error = Some(error);
+            None
+        }
         Message::Result(result) => {
             let value = result.value.or_else(|| result.metrics.get(&limits.objective_metric).and_then(protocol::number));
             facts.result = Some((value, result.metrics));
@@ -611,6 +633,21 @@ mod tests {
         assert_eq!(decide(&f), Outcome::Interrupted);
     }
 
+    #[test]
+    fn a_reported_error_outranks_the_exit() {
+        let oom = TrialError { kind: "oom".into(), message: "CUDA out of memory".into() };
+        let mut f = Facts { exit: Some(exit_code(3)), error: Some(oom), ..Facts::default() };
+        assert_eq!(decide(&f), Outcome::OutOfMemory { message: "CUDA out of memory".into() });
+        // Hung after saying so, and stopped: still out of memory.
+        f.stop = Some(StopCause::Timeout(Duration::from_secs(5)));
+        f.exit = Some(ExitStatus::from_raw(libc::SIGKILL));
+        assert!(matches!(decide(&f), Outcome::OutOfMemory { .. }));
+        f.error = Some(TrialError { kind: "dataset".into(), message: "no images".into() });
+        assert!(matches!(decide(&f), Outcome::Fail { reason, infrastructure: false } if reason == "dataset: no images"));
+        f.stop = Some(StopCause::Interrupted);
+        assert_eq!(decide(&f), Outcome::Interrupted);
+    }
+
     fn launch(script: &str, dir: &std::path::Path) -> TrialLaunch {
         TrialLaunch {
             number: 0,
@@ -684,6 +721,25 @@ echo '{"result": {"value": 0.7}}'"#;
             run_trial(launch(r#"echo '{"report": {"step": 2, "value": NaN}}'; sleep 30"#, dir.path()), limits(None), judge(), rx)
                 .await;
         assert!(matches!(&run.outcome, Outcome::Fail { reason, .. } if reason == "diverged: NaN at step 2"), "{:?}", run.outcome);
+    }
+
+    #[tokio::test]
+    async fn an_oom_line_ends_the_trial_as_out_of_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let judge: Arc<dyn Judge> = Arc::new(PruneAt(99, Mutex::new(vec![])));
+        let script = r#"echo '{"report": {"step": 1, "value": 0.5}}'; read a
+echo '{"error": {"kind": "oom", "message": "Tried to allocate 2.00 GiB"}}'; echo 'Traceback …' >&2; exit 75"#;
+        let run = run_trial(launch(script, dir.path()), limits(None), judge.clone(), rx.clone()).await;
+        assert_eq!(run.outcome, Outcome::OutOfMemory { message: "Tried to allocate 2.00 GiB".into() });
+        assert_eq!(run.exit.as_deref(), Some("exit code 75"));
+        // A malformed error line is a protocol error, not a lost trial.
+        let run = run_trial(launch(r#"echo '{"error": {"kind": 5}}'; sleep 30"#, dir.path()), limits(None), judge, rx).await;
+        assert!(
+            matches!(&run.outcome, Outcome::Fail { reason, .. } if reason.starts_with("protocol error: `error.kind`")),
+            "{:?}",
+            run.outcome
+        );
     }
 
     #[tokio::test]

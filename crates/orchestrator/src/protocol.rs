@@ -31,11 +31,32 @@ pub struct FinalResult {
     pub metrics: BTreeMap<String, Value>,
 }
 
+/// A failure the trial reports itself before exiting: `{"error": {"kind": "oom", "message": "…"}}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialError {
+    /// What went wrong; [`TrialError::OOM`] is the kind the orchestrator acts on.
+    pub kind: String,
+    /// In words, for the failure reason (may be empty).
+    pub message: String,
+}
+
+impl TrialError {
+    /// Out of (device) memory: recorded as FAIL `oom`, retried alone when the device was shared,
+    /// not counted as a consecutive failure, and avoided by the samplers.
+    pub const OOM: &'static str = "oom";
+
+    /// Whether the trial ran out of memory.
+    pub fn is_oom(&self) -> bool {
+        self.kind == Self::OOM
+    }
+}
+
 /// What one stdout line is.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     Report(Report),
     Result(FinalResult),
+    Error(TrialError),
     /// Anything else: kept in stdout.log.
     Log,
 }
@@ -62,7 +83,8 @@ impl Answer {
 /// its results silently ignored.
 pub fn parse_line(line: &str) -> Result<Message, String> {
     let trimmed = line.trim();
-    let looks_like_protocol = trimmed.starts_with('{') && (trimmed.contains("\"report\"") || trimmed.contains("\"result\""));
+    let looks_like_protocol = trimmed.starts_with('{')
+        && (trimmed.contains("\"report\"") || trimmed.contains("\"result\"") || trimmed.contains("\"error\""));
     if !looks_like_protocol {
         return Ok(Message::Log);
     }
@@ -70,7 +92,7 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
         Ok(v) => v,
         Err(e) => {
             let head = trimmed.trim_start_matches('{').trim_start();
-            if head.starts_with("\"report\"") || head.starts_with("\"result\"") {
+            if ["\"report\"", "\"result\"", "\"error\""].iter().any(|key| head.starts_with(key)) {
                 return Err(format!("malformed protocol line ({e}): {}", shorten(trimmed)));
             }
             return Ok(Message::Log);
@@ -81,6 +103,12 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
         return Ok(Message::Log);
     }
     let (key, body) = object.into_iter().next().expect("one entry");
+    // `{"error": …}` is a protocol line only with an object body, so that a program logging
+    // `{"error": "some text"}` as JSON is not failed for it.
+    if key == "error" {
+        let Value::Object(body) = body else { return Ok(Message::Log) };
+        return trial_error(&body).map(Message::Error).map_err(|e| format!("{e}: {}", shorten(trimmed)));
+    }
     let Value::Object(body) = body else {
         return match key.as_str() {
             "report" | "result" => {
@@ -120,6 +148,26 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
         "result" => Ok(Message::Result(FinalResult { value: value(&body)?, metrics: metrics(&body)? })),
         _ => Ok(Message::Log),
     }
+}
+
+/// The body of an `error` line: `kind` a short non-empty string, `message` a string if present.
+fn trial_error(body: &serde_json::Map<String, Value>) -> Result<TrialError, String> {
+    const MAX_KIND: usize = 64;
+    let kind = match body.get("kind") {
+        Some(Value::String(k)) if !k.trim().is_empty() && k.len() <= MAX_KIND => k.trim().to_string(),
+        Some(other) => {
+            return Err(format!(
+                "`error.kind` must be a non-empty string of at most {MAX_KIND} bytes such as \"oom\", got {other}"
+            ));
+        }
+        None => return Err("an `error` needs a `kind`, e.g. {\"error\": {\"kind\": \"oom\", \"message\": \"…\"}}".into()),
+    };
+    let message = match body.get("message") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(m)) => shorten(m.trim()),
+        Some(other) => return Err(format!("`error.message` must be a string, got {other}")),
+    };
+    Ok(TrialError { kind, message })
 }
 
 fn shorten(text: &str) -> String {
@@ -231,6 +279,28 @@ mod tests {
             r#"{"result": 0.8}"#,
         ] {
             assert!(parse_line(bad).is_err(), "{bad} should be a protocol error");
+        }
+    }
+
+    #[test]
+    fn error_lines_say_what_went_wrong() {
+        let oom = parse_line(r#"{"error": {"kind": "oom", "message": "CUDA out of memory. Tried to allocate 2.00 GiB"}}"#);
+        let Ok(Message::Error(e)) = oom else { panic!("error expected, got {oom:?}") };
+        assert!(e.is_oom());
+        assert_eq!(e.message, "CUDA out of memory. Tried to allocate 2.00 GiB");
+        let Ok(Message::Error(e)) = parse_line(r#"{"error": {"kind": "diverged"}}"#) else { panic!() };
+        assert_eq!((e.kind.as_str(), e.message.as_str(), e.is_oom()), ("diverged", "", false));
+        // A JSON log line with an `error` string stays a log line.
+        assert_eq!(parse_line(r#"{"error": "connection reset"}"#), Ok(Message::Log));
+        for bad in [
+            r#"{"error": {"message": "no kind"}}"#,
+            r#"{"error": {"kind": 3}}"#,
+            r#"{"error": {"kind": ""}}"#,
+            r#"{"error": {"kind": "oom", "message": ["a"]}}"#,
+            r#"{"error": {"kind": "oom""#,
+        ] {
+            let e = parse_line(bad).expect_err(bad);
+            assert!(e.contains("error"), "{bad}: {e}");
         }
     }
 

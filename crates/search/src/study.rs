@@ -20,6 +20,10 @@ pub enum TellOutcome {
     Pruned,
     /// FAIL, with a reason kept in the trial's system attributes.
     Fail(String),
+    /// FAIL because the trial ran out of (device) memory, with the trial's message: the reason
+    /// is `oom: <message>` and the kind [`attrs::FAIL_KIND_OOM`], which the samplers treat as
+    /// infeasible ([`FrozenTrial::is_oom`]).
+    OutOfMemory(String),
 }
 
 /// A study bound to its storage, sampler and pruner.
@@ -301,6 +305,12 @@ impl Study {
                 self.storage.finish_trial(trial.id, TrialState::Pruned, value)
             }
             TellOutcome::Fail(reason) => {
+                self.storage.set_trial_attr(trial.id, attrs::FAIL_REASON, &reason.into(), true)?;
+                self.storage.finish_trial(trial.id, TrialState::Fail, None)
+            }
+            TellOutcome::OutOfMemory(message) => {
+                let reason = if message.is_empty() { attrs::FAIL_KIND_OOM.to_string() } else { format!("oom: {message}") };
+                self.storage.set_trial_attr(trial.id, attrs::FAIL_KIND, &attrs::FAIL_KIND_OOM.into(), true)?;
                 self.storage.set_trial_attr(trial.id, attrs::FAIL_REASON, &reason.into(), true)?;
                 self.storage.finish_trial(trial.id, TrialState::Fail, None)
             }

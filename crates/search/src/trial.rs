@@ -174,6 +174,14 @@ impl FrozenTrial {
         self.intermediate_values.iter().next_back().map(|(s, v)| (*s, *v))
     }
 
+    /// A FAIL trial that ran out of (device) memory ([`crate::attrs::FAIL_KIND`] is
+    /// [`crate::attrs::FAIL_KIND_OOM`]). Samplers treat such a trial as *infeasible*: its
+    /// parameters are a region to avoid, not a failure to ignore.
+    pub fn is_oom(&self) -> bool {
+        self.state == TrialState::Fail
+            && self.system_attrs.get(crate::attrs::FAIL_KIND).and_then(|v| v.as_str()) == Some(crate::attrs::FAIL_KIND_OOM)
+    }
+
     /// Seconds between start and finish, when both are known.
     pub fn duration(&self) -> Option<f64> {
         Some(self.finished_at? - self.started_at?)

@@ -77,7 +77,7 @@ pub use data::{
 };
 pub use device::parse_device;
 pub use efficientnet::EfficientNetLite;
-pub use error::{Error, Result};
+pub use error::{Error, Result, is_out_of_memory};
 pub use model::{Arch, ImageClassifier, ModelConfig, ParamIds, Parts, SmallCnn};
 pub use network::Network;
 pub use resnet::ResNet;

@@ -71,7 +71,12 @@ pub fn load_image_tensor(
 /// The `k` most likely classes for each row of `logits` (`[n, classes]`), best first.
 pub fn top_k(logits: Tensor<2>, k: usize, class_names: &[String]) -> Result<Vec<Vec<TopClass>>> {
     let [n, classes] = logits.dims();
-    let values = logits.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
+    let values = logits
+        .try_into_data()
+        .map_err(Error::device)?
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Tensor(format!("{e:?}")))?;
     Ok((0..n)
         .map(|row| {
             let row = &values[row * classes..(row + 1) * classes];

@@ -341,7 +341,8 @@ const LOSS_READ_EVERY: usize = 16;
 /// finite. `batch` is the last batch of the window.
 fn read_loss_sum(sum: Option<Tensor<1>>, epoch: usize, batch: usize) -> Result<f64> {
     let Some(sum) = sum else { return Ok(0.0) };
-    let value: f32 = sum.into_scalar();
+    // Fallible reads: a device error (out of memory above all) surfaces here, not as a panic.
+    let value: f32 = sum.try_into_scalar().map_err(Error::device)?;
     if !value.is_finite() {
         return Err(Error::Diverged { epoch, batch, loss: value });
     }
@@ -364,9 +365,9 @@ pub fn evaluate<M: ImageClassifier>(
     batcher.for_each_batch(data, &order, batch_size, None, |_, batch| {
         let (images, labels) = batch.to_tensors(device);
         let logits = model.forward(images);
-        let loss: f32 = loss_fn.forward(logits.clone(), labels).into_scalar();
+        let loss: f32 = loss_fn.forward(logits.clone(), labels).try_into_scalar().map_err(Error::device)?;
         loss_sum += loss as f64 * batch.len() as f64;
-        let predicted = logits.argmax(1).into_data().convert::<i64>();
+        let predicted = logits.argmax(1).try_into_data().map_err(Error::device)?.convert::<i64>();
         let predicted = predicted.as_slice::<i64>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
         for (&truth, &pred) in batch.labels.iter().zip(predicted) {
             let pred = (pred as usize).min(classes - 1);

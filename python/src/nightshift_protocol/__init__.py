@@ -12,11 +12,18 @@ prints one JSON line per report on stdout and reads the pruner's answer from std
     else:
         ns.result(acc)
 
+A script that runs out of GPU memory should say so, so that nightshift records the trial as out
+of memory (and its sampler stops proposing such settings) rather than as a crash:
+
+    with ns.catch_out_of_memory():      # torch.cuda.OutOfMemoryError → {"error": {"kind": "oom"}}, exit 75
+        train(p)
+
 Values may be Python numbers, numpy scalars (``np.float32``, ``np.int64``), arrays or PyTorch
 tensors holding one element (on any device, with or without grad), ``Decimal`` or ``Fraction``:
 they are written as plain JSON numbers. numpy and torch are never imported here.
 """
 
+import contextlib
 import decimal
 import fractions
 import json
@@ -24,7 +31,21 @@ import operator
 import os
 import sys
 
-__all__ = ["params", "report", "result", "device", "trial_number", "trial_dir"]
+__all__ = [
+    "params",
+    "report",
+    "result",
+    "error",
+    "catch_out_of_memory",
+    "is_out_of_memory",
+    "EXIT_OUT_OF_MEMORY",
+    "device",
+    "trial_number",
+    "trial_dir",
+]
+
+#: The exit code after an out-of-memory error (as ``nightshift trial``'s: sysexits' EX_TEMPFAIL).
+EXIT_OUT_OF_MEMORY = 75
 __version__ = "0.1.0"
 
 
@@ -91,3 +112,38 @@ def report(step, value, **metrics):
 def result(value, **metrics):
     """Report the final objective value; call once, at the end."""
     _emit({"result": {"value": value, "metrics": metrics}})
+
+
+def error(kind, message=""):
+    """Tell the orchestrator why this trial is about to fail, e.g. ``error("oom", str(exc))``; then
+    exit. ``kind`` "oom" (out of memory) is recorded as such and steers the sampler away from these
+    parameters; other kinds become the trial's failure reason."""
+    if not isinstance(kind, str) or not kind.strip():
+        raise ValueError(f"kind must be a non-empty string such as 'oom', got {kind!r}")
+    _emit({"error": {"kind": kind, "message": str(message)}})
+
+
+def is_out_of_memory(exc):
+    """Whether ``exc`` says a device (or the host) ran out of memory: ``torch.cuda.OutOfMemoryError``
+    (and ``torch.OutOfMemoryError``), a ``RuntimeError`` "CUDA out of memory" of older PyTorch,
+    JAX's or TensorFlow's RESOURCE_EXHAUSTED, or ``MemoryError``. torch is not imported here."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ in ("OutOfMemoryError", "ResourceExhaustedError"):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "resource_exhausted" in text)
+
+
+@contextlib.contextmanager
+def catch_out_of_memory():
+    """Turn an out-of-memory exception raised inside the ``with`` block into the protocol line
+    ``{"error": {"kind": "oom", "message": ...}}`` and exit code :data:`EXIT_OUT_OF_MEMORY`; any
+    other exception goes on as usual."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is an out-of-memory error
+        if not is_out_of_memory(exc):
+            raise
+        first_line = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        error("oom", first_line.strip())
+        print(f"nightshift_protocol: out of memory: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_OUT_OF_MEMORY)

@@ -79,6 +79,15 @@ pub(super) struct Running {
     pub(super) trial_id: i64,
     pub(super) attempt: u64,
     pub(super) launched: Instant,
+    /// Another trial ran on the same GPU at some point of this one's run.
+    pub(super) shared: bool,
+    /// This trial re-runs one that ran out of memory beside another ([`attrs::RUN_ALONE`]).
+    pub(super) run_alone: bool,
+}
+
+/// Whether `trial` must run alone on its device (it re-runs an out-of-memory trial).
+pub(super) fn runs_alone(trial: &FrozenTrial) -> bool {
+    trial.system_attrs.get(attrs::RUN_ALONE).and_then(Value::as_bool) == Some(true)
 }
 
 /// Asks the next trial (an enqueued one first; with `compare`, fixing the least-used stratum; in a
@@ -149,7 +158,7 @@ pub(super) async fn recover_stale(study: &Arc<Study>, spec: &Spec, reports_dir: 
                 "trial was RUNNING with a stale heartbeat (its orchestrator died): failed"
             );
             if reenqueue {
-                requeue(&study, trial)?;
+                requeue(&study, trial, runs_alone(trial))?;
             }
         }
         Ok(stale.iter().map(|t| t.number).collect())
@@ -158,8 +167,9 @@ pub(super) async fn recover_stale(study: &Arc<Study>, spec: &Spec, reports_dir: 
 }
 
 /// Enqueues `trial`'s parameters again as a new trial that replaces it in the budget (and in its
-/// tournament place: the role and a replicate's source go with it).
-fn requeue(study: &Study, trial: &FrozenTrial) -> Result<FrozenTrial> {
+/// tournament place: the role and a replicate's source go with it); `alone`: it is to run with no
+/// other trial on its device.
+fn requeue(study: &Study, trial: &FrozenTrial, alone: bool) -> Result<FrozenTrial> {
     let params: Params = trial
         .params
         .iter()
@@ -174,6 +184,9 @@ fn requeue(study: &Study, trial: &FrozenTrial) -> Result<FrozenTrial> {
             marks.insert(key.to_string(), v.clone());
         }
     }
+    if alone {
+        marks.insert(attrs::RUN_ALONE.to_string(), true.into());
+    }
     Ok(study.enqueue_with(&params, marks)?)
 }
 
@@ -187,6 +200,8 @@ pub(super) async fn record_outcome(
     let study = study.clone();
     let outcome = run.outcome.clone();
     let (trial_id, attempt, retries) = (r.trial_id, r.attempt, spec.budget.retries as u64);
+    // Out of memory beside another trial on the same GPU may be the neighbour's doing: once, alone.
+    let (oom_retry, run_alone) = (r.shared && !r.run_alone, r.run_alone);
     let (epochs, exit) = (run.last_step, run.exit.clone());
     // A tournament replicate is scored on the test split when the trainer reported it.
     let test_metric = spec.program.replicate_metric().filter(|_| r.replicate).map(str::to_string);
@@ -209,14 +224,18 @@ pub(super) async fn record_outcome(
             Ok(())
         })();
         crate::fault_point("during-tell");
-        let (tell, retry) = match &outcome {
+        // (what to tell, re-run it?, alone?)
+        let (tell, retry, alone) = match &outcome {
             Outcome::Complete { value, metrics } => {
                 let test = test_metric.as_ref().and_then(|m| metrics.get(m)).and_then(Value::as_f64);
-                (TellOutcome::Value(test.unwrap_or(*value)), false)
+                (TellOutcome::Value(test.unwrap_or(*value)), false, false)
             }
-            Outcome::Pruned { .. } => (TellOutcome::Pruned, false),
-            Outcome::Fail { reason, infrastructure } => (TellOutcome::Fail(reason.clone()), *infrastructure && attempt < retries),
-            Outcome::Interrupted => (TellOutcome::Fail("interrupted".into()), true),
+            Outcome::Pruned { .. } => (TellOutcome::Pruned, false, false),
+            Outcome::Fail { reason, infrastructure } => {
+                (TellOutcome::Fail(reason.clone()), *infrastructure && attempt < retries, false)
+            }
+            Outcome::OutOfMemory { message } => (TellOutcome::OutOfMemory(message.clone()), oom_retry, true),
+            Outcome::Interrupted => (TellOutcome::Fail("interrupted".into()), true, run_alone),
         };
         let finished = match attrs.and_then(|()| study.tell(number, tell)) {
             Ok(t) => t,
@@ -228,8 +247,8 @@ pub(super) async fn record_outcome(
             Err(e) => return Err(e.into()),
         };
         if retry && finished.state == TrialState::Fail {
-            let again = requeue(&study, &finished)?;
-            tracing::info!(trial = number, retry = again.number, "re-enqueued");
+            let again = requeue(&study, &finished, alone)?;
+            tracing::info!(trial = number, retry = again.number, alone, "re-enqueued");
         }
         Ok(finished)
     })

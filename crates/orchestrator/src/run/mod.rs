@@ -78,6 +78,8 @@ pub struct RunSummary {
     pub complete: u64,
     pub pruned: u64,
     pub failed: u64,
+    /// Of the failed trials, those that ran out of memory.
+    pub out_of_memory: u64,
     /// Trials found stale (orchestrator died) and failed by this run.
     pub stale_failed: Vec<u64>,
     pub best: Option<FrozenTrial>,
@@ -183,6 +185,7 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, sh
         complete: 0,
         pruned: 0,
         failed: 0,
+        out_of_memory: 0,
         stale_failed,
         best: None,
         timings: Vec::new(),

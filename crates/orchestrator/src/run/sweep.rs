@@ -13,7 +13,7 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::budget::{Room, StopReason, budget_used, room, target_reached};
 use super::events::{Event, Observer};
-use super::launch::{Peers, Running, StudyJudge, ask_next, build_launch, record_outcome, recover_stale};
+use super::launch::{Peers, Running, StudyJudge, ask_next, build_launch, record_outcome, recover_stale, runs_alone};
 use super::shutdown::{Shutdown, ShutdownLevel};
 use super::{RunOptions, RunSummary, TrialTiming, blocking, refresh_in_background, trials_of};
 use crate::error::{Error, Result};
@@ -135,7 +135,17 @@ impl<'a> Sweep<'a> {
             if room != Room::Open {
                 break;
             }
-            let slot = self.pool.acquire().expect("a free slot");
+            // A re-run of a trial that ran out of memory beside another is claimed first (WAITING
+            // trials go in order of number) and needs a whole idle GPU: until one is, launch nothing.
+            let next_alone = trials.iter().find(|t| t.state == TrialState::Waiting).is_some_and(runs_alone);
+            let slot = if next_alone {
+                match self.pool.acquire_alone() {
+                    Some(slot) => slot,
+                    None => break,
+                }
+            } else {
+                self.pool.acquire().expect("a free slot")
+            };
             let launched = Instant::now();
             let trial = match ask_next(&self.study, self.spec, &trials, slot).await {
                 Ok(trial) => trial,
@@ -183,8 +193,15 @@ impl<'a> Sweep<'a> {
         };
         let (number, kill) = (trial.number, self.kill.subscribe());
         self.tasks.spawn(async move { (number, run_trial(launch, limits, judge, kill).await) });
+        // Trials overlapping on one GPU share its memory: an out-of-memory failure may be the other's doing.
+        let mut shared = false;
+        for other in self.running.values_mut().filter(|r| r.slot.device == slot.device && slot.device.is_gpu()) {
+            other.shared = true;
+            shared = true;
+        }
+        let run_alone = runs_alone(&trial);
         let replicate = Role::of(&trial) == Some(Role::Replicate);
-        self.running.insert(number, Running { replicate, slot, trial_id: trial.id, attempt, launched });
+        self.running.insert(number, Running { replicate, slot, trial_id: trial.id, attempt, launched, shared, run_alone });
         self.summary.launched += 1;
         Ok(())
     }
@@ -215,8 +232,11 @@ impl<'a> Sweep<'a> {
             }
             _ => {
                 self.summary.failed += 1;
-                if !matches!(trial_run.outcome, Outcome::Interrupted) {
-                    self.consecutive_failures += 1;
+                match trial_run.outcome {
+                    // Out of memory says the parameters were too big, not that the program is broken.
+                    Outcome::OutOfMemory { .. } => self.summary.out_of_memory += 1,
+                    Outcome::Interrupted => {}
+                    _ => self.consecutive_failures += 1,
                 }
             }
         }

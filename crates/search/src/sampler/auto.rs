@@ -5,7 +5,8 @@
 //! its cost grows with the cube of the history and it learns only from COMPLETE trials. So, per
 //! ask, from the study's history alone (a resumed study continues exactly as it would have):
 //! - more than a quarter of the finished trials PRUNED, or fewer COMPLETE trials than the GP's
-//!   start-up count but enough finished ones (COMPLETE and PRUNED) for TPE's start-up: **TPE**.
+//!   start-up count but enough finished ones (COMPLETE, PRUNED and out-of-memory FAIL) for TPE's
+//!   start-up: **TPE**.
 //!   The GP learns from COMPLETE trials only (as Optuna's); blind to pruned ones, it keeps
 //!   proposing the regions the pruner just stopped (seen in the demo sweep: trial after trial at
 //!   the edges of the space, each pruned). TPE ranks pruned trials among the bad ones;
@@ -14,6 +15,9 @@
 //!   uniform random start-up of Optuna's samplers, so the GP's first model sees more of it;
 //! - fewer than `gp_max_trials` finished trials: **GP**;
 //! - otherwise: **TPE**.
+//!
+//! Trials that ran out of memory count as finished; TPE and the GP both treat them as infeasible
+//! (see their modules), so whichever samples steers away from them.
 //!
 //! The decision depends on the history only, never on the space, so the three sampler calls of
 //! one ask always go to the same sampler.
@@ -117,15 +121,17 @@ impl AutoSampler {
     /// The sampler this ask goes to, and why.
     pub fn decide(&self, ctx: &SamplingContext<'_>) -> AutoDecision {
         let others = ctx.trials.iter().filter(|t| t.number != ctx.trial_number);
-        let (mut complete, mut pruned) = (0usize, 0usize);
+        let (mut complete, mut pruned, mut oom) = (0usize, 0usize, 0usize);
         for t in others {
             match t.state {
                 TrialState::Complete => complete += 1,
                 TrialState::Pruned => pruned += 1,
+                TrialState::Fail if t.is_oom() => oom += 1,
                 _ => {}
             }
         }
-        let finished = complete + pruned;
+        // Out-of-memory trials are finished too: both models learn where they were (as infeasible).
+        let finished = complete + pruned + oom;
         let gp_startup = self.gp.config().n_startup_trials;
         let tpe_startup = self.tpe.config().n_startup_trials;
         let (choice, reason) = if finished >= self.config.gp_max_trials {
@@ -140,7 +146,7 @@ impl AutoSampler {
                 AutoChoice::Tpe,
                 format!(
                     "{complete} COMPLETE trials are fewer than the GP's {gp_startup} start-up trials, \
-                     but TPE can learn from the {pruned} pruned ones too"
+                     but TPE can learn from the {pruned} pruned and {oom} out-of-memory ones too"
                 ),
             )
         } else if complete < gp_startup {

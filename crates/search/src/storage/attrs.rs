@@ -4,8 +4,13 @@
 //! Values are JSON; what each holds is said on its key. Keys are part of the stored format:
 //! renaming one would orphan the attributes of existing studies.
 
-/// Why a trial failed, in words (a string).
+/// Why a trial failed, in words (a string); an out-of-memory failure's starts with `oom`.
 pub const FAIL_REASON: &str = "fail_reason";
+/// What kind of failure it was, when the trial said (a string): [`FAIL_KIND_OOM`] marks a trial
+/// that ran out of device memory, which samplers treat as infeasible rather than ignore.
+pub const FAIL_KIND: &str = "fail_kind";
+/// The [`FAIL_KIND`] of a trial that ran out of (device) memory.
+pub const FAIL_KIND_OOM: &str = "oom";
 /// The device a trial ran on, e.g. `"cuda:0"` or `"cpu"` (a string).
 pub const DEVICE: &str = "device";
 /// The worker slot on that device (an integer; older studies may hold a string).
@@ -24,6 +29,8 @@ pub const METRICS: &str = "metrics";
 pub const ATTEMPT: &str = "attempt";
 /// The number of the trial this one retries (an integer).
 pub const RETRY_OF: &str = "retry_of";
+/// The trial re-runs an out-of-memory trial that shared its device, and must run alone on one (a bool).
+pub const RUN_ALONE: &str = "run_alone";
 /// Study user attribute: the sweep spec the study was run with (the stored spec JSON).
 pub const STUDY_SPEC: &str = "spec";
 /// A trial's role in a tournament (`compare: {param: …, budget_per_arm: …}`): `"search"` or `"replicate"`

@@ -6,7 +6,8 @@
 //!    `IntersectionSearchSpace`), minus single-valued ones, encoded in the unit cube
 //!    ([`normalize`]: log scale for log parameters; ints and stepped floats widened by half a
 //!    step and rounded back onto their grid; categoricals as choice indices).
-//! 2. **Data**: COMPLETE trials only (PRUNED and FAIL are ignored, as in Optuna); values as losses
+//! 2. **Data**: COMPLETE trials only (PRUNED and FAIL are ignored, as in Optuna, except
+//!    out-of-memory trials: see below); values as losses
 //!    (sign flipped for `maximize`), negated to be maximised, infinities clipped to the finite
 //!    extremes (`warn_and_convert_inf`), then standardised.
 //! 3. **Model** ([`kernel`], [`regressor`], [`fit`]): Matérn-5/2 ARD kernel (Hamming distance for
@@ -55,6 +56,18 @@
 //! trials of the 5-parameter space of `benches/gp_ask.rs` takes about 16 ms of CPU time (9 ms at
 //! 50, 81 ms at 200; group `gp_ask_cpu`).
 //!
+//! Out of memory: trials that failed for lack of (device) memory ([`FrozenTrial::is_oom`]) are
+//! infeasible, as trials violating a constraint are for Optuna's `GPSampler` with a
+//! `constraints_func`: a second GP is fitted to feasibility (+1 for COMPLETE and PRUNED trials,
+//! −1 for out-of-memory ones, standardised) and the log probability that it is above the labels'
+//! midpoint is added to log EI ([`acquisition::LogPof`]); while no trial has completed, that
+//! probability alone is maximised. Unlike Optuna, they also join the objective's data at the worst
+//! value observed: the feasibility GP reverts to its prior away from the points it has seen, and
+//! on a log-int batch size EI's extrapolation then kept pulling the search back into the region
+//! along the other parameters (45 % of the suggestions avoided it; 97 % with the imputation,
+//! `tests/oom_avoidance.rs`). Out-of-memory trials count toward the start-up trials, as Optuna's
+//! infeasible (COMPLETE) trials do. Without such trials nothing changes.
+//!
 //! Numerics never fail an ask: non-positive-definite covariances get growing jitter; a failed
 //! fit falls back to the default kernel parameters; if even those cannot be factorised, the
 //! joint parameters are left to the random sampler for that ask. [`GpSampler::suggest`] reports
@@ -79,7 +92,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use self::acquisition::LogEi;
+use self::acquisition::{Acquisition, LogEi, LogPof};
 use self::normalize::Dim;
 use self::optimize::Effort;
 use self::regressor::{GpRegressor, Observations};
@@ -158,9 +171,17 @@ impl GpSampler {
         ctx.trials.iter().filter(move |t| t.state == TrialState::Complete && t.number != current)
     }
 
+    /// COMPLETE trials and those that ran out of memory (infeasible ones, which Optuna's
+    /// constraint handling counts too: there they are COMPLETE): what the start-up count and the
+    /// joint space go by.
+    fn informative<'a>(&self, ctx: &'a SamplingContext<'_>) -> impl Iterator<Item = &'a FrozenTrial> + 'a {
+        let current = ctx.trial_number;
+        ctx.trials.iter().filter(move |t| (t.state == TrialState::Complete || t.is_oom()) && t.number != current)
+    }
+
     fn in_startup(&self, ctx: &SamplingContext<'_>) -> bool {
         let n = self.config.n_startup_trials;
-        self.completed(ctx).take(n.max(1)).count() < n.max(1)
+        self.informative(ctx).take(n.max(1)).count() < n.max(1)
     }
 
     /// Jointly samples `space` (already the relative space) and says which fallback was taken.
@@ -185,7 +206,7 @@ impl GpSampler {
         };
 
         // Observations: COMPLETE trials, values as gains (negated losses).
-        let mut obs = Observations::new(dims.len(), categorical);
+        let mut obs = Observations::new(dims.len(), categorical.clone());
         let mut row = Vec::with_capacity(dims.len());
         for t in self.completed(ctx) {
             let Some(value) = t.value.filter(|v| !v.is_nan()) else { continue };
@@ -193,44 +214,99 @@ impl GpSampler {
                 obs.push(&row, -ctx.direction.to_loss(value));
             }
         }
-        if obs.is_empty() {
-            return out;
-        }
-        standardize(&mut obs.y);
-
-        let fit = fit::fit(&obs, self.config.deterministic_objective);
-        if fit.fallback.is_some() {
-            out.fallback = Some(GpFallback::DefaultKernelParams);
-        }
-        let Some(mut gp) = fit.gp else {
-            out.fallback = Some(GpFallback::Random);
-            return out;
-        };
-        let best = argmax(&obs.y);
-        let threshold = obs.y[best];
-        let best_row = obs.row(best).to_vec();
-
-        // Capped Kriging believer for the other RUNNING trials, conditioned on one at a time (in
-        // trial-number order), so that each pseudo-observation sees the ones before it.
-        let mut augmented = obs.clone();
-        for t in ctx.trials.iter().filter(|t| t.state == TrialState::Running && t.number != ctx.trial_number) {
-            if encode(t, &mut row) {
-                let (mean, _) = gp.posterior(&row);
-                augmented.push(&row, mean.min(threshold));
-                if let Some(believer) = GpRegressor::new(augmented.clone(), gp.params().clone()) {
-                    gp = believer;
+        // Feasibility, only once some trial ran out of memory: +1 for trials that ran (COMPLETE,
+        // PRUNED), −1 for those that did not.
+        let mut feasibility = Observations::new(dims.len(), categorical);
+        if ctx.trials.iter().any(|t| t.is_oom() && t.number != ctx.trial_number) {
+            let ran = |t: &FrozenTrial| matches!(t.state, TrialState::Complete | TrialState::Pruned);
+            for t in ctx.trials.iter().filter(|t| t.number != ctx.trial_number && (ran(t) || t.is_oom())) {
+                if encode(t, &mut row) {
+                    feasibility.push(&row, if ran(t) { 1.0 } else { -1.0 });
                 }
             }
         }
+        if obs.is_empty() && feasibility.is_empty() {
+            return out;
+        }
 
-        let acqf = LogEi { gp: &gp, threshold };
+        let objective = if obs.is_empty() {
+            None
+        } else {
+            // Out-of-memory trials also join the objective's data at the worst value seen: where a
+            // region is known not to fit, the model must not promise improvement there either (the
+            // feasibility GP alone, reverting to its prior away from the observed points, let EI's
+            // extrapolation pull the search back into the region along the other parameters).
+            let worst = obs.y.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
+            if worst.is_finite() {
+                for t in ctx.trials.iter().filter(|t| t.is_oom() && t.number != ctx.trial_number) {
+                    if encode(t, &mut row) {
+                        obs.push(&row, worst);
+                    }
+                }
+            }
+            standardize(&mut obs.y);
+            let fit = fit::fit(&obs, self.config.deterministic_objective);
+            if fit.fallback.is_some() {
+                out.fallback = Some(GpFallback::DefaultKernelParams);
+            }
+            let Some(mut gp) = fit.gp else {
+                out.fallback = Some(GpFallback::Random);
+                return out;
+            };
+            let best = argmax(&obs.y);
+            let threshold = obs.y[best];
+            let best_row = obs.row(best).to_vec();
+            // Capped Kriging believer for the other RUNNING trials, conditioned on one at a time (in
+            // trial-number order), so that each pseudo-observation sees the ones before it.
+            let mut augmented = obs.clone();
+            for t in ctx.trials.iter().filter(|t| t.state == TrialState::Running && t.number != ctx.trial_number) {
+                if encode(t, &mut row) {
+                    let (mean, _) = gp.posterior(&row);
+                    augmented.push(&row, mean.min(threshold));
+                    if let Some(believer) = GpRegressor::new(augmented.clone(), gp.params().clone()) {
+                        gp = believer;
+                    }
+                }
+            }
+            Some((gp, threshold, best_row))
+        };
+        let feasibility = if feasibility.is_empty() {
+            None
+        } else {
+            // Where the labels' midpoint (0) lies after standardising. With one label only (every
+            // trial so far ran out of memory) standardising would erase it: the raw −1s keep the
+            // model low near them and back at the midpoint far away.
+            let both = feasibility.y.iter().any(|&y| y > 0.0) && feasibility.y.iter().any(|&y| y < 0.0);
+            let threshold = if both {
+                let (mean, std) = standardize(&mut feasibility.y);
+                -mean / std
+            } else {
+                0.0
+            };
+            let fit = fit::fit(&feasibility, true);
+            match fit.gp {
+                Some(gp) => Some((gp, threshold)),
+                // Without a feasibility model the objective alone decides; with neither, random.
+                None if objective.is_some() => None,
+                None => {
+                    out.fallback = Some(GpFallback::Random);
+                    return out;
+                }
+            }
+        };
+
+        let acqf = Acquisition {
+            ei: objective.as_ref().map(|(gp, threshold, _)| LogEi { gp, threshold: *threshold }),
+            feasibility: feasibility.as_ref().map(|(gp, threshold)| LogPof { gp, threshold: *threshold }),
+        };
         let effort = Effort {
             n_preliminary_samples: self.config.n_preliminary_samples.max(1),
             n_local_search: self.config.n_local_search.max(1),
             tol: 1e-4,
         };
         let mut rng = ctx.rng("gp");
-        let (x, _) = optimize::maximize(&acqf, &dims, Some(&best_row), effort, &mut rng);
+        let best_row = objective.as_ref().map(|(_, _, row)| row.as_slice());
+        let (x, _) = optimize::maximize(&acqf, &dims, best_row, effort, &mut rng);
         for (((name, dist), dim), &u) in params.iter().zip(&dims).zip(&x) {
             out.params.insert(name.to_string(), dist.to_external(dim.decode(u)));
         }
@@ -239,8 +315,9 @@ impl GpSampler {
 }
 
 /// Clips infinities to the finite extremes (0 when there are none) and standardises to mean 0
-/// and standard deviation 1 (Optuna's `warn_and_convert_inf` and `_standardize_values`).
-fn standardize(y: &mut [f64]) {
+/// and standard deviation 1 (Optuna's `warn_and_convert_inf` and `_standardize_values`); returns
+/// the mean and the divisor used.
+fn standardize(y: &mut [f64]) -> (f64, f64) {
     let finite = y.iter().copied().filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 0.0) };
@@ -249,6 +326,7 @@ fn standardize(y: &mut [f64]) {
     let mean = y.iter().sum::<f64>() / n;
     let std = (y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
     y.iter_mut().for_each(|v| *v = (*v - mean) / std.max(1e-10));
+    (mean, std.max(1e-10))
 }
 
 fn argmax(values: &[f64]) -> usize {
@@ -262,15 +340,15 @@ fn argmax(values: &[f64]) -> usize {
 }
 
 impl Sampler for GpSampler {
-    /// The non-single parameters of `space` that every COMPLETE trial has (with a value in
-    /// range); empty during the start-up phase.
+    /// The non-single parameters of `space` that every COMPLETE (or out-of-memory) trial has
+    /// (with a value in range); empty during the start-up phase.
     fn infer_relative_search_space(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> SearchSpace {
         let mut relative = SearchSpace::new();
         if self.in_startup(ctx) {
             return relative;
         }
         for (name, dist) in space.iter().filter(|(_, d)| !d.is_single()) {
-            if self.completed(ctx).all(|t| t.params.get(name).is_some_and(|v| dist.to_internal(v).is_ok())) {
+            if self.informative(ctx).all(|t| t.params.get(name).is_some_and(|v| dist.to_internal(v).is_ok())) {
                 relative.insert(name, dist.clone());
             }
         }

@@ -15,7 +15,7 @@
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::acquisition::LogEi;
+use super::acquisition::Acquisition;
 use super::lbfgs::{self, Options};
 use super::normalize::{Dim, DimKind};
 use crate::sampler::qmc::{MAX_DIMENSIONS, QmcConfig, QmcSampler};
@@ -39,7 +39,7 @@ pub struct Effort {
 /// The encoded point that maximises `acqf` (found as described in the module documentation),
 /// and its value. `best_observed` is the encoded best trial, used as one more starting point.
 pub fn maximize(
-    acqf: &LogEi<'_>,
+    acqf: &Acquisition<'_>,
     dims: &[Dim],
     best_observed: Option<&[f64]>,
     effort: Effort,
@@ -97,7 +97,7 @@ pub fn maximize(
         starts.push(b.to_vec());
     }
 
-    let lengthscales: Vec<f64> = acqf.gp.params().lengthscales();
+    let lengthscales: Vec<f64> = acqf.lengthscales();
     let mut winner = (starts[0].clone(), f64::NEG_INFINITY);
     for start in starts {
         let (x, f) = local_search(acqf, dims, start, &lengthscales, effort.tol);
@@ -119,7 +119,7 @@ fn argmax(values: &[f64]) -> usize {
 }
 
 /// Coordinate-wise local search from `x`: continuous block by L-BFGS, discrete dimensions one by one.
-fn local_search(acqf: &LogEi<'_>, dims: &[Dim], mut x: Vec<f64>, lengthscales: &[f64], tol: f64) -> (Vec<f64>, f64) {
+fn local_search(acqf: &Acquisition<'_>, dims: &[Dim], mut x: Vec<f64>, lengthscales: &[f64], tol: f64) -> (Vec<f64>, f64) {
     let continuous: Vec<usize> = (0..dims.len()).filter(|&j| dims[j].kind == DimKind::Continuous).collect();
     let discrete: Vec<usize> = (0..dims.len()).filter(|&j| dims[j].kind != DimKind::Continuous).collect();
     let mut f = acqf.eval(&x);
@@ -146,7 +146,14 @@ fn local_search(acqf: &LogEi<'_>, dims: &[Dim], mut x: Vec<f64>, lengthscales: &
 }
 
 /// L-BFGS over the continuous dimensions in coordinates `z = x / ℓ` (box [0, 1/ℓ]); true when it improved `f`.
-fn gradient_ascent(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, continuous: &[usize], lengthscales: &[f64], tol: f64) -> bool {
+fn gradient_ascent(
+    acqf: &Acquisition<'_>,
+    x: &mut [f64],
+    f: &mut f64,
+    continuous: &[usize],
+    lengthscales: &[f64],
+    tol: f64,
+) -> bool {
     let scale: Vec<f64> = continuous.iter().map(|&j| lengthscales[j]).collect();
     let z0: Vec<f64> = continuous.iter().zip(&scale).map(|(&j, s)| x[j] / s).collect();
     let bounds: Vec<(f64, f64)> = scale.iter().map(|s| (0.0, 1.0 / s)).collect();
@@ -177,7 +184,7 @@ fn gradient_ascent(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, continuous: &[u
 }
 
 /// Optimises dimension `j` alone over its values; true when it improved `f`.
-fn discrete_search(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, j: usize, dim: &Dim) -> bool {
+fn discrete_search(acqf: &Acquisition<'_>, x: &mut [f64], f: &mut f64, j: usize, dim: &Dim) -> bool {
     match &dim.kind {
         DimKind::Continuous => false,
         DimKind::Categorical(n) => {
@@ -190,7 +197,7 @@ fn discrete_search(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, j: usize, dim: 
     }
 }
 
-fn exhaustive(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, j: usize, choices: &[f64]) -> bool {
+fn exhaustive(acqf: &Acquisition<'_>, x: &mut [f64], f: &mut f64, j: usize, choices: &[f64]) -> bool {
     let others: Vec<f64> = choices.iter().copied().filter(|&c| c != x[j]).collect();
     let mut batch = Vec::with_capacity(others.len() * x.len());
     for &c in &others {
@@ -212,7 +219,7 @@ fn exhaustive(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, j: usize, choices: &
 /// Golden-section search over grid indices of the piecewise-linear interpolation of the
 /// acquisition between grid points, bracketed by the ends of the grid and the current value;
 /// stops at a quarter of a grid step.
-fn line_search(acqf: &LogEi<'_>, x: &mut [f64], f: &mut f64, j: usize, grid: &[f64]) -> bool {
+fn line_search(acqf: &Acquisition<'_>, x: &mut [f64], f: &mut f64, j: usize, grid: &[f64]) -> bool {
     let last = grid.len() - 1;
     let current = super::normalize::nearest(grid, x[j]);
     // Evaluated grid points (a few dozen at most, so a list beats a table the size of the grid).

@@ -124,6 +124,48 @@ fn pruned_and_failed_trials_are_ignored() {
     );
 }
 
+/// A FAIL trial that ran out of memory at (x, y).
+fn oom(number: u64, x: f64, y: f64) -> FrozenTrial {
+    let d = float(-1.0, 1.0);
+    let mut t = trial(number, TrialState::Fail, None, &[("x", &d, x), ("y", &d, y)]);
+    t.system_attrs.insert(crate::attrs::FAIL_KIND.into(), crate::attrs::FAIL_KIND_OOM.into());
+    t
+}
+
+#[test]
+fn out_of_memory_trials_are_infeasible() {
+    // The bowl's minimum (0.3, −0.2) lies where x > 0.2 runs out of memory.
+    let (space, mut trials) = bowl(20);
+    trials.retain(|t| t.params["x"].as_f64().unwrap() <= 0.2);
+    assert!(trials.len() >= 10, "past the start-up, also without the out-of-memory trials");
+    let points = [(0.3, -0.2), (0.5, 0.5), (0.9, -0.8), (0.25, 0.9), (0.7, 0.0), (0.35, -0.5)];
+    trials.extend((100..).zip(points).map(|(n, (x, y))| oom(n, x, y)));
+    let sampler = small();
+    let xs: Vec<f64> = (200..210).map(|n| xy(&ask(&sampler, &ctx(&trials, n, Direction::Minimize), &space)).0).collect();
+    let inside = xs.iter().filter(|&&x| x > 0.2).count();
+    assert!(inside <= 1, "{inside} of 10 suggestions where trials ran out of memory: {xs:?}");
+    // Without the out-of-memory trials (plain failures), the GP heads for the bowl's minimum there.
+    let plain: Vec<FrozenTrial> = trials
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            t.system_attrs.clear();
+            t
+        })
+        .collect();
+    let xs: Vec<f64> = (200..210).map(|n| xy(&ask(&sampler, &ctx(&plain, n, Direction::Minimize), &space)).0).collect();
+    assert!(xs.iter().filter(|&&x| x > 0.2).count() >= 5, "{xs:?}");
+
+    // With nothing complete yet, the GP still models feasibility (no random fallback) and stays away.
+    let only_oom: Vec<FrozenTrial> = (0..10).map(|i| oom(i, 0.4 + 0.4 * (i % 2) as f64, -0.8 + 0.4 * (i / 2) as f64)).collect();
+    let c = ctx(&only_oom, 10, Direction::Minimize);
+    assert!(!sampler.in_startup(&c), "out-of-memory trials count toward the start-up trials");
+    let relative = sampler.infer_relative_search_space(&c, &space);
+    let suggestion = sampler.suggest(&c, &relative);
+    assert_eq!(suggestion.fallback, None);
+    assert!(suggestion.params["x"].as_f64().unwrap() < 0.2, "{:?}", suggestion.params);
+}
+
 #[test]
 fn running_trials_push_the_next_ask_elsewhere() {
     let (space, trials) = bowl(12);

@@ -196,6 +196,46 @@ fn pruned_trials_rank_by_deepest_step_then_value_nan_worst() {
     assert_eq!(below, [2, 10], "the complete trial and pruned C");
 }
 
+/// A FAIL trial that ran out of memory, at `x`.
+fn oom(number: u64, x: f64) -> FrozenTrial {
+    let mut t = trial(number, TrialState::Fail, None, &[("x", &x_dist(), ParamValue::Float(x))]);
+    t.system_attrs.insert(crate::attrs::FAIL_KIND.into(), crate::attrs::FAIL_KIND_OOM.into());
+    t
+}
+
+#[test]
+fn out_of_memory_trials_are_infeasible_and_ranked_after_all_others() {
+    let dist = x_dist();
+    let complete = |n: u64, loss: f64| trial(n, TrialState::Complete, Some(loss), &[("x", &dist, ParamValue::Float(0.0))]);
+    // 2 COMPLETE, 1 PRUNED, 18 out of memory, 1 other failure: 21 finished → γ = 3.
+    let mut all = vec![complete(0, 5.0), complete(1, 3.0)];
+    all.push(trial(2, TrialState::Pruned, None, &[("x", &dist, ParamValue::Float(1.0))]));
+    all.extend((3..21).map(|n| oom(n, 9.0)));
+    all.push(trial(21, TrialState::Fail, None, &[("x", &dist, ParamValue::Float(0.0))]));
+    let h = History::collect(&ctx(&all, 22), &[("x", &dist)], true, None);
+    assert_eq!(h.len(), 21, "out-of-memory trials count, other failures do not");
+    let below: Vec<u64> = (0..h.len()).filter(|&r| h.below[r]).map(|r| h.numbers[r]).collect();
+    assert_eq!(below, [0, 1, 2], "feasible trials fill the below group first");
+    // With fewer feasible trials than γ, the earliest out-of-memory trials fill it up, as Optuna
+    // fills it with the least violating infeasible trials.
+    let few: Vec<FrozenTrial> = std::iter::once(complete(0, 1.0)).chain((1..31).map(|n| oom(n, 9.0))).collect();
+    let h = History::collect(&ctx(&few, 31), &[("x", &dist)], true, None);
+    let below: Vec<u64> = (0..h.len()).filter(|&r| h.below[r]).map(|r| h.numbers[r]).collect();
+    assert_eq!(below, [0, 1, 2, 3]);
+    // They count toward the start-up trials, so TPE takes over and steers away from them.
+    let tpe = TpeSampler::new(TpeConfig::default());
+    assert!(!tpe.in_startup(&ctx(&all, 22)));
+    // The best feasible trial is at the region's edge (x = 4; out of memory from 5 on).
+    let mut history: Vec<FrozenTrial> = (0..10).map(|n| complete(n, 9.5 - n as f64)).collect();
+    for (i, t) in history.iter_mut().enumerate() {
+        t.params.insert("x".into(), ParamValue::Float(-5.0 + i as f64));
+    }
+    history.extend((10..20).map(|n| oom(n, 5.0 + (n - 10) as f64 * 0.5)));
+    let xs: Vec<f64> = (20..60).map(|n| ask_x(&tpe, &history, n)).collect();
+    let inside = xs.iter().filter(|&&x| x >= 5.0).count();
+    assert!(inside <= 2, "{inside} of 40 suggestions in the out-of-memory region: {xs:?}");
+}
+
 #[test]
 fn categorical_favours_the_good_choice() {
     let dist =
