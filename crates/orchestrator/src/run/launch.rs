@@ -36,7 +36,7 @@ impl Judge for StudyJudge {
             let metrics: serde_json::Map<String, Value> = report.metrics.clone().into_iter().collect();
             let _ = self.study.storage().set_trial_attr(self.trial_id, attrs::METRICS, &Value::Object(metrics), true);
         }
-        self.observer.event(&Event::TrialReport { slot: self.slot, number: self.number, step: report.step, value });
+        self.observer.event(&Event::TrialReport { slot: &self.slot, number: self.number, step: report.step, value });
         let prune = self.study.should_prune(self.number).map_err(|e| format!("cannot ask the pruner: {e}"))?;
         Ok(if prune { Answer::Prune } else { Answer::Continue })
     }
@@ -51,9 +51,11 @@ pub(super) struct Running {
 
 /// Asks the next trial (an enqueued one first; with `compare`, fixing the least-used stratum),
 /// and marks it alive and placed.
-pub(super) async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTrial], slot: Slot) -> Result<FrozenTrial> {
+pub(super) async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTrial], slot: &Slot) -> Result<FrozenTrial> {
     let study = study.clone();
     let space = spec.space.clone();
+    let device = slot.device.to_string();
+    let slot_index = slot.index;
     let fixed: Option<Params> = match &spec.compare {
         Some(compare) if !trials.iter().any(|t| t.state == TrialState::Waiting) => {
             let value = next_stratum(trials, &compare.param, &compare.values).clone();
@@ -71,8 +73,8 @@ pub(super) async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTr
         let trial = study.ask_fixed(&space, &fixed.unwrap_or_default(), Some(max_trials), true)?;
         crate::fault_point("during-ask");
         let storage = study.storage();
-        storage.set_trial_attr(trial.id, attrs::DEVICE, &slot.device.to_string().into(), true)?;
-        storage.set_trial_attr(trial.id, attrs::SLOT, &slot.index.into(), true)?;
+        storage.set_trial_attr(trial.id, attrs::DEVICE, &device.into(), true)?;
+        storage.set_trial_attr(trial.id, attrs::SLOT, &slot_index.into(), true)?;
         storage.set_trial_attr(trial.id, attrs::START, &now_unix().into(), true)?;
         Ok(storage.trial(study.record().id, trial.number)?)
     })
@@ -180,7 +182,7 @@ pub(super) fn build_launch(
     spec: &Spec,
     options: &RunOptions,
     trial: &FrozenTrial,
-    slot: Slot,
+    slot: &Slot,
     cpu_threads: usize,
 ) -> Result<TrialLaunch> {
     let trial_dir = trial_dir(&options.reports_dir, trial.number)?;
@@ -191,7 +193,9 @@ pub(super) fn build_launch(
     let vars: BTreeMap<&str, String> = [
         ("trial_number", trial.number.to_string()),
         ("trial_dir", trial_dir.display().to_string()),
-        ("device", slot.device.to_string()),
+        // What the child opens (`cuda:0` under its own CUDA_VISIBLE_DEVICES), and the physical GPU.
+        ("device", slot.device.child_name()),
+        ("gpu_index", slot.device.gpu_index().unwrap_or_default()),
     ]
     .into();
     let argv = spec.program.argv().iter().map(|a| a.render(&trial.params, &vars)).collect();

@@ -106,8 +106,9 @@ pub struct Budget {
 /// What a trial runs: an argv whose elements may contain placeholders. Never run through a shell.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Program {
-    /// The built-in trainer: the `trial:` section as written, and the argv the [`BuiltinTrainer`] made of it.
-    Builtin { trial: serde_json::Value, argv: Vec<ArgTemplate> },
+    /// The built-in trainer: the `trial:` section as written, the argv the [`BuiltinTrainer`] made of it, and
+    /// the GPU backends it was built with.
+    Builtin { trial: serde_json::Value, argv: Vec<ArgTemplate>, gpu_backends: Vec<GpuBackend> },
     /// Any program (`command:`), with `{param}` placeholders.
     Command { argv: Vec<ArgTemplate> },
 }
@@ -117,6 +118,14 @@ impl Program {
     pub fn argv(&self) -> &[ArgTemplate] {
         match self {
             Program::Builtin { argv, .. } | Program::Command { argv } => argv,
+        }
+    }
+
+    /// What its trials can run on, for [`crate::pool::plan_slots`].
+    pub fn runs(&self) -> crate::pool::Runs {
+        match self {
+            Program::Builtin { gpu_backends, .. } => crate::pool::Runs::BuiltinTrainer { gpu_backends: gpu_backends.clone() },
+            Program::Command { .. } => crate::pool::Runs::AnyDevice,
         }
     }
 }

@@ -101,7 +101,7 @@ impl Spec {
                 let trial = section_json(trial, "trial", &loc)?;
                 let sections = BuiltinSections { trial: &trial, pretrain: pretrain.as_ref(), space: &space, base_dir };
                 let argv = trainer.trial_program(&sections).map_err(|e| loc.field_err(e))?;
-                Program::Builtin { trial, argv }
+                Program::Builtin { trial, argv, gpu_backends: trainer.gpu_backends() }
             }
             (None, Some(command)) => parse_command(command, &space, &loc)?,
         };
