@@ -28,7 +28,7 @@
 # Knobs: DEVICE (wgpu), DATA (data/mnist_npm10k), EPOCHS (3), BATCHES ("64 256"), STEP_TIMEOUT (75 s per
 # throughput run), SWEEP_TIMEOUT (150 s). Never enable burn's `vulkan` feature: its SPIR-V path crashes lavapipe.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 mode="${1:-}"
 dry="${DRY_RUN:-0}"
@@ -111,7 +111,8 @@ for line in open(sys.argv[1], errors="replace"):
         rates.append(rec["report"]["metrics"]["images_per_second"])
 if rates:
     timed = rates[1:] or rates
-    print(f"{sum(timed) / len(timed):.0f} img/s (epochs 2-{len(rates)}: {', '.join(f'{r:.0f}' for r in timed)})")
+    which = f"epochs 2-{len(rates)}" if len(rates) > 2 else f"epoch {len(rates)}"
+    print(f"{sum(timed) / len(timed):.0f} img/s ({which}: {', '.join(f'{r:.0f}' for r in timed)})")
 PY
     ;;
     torch-*) grep -E "images/s|SKIPPED" "$log" | tail -n 1 ;;
@@ -246,5 +247,5 @@ YAML
 case "$mode" in
   build) build ;;
   run) run_checks ;;
-  *) sed -n '2,32p' "$0"; exit 2 ;;
+  *) sed -n '2,29p' "$0"; exit 2 ;;
 esac
