@@ -3,7 +3,7 @@
 Fashion-MNIST upsampled to 64x64 RGB, batch 64, AdamW, on CUDA when available. Prints images/s (mean over
 epochs after the first). Skips when torch/torchvision are missing.
 
-    python3 benches/pytorch_resnet18.py --epochs 2 [--device cpu --threads 2]
+    python3 benches/pytorch_resnet18.py --epochs 2 [--device cpu --threads 2] [--batch-size 256] [--data data/mnist_npm10k]
 """
 import argparse, sys, time
 from pathlib import Path
@@ -17,7 +17,8 @@ except ImportError:
     sys.exit(0)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pytorch_small_cnn import load  # noqa: E402  same IDX reader and data
+import pytorch_small_cnn  # noqa: E402  same IDX reader and data
+from pytorch_small_cnn import load  # noqa: E402
 
 
 def main():
@@ -26,7 +27,10 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--data", help="an IDX directory (default: the bundled Fashion-MNIST, 100 per class)")
     a = p.parse_args()
+    if a.data:
+        pytorch_small_cnn.DATA = Path(a.data)
     if a.threads:
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)

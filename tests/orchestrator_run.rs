@@ -12,6 +12,7 @@ fn never_more_than_k_trials_per_device() {
     let sb = Sandbox::new();
     // The first four trials wait for one another, so all four slots are provably busy at once whatever the load.
     let args = "--steps, 2, --sleep, 0.05, --wait-for-starts, 4";
+    sb.fake_nvidia_smi(&common::smi_listing(2));
     sb.file("s.yaml", &spec("k2", "{trials: 10}", "{gpu: [0, 1], trials_per_device: 2}", args, ""));
     let out = sb.ok(&["run", "s.yaml"]);
     assert!(out.contains("budget reached"), "{out}");

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, bail};
-use nightshift_orchestrator::pool::{available_cores, discover_cuda_gpus, slots_for};
 use nightshift_orchestrator::{
-    DeviceSpec, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Spec, StopReason, budget_used,
+    DeviceSpec, Host, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, SlotPlan, Spec, StopReason, budget_used,
+    plan_slots,
 };
 use nightshift_report::ReportOptions;
 use nightshift_search::{FrozenTrial, TrialState, best_of, now_unix};
@@ -86,7 +86,8 @@ pub enum RunCommand {
 /// Where this machine runs trials, overriding the spec's `devices:` (each worker names its own).
 #[derive(Debug, clap::Args)]
 pub struct DeviceArgs {
-    /// auto (CUDA GPUs from nvidia-smi, else one slot per core), cpu[:N], gpu:0,1 (CUDA) or wgpu:0.
+    /// auto (the CUDA devices of CUDA_VISIBLE_DEVICES or nvidia-smi when the trial program can use them,
+    /// else one slot per core), cpu[:N], gpu:0,1 (CUDA; positions in an inherited CUDA_VISIBLE_DEVICES) or wgpu:0.
     #[arg(long)]
     devices: Option<String>,
     /// Concurrent trials on each listed GPU (or per CPU slot); needs --devices.
@@ -95,13 +96,28 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
-    fn apply(self, mut spec: Spec) -> Result<Spec> {
-        if let Some(devices) = self.devices {
-            spec.devices =
-                DeviceSpec::from_flag(&devices, self.trials_per_device).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
-        }
-        Ok(spec)
+    fn apply(self, mut spec: Spec) -> Result<(Spec, DevicesFrom)> {
+        let Some(devices) = self.devices else { return Ok((spec, DevicesFrom::Spec)) };
+        spec.devices = DeviceSpec::from_flag(&devices, self.trials_per_device).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
+        Ok((spec, DevicesFrom::Flag))
     }
+}
+
+/// Where the devices of a sweep were named, for messages.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum DevicesFrom {
+    Spec,
+    Flag,
+}
+
+/// The slots `spec` gives on this machine (asks nvidia-smi at most once); a refusal names the spec's
+/// `devices` field or the flag.
+fn plan(spec: &Spec, from: DevicesFrom) -> Result<SlotPlan> {
+    let host = Host::probe(spec.devices.lists_gpus());
+    plan_slots(&spec.devices, &spec.program.runs(), &host).map_err(|e| match from {
+        DevicesFrom::Spec => anyhow::anyhow!("{}: field `devices`: {e}", spec.locate("devices")),
+        DevicesFrom::Flag => anyhow::anyhow!("--devices: {e}"),
+    })
 }
 
 /// `quiet` is the global `-q`: no progress output (the log file and the final summary remain).
@@ -112,15 +128,20 @@ pub fn run(cmd: RunCommand, quiet: bool) -> Result<()> {
             if let Some(url) = storage {
                 spec.storage = url;
             }
-            sweep(devices.apply(spec)?, quiet)
+            let (spec, from) = devices.apply(spec)?;
+            sweep(spec, from, quiet)
         }
         RunCommand::Resume { study, storage, devices } => {
             // Resume and report write under reports/<study>: refuse a name that is not one directory.
             let url = storage.find_study(path_safe(&study)?)?.url;
-            sweep(devices.apply(stored_spec(&url, &study)?)?, quiet)
+            let (spec, from) = devices.apply(stored_spec(&url, &study)?)?;
+            sweep(spec, from, quiet)
         }
         // A worker is a resume that many machines run at once: the storage keeps the budget global.
-        RunCommand::Worker { storage, study, devices } => sweep(devices.apply(stored_spec(&storage, &study)?)?, quiet),
+        RunCommand::Worker { storage, study, devices } => {
+            let (spec, from) = devices.apply(stored_spec(&storage, &study)?)?;
+            sweep(spec, from, quiet)
+        }
         RunCommand::Check { spec } => check(&spec),
         RunCommand::Report { study, storage, out } => {
             if out.is_none() {
@@ -212,15 +233,22 @@ fn preflight(spec: &Spec) -> Result<Vec<String>> {
     Ok(problems)
 }
 
-fn sweep(spec: Spec, quiet: bool) -> Result<()> {
+fn sweep(spec: Spec, from: DevicesFrom, quiet: bool) -> Result<()> {
     let problems = preflight(&spec)?;
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
     }
+    let plan = plan(&spec, from)?;
     ensure_pretrained(&spec)?;
     let reports_dir = PathBuf::from("reports").join(&spec.study);
     std::fs::create_dir_all(&reports_dir).with_context(|| format!("cannot create {}", reports_dir.display()))?;
     init_log(&reports_dir.join("nightshift.log"))?;
+    // Said once, even with -q: how `auto` chose (a CPU fallback is worth a warning).
+    for note in &plan.notes {
+        eprintln!("{note}");
+        tracing::info!("{note}");
+    }
+    let slot_count = plan.slots.len();
     let storage = open(&spec.storage)?;
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -244,7 +272,8 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
         });
         let mut options = RunOptions::new(&reports_dir);
         options.observer = Arc::new(ConsoleProgress::new(quiet));
-        let (report_dir, slots) = (reports_dir.clone(), Some(sweep_slots(&spec)));
+        options.slots = Some(plan.slots);
+        let (report_dir, slots) = (reports_dir.clone(), Some(slot_count));
         let report = ReportOptions { now: Some(now_unix()), refresh_seconds: Some(60), ..report_options(Some(&spec), slots) };
         options.report_hook = Some(Arc::new(move |record, trials| {
             // A report that cannot be written must not stop the sweep; the log says why.
@@ -262,7 +291,7 @@ fn sweep(spec: Spec, quiet: bool) -> Result<()> {
     print_summary(&spec, &summary, &trials);
     // The final report: without the auto-refresh of the in-progress one.
     let record = storage.load_study(&spec.study)?;
-    let options = report_options(Some(&spec), Some(sweep_slots(&spec)));
+    let options = report_options(Some(&spec), Some(slot_count));
     match nightshift_report::write_report(&record, &trials, &options, &reports_dir) {
         Ok(files) => println!("report: {}", files.index.display()),
         Err(e) => eprintln!("warning: cannot write the report: {e}"),
@@ -303,11 +332,6 @@ fn refresh_report(
     nightshift_orchestrator::fault_point("writing-report");
     nightshift_report::write_files(dir, &files[charts..])?;
     Ok(())
-}
-
-fn sweep_slots(spec: &Spec) -> usize {
-    let gpus = if spec.devices == DeviceSpec::Auto { discover_cuda_gpus() } else { Vec::new() };
-    slots_for(&spec.devices, available_cores(), &gpus).len()
 }
 
 fn print_summary(spec: &Spec, summary: &RunSummary, trials: &[FrozenTrial]) {
@@ -373,19 +397,29 @@ fn init_log(path: &Path) -> Result<()> {
 
 fn check(path: &Path) -> Result<()> {
     let spec = Spec::from_file(path, &BuiltinTrial::this_binary())?;
-    let problems = preflight(&spec)?;
+    let mut problems = preflight(&spec)?;
     let argv: Vec<String> = spec.program.argv().iter().map(|a| a.to_string()).collect();
     let kind = if matches!(spec.program, Program::Builtin { .. }) { "built-in trainer: " } else { "" };
     println!("program:  {kind}{}  (run in {})", argv.join(" "), spec.base_dir.display());
-    let gpus = if spec.devices == DeviceSpec::Auto { discover_cuda_gpus() } else { Vec::new() };
-    let slots = slots_for(&spec.devices, available_cores(), &gpus);
+    let plan = plan(&spec, DevicesFrom::Spec);
     if let (_, Some(pretrain)) = builtin_configs(&spec)? {
         println!("pretrain: `nightshift {}` unless its checkpoint exists", pretrain_args(&pretrain).join(" "));
     }
-    let devices: Vec<String> = slots.iter().map(|s| s.device.to_string()).collect();
     println!("study:    {} in {}", spec.study, nightshift_store::redact_url(&spec.storage));
     println!("objective: {} ({})", spec.objective.metric, spec.objective.direction);
-    println!("devices:  {} slot(s): {}", slots.len(), devices.join(", "));
+    match &plan {
+        Ok(plan) => {
+            let devices: Vec<String> = plan.slots.iter().map(|s| s.device.to_string()).collect();
+            println!("devices:  {} slot(s): {}", plan.slots.len(), devices.join(", "));
+            for note in &plan.notes {
+                println!("          {note}");
+            }
+        }
+        Err(e) => {
+            println!("devices:  refused (below)");
+            problems.push(e.to_string());
+        }
+    }
     let b = &spec.budget;
     let mut budget = format!("{} trials", b.trials);
     if let Some(t) = b.timeout {

@@ -9,7 +9,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use nightshift_orchestrator::spec::{ArgTemplate, BuiltinSections, BuiltinTrainer, FieldError, ReplicateEval};
+use nightshift_orchestrator::spec::{ArgTemplate, BuiltinSections, BuiltinTrainer, FieldError, GpuBackend, ReplicateEval};
 use nightshift_orchestrator::{Program, Spec};
 use nightshift_search::{Distribution, SearchSpace};
 use nightshift_trainer::{
@@ -222,6 +222,16 @@ impl BuiltinTrial {
 impl BuiltinTrainer for BuiltinTrial {
     fn trial_program(&self, sections: &BuiltinSections<'_>) -> Result<Vec<ArgTemplate>, FieldError> {
         let config = TrialConfig::from_section(sections.trial, sections.base_dir).map_err(|e| field_error("trial", e))?;
+        if let Some(device) = &config.data.device {
+            // It would become `--device` on every trial and override each slot's assignment.
+            return Err(FieldError {
+                field: "trial.device".into(),
+                message: format!(
+                    "`device: {device}` would put every trial on one device, whatever its slot; remove it and say \
+                     where trials run with `devices:` (e.g. devices: {{gpu: [0, 1]}}) or --devices"
+                ),
+            });
+        }
         let pretrain = sections.pretrain.map(|p| self.pretrain(p, sections.base_dir)).transpose()?;
         let stages = config.arch(pretrain.as_ref()).map_err(|e| field_error("trial", e))?.num_stages();
         check_hyperparameters(sections.space, stages, config.epochs)?;
@@ -249,6 +259,17 @@ impl BuiltinTrainer for BuiltinTrial {
 
     fn check_pretrain(&self, pretrain: &Value, base_dir: &Path) -> Result<(), FieldError> {
         self.pretrain(pretrain, base_dir).map(drop)
+    }
+
+    fn gpu_backends(&self) -> Vec<GpuBackend> {
+        nightshift_trainer::gpu_backends()
+            .into_iter()
+            .filter_map(|name| match name {
+                "wgpu" => Some(GpuBackend::Wgpu),
+                "cuda" => Some(GpuBackend::Cuda),
+                _ => None,
+            })
+            .collect()
     }
 }
 

@@ -33,11 +33,35 @@ impl Sandbox {
         path
     }
 
-    /// A `nightshift` command running in the sandbox, with a storage inside it.
+    /// A `nightshift` command running in the sandbox, with a storage inside it. An inherited
+    /// `CUDA_VISIBLE_DEVICES` is removed, so that GPU slots do not depend on the machine running the tests.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nightshift"));
-        cmd.current_dir(self.path()).args(args).env_remove("NIGHTSHIFT_STORAGE").env_remove("NIGHTSHIFT_FAULT_POINT");
+        cmd.current_dir(self.path())
+            .args(args)
+            .env_remove("NIGHTSHIFT_STORAGE")
+            .env_remove("NIGHTSHIFT_FAULT_POINT")
+            .env_remove("CUDA_VISIBLE_DEVICES");
+        if let Some(bin) = self.fake_bin() {
+            cmd.env("PATH", prepend_path(&bin));
+        }
         cmd
+    }
+
+    /// Puts an `nvidia-smi` first on the PATH of this sandbox's commands: a shell script whose body is
+    /// `script` (e.g. `cat <<'EOF'` … a listing, or a hang).
+    pub fn fake_nvidia_smi(&self, script: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = self.path().join("fake-bin");
+        std::fs::create_dir_all(&bin).expect("fake-bin");
+        let path = bin.join("nvidia-smi");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write fake nvidia-smi");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod fake nvidia-smi");
+    }
+
+    fn fake_bin(&self) -> Option<PathBuf> {
+        let bin = self.path().join("fake-bin");
+        bin.is_dir().then_some(bin)
     }
 
     /// Runs and asserts success; returns stdout.
@@ -59,6 +83,19 @@ impl Sandbox {
         assert!(!stderr.contains("panicked"), "nightshift {args:?} panicked: {stderr}");
         stderr
     }
+}
+
+/// `dir` followed by this process's PATH.
+pub fn prepend_path(dir: &Path) -> std::ffi::OsString {
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&rest))).expect("PATH")
+}
+
+/// A fake `nvidia-smi -L` listing `n` GPUs, GPU i with UUID `GPU-000i…`.
+pub fn smi_listing(n: u32) -> String {
+    let lines: Vec<String> =
+        (0..n).map(|i| format!("GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-000{i}aaaa-0000-0000-0000-000000000000)")).collect();
+    format!("cat <<'EOF'\n{}\nEOF", lines.join("\n"))
 }
 
 /// Runs `cmd` with stdout and stderr captured; a command still running after `limit` is killed

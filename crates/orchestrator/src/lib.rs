@@ -8,7 +8,9 @@
 //!   section is checked by the caller's [`BuiltinTrainer`] (the binary knows the trainer, this crate does not).
 //! - `protocol.rs`: the pure line protocol ([`protocol::parse_line`], [`protocol::Answer`]);
 //!   documented for trial authors in `docs/protocol.md`.
-//! - [`DevicePool`] / [`Slot`] / [`Device`] (`pool.rs`): where trials run, at most K per device.
+//! - [`DevicePool`] / [`Slot`] / [`Device`] (`pool.rs`): where trials run, at most K per device; [`plan_slots`]
+//!   turns `devices:` into slots on a [`Host`] (`gpus.rs`: `nvidia-smi -L` with MIG instances and a timeout,
+//!   an inherited `CUDA_VISIBLE_DEVICES`).
 //! - [`run_trial`] (`process.rs`): one child process from spawn to [`Outcome`], with SIGTERM →
 //!   SIGKILL escalation of its process group; the pure [`process::decide`] names how it ended.
 //! - [`run()`] (`run/`): the sweep — one `Sweep` struct with a method per event (a trial finished, a
@@ -45,6 +47,7 @@
 
 mod error;
 mod fault;
+pub mod gpus;
 pub mod pool;
 mod process;
 pub mod protocol;
@@ -53,7 +56,8 @@ pub mod spec;
 
 pub use error::{Error, Result};
 pub use fault::{FAULT_POINT_ENV, fault_point};
-pub use pool::{Device, DevicePool, Slot};
+pub use gpus::{CudaDevice, Host};
+pub use pool::{Device, DevicePool, Runs, Slot, SlotPlan, plan_slots};
 pub use process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, decide, kill_leftovers, run_trial};
 pub use run::{
     Event, NoObserver, Observer, ReportHook, RunOptions, RunSummary, Shutdown, ShutdownLevel, ShutdownTrigger, StopReason,

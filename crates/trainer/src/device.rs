@@ -25,6 +25,15 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
+/// The GPU backends this build has (the `wgpu` and `cuda` features), by name; empty for a CPU-only build.
+pub fn gpu_backends() -> Vec<&'static str> {
+    [("wgpu", cfg!(feature = "wgpu")), ("cuda", cfg!(feature = "cuda"))]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| n)
+        .collect()
+}
+
 #[cfg(feature = "wgpu")]
 fn wgpu_device(index: Option<String>, spec: &str) -> Result<Device> {
     use burn::tensor::DeviceKind;

@@ -75,7 +75,7 @@ pub use data::{
     Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, decode_image_bytes, image_folder_classes, load_idx,
     load_idx_bytes, load_idx_dir, load_image_folder,
 };
-pub use device::parse_device;
+pub use device::{gpu_backends, parse_device};
 pub use efficientnet::EfficientNetLite;
 pub use error::{Error, Result, is_out_of_memory};
 pub use model::{Arch, ImageClassifier, ModelConfig, ParamIds, Parts, SmallCnn};

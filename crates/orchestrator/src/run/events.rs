@@ -13,9 +13,9 @@ pub type ReportHook = std::sync::Arc<dyn Fn(&StudyRecord, &[FrozenTrial]) + Send
 #[derive(Debug)]
 pub enum Event<'a> {
     Started { study: &'a StudyRecord, slots: &'a [Slot], budget: u64, used: u64, stale: &'a [u64] },
-    TrialStarted { slot: Slot, trial: &'a FrozenTrial },
-    TrialReport { slot: Slot, number: u64, step: u64, value: f64 },
-    TrialFinished { slot: Slot, trial: &'a FrozenTrial },
+    TrialStarted { slot: &'a Slot, trial: &'a FrozenTrial },
+    TrialReport { slot: &'a Slot, number: u64, step: u64, value: f64 },
+    TrialFinished { slot: &'a Slot, trial: &'a FrozenTrial },
     Stopping { reason: &'a StopReason },
     Notice(&'a str),
 }

@@ -61,7 +61,7 @@ impl Judge for StudyJudge {
             let metrics: serde_json::Map<String, Value> = report.metrics.clone().into_iter().collect();
             let _ = self.study.storage().set_trial_attr(self.trial_id, attrs::METRICS, &Value::Object(metrics), true);
         }
-        self.observer.event(&Event::TrialReport { slot: self.slot, number: self.number, step: report.step, value });
+        self.observer.event(&Event::TrialReport { slot: &self.slot, number: self.number, step: report.step, value });
         let prune = match &self.peers {
             Peers::All => self.study.should_prune(self.number),
             Peers::Arm(tournament, arm) => self.study.should_prune_among(self.number, &|t| tournament.in_arm(t, *arm)),
@@ -92,8 +92,9 @@ pub(super) fn runs_alone(trial: &FrozenTrial) -> bool {
 
 /// Asks the next trial (an enqueued one first; with `compare`, fixing the least-used stratum; in a
 /// tournament, the next place of its current phase), and marks it alive, placed and seeded.
-pub(super) async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTrial], slot: Slot) -> Result<FrozenTrial> {
+pub(super) async fn ask_next(study: &Arc<Study>, spec: &Spec, trials: &[FrozenTrial], slot: &Slot) -> Result<FrozenTrial> {
     let study = study.clone();
+    let slot = slot.clone();
     let space = spec.space.clone();
     if let Some(tournament) = spec.compare.as_ref().and_then(|c| c.tournament.clone()) {
         let direction = study.record().direction;
@@ -261,7 +262,7 @@ pub(super) fn build_launch(
     options: &RunOptions,
     trial: &FrozenTrial,
     study_seed: u64,
-    slot: Slot,
+    slot: &Slot,
     cpu_threads: usize,
 ) -> Result<TrialLaunch> {
     let trial_dir = trial_dir(&options.reports_dir, trial.number)?;
@@ -274,7 +275,9 @@ pub(super) fn build_launch(
     let vars: BTreeMap<&str, String> = [
         ("trial_number", trial.number.to_string()),
         ("trial_dir", trial_dir.display().to_string()),
-        ("device", slot.device.to_string()),
+        // What the child opens (`cuda:0` under its own CUDA_VISIBLE_DEVICES), and the physical GPU.
+        ("device", slot.device.child_name()),
+        ("gpu_index", slot.device.gpu_index().unwrap_or_default()),
         ("seed", seed.to_string()),
     ]
     .into();

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use nightshift_search::{FrozenTrial, NewStudy, Storage, Study};
 
 use crate::error::{Error, Result};
-use crate::pool::{Device, DevicePool, Slot, available_cores, discover_cuda_gpus, slots_for};
-use crate::spec::{DeviceSpec, Spec};
+use crate::gpus::{Host, available_cores};
+use crate::pool::{Device, DevicePool, Slot, plan_slots};
+use crate::spec::Spec;
 
 mod budget;
 mod events;
@@ -35,7 +36,8 @@ use sweep::Sweep;
 pub struct RunOptions {
     /// `reports/<study>`: trial directories go to `trials/<number>/` under it.
     pub reports_dir: PathBuf,
-    /// Overrides the slots the spec's `devices` would give.
+    /// Overrides the slots the spec's `devices` would give (a caller that planned them already, with
+    /// [`crate::plan_slots`], and told the user its notes).
     pub slots: Option<Vec<Slot>>,
     pub observer: Arc<dyn Observer>,
     pub report_hook: Option<ReportHook>,
@@ -103,8 +105,13 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, sh
     let slots = match &options.slots {
         Some(slots) => slots.clone(),
         None => {
-            let gpus = if spec.devices == DeviceSpec::Auto { discover_cuda_gpus() } else { Vec::new() };
-            slots_for(&spec.devices, available_cores(), &gpus)
+            let host = Host::probe(spec.devices.lists_gpus());
+            let plan =
+                plan_slots(&spec.devices, &spec.program.runs(), &host).map_err(|e| Error::NoSlots(format!("devices: {e}")))?;
+            for note in &plan.notes {
+                observer.event(&Event::Notice(note));
+            }
+            plan.slots
         }
     };
     if slots.is_empty() {

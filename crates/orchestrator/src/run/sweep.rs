@@ -147,21 +147,21 @@ impl<'a> Sweep<'a> {
                 self.pool.acquire().expect("a free slot")
             };
             let launched = Instant::now();
-            let trial = match ask_next(&self.study, self.spec, &trials, slot).await {
+            let trial = match ask_next(&self.study, self.spec, &trials, &slot).await {
                 Ok(trial) => trial,
                 Err(Error::Search(SearchError::GridExhausted(n))) => {
-                    self.pool.release(slot);
+                    self.pool.release(&slot);
                     self.stop = Some(StopReason::SpaceExhausted(format!("all {n} grid points were tried")));
                     break;
                 }
                 // Workers elsewhere took the last places of the budget since our snapshot.
                 Err(Error::Search(SearchError::BudgetReached { .. })) => {
-                    self.pool.release(slot);
+                    self.pool.release(&slot);
                     self.budget_full = true;
                     break;
                 }
                 Err(e) => {
-                    self.pool.release(slot);
+                    self.pool.release(&slot);
                     self.stop_all().await;
                     return Err(e);
                 }
@@ -174,14 +174,14 @@ impl<'a> Sweep<'a> {
     /// Spawns the process of an asked trial on `slot`.
     fn start(&mut self, trial: FrozenTrial, slot: crate::pool::Slot, launched: Instant) -> Result<()> {
         let attempt = trial.system_attrs.get(attrs::ATTEMPT).and_then(Value::as_u64).unwrap_or(0);
-        let launch = build_launch(self.spec, self.options, &trial, self.study.record().seed, slot, self.cpu_threads)?;
-        self.observer.event(&Event::TrialStarted { slot, trial: &trial });
+        let launch = build_launch(self.spec, self.options, &trial, self.study.record().seed, &slot, self.cpu_threads)?;
+        self.observer.event(&Event::TrialStarted { slot: &slot, trial: &trial });
         tracing::info!(trial = trial.number, device = %slot.device, slot = slot.index, params = %json!(trial.params), "trial started");
         let judge: Arc<dyn Judge> = Arc::new(StudyJudge {
             study: self.study.clone(),
             number: trial.number,
             trial_id: trial.id,
-            slot,
+            slot: slot.clone(),
             observer: self.observer.clone(),
             peers: Peers::of(self.spec, &trial),
         });
@@ -210,7 +210,7 @@ impl<'a> Sweep<'a> {
     async fn on_trial_finished(&mut self, joined: std::result::Result<(u64, TrialRun), JoinError>) -> Result<()> {
         let (number, trial_run) = joined.map_err(|e| Error::Internal(format!("trial task failed: {e}")))?;
         let Some(r) = self.running.remove(&number) else { return Ok(()) };
-        self.pool.release(r.slot);
+        self.pool.release(&r.slot);
         let t0 = self.t0;
         self.summary.timings.push(TrialTiming {
             number,
@@ -242,7 +242,7 @@ impl<'a> Sweep<'a> {
         }
         let fail_reason = finished.system_attrs.get(attrs::FAIL_REASON);
         tracing::info!(trial = number, state = %finished.state, value = ?finished.value, reason = ?fail_reason, "trial finished");
-        self.observer.event(&Event::TrialFinished { slot: r.slot, trial: &finished });
+        self.observer.event(&Event::TrialFinished { slot: &r.slot, trial: &finished });
         if self.consecutive_failures >= self.spec.budget.max_consecutive_failures && self.stop.is_none() {
             let last_reason = fail_reason.and_then(Value::as_str).unwrap_or("unknown").to_string();
             self.stop = Some(StopReason::ConsecutiveFailures { count: self.consecutive_failures, last_reason });

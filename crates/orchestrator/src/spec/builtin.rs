@@ -4,7 +4,7 @@ use std::path::Path;
 
 use nightshift_search::SearchSpace;
 
-use super::ArgTemplate;
+use super::{ArgTemplate, GpuBackend};
 
 /// The built-in trainer as a spec sees it. The binary implements it (it knows the trainer); the orchestrator
 /// only runs the program it returns, so it knows neither the trainer's flags nor its hyperparameters.
@@ -23,6 +23,12 @@ pub trait BuiltinTrainer {
 
     /// Validates a `pretrain:` section.
     fn check_pretrain(&self, pretrain: &serde_json::Value, base_dir: &Path) -> std::result::Result<(), FieldError>;
+
+    /// The GPU backends the trainer was built with (none, the default: CPU only), so that `devices:` gives
+    /// it only slots it can use.
+    fn gpu_backends(&self) -> Vec<GpuBackend> {
+        Vec::new()
+    }
 }
 
 /// What a [`BuiltinTrainer`] checks: the sections as written, the search space, and the spec's directory
@@ -67,5 +73,9 @@ impl BuiltinTrainer for NoBuiltinTrainer {
 
     fn check_pretrain(&self, _: &serde_json::Value, _: &Path) -> std::result::Result<(), FieldError> {
         Err(Self::refuse("pretrain"))
+    }
+
+    fn gpu_backends(&self) -> Vec<GpuBackend> {
+        Vec::new()
     }
 }

@@ -6,7 +6,8 @@ use crate::error::Result;
 /// Which devices trials run on.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeviceSpec {
-    /// CUDA GPUs found by `nvidia-smi -L` (one trial each), else CPU slots.
+    /// The CUDA devices this machine gives (an inherited `CUDA_VISIBLE_DEVICES`, else `nvidia-smi -L`, MIG
+    /// instances included), one trial each, when the program can use them; else one CPU slot per core.
     Auto,
     Cpu {
         slots: usize,
@@ -19,6 +20,11 @@ pub enum DeviceSpec {
 }
 
 impl DeviceSpec {
+    /// Whether planning its slots asks `nvidia-smi` (`auto`, and CUDA indices to check and resolve).
+    pub fn lists_gpus(&self) -> bool {
+        matches!(self, DeviceSpec::Auto | DeviceSpec::Gpu { backend: GpuBackend::Cuda, .. })
+    }
+
     /// The command-line form (`--devices`): `auto`, `cpu[:N]`, `gpu:0,1` (CUDA) or `wgpu:0`, with
     /// `trials_per_device` (from `--trials-per-device`) for GPUs; `None` keeps one trial per GPU.
     pub fn from_flag(text: &str, trials_per_device: Option<usize>) -> std::result::Result<Self, String> {

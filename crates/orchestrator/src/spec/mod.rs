@@ -107,8 +107,14 @@ pub struct Budget {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Program {
     /// The built-in trainer: the `trial:` section as written, the argv the [`BuiltinTrainer`] made of it, and
-    /// how a tournament replicate is evaluated on the test split (when the data has one).
-    Builtin { trial: serde_json::Value, argv: Vec<ArgTemplate>, replicate: Option<ReplicateEval> },
+    /// how a tournament replicate is evaluated on the test split (when the data has one), and the GPU backends
+    /// it was built with.
+    Builtin {
+        trial: serde_json::Value,
+        argv: Vec<ArgTemplate>,
+        replicate: Option<ReplicateEval>,
+        gpu_backends: Vec<GpuBackend>,
+    },
     /// Any program (`command:`), with `{param}` placeholders.
     Command { argv: Vec<ArgTemplate> },
 }
@@ -135,6 +141,14 @@ impl Program {
         match self {
             Program::Builtin { replicate: Some(eval), .. } => Some(&eval.metric),
             _ => None,
+        }
+    }
+
+    /// What its trials can run on, for [`crate::pool::plan_slots`].
+    pub fn runs(&self) -> crate::pool::Runs {
+        match self {
+            Program::Builtin { gpu_backends, .. } => crate::pool::Runs::BuiltinTrainer { gpu_backends: gpu_backends.clone() },
+            Program::Command { .. } => crate::pool::Runs::AnyDevice,
         }
     }
 }

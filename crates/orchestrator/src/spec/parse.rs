@@ -102,7 +102,7 @@ impl Spec {
                 let sections = BuiltinSections { trial: &trial, pretrain: pretrain.as_ref(), space: &space, base_dir };
                 let argv = trainer.trial_program(&sections).map_err(|e| loc.field_err(e))?;
                 let replicate = trainer.replicate_eval(&sections);
-                Program::Builtin { trial, argv, replicate }
+                Program::Builtin { trial, argv, replicate, gpu_backends: trainer.gpu_backends() }
             }
             (None, Some(command)) => parse_command(command, &space, &loc)?,
         };

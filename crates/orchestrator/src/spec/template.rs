@@ -10,7 +10,9 @@ use super::locate::{Locator, yaml_short};
 use crate::error::Result;
 
 /// Placeholders a `command:` may use besides the parameters.
-pub const BUILTIN_PLACEHOLDERS: [&str; 4] = ["trial_number", "trial_dir", "device", "seed"];
+/// `{device}` is what the trial should open (`cuda:0` on a CUDA slot, whose `CUDA_VISIBLE_DEVICES` shows it
+/// one GPU); `{gpu_index}` the physical GPU (empty on a CPU slot); `{seed}` the trial's seed.
+pub const BUILTIN_PLACEHOLDERS: [&str; 5] = ["trial_number", "trial_dir", "device", "gpu_index", "seed"];
 
 /// One argv element with `{name}` placeholders (`{{` and `}}` are literal braces).
 #[derive(Clone, Debug, PartialEq)]

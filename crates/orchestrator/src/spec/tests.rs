@@ -135,6 +135,10 @@ impl BuiltinTrainer for FakeTrainer {
             None => Err(FieldError { field: "pretrain".into(), message: "missing out".into() }),
         }
     }
+
+    fn gpu_backends(&self) -> Vec<GpuBackend> {
+        vec![GpuBackend::Wgpu]
+    }
 }
 
 #[test]
@@ -145,8 +149,9 @@ fn the_trial_section_is_the_trainers_to_check() {
     );
     let with = |text: &str| Spec::parse_with(text, "spec.yaml", Path::new("/base"), &FakeTrainer);
     let spec = with(&text).unwrap();
-    let Program::Builtin { trial, argv, .. } = &spec.program else { panic!("builtin expected") };
+    let Program::Builtin { trial, argv, gpu_backends, .. } = &spec.program else { panic!("builtin expected") };
     assert_eq!(trial["dataset"], "data/fmnist", "the section is kept as written");
+    assert_eq!(gpu_backends, &[GpuBackend::Wgpu], "the trainer says what it can run on");
     let rendered: Vec<String> =
         argv.iter().map(|a| a.render(&Params::new(), &[("trial_dir", "/t/4".to_string())].into())).collect();
     assert_eq!(rendered, ["trainer", "/base/data/fmnist", "/t/4"]);
