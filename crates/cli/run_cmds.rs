@@ -10,7 +10,7 @@ use nightshift_orchestrator::{
     plan_slots,
 };
 use nightshift_report::ReportOptions;
-use nightshift_search::{FrozenTrial, TrialState, best_of, now_unix};
+use nightshift_search::{FrozenTrial, Role, TrialState, best_of, now_unix};
 
 use crate::progress::{ConsoleProgress, fmt_value, short_params};
 use crate::train::{BuiltinTrial, builtin_configs, pretrain_args, section_flags};
@@ -346,8 +346,11 @@ fn print_summary(spec: &Spec, summary: &RunSummary, trials: &[FrozenTrial]) {
         summary.wall.as_secs_f64(),
         trials.iter().filter(|t| t.state != TrialState::Waiting).count()
     );
-    let mut complete: Vec<&FrozenTrial> =
-        trials.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some()).collect();
+    // A tournament's replicates are scored on the test split: the verdict's, not the ranking's.
+    let mut complete: Vec<&FrozenTrial> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete && t.value.is_some() && Role::of(t) != Some(Role::Replicate))
+        .collect();
     complete.sort_by(|a, b| {
         let (a, b) = (a.value.unwrap_or(f64::NAN), b.value.unwrap_or(f64::NAN));
         spec.objective.direction.to_loss(a).total_cmp(&spec.objective.direction.to_loss(b))

@@ -109,12 +109,7 @@ pub enum Program {
     /// The built-in trainer: the `trial:` section as written, the argv the [`BuiltinTrainer`] made of it, and
     /// how a tournament replicate is evaluated on the test split (when the data has one), and the GPU backends
     /// it was built with.
-    Builtin {
-        trial: serde_json::Value,
-        argv: Vec<ArgTemplate>,
-        replicate: Option<ReplicateEval>,
-        gpu_backends: Vec<GpuBackend>,
-    },
+    Builtin { trial: serde_json::Value, argv: Vec<ArgTemplate>, replicate: Option<ReplicateEval>, gpu_backends: Vec<GpuBackend> },
     /// Any program (`command:`), with `{param}` placeholders.
     Command { argv: Vec<ArgTemplate> },
 }

@@ -264,19 +264,7 @@ mod tests {
         assert!(acqf.eval(&[0.85, 0.6]) < 0.5f64.ln(), "unlikely to fit where they ran out of memory");
         let batch = acqf.eval_batch(&[0.15, 0.5, 0.85, 0.6]);
         assert!((batch[0] - acqf.eval(&[0.15, 0.5])).abs() < 1e-12 && (batch[1] - acqf.eval(&[0.85, 0.6])).abs() < 1e-12);
-        for x in [[0.3, 0.5], [0.6, 0.2], [0.5, 0.95]] {
-            let mut grad = [0.0; 2];
-            let v = acqf.eval_with_grad(&x, &mut grad);
-            assert!((v - acqf.eval(&x)).abs() < 1e-12);
-            for c in 0..2 {
-                let h = 1e-6;
-                let (mut xp, mut xm) = (x, x);
-                xp[c] += h;
-                xm[c] -= h;
-                let fd = (acqf.eval(&xp) - acqf.eval(&xm)) / (2.0 * h);
-                assert!((fd - grad[c]).abs() < 1e-5 * fd.abs().max(1.0), "{x:?} dim {c}: {fd} vs {}", grad[c]);
-            }
-        }
+        assert_gradients_match(|x| acqf.eval(x), |x, g| acqf.eval_with_grad(x, g), &[[0.3, 0.5], [0.6, 0.2], [0.5, 0.95]]);
     }
 
     #[test]
@@ -288,16 +276,25 @@ mod tests {
         let params = KernelParams { inv_sq_lengthscales: vec![4.0, 2.0], scale: 1.0, noise_var: 1e-4 };
         let gp = GpRegressor::new(obs, params).unwrap();
         let acqf = LogEi { gp: &gp, threshold: 1.2 };
-        for x in [[0.3, 0.5], [0.05, 0.95], [0.7, 0.7]] {
+        assert_gradients_match(|x| acqf.eval(x), |x, g| acqf.eval_with_grad(x, g), &[[0.3, 0.5], [0.05, 0.95], [0.7, 0.7]]);
+    }
+
+    /// `eval_with_grad` agrees with `eval` and with its central finite differences at each point.
+    fn assert_gradients_match(
+        eval: impl Fn(&[f64]) -> f64,
+        eval_with_grad: impl Fn(&[f64], &mut [f64]) -> f64,
+        points: &[[f64; 2]],
+    ) {
+        for x in points {
             let mut grad = [0.0; 2];
-            let v = acqf.eval_with_grad(&x, &mut grad);
-            assert!((v - acqf.eval(&x)).abs() < 1e-12);
+            let v = eval_with_grad(x, &mut grad);
+            assert!((v - eval(x)).abs() < 1e-12);
             for c in 0..2 {
                 let h = 1e-6;
-                let (mut xp, mut xm) = (x, x);
+                let (mut xp, mut xm) = (*x, *x);
                 xp[c] += h;
                 xm[c] -= h;
-                let fd = (acqf.eval(&xp) - acqf.eval(&xm)) / (2.0 * h);
+                let fd = (eval(&xp) - eval(&xm)) / (2.0 * h);
                 assert!((fd - grad[c]).abs() < 1e-5 * fd.abs().max(1.0), "{x:?} dim {c}: {fd} vs {}", grad[c]);
             }
         }
