@@ -74,8 +74,4 @@ impl BuiltinTrainer for NoBuiltinTrainer {
     fn check_pretrain(&self, _: &serde_json::Value, _: &Path) -> std::result::Result<(), FieldError> {
         Err(Self::refuse("pretrain"))
     }
-
-    fn gpu_backends(&self) -> Vec<GpuBackend> {
-        Vec::new()
-    }
 }
