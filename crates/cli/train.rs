@@ -14,7 +14,7 @@ use nightshift_orchestrator::{Program, Spec};
 use nightshift_search::{Distribution, SearchSpace};
 use nightshift_trainer::{
     Arch, Augmentation, Control, DataConfig, Device, EpochMetrics, Hyperparams, LoadMode, ModelConfig, Network, Normalization,
-    PretrainConfig, TrialConfig, checkpoint_files, parse_device,
+    PretrainConfig, Resize, ResizeMode, TrialConfig, checkpoint_files, parse_device,
 };
 use serde_json::{Map, Value, json};
 
@@ -60,12 +60,19 @@ pub struct DataArgs {
     /// Input channels; default 1 for small-cnn on gray data, 3 otherwise.
     #[arg(long)]
     pub channels: Option<usize>,
+    /// How images reach the input size: squash, or center_crop (shorter side to size·256/224, then the
+    /// centre); default: squash for IDX data, center_crop for image folders.
+    #[arg(long)]
+    pub resize: Option<ResizeMode>,
     /// Random-crop padding in pixels for training augmentation (0 = off).
     #[arg(long, default_value_t = 0)]
     pub crop_padding: usize,
     /// Random horizontal flips for training augmentation (not for digits).
     #[arg(long)]
     pub hflip: bool,
+    /// torchvision's RandomResizedCrop for training augmentation (area 8–100 %, aspect 3/4–4/3).
+    #[arg(long)]
+    pub random_resized_crop: bool,
     /// Device: cpu, wgpu, wgpu:N, wgpu:cpu, cuda:N. Default: $NIGHTSHIFT_DEVICE, else cpu.
     #[arg(long)]
     pub device: Option<String>,
@@ -133,8 +140,10 @@ impl DataArgs {
             depth: self.depth,
             image_size: self.image_size,
             channels: self.channels,
+            resize: self.resize,
             crop_padding: self.crop_padding,
             hflip: self.hflip,
+            random_resized_crop: self.random_resized_crop,
             device: self.device.clone(),
             seed: self.seed,
             split_seed: self.split_seed,
@@ -628,6 +637,8 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
                 image_size: [args.image_size, args.image_size],
                 dropout: 0.0,
                 normalization: Normalization::imagenet(),
+                // Bare ImageNet weights: torchvision's evaluation transform (shorter side 256, centre 224).
+                resize: Resize::center_crop(),
                 class_names: vec![],
             };
             config.validate()?;

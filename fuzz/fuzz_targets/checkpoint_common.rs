@@ -19,6 +19,7 @@ fn model() -> SmallCnn {
                 image_size: [8, 8],
                 dropout: 0.0,
                 normalization: Normalization::centered(1),
+                resize: Default::default(),
                 class_names: vec![],
             };
             SmallCnn::init(&config, &Device::flex()).expect("valid config")

@@ -52,6 +52,7 @@ fn main() {
         image_size: [28, 28],
         dropout: 0.0,
         normalization: Normalization::centered(1),
+        resize: Default::default(),
         class_names: vec![],
     };
     if std::env::var_os("NIGHTSHIFT_BENCH_SKIP_CNN").is_none() {

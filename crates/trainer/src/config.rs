@@ -18,6 +18,7 @@ use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE, read_model_config};
 use crate::data::{Augmentation, ImageDataset, Normalization, Split, image_folder_classes, load_idx_dir, load_image_folder};
 use crate::error::{Error, Result};
 use crate::model::{Arch, ModelConfig};
+use crate::preprocess::{RandomResizedCrop, Resize, ResizeMode};
 use crate::strategy::{DEFAULT_LP_FRACTION, FreezeStrategy};
 use crate::train::{OptimizerKind, TrainConfig};
 
@@ -41,10 +42,15 @@ pub struct DataConfig {
     pub image_size: Option<usize>,
     /// Input channels (1 or 3); default 1 for small-cnn, 3 otherwise.
     pub channels: Option<usize>,
+    /// How images reach `image_size` ([`ResizeMode`]): `squash` or `center_crop` (shorter side to
+    /// size·256/224, then the centre); default: `squash` for IDX data, `center_crop` for image folders.
+    pub resize: Option<ResizeMode>,
     /// Random-crop padding in pixels for training augmentation (0 = off).
     pub crop_padding: usize,
     /// Random horizontal flips for training augmentation (not for digits).
     pub hflip: bool,
+    /// torchvision's `RandomResizedCrop` (scale 0.08–1, aspect 3/4–4/3) for training augmentation.
+    pub random_resized_crop: bool,
     /// Device (cpu, wgpu, wgpu:N, cuda:N); default: `$NIGHTSHIFT_DEVICE`, which a sweep sets per slot.
     pub device: Option<String>,
     /// Seed for initialisation, shuffling and augmentation (and the split, unless `split_seed` is set).
@@ -66,8 +72,10 @@ impl Default for DataConfig {
             depth: 3,
             image_size: None,
             channels: None,
+            resize: None,
             crop_padding: 0,
             hflip: false,
+            random_resized_crop: false,
             device: None,
             seed: 0,
             split_seed: None,
@@ -77,7 +85,7 @@ impl Default for DataConfig {
 
 impl DataConfig {
     /// The keys of a section that belong to the data (a unit test keeps this list in step with the fields).
-    pub const KEYS: [&'static str; 13] = [
+    pub const KEYS: [&'static str; 15] = [
         "dataset",
         "per_class",
         "val_fraction",
@@ -86,8 +94,10 @@ impl DataConfig {
         "depth",
         "image_size",
         "channels",
+        "resize",
         "crop_padding",
         "hflip",
+        "random_resized_crop",
         "device",
         "seed",
         "split_seed",
@@ -127,7 +137,18 @@ impl DataConfig {
 
     /// The training augmentation these options ask for.
     pub fn augmentation(&self) -> Augmentation {
-        Augmentation { crop_padding: self.crop_padding, horizontal_flip: self.hflip }
+        Augmentation {
+            crop_padding: self.crop_padding,
+            horizontal_flip: self.hflip,
+            random_resized_crop: self.random_resized_crop.then(RandomResizedCrop::default),
+        }
+    }
+
+    /// How images reach the network's size: `resize`, else `squash` for IDX data (digits and clothes,
+    /// already square and centred) and torchvision's resize-and-centre-crop for image folders (photos).
+    pub fn resize(&self) -> Resize {
+        let default = if self.is_idx_dir() { ResizeMode::Squash } else { ResizeMode::CenterCrop };
+        self.resize.unwrap_or(default).into()
     }
 
     fn is_idx_dir(&self) -> bool {
@@ -164,15 +185,19 @@ impl DataConfig {
             image_size: size,
             dropout,
             normalization,
+            resize: self.resize(),
             class_names: vec![],
         };
         config.validate()?;
         Ok(config)
     }
 
-    /// Loads the images as `model` wants them: (train, validation, the test split when `with_test`).
+    /// Loads the images as `model` wants them ([`ModelConfig::preprocessing`], as `predict` does): (train,
+    /// validation, the test split when `with_test`). With `random_resized_crop` the training images also keep
+    /// their originals, at a capped size ([`crate::Preprocessing::original`]).
     pub fn load(&self, model: &ModelConfig, with_test: bool) -> Result<(ImageDataset, ImageDataset, Option<ImageDataset>)> {
-        let [h, w] = model.image_size;
+        let prep = model.preprocessing();
+        let keep = self.random_resized_crop;
         let (full, test) = if self.is_idx_dir() {
             let train = load_idx_dir(&self.dataset, Split::Train)?;
             let test = if with_test { Some(load_idx_dir(&self.dataset, Split::Test)?) } else { None };
@@ -184,7 +209,7 @@ impl DataConfig {
                     format!("needs an IDX dataset with t10k files; {} is an image folder", self.dataset.display()),
                 ));
             }
-            (load_image_folder(&self.dataset, model.in_channels, h, w)?, None)
+            (load_image_folder(&self.dataset, &prep, keep)?, None)
         };
         let split_seed = self.split_seed.unwrap_or(self.seed);
         let full = match self.per_class {
@@ -192,8 +217,8 @@ impl DataConfig {
             None => full,
         };
         let (train, val) = full.stratified_split(self.val_fraction, split_seed)?;
-        let convert = |d: ImageDataset| d.converted(model.in_channels, h, w);
-        Ok((convert(train)?, convert(val)?, test.map(convert).transpose()?))
+        let prepare = |d: ImageDataset, keep: bool| d.into_prepared(&prep, keep, &self.dataset);
+        Ok((prepare(train, keep)?, prepare(val, false)?, test.map(|t| prepare(t, false)).transpose()?))
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -285,7 +310,8 @@ impl TrialConfig {
             }
             None => (None, self.data.fresh_model_config(classes, native, dropout)?),
         };
-        let config = ModelConfig { num_classes: classes, dropout, class_names, ..base };
+        // The resize belongs to the data, not to the backbone: the trial's own, whatever the checkpoint says.
+        let config = ModelConfig { num_classes: classes, dropout, class_names, resize: self.data.resize(), ..base };
         config.validate()?;
         Ok((weights, config))
     }

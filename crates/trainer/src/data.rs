@@ -2,15 +2,18 @@
 //! size conversion, normalisation, augmentation and batching.
 //!
 //! Images are kept as `u8` in CHW order, all the same shape within one [`ImageDataset`]; conversion to
-//! normalised `f32` happens per batch, which keeps a 10k-image dataset at a few MB.
+//! normalised `f32` happens per batch, which keeps a 10k-image dataset at a few MB. How images are brought to
+//! that shape is [`Preprocessing`]'s business (one function for training, validation, test and `predict`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::preprocess::{DecodedImage, Preprocessing, RandomResizedCrop, Resize};
 use crate::rng::SplitMix64;
 
 /// Images (u8, CHW) with integer labels in `0..class_names.len()`.
@@ -23,6 +26,10 @@ pub struct ImageDataset {
     pub pixels: Vec<u8>,
     pub labels: Vec<usize>,
     pub class_names: Vec<String>,
+    /// For [`RandomResizedCrop`]: each image as decoded, before resizing, at a capped size
+    /// ([`Preprocessing::original`]), in dataset order; shared between subsets. `None` when no augmentation
+    /// needs them (then a random resized crop samples from the prepared image).
+    pub originals: Option<Vec<Arc<DecodedImage>>>,
 }
 
 impl ImageDataset {
@@ -47,6 +54,11 @@ impl ImageDataset {
         &self.pixels[index * n..(index + 1) * n]
     }
 
+    /// Image `index` as a [`DecodedImage`] (a copy).
+    fn decoded(&self, index: usize) -> DecodedImage {
+        DecodedImage { channels: self.channels, height: self.height, width: self.width, pixels: self.image(index).to_vec() }
+    }
+
     /// Number of images of each class.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes()];
@@ -69,6 +81,7 @@ impl ImageDataset {
             pixels,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             class_names: self.class_names.clone(),
+            originals: self.originals.as_ref().map(|o| indices.iter().map(|&i| o[i].clone()).collect()),
         }
     }
 
@@ -126,70 +139,39 @@ impl ImageDataset {
         self.subset(&indices)
     }
 
-    /// Converts every image to `channels` (1 or 3) and `height`×`width` (bilinear), once, so that batching
-    /// only normalises and augments.
+    /// Converts every image to `channels` (1 or 3) and `height`×`width` (squashed), once, so that batching
+    /// only normalises and augments: [`into_prepared`](Self::into_prepared) with [`Resize::Squash`].
     pub fn converted(&self, channels: usize, height: usize, width: usize) -> Result<ImageDataset> {
-        if channels != 1 && channels != 3 {
-            return Err(Error::config("channels", format!("must be 1 or 3, got {channels}")));
+        let prep = Preprocessing {
+            channels,
+            size: [height, width],
+            resize: Resize::Squash,
+            normalization: crate::data::Normalization::centered(channels),
+        };
+        self.clone().into_prepared(&prep, false, Path::new("dataset"))
+    }
+
+    /// Every image through [`Preprocessing::prepare`] (the same step `predict` takes), once, so that
+    /// batching only normalises and augments. With `keep_originals` each image is also kept as it was (capped,
+    /// [`Preprocessing::original`]) for [`RandomResizedCrop`]; otherwise originals are dropped. `origin` names
+    /// the data in errors.
+    pub fn into_prepared(mut self, prep: &Preprocessing, keep_originals: bool, origin: &Path) -> Result<ImageDataset> {
+        prep.validate()?;
+        if !keep_originals {
+            self.originals = None;
+        } else if self.originals.is_none() {
+            self.originals = Some((0..self.len()).map(|i| Arc::new(prep.original(self.decoded(i)))).collect());
         }
-        if height == 0 || width == 0 {
-            return Err(Error::config("image_size", "must be positive"));
+        let [height, width] = prep.size;
+        if (self.channels, self.height, self.width) == (prep.channels, height, width) {
+            return Ok(self);
         }
-        if channels == self.channels && height == self.height && width == self.width {
-            return Ok(self.clone());
-        }
-        let mut pixels = Vec::with_capacity(self.len() * channels * height * width);
+        let mut pixels = Vec::with_capacity(self.len() * prep.channels * height * width);
         for i in 0..self.len() {
-            let image = convert_channels(self.image(i), self.channels, channels, self.height * self.width);
-            let resized = resize_bilinear(&image, channels, self.height, self.width, height, width);
-            pixels.extend(resized);
+            pixels.extend(prep.prepare(&self.decoded(i), origin)?);
         }
-        Ok(ImageDataset { channels, height, width, pixels, labels: self.labels.clone(), class_names: self.class_names.clone() })
+        Ok(ImageDataset { channels: prep.channels, height, width, pixels, ..self })
     }
-}
-
-/// Gray → RGB replicates the plane; RGB → gray uses ITU-R 601 luma (as PIL's `convert("L")`).
-fn convert_channels(image: &[u8], from: usize, to: usize, plane: usize) -> Vec<u8> {
-    match (from, to) {
-        (a, b) if a == b => image.to_vec(),
-        (1, 3) => image.repeat(3),
-        (3, 1) => (0..plane)
-            .map(|p| {
-                let (r, g, b) = (image[p] as f32, image[plane + p] as f32, image[2 * plane + p] as f32);
-                (0.299 * r + 0.587 * g + 0.114 * b).round().clamp(0.0, 255.0) as u8
-            })
-            .collect(),
-        _ => unreachable!("channel counts are validated to be 1 or 3"),
-    }
-}
-
-/// Bilinear resize with half-pixel centres (torch `interpolate(mode="bilinear", align_corners=False)`).
-pub fn resize_bilinear(image: &[u8], channels: usize, h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<u8> {
-    if h == out_h && w == out_w {
-        return image.to_vec();
-    }
-    let mut out = vec![0u8; channels * out_h * out_w];
-    let sy = h as f32 / out_h as f32;
-    let sx = w as f32 / out_w as f32;
-    for c in 0..channels {
-        let src = &image[c * h * w..(c + 1) * h * w];
-        for oy in 0..out_h {
-            let fy = ((oy as f32 + 0.5) * sy - 0.5).max(0.0);
-            let y0 = (fy as usize).min(h - 1);
-            let y1 = (y0 + 1).min(h - 1);
-            let wy = fy - y0 as f32;
-            for ox in 0..out_w {
-                let fx = ((ox as f32 + 0.5) * sx - 0.5).max(0.0);
-                let x0 = (fx as usize).min(w - 1);
-                let x1 = (x0 + 1).min(w - 1);
-                let wx = fx - x0 as f32;
-                let top = src[y0 * w + x0] as f32 * (1.0 - wx) + src[y0 * w + x1] as f32 * wx;
-                let bottom = src[y1 * w + x0] as f32 * (1.0 - wx) + src[y1 * w + x1] as f32 * wx;
-                out[c * out_h * out_w + oy * out_w + ox] = (top * (1.0 - wy) + bottom * wy).round() as u8;
-            }
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -281,6 +263,7 @@ pub fn load_idx_bytes(images: &Path, image_bytes: &[u8], labels: &Path, label_by
         pixels,
         labels: labels_vec,
         class_names: (0..num_classes).map(|c| c.to_string()).collect(),
+        originals: None,
     })
 }
 
@@ -316,22 +299,36 @@ pub fn load_idx_dir(dir: &Path, split: Split) -> Result<ImageDataset> {
 // ---------------------------------------------------------------------------------------------------------
 // Image folders
 
-/// Loads `root/<class>/*.{png,jpg,jpeg}` (torchvision ImageFolder layout; classes sorted by name), converting
-/// every image to `channels` and resizing it to `height`×`width`.
-pub fn load_image_folder(root: &Path, channels: usize, height: usize, width: usize) -> Result<ImageDataset> {
-    if channels != 1 && channels != 3 {
-        return Err(Error::config("channels", format!("must be 1 or 3, got {channels}")));
-    }
+/// Loads `root/<class>/*.{png,jpg,jpeg}` (torchvision ImageFolder layout; classes sorted by name), each image
+/// decoded and put through [`Preprocessing::prepare`] (as `predict` does); with `keep_originals`, also kept
+/// at a capped size for [`RandomResizedCrop`] ([`Preprocessing::original`]). Only one full-size image is
+/// decoded at a time.
+pub fn load_image_folder(root: &Path, prep: &Preprocessing, keep_originals: bool) -> Result<ImageDataset> {
+    prep.validate()?;
     let classes = image_folder_files(root)?;
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
+    let mut originals = Vec::new();
     for (label, files) in classes.values().enumerate() {
         for path in files {
-            pixels.extend(read_image(path, channels, height, width)?);
+            let image = decode_image(path)?;
+            pixels.extend(prep.prepare(&image, path)?);
+            if keep_originals {
+                originals.push(Arc::new(prep.original(image)));
+            }
             labels.push(label);
         }
     }
-    Ok(ImageDataset { channels, height, width, pixels, labels, class_names: classes.into_keys().collect() })
+    let [height, width] = prep.size;
+    Ok(ImageDataset {
+        channels: prep.channels,
+        height,
+        width,
+        pixels,
+        labels,
+        class_names: classes.into_keys().collect(),
+        originals: keep_originals.then_some(originals),
+    })
 }
 
 /// The class names of an image folder (sorted), after checking its layout as
@@ -374,41 +371,44 @@ fn image_folder_files(root: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
     Ok(classes)
 }
 
-/// Decodes one image file into CHW u8 with `channels`, resized to `height`×`width` (bilinear).
-pub fn read_image(path: &Path, channels: usize, height: usize, width: usize) -> Result<Vec<u8>> {
-    let (chw, h, w) = decode_image(path, channels)?;
-    Ok(resize_bilinear(&chw, channels, h, w, height, width))
-}
-
-/// Decodes one image file into CHW u8 with `channels`, at its own size. Returns (pixels, height, width).
-pub fn decode_image(path: &Path, channels: usize) -> Result<(Vec<u8>, usize, usize)> {
+/// Decodes one image file at its own size and in its own colours: one channel for a grey image, three for a
+/// colour one (alpha dropped, as PIL's `convert("RGB")`). [`Preprocessing::prepare`] converts the channels.
+pub fn decode_image(path: &Path) -> Result<DecodedImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode_image_bytes(path, &bytes, channels)
+    decode_image_native(path, &bytes)
 }
 
-/// [`decode_image`] on file contents already in memory; `path` gives the format (by its extension) and names
-/// the image in errors.
+/// [`decode_image`] on file contents already in memory, converted to `channels` (RGB → grey: BT.601).
+/// Returns (pixels CHW, height, width). `path` gives the format (by its extension) and names the image in
+/// errors.
 pub fn decode_image_bytes(path: &Path, bytes: &[u8], channels: usize) -> Result<(Vec<u8>, usize, usize)> {
+    if channels != 1 && channels != 3 {
+        return Err(Error::config("channels", format!("must be 1 or 3, got {channels}")));
+    }
+    let image = decode_image_native(path, bytes)?.with_channels(channels);
+    Ok((image.pixels, image.height, image.width))
+}
+
+/// The one place images are decoded (dataset loading and `predict`).
+fn decode_image_native(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
     let img = decode_dynamic_image(path, bytes)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let chw = if channels == 1 {
-        img.to_luma8().into_raw()
-    } else {
-        let hwc = img.to_rgb8().into_raw();
-        let mut chw = vec![0u8; 3 * h * w];
-        for p in 0..h * w {
-            for c in 0..3 {
-                chw[c * h * w + p] = hwc[p * 3 + c];
-            }
+    if !img.color().has_color() {
+        return Ok(DecodedImage { channels: 1, height: h, width: w, pixels: img.to_luma8().into_raw() });
+    }
+    let hwc = img.to_rgb8().into_raw();
+    let mut chw = vec![0u8; 3 * h * w];
+    for p in 0..h * w {
+        for c in 0..3 {
+            chw[c * h * w + p] = hwc[p * 3 + c];
         }
-        chw
-    };
-    Ok((chw, h, w))
+    }
+    Ok(DecodedImage { channels: 3, height: h, width: w, pixels: chw })
 }
 
-/// The one place images are decoded (dataset loading and `predict`). The format comes from `path`'s
-/// extension, as for `image::open`, or from the contents when the extension names none.
-pub(crate) fn decode_dynamic_image(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
+/// The format comes from `path`'s extension, as for `image::open`, or from the contents when the extension
+/// names none.
+fn decode_dynamic_image(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
     let bad = |e: image::ImageError| Error::Image { path: path.into(), reason: e.to_string() };
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
     match image::ImageFormat::from_path(path) {
@@ -458,7 +458,8 @@ impl Normalization {
     }
 }
 
-/// Training-time augmentation. Off by default (digits must not be flipped).
+/// Training-time augmentation. Off by default (digits must not be flipped). Applied per image in this
+/// order: random resized crop, padded random crop, horizontal flip.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Augmentation {
     /// Zero-pad by this many pixels, then crop back to the original size at a random offset.
@@ -467,11 +468,21 @@ pub struct Augmentation {
     /// Flip left-right with probability 1/2.
     #[serde(default)]
     pub horizontal_flip: bool,
+    /// torchvision's `RandomResizedCrop` from the dataset's [originals](ImageDataset::originals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_resized_crop: Option<RandomResizedCrop>,
 }
 
 impl Augmentation {
     pub fn is_active(&self) -> bool {
-        self.crop_padding > 0 || self.horizontal_flip
+        self.crop_padding > 0 || self.horizontal_flip || self.random_resized_crop.is_some()
+    }
+
+    /// Whether every epoch sees the same prepared images apart from horizontal flips: no padded random crop
+    /// and no random resized crop. Caches of what a frozen network makes of the inputs key on this (a flip
+    /// has two variants to cache; a random crop has too many).
+    pub fn prefix_cacheable(&self) -> bool {
+        self.crop_padding == 0 && self.random_resized_crop.is_none()
     }
 }
 
@@ -517,9 +528,16 @@ impl Batcher {
         let mut rng = rng.filter(|_| self.augmentation.is_active());
         for (slot, &i) in indices.iter().enumerate() {
             labels.push(data.labels[i] as i64);
-            let src = data.image(i);
-            // Augmentation is a per-image shift (dy, dx) and flip; pixels shifted in from outside are zero
-            // before normalisation, as torchvision's RandomCrop(padding=p) with fill 0.
+            let mut src = std::borrow::Cow::Borrowed(data.image(i));
+            if let (Some(rrc), Some(rng)) = (&self.augmentation.random_resized_crop, rng.as_deref_mut()) {
+                let original = match &data.originals {
+                    Some(originals) => std::borrow::Cow::Borrowed(originals[i].as_ref()),
+                    None => std::borrow::Cow::Owned(data.decoded(i)),
+                };
+                src = std::borrow::Cow::Owned(rrc.apply(&original, h, w, rng));
+            }
+            // Then a per-image shift (dy, dx) and flip; pixels shifted in from outside are zero before
+            // normalisation, as torchvision's RandomCrop(padding=p) with fill 0.
             let (mut dy, mut dx, mut flip) = (0isize, 0isize, false);
             if let Some(rng) = rng.as_deref_mut() {
                 let p = self.augmentation.crop_padding;
@@ -612,6 +630,7 @@ mod tests {
             pixels,
             labels,
             class_names: (0..n_per_class.len()).map(|c| c.to_string()).collect(),
+            originals: None,
         }
     }
 
@@ -722,12 +741,10 @@ mod tests {
         assert_eq!(rgb.image(0), &[0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3]);
         let gray = rgb.converted(1, 2, 2).unwrap();
         assert_eq!(gray.image(0), ds.image(0));
-        // Upsampling a constant image stays constant; 2x2 -> 4x4 bilinear interpolates between corners.
-        let big = resize_bilinear(&[0, 100, 100, 200], 1, 2, 2, 4, 4);
-        assert_eq!(big[0], 0);
-        assert_eq!(big[15], 200);
-        assert_eq!(big[1], 25); // 0.75 * 0 + 0.25 * 100
-        assert_eq!(resize_bilinear(&[9; 9], 1, 3, 3, 5, 7), vec![9; 35]);
+        // The native size is the identity (IDX data at its own size is used bit for bit).
+        assert_eq!(ds.converted(1, 2, 2).unwrap(), ds);
+        let big = ds.converted(1, 4, 4).unwrap();
+        assert_eq!((big.height, big.width, big.image(0)[0], big.image(0)[15]), (4, 4, 0, 3));
     }
 
     #[test]
@@ -739,6 +756,7 @@ mod tests {
             pixels: vec![0, 51, 255],
             labels: vec![1],
             class_names: vec!["a".into(), "b".into()],
+            originals: None,
         };
         let plain = Batcher { normalization: Normalization::centered(1), augmentation: Augmentation::default() };
         let b = plain.batch(&ds, &[0], None);
@@ -750,7 +768,7 @@ mod tests {
         }
         let flip = Batcher {
             normalization: Normalization { mean: vec![0.0], std: vec![1.0] },
-            augmentation: Augmentation { crop_padding: 0, horizontal_flip: true },
+            augmentation: Augmentation { horizontal_flip: true, ..Augmentation::default() },
         };
         let mut rng = SplitMix64::new(3);
         let mut seen = std::collections::HashSet::new();
@@ -762,7 +780,7 @@ mod tests {
         assert!(seen.contains(&vec![255, 51, 0]));
         let crop = Batcher {
             normalization: Normalization { mean: vec![0.0], std: vec![1.0] },
-            augmentation: Augmentation { crop_padding: 1, horizontal_flip: false },
+            augmentation: Augmentation { crop_padding: 1, ..Augmentation::default() },
         };
         let mut shifted = std::collections::HashSet::new();
         for _ in 0..50 {
@@ -785,24 +803,30 @@ mod tests {
                     .unwrap();
             }
         }
-        let ds = load_image_folder(root, 3, 8, 8).unwrap();
+        let prep = |channels| Preprocessing {
+            channels,
+            size: [8, 8],
+            resize: Resize::center_crop(),
+            normalization: Normalization::centered(channels),
+        };
+        let ds = load_image_folder(root, &prep(3), false).unwrap();
         assert_eq!(ds.class_names, vec!["cat", "dog"]);
         assert_eq!(ds.labels, vec![0, 0, 1, 1]);
         assert_eq!((ds.channels, ds.height, ds.width), (3, 8, 8));
         assert!(ds.image(0).iter().all(|&p| p == 10) && ds.image(3).iter().all(|&p| p == 200));
 
         std::fs::write(root.join("dog").join("broken.jpg"), b"not a jpeg").unwrap();
-        let err = load_image_folder(root, 3, 8, 8).unwrap_err().to_string();
+        let err = load_image_folder(root, &prep(3), false).unwrap_err().to_string();
         assert!(err.contains("broken.jpg"), "{err}");
         std::fs::remove_file(root.join("dog").join("broken.jpg")).unwrap();
 
         std::fs::create_dir(root.join("empty")).unwrap();
-        let err = load_image_folder(root, 3, 8, 8).unwrap_err().to_string();
+        let err = load_image_folder(root, &prep(3), false).unwrap_err().to_string();
         assert!(err.contains("empty") && err.contains("no .png"), "{err}");
 
         let single = tempfile::tempdir().unwrap();
         std::fs::create_dir(single.path().join("only")).unwrap();
-        let err = load_image_folder(single.path(), 1, 4, 4).unwrap_err().to_string();
+        let err = load_image_folder(single.path(), &prep(1), false).unwrap_err().to_string();
         assert!(err.contains("only one class"), "{err}");
     }
 }

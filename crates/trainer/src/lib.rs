@@ -14,6 +14,9 @@
 //!   [`EpochCallback`] after every epoch, which may stop it ([`Control::Stop`]) — that is how pruning works.
 //! - Freeze strategies ([`strategy`]): [`FreezeStrategy`] (`full`, `depth:K`, `linear_probe`, `lp_ft`,
 //!   `gradual_unfreeze`, `layer_decay:G`) and its per-epoch [`EpochPlan`] over a network's [`Parts`].
+//! - Preprocessing ([`preprocess`]): [`Preprocessing`], the one image pipeline (channels, [`Resize`],
+//!   normalisation) that training, validation, test and `predict` share, recorded in [`ModelConfig`]; and
+//!   the [`RandomResizedCrop`] augmentation.
 //! - Inference ([`predict`]): [`predict::top_k`] for the `predict` command.
 //! - The built-in trial's configuration ([`config`]): [`TrialConfig`] (a spec's `trial:` section),
 //!   [`PretrainConfig`], [`DataConfig`] and the searched [`Hyperparams`] with their names
@@ -39,6 +42,7 @@
 //!     image_size: [28, 28],
 //!     dropout: 0.1,
 //!     normalization: Normalization::centered(1),
+//!     resize: Default::default(),
 //!     class_names: vec![],
 //! };
 //! let device = Device::flex();
@@ -60,6 +64,7 @@ pub mod model;
 mod network;
 pub mod norm;
 pub mod predict;
+pub mod preprocess;
 pub mod resnet;
 mod rng;
 pub mod strategy;
@@ -72,14 +77,15 @@ pub use config::{
     DataConfig, HYPERPARAMETERS, Hyperparams, OPTIMIZERS, PretrainConfig, TrialConfig, checkpoint_files, did_you_mean,
 };
 pub use data::{
-    Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, decode_image_bytes, image_folder_classes, load_idx,
-    load_idx_bytes, load_idx_dir, load_image_folder,
+    Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, decode_image, decode_image_bytes, image_folder_classes,
+    load_idx, load_idx_bytes, load_idx_dir, load_image_folder,
 };
 pub use device::{gpu_backends, parse_device};
 pub use efficientnet::EfficientNetLite;
 pub use error::{Error, Result, is_out_of_memory};
 pub use model::{Arch, ImageClassifier, ModelConfig, ParamIds, Parts, SmallCnn};
 pub use network::Network;
+pub use preprocess::{CropBox, DecodedImage, Preprocessing, RandomResizedCrop, Resize, ResizeMode};
 pub use resnet::ResNet;
 pub use strategy::{EpochPlan, FREEZE_STRATEGIES, FreezeStrategy};
 pub use train::{

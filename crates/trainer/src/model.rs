@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Normalization;
 use crate::error::{Error, Result};
 use crate::norm::BatchNorm;
+use crate::preprocess::{Preprocessing, Resize};
 
 /// A network that maps `[n, c, h, w]` images to `[n, classes]` logits, with a stem, stages and a head.
 pub trait ImageClassifier: Module + Sized + 'static {
@@ -143,6 +144,10 @@ pub struct ModelConfig {
     #[serde(default)]
     pub dropout: f64,
     pub normalization: Normalization,
+    /// How images are resized to `image_size` (training, validation, test and `predict` alike); a
+    /// model.json from before this field reads as `squash`, what those models were trained with.
+    #[serde(default)]
+    pub resize: Resize,
     /// Optional class names, index = class id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_names: Vec<String>,
@@ -159,7 +164,7 @@ impl ModelConfig {
         if self.in_channels != 1 && self.in_channels != 3 {
             return Err(Error::config("in_channels", format!("must be 1 or 3, got {}", self.in_channels)));
         }
-        self.normalization.validate(self.in_channels)?;
+        self.preprocessing().validate()?;
         match self.arch {
             Arch::SmallCnn { width, depth } if width == 0 || depth == 0 || depth > 6 => {
                 Err(Error::config("arch", "small-cnn needs width >= 1 and depth in 1..=6"))
@@ -168,6 +173,16 @@ impl ModelConfig {
                 Err(Error::config("arch", format!("resnet layers must be 18, 34 or 50, got {layers}")))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// The input pipeline this network was trained with, for every image it sees.
+    pub fn preprocessing(&self) -> Preprocessing {
+        Preprocessing {
+            channels: self.in_channels,
+            size: self.image_size,
+            resize: self.resize,
+            normalization: self.normalization.clone(),
         }
     }
 }
@@ -265,6 +280,7 @@ pub(crate) mod tests {
             image_size: [12, 12],
             dropout: 0.0,
             normalization: Normalization::centered(1),
+            resize: Default::default(),
             class_names: vec![],
         }
     }

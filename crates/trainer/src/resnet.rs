@@ -199,6 +199,7 @@ pub(crate) mod tests {
             image_size: [64, 64],
             dropout: 0.0,
             normalization: Normalization::imagenet(),
+            resize: Default::default(),
             class_names: vec![],
         }
     }

@@ -490,7 +490,7 @@ mod tests {
         let train = train.take(64);
         let mut config = TrainConfig::new(2, 16, 1e-3);
         config.seed = 42;
-        config.augmentation = Augmentation { crop_padding: 2, horizontal_flip: true };
+        config.augmentation = Augmentation { crop_padding: 2, horizontal_flip: true, ..Augmentation::default() };
         let mut model_config = small_config(10);
         model_config.dropout = 0.3;
         let run = || {

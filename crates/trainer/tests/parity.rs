@@ -145,6 +145,7 @@ fn dummy_config() -> ModelConfig {
         image_size: [28, 28],
         dropout: 0.0,
         normalization: Normalization::centered(1),
+        resize: Default::default(),
         class_names: vec![],
     }
 }
@@ -212,6 +213,7 @@ fn resnet18(dir: &std::path::Path, device: &Device) -> ResNet {
         image_size: [64, 64],
         dropout: 0.0,
         normalization: Normalization::imagenet(),
+        resize: Default::default(),
         class_names: vec![],
     };
     let mut model = ResNet::init(&config, device).unwrap();
@@ -280,6 +282,7 @@ fn lite0_config() -> ModelConfig {
         image_size: [224, 224],
         dropout: 0.0,
         normalization: Normalization::imagenet(),
+        resize: nightshift_trainer::preprocess::Resize::center_crop(),
         class_names: vec![],
     }
 }

@@ -141,6 +141,7 @@ fn run_scenario<M: ImageClassifier>(file: &str, scenario: &str, model_config: Mo
         pixels: fx["pixels"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u8).collect(),
         labels,
         class_names: (0..model_config.num_classes).map(|c| c.to_string()).collect(),
+        originals: None,
     };
 
     let tmp = tempfile::tempdir().unwrap();
@@ -227,6 +228,7 @@ fn small_cnn_config() -> ModelConfig {
         image_size: [32, 32],
         dropout: 0.0,
         normalization: Normalization::imagenet(),
+        resize: Default::default(),
         class_names: vec![],
     }
 }
