@@ -69,6 +69,12 @@ fn common_mistakes_are_refused_before_any_trial() {
             vec!["s.yaml:12:3", "field `params.dropuot`", "no hyperparameter `dropuot`", "did you mean `dropout`?"],
         ),
         (
+            "an unknown resize",
+            "  arch: small-cnn",
+            "  arch: small-cnn\n  resize: crop",
+            vec!["s.yaml:8:3", "field `trial.resize`", "unknown variant `crop`", "`squash` or `center_crop`"],
+        ),
+        (
             "an unknown arch",
             "arch: small-cnn",
             "arch: resnet19",

@@ -719,7 +719,8 @@ mod tests {
     #[test]
     fn a_trial_section_round_trips_through_the_trial_flags() {
         let section = json!({"dataset": "d", "init": "/abs/ckpt", "epochs": 3, "per_class": 10, "hflip": true,
-                             "arch": "resnet18", "val_fraction": 0.25, "test": false});
+                             "arch": "resnet18", "val_fraction": 0.25, "test": false, "resize": "center_crop",
+                             "random_resized_crop": true});
         let config = TrialConfig::from_section(&section, Path::new("/spec")).unwrap();
         let program = BuiltinTrial { exe: "/bin/nightshift".into() }
             .trial_program(&BuiltinSections {
@@ -736,6 +737,7 @@ mod tests {
         let argv: Vec<String> = argv.into_iter().map(|a| a.replace("{seed}", "0")).collect();
         assert_eq!(argv[..4], ["/bin/nightshift", "trial", "--out", "{trial_dir}"]);
         assert!(argv.contains(&"--hflip".to_string()) && !argv.contains(&"--test".to_string()), "{argv:?}");
+        assert!(argv.windows(2).any(|w| w == ["--resize", "center_crop"]) && argv.contains(&"--random-resized-crop".into()));
         let TrainCommand::Trial(args) = parse(&argv[1..]) else { panic!("trial") };
         let mut expected = config.clone();
         expected.data.split_seed = Some(0);

@@ -701,6 +701,29 @@ mod tests {
         assert_eq!(refused(trial(json!({"epochs": 1, "val_fraction": 1.5}))).0, "val_fraction");
         assert_eq!(refused(trial(json!({"epochs": 1, "depth": 9}))).0, "depth");
         assert_eq!(refused(trial(json!(["dataset"]))).0, "");
+        let (field, reason) = refused(trial(json!({"epochs": 1, "resize": "crop"})));
+        assert_eq!(field, "resize");
+        assert!(reason.contains("unknown variant `crop`") && reason.contains("`squash` or `center_crop`"), "{reason}");
+        assert_eq!(refused(trial(json!({"epochs": 1, "random_resized_crop": "yes"}))).0, "random_resized_crop");
+    }
+
+    #[test]
+    fn the_resize_follows_the_data_unless_given_and_random_resized_crop_is_an_augmentation() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let idx = trial(json!({"dataset": root.join("data/fashion_mnist_tiny"), "epochs": 1})).unwrap();
+        assert_eq!(idx.data.resize(), Resize::Squash);
+        let folder = tempfile::tempdir().unwrap();
+        let photos = trial(json!({"dataset": folder.path(), "epochs": 1})).unwrap();
+        assert_eq!(photos.data.resize(), Resize::center_crop());
+        let chosen = trial(json!({"dataset": folder.path(), "epochs": 1, "resize": "squash"})).unwrap();
+        assert_eq!(chosen.data.resize(), Resize::Squash);
+        assert_eq!(Value::Object(chosen.to_section())["resize"], json!("squash"));
+        let config = trial(json!({"epochs": 1, "random_resized_crop": true, "hflip": true})).unwrap();
+        let augmentation = config.data.augmentation();
+        assert_eq!(augmentation.random_resized_crop, Some(RandomResizedCrop::default()));
+        assert!(!augmentation.prefix_cacheable());
+        assert!(DataConfig { hflip: true, ..DataConfig::default() }.augmentation().prefix_cacheable());
+        assert!(!DataConfig { crop_padding: 2, ..DataConfig::default() }.augmentation().prefix_cacheable());
     }
 
     #[test]

@@ -792,6 +792,40 @@ mod tests {
     }
 
     #[test]
+    fn random_resized_crops_come_from_the_originals_and_repeat_with_the_seed() {
+        // The prepared image is black; the original (what the crop samples from) is a left-to-right ramp.
+        let original =
+            DecodedImage { channels: 1, height: 30, width: 40, pixels: (0..1200).map(|p| (p % 40 * 6) as u8).collect() };
+        let ds = ImageDataset {
+            channels: 1,
+            height: 4,
+            width: 4,
+            pixels: vec![0; 16],
+            labels: vec![0],
+            class_names: vec!["a".into(), "b".into()],
+            originals: Some(vec![Arc::new(original)]),
+        };
+        let batcher = Batcher {
+            normalization: Normalization { mean: vec![0.0], std: vec![1.0] },
+            augmentation: Augmentation { random_resized_crop: Some(RandomResizedCrop::default()), ..Augmentation::default() },
+        };
+        let draw = |seed| {
+            let mut rng = SplitMix64::new(seed);
+            (0..8).map(|_| batcher.batch(&ds, &[0], Some(&mut rng)).images).collect::<Vec<_>>()
+        };
+        let crops = draw(5);
+        assert_eq!(crops, draw(5), "the same seed gives the same crops");
+        assert_ne!(crops, draw(6));
+        for crop in &crops {
+            assert_eq!(crop.len(), 16);
+            assert!(crop.iter().any(|&v| v > 0.0), "sampled from the ramp, not the black prepared image");
+            assert!(crop[0] <= crop[3] && crop[12] <= crop[15], "the ramp still rises to the right: {crop:?}");
+        }
+        // Without an rng (validation), the prepared image as it is.
+        assert!(batcher.batch(&ds, &[0], None).images.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
     fn image_folder_loads_sorted_classes_and_reports_bad_layouts() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();

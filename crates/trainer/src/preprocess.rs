@@ -371,6 +371,21 @@ mod tests {
     }
 
     #[test]
+    fn a_model_json_from_before_the_resize_field_loads_as_squash() {
+        let old = r#"{"arch": "small-cnn", "width": 16, "depth": 3, "num_classes": 10, "in_channels": 1,
+                      "image_size": [28, 28], "dropout": 0.1, "normalization": {"mean": [0.5], "std": [0.5]}}"#;
+        let config: crate::ModelConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(config.resize, Resize::Squash);
+        assert_eq!(config.preprocessing().resize, Resize::Squash);
+        let new = crate::ModelConfig { resize: Resize::center_crop(), ..config };
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(text.contains(r#""resize":{"mode":"center_crop","ratio":1.1428571428571428}"#), "{text}");
+        assert_eq!(serde_json::from_str::<crate::ModelConfig>(&text).unwrap(), new);
+        let bad = crate::ModelConfig { resize: Resize::CenterCrop { ratio: 0.5 }, ..new };
+        assert!(bad.validate().unwrap_err().to_string().contains("resize.ratio"));
+    }
+
+    #[test]
     fn rgb_to_gray_is_bt601_not_bt709() {
         // Two pixels, CHW: pure red, pure green.
         let image = DecodedImage { channels: 3, height: 1, width: 2, pixels: vec![255, 0, 0, 255, 0, 0] };
