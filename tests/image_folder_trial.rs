@@ -1,0 +1,64 @@
+//! A trial on a folder of photos, with the photo defaults (resize and centre crop) and random resized crops,
+//! then `predict` on one of the photos from the checkpoint it saved: the preprocessing travels in model.json.
+
+mod common;
+
+use common::Sandbox;
+use serde_json::Value;
+
+fn photo_folder(sb: &Sandbox) -> std::path::PathBuf {
+    let root = sb.path().join("photos");
+    for (class, tint) in [("cat", [200u8, 60, 30]), ("dog", [30, 60, 200])] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for (i, (w, h)) in [(50u32, 30u32), (30, 45), (40, 40), (64, 20)].into_iter().enumerate() {
+            let photo = image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb(std::array::from_fn(|c| tint[c].wrapping_add(((x * 3 + y * 5) % 40) as u8)))
+            });
+            photo.save(root.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    root
+}
+
+#[test]
+fn a_photo_trial_saves_its_preprocessing_and_predict_uses_it() {
+    let sb = Sandbox::new();
+    let photos = photo_folder(&sb);
+    let dataset = photos.to_str().unwrap();
+    let out = sb
+        .cmd(&[
+            "trial",
+            "--dataset",
+            dataset,
+            "--image-size",
+            "16",
+            "--channels",
+            "3",
+            "--epochs",
+            "2",
+            "--val-fraction",
+            "0.25",
+            "--random-resized-crop",
+            "--hflip",
+            "--out",
+            "t0",
+            "--no-wait",
+        ])
+        .env("NIGHTSHIFT_PARAMS", r#"{"batch_size": 4, "learning_rate": 0.01}"#)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model: Value = serde_json::from_str(&std::fs::read_to_string(sb.path().join("t0/model.json")).unwrap()).unwrap();
+    assert_eq!(model["resize"]["mode"], "center_crop", "{model}");
+    assert_eq!(model["image_size"], serde_json::json!([16, 16]));
+
+    let image = photos.join("dog/0.png");
+    let top = sb.ok(&["predict", "--weights", "t0", "--image", image.to_str().unwrap(), "--top", "2", "-f", "json"]);
+    let top: Value = serde_json::from_str(&top).unwrap();
+    let classes: Vec<&str> = top["top"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(classes.len(), 2, "{top}");
+    assert!(classes.contains(&"cat") && classes.contains(&"dog"), "{top}");
+
+    let err = sb.fails(&["trial", "--dataset", dataset, "--resize", "crop", "--epochs", "1", "--no-wait"]);
+    assert!(err.contains("--resize") && err.contains("squash, center_crop"), "{err}");
+}
