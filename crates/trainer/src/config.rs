@@ -120,7 +120,19 @@ impl DataConfig {
         if self.image_size == Some(0) {
             return Err(Error::config("image_size", "must be at least 1"));
         }
-        self.arch().map(drop)
+        let arch = self.arch()?;
+        if self.channels == Some(1) && !matches!(arch, Arch::SmallCnn { .. }) {
+            // ImageNet backbones and their normalisation have three input planes.
+            return Err(Error::config(
+                "channels",
+                format!(
+                    "{} takes 3 channels (an ImageNet stem); grey images are replicated to RGB on load, so leave \
+                     `channels` out or set it to 3",
+                    self.arch
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The architecture a fresh network gets (`width`/`depth` apply to small-cnn).
@@ -705,6 +717,10 @@ mod tests {
         assert_eq!(field, "resize");
         assert!(reason.contains("unknown variant `crop`") && reason.contains("`squash` or `center_crop`"), "{reason}");
         assert_eq!(refused(trial(json!({"epochs": 1, "random_resized_crop": "yes"}))).0, "random_resized_crop");
+        let (field, reason) = refused(trial(json!({"epochs": 1, "arch": "resnet18", "channels": 1})));
+        assert_eq!(field, "channels");
+        assert!(reason.contains("resnet18 takes 3 channels") && reason.contains("replicated to RGB"), "{reason}");
+        assert!(trial(json!({"epochs": 1, "arch": "small-cnn", "channels": 1})).is_ok());
     }
 
     #[test]
