@@ -45,6 +45,8 @@
 //! assert_eq!((summary.launched, summary.complete), (3, 3));
 //! ```
 
+#![warn(missing_docs)]
+
 mod error;
 mod fault;
 pub mod gpus;

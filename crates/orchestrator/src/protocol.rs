@@ -18,16 +18,20 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// One intermediate result: `{"report": {"step": 3, "value": 0.81, "metrics": {…}}}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
+    /// The step (epoch) it reports.
     pub step: u64,
     /// The objective value; when absent, the objective metric is taken from `metrics`.
     pub value: Option<f64>,
+    /// Every metric it reports by name (numbers, or anything JSON).
     pub metrics: BTreeMap<String, Value>,
 }
 
 /// The final result: `{"result": {"value": 0.84, "metrics": {…}}}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinalResult {
+    /// The objective value; when absent, the objective metric is taken from `metrics`.
     pub value: Option<f64>,
+    /// Every metric of the result by name.
     pub metrics: BTreeMap<String, Value>,
 }
 
@@ -54,8 +58,11 @@ impl TrialError {
 /// What one stdout line is.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
+    /// `{"report": …}`: an intermediate result.
     Report(Report),
+    /// `{"result": …}`: the final result.
     Result(FinalResult),
+    /// `{"error": {…}}`: a failure the trial reports itself.
     Error(TrialError),
     /// Anything else: kept in stdout.log.
     Log,
@@ -64,7 +71,9 @@ pub enum Message {
 /// The orchestrator's answer to a report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
+    /// Go on training.
     Continue,
+    /// Stop: the trial is pruned.
     Prune,
 }
 
@@ -185,6 +194,7 @@ fn shorten(text: &str) -> String {
 /// A line cut from a byte stream.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Line {
+    /// The line without its newline (and without a carriage return before it).
     pub text: String,
     /// The line was longer than the cap; `text` holds its first [`MAX_LINE_BYTES`] bytes.
     pub truncated: bool,
@@ -205,6 +215,7 @@ impl Default for LineSplitter {
 }
 
 impl LineSplitter {
+    /// A splitter that keeps at most `cap` bytes of a line.
     pub fn new(cap: usize) -> Self {
         Self { buf: Vec::new(), cap, overflow: false }
     }
