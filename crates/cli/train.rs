@@ -5,10 +5,12 @@
 //! (`{"continue": true}` goes on, `{"prune": true}` stops; EOF or a terminal means go on), and at the end
 //! `{"result": {"value": best_val_accuracy, "metrics": {…}}}`. Logs go to stderr.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use nightshift_orchestrator::protocol::{FinalResult, Report, TrialError};
 use nightshift_orchestrator::spec::{ArgTemplate, BuiltinSections, BuiltinTrainer, FieldError, GpuBackend, ReplicateEval};
 use nightshift_orchestrator::{Program, Spec};
 use nightshift_search::{Distribution, SearchSpace};
@@ -425,22 +427,25 @@ fn read_params(file: Option<&Path>) -> anyhow::Result<Hyperparams> {
 // ---------------------------------------------------------------------------------------------------------
 // trial
 
-fn emit(line: &Value) -> anyhow::Result<()> {
+fn emit(line: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
+    out.write_all(line.as_bytes())?;
     out.flush()?;
     Ok(())
 }
 
-fn epoch_metrics_json(m: &EpochMetrics) -> Value {
-    json!({
-        "val_accuracy": m.val_accuracy,
-        "val_loss": m.val_loss,
-        "train_loss": m.train_loss,
-        "macro_f1": m.macro_f1,
-        "learning_rate": m.learning_rate,
-        "images_per_second": m.images_per_second,
-    })
+fn epoch_metrics_json(m: &EpochMetrics) -> BTreeMap<String, Value> {
+    [
+        ("val_accuracy", m.val_accuracy),
+        ("val_loss", m.val_loss),
+        ("train_loss", m.train_loss),
+        ("macro_f1", m.macro_f1),
+        ("learning_rate", m.learning_rate),
+        ("images_per_second", m.images_per_second),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), json!(value)))
+    .collect()
 }
 
 /// After a report: one line from stdin decides. EOF, a terminal or --no-wait mean continue.
@@ -496,7 +501,7 @@ fn trial(args: TrialArgs) -> anyhow::Result<()> {
     };
     match out_of_memory_line(&error) {
         Some(line) => {
-            emit(&line)?;
+            emit(&line.line())?;
             Err(ExitWith { code: EXIT_OUT_OF_MEMORY, message: format!("{error:#}") }.into())
         }
         None => Err(error),
@@ -504,9 +509,11 @@ fn trial(args: TrialArgs) -> anyhow::Result<()> {
 }
 
 /// The protocol line of an out-of-memory failure, if `error` is one.
-fn out_of_memory_line(error: &anyhow::Error) -> Option<Value> {
+fn out_of_memory_line(error: &anyhow::Error) -> Option<TrialError> {
     match error.downcast_ref::<nightshift_trainer::Error>()? {
-        nightshift_trainer::Error::OutOfMemory(message) => Some(json!({"error": {"kind": "oom", "message": message}})),
+        nightshift_trainer::Error::OutOfMemory(message) => {
+            Some(TrialError { kind: TrialError::OOM.into(), message: message.clone() })
+        }
         _ => None,
     }
 }
@@ -549,7 +556,7 @@ fn trial_body(args: TrialArgs) -> anyhow::Result<()> {
     let wait = !trial.no_wait;
     let mut pruned = false;
     let mut callback = |m: &EpochMetrics| {
-        let line = json!({"report": {"step": m.epoch, "value": m.val_accuracy, "metrics": epoch_metrics_json(m)}});
+        let line = Report { step: m.epoch as u64, value: Some(m.val_accuracy), metrics: epoch_metrics_json(m) }.line();
         if let Err(e) = emit(&line) {
             eprintln!("nightshift trial: cannot write report: {e}");
             return Control::Stop;
@@ -561,7 +568,7 @@ fn trial_body(args: TrialArgs) -> anyhow::Result<()> {
     let outcome = match network.fine_tune(&train, &val, &model_config.normalization, &config, &device, &mut callback) {
         Ok(o) => o,
         Err(e @ nightshift_trainer::Error::Diverged { .. }) => {
-            emit(&json!({"error": {"kind": "diverged", "message": e.to_string()}}))?;
+            emit(&TrialError { kind: "diverged".into(), message: e.to_string() }.line())?;
             return Err(e.into());
         }
         Err(e) => return Err(e.into()),
@@ -583,11 +590,11 @@ fn trial_body(args: TrialArgs) -> anyhow::Result<()> {
     };
     let best = outcome.best();
     let mut metrics = epoch_metrics_json(best);
-    metrics["best_epoch"] = json!(outcome.best_epoch);
+    metrics.insert("best_epoch".into(), json!(outcome.best_epoch));
     if let Some(acc) = test_accuracy {
-        metrics["test_accuracy"] = json!(acc);
+        metrics.insert("test_accuracy".into(), json!(acc));
     }
-    emit(&json!({"result": {"value": best.val_accuracy, "metrics": metrics, "pruned": pruned}}))?;
+    emit(&FinalResult { value: Some(best.val_accuracy), metrics, pruned }.line())?;
     Ok(())
 }
 
@@ -685,7 +692,7 @@ mod tests {
     fn out_of_memory_becomes_a_protocol_line_and_other_errors_do_not() {
         let oom: anyhow::Error = nightshift_trainer::Error::OutOfMemory("out of device memory allocating 8 bytes".into()).into();
         let line = out_of_memory_line(&oom.context("epoch 2")).expect("an oom line");
-        assert_eq!(line, json!({"error": {"kind": "oom", "message": "out of device memory allocating 8 bytes"}}));
+        assert_eq!(line.line(), "{\"error\":{\"kind\":\"oom\",\"message\":\"out of device memory allocating 8 bytes\"}}\n");
         let other: anyhow::Error = nightshift_trainer::Error::Tensor("device lost".into()).into();
         assert_eq!(out_of_memory_line(&other), None);
         assert_eq!(out_of_memory_line(&anyhow::anyhow!("no such file")), None);

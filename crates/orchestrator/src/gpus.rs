@@ -20,6 +20,7 @@ pub const NVIDIA_SMI_TIMEOUT_ENV: &str = "NIGHTSHIFT_NVIDIA_SMI_TIMEOUT";
 pub struct CudaGpu {
     /// nvidia-smi's index (PCI bus order).
     pub index: u32,
+    /// Its model name, e.g. `NVIDIA H200`.
     pub name: String,
     /// `GPU-…`, when listed.
     pub uuid: Option<String>,
@@ -153,12 +154,14 @@ impl CudaGpu {
 /// What `nvidia-smi -L` said, or why it said nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GpuListing {
+    /// The GPUs it listed, in its order.
     Listed(Vec<CudaGpu>),
     /// Not consulted, missing, failed or timed out: the reason, for messages.
     Unavailable(String),
 }
 
 impl GpuListing {
+    /// The GPUs listed; none when nvidia-smi was not asked or failed.
     pub fn gpus(&self) -> &[CudaGpu] {
         match self {
             GpuListing::Listed(gpus) => gpus,
@@ -170,9 +173,11 @@ impl GpuListing {
 /// The facts about this machine that decide the trial slots.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Host {
+    /// CPU cores this process may use.
     pub cores: usize,
     /// `CUDA_VISIBLE_DEVICES` as inherited, when set.
     pub inherited: Option<String>,
+    /// What `nvidia-smi -L` said (asked only when the spec can use GPUs).
     pub listing: GpuListing,
 }
 
@@ -194,6 +199,7 @@ impl Host {
     }
 }
 
+/// The CPU cores this process may use (1 when the system will not say).
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

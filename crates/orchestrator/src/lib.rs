@@ -6,7 +6,8 @@
 //! ## Layout
 //! - [`Spec`] (`spec/`): the sweep spec YAML, parsed then validated, errors with `file:line`; a `trial:`
 //!   section is checked by the caller's [`BuiltinTrainer`] (the binary knows the trainer, this crate does not).
-//! - `protocol.rs`: the pure line protocol ([`protocol::parse_line`], [`protocol::Answer`]);
+//! - `protocol.rs`: the pure line protocol ([`protocol::parse_line`], [`protocol::Answer`], and the
+//!   lines a trial written in Rust prints: [`protocol::Report::line`] and its kin);
 //!   documented for trial authors in `docs/protocol.md`.
 //! - [`DevicePool`] / [`Slot`] / [`Device`] (`pool.rs`): where trials run, at most K per device; [`plan_slots`]
 //!   turns `devices:` into slots on a [`Host`] (`gpus.rs`: `nvidia-smi -L` with MIG instances and a timeout,
@@ -44,6 +45,8 @@
 //!     .unwrap();
 //! assert_eq!((summary.launched, summary.complete), (3, 3));
 //! ```
+
+#![warn(missing_docs)]
 
 mod error;
 mod fault;

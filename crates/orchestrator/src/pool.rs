@@ -11,7 +11,9 @@ use crate::spec::{DeviceSpec, GpuBackend};
 /// Where a trial runs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
+    /// The CPU (every CPU slot shares it).
     Cpu,
+    /// One CUDA device: a whole GPU or a MIG instance, as the child will see it.
     Cuda(CudaDevice),
     /// The N-th discrete adapter in wgpu's (Vulkan's) order.
     Wgpu(u32),
@@ -81,7 +83,9 @@ impl Device {
 /// One place a trial can run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slot {
+    /// Its position in the pool (0-based, unique).
     pub index: usize,
+    /// The device its trials run on.
     pub device: Device,
 }
 
@@ -89,15 +93,22 @@ pub struct Slot {
 /// GPU backends this binary was built with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Runs {
+    /// A `command:`: it is given whatever device the spec names.
     AnyDevice,
-    BuiltinTrainer { gpu_backends: Vec<GpuBackend> },
+    /// The built-in trainer: the CPU, and GPUs only through the backends this binary was built with.
+    BuiltinTrainer {
+        /// The GPU backends compiled in (none in a CPU-only build).
+        gpu_backends: Vec<GpuBackend>,
+    },
 }
 
 /// The slots a spec gives on a host, and why, when that is not obvious (`devices: auto` fell back to
 /// CPU, nvidia-smi could not be asked).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SlotPlan {
+    /// The slots, numbered from 0.
     pub slots: Vec<Slot>,
+    /// What the user should know about how they were chosen.
     pub notes: Vec<String>,
 }
 
@@ -241,20 +252,24 @@ pub struct DevicePool {
 }
 
 impl DevicePool {
+    /// A pool over `slots`, all free.
     pub fn new(slots: Vec<Slot>) -> Self {
         let busy = vec![false; slots.len()];
         let alone = busy.clone();
         Self { slots, busy, alone }
     }
 
+    /// Every slot, busy or free.
     pub fn slots(&self) -> &[Slot] {
         &self.slots
     }
 
+    /// How many slots are taken (a trial running alone takes its device's every slot).
     pub fn busy_count(&self) -> usize {
         self.busy.iter().filter(|b| **b).count()
     }
 
+    /// Whether [`DevicePool::acquire`] would find a slot.
     pub fn has_free(&self) -> bool {
         self.busy.iter().any(|b| !*b)
     }
@@ -282,6 +297,7 @@ impl DevicePool {
         Some(self.slots[index].clone())
     }
 
+    /// Gives `slot` back (with its device's other slots, when it was taken alone).
     pub fn release(&mut self, slot: &Slot) {
         if std::mem::take(&mut self.alone[slot.index]) {
             for (s, busy) in self.slots.iter().zip(self.busy.iter_mut()) {

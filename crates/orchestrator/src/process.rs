@@ -23,9 +23,13 @@ use crate::protocol::{self, Answer, Line, LineSplitter, Message, Report, TrialEr
 /// Everything needed to start one trial.
 #[derive(Clone, Debug)]
 pub struct TrialLaunch {
+    /// The trial's number in its study.
     pub number: u64,
+    /// The program and its arguments, placeholders filled in.
     pub argv: Vec<String>,
+    /// Added to the environment the orchestrator inherited (`NIGHTSHIFT_PARAMS`, `CUDA_VISIBLE_DEVICES`, …).
     pub env: Vec<(String, String)>,
+    /// The working directory (the spec file's directory).
     pub cwd: PathBuf,
     /// Holds stdout.log and stderr.log (and whatever the trial writes there).
     pub trial_dir: PathBuf,
@@ -34,7 +38,9 @@ pub struct TrialLaunch {
 /// Bounds on one trial.
 #[derive(Clone, Debug)]
 pub struct TrialLimits {
+    /// The longest the trial may run (`budget.trial_timeout`); then it is stopped and fails.
     pub timeout: Option<Duration>,
+    /// How long a stopped child may take to exit before SIGTERM, and SIGTERM before SIGKILL.
     pub kill_grace: Duration,
     /// Each of stdout.log and stderr.log stops growing at this size.
     pub log_cap_bytes: u64,
@@ -45,26 +51,35 @@ pub struct TrialLimits {
 /// Records a report and decides whether the trial goes on. Called on a blocking thread, so it
 /// may talk to storage; an error stops the trial and fails it with that reason.
 pub trait Judge: Send + Sync + 'static {
+    /// Records `report` (whose objective value is `value`) and answers whether the trial goes on.
     fn judge(&self, report: &Report, value: f64) -> Result<Answer, String>;
 }
 
 /// How a trial ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
+    /// It sent a result.
     Complete {
+        /// The objective value (from `value`, or the objective metric).
         value: f64,
+        /// Every metric of the result.
         metrics: BTreeMap<String, Value>,
     },
+    /// It was pruned, and exited or was stopped.
     Pruned {
+        /// The step whose report the pruner stopped it at.
         step: u64,
     },
     /// `infrastructure`: killed by a signal nobody here sent (OOM killer, …); worth a retry.
     Fail {
+        /// Why, in words, with the end of its stderr.
         reason: String,
+        /// Killed by a signal nobody here sent.
         infrastructure: bool,
     },
     /// The trial said it ran out of (device) memory (`{"error": {"kind": "oom", …}}`), with its message.
     OutOfMemory {
+        /// What the trial said.
         message: String,
     },
     /// Stopped by a second Ctrl-C; resumable.
@@ -74,10 +89,15 @@ pub enum Outcome {
 /// A finished trial process, with the timings the benchmarks and progress display use.
 #[derive(Clone, Debug)]
 pub struct TrialRun {
+    /// How it ended.
     pub outcome: Outcome,
+    /// When the process was started.
     pub spawned: Instant,
+    /// When its first report arrived, if one did.
     pub first_report: Option<Instant>,
+    /// When it had exited and its output was read.
     pub ended: Instant,
+    /// The last step it reported.
     pub last_step: Option<u64>,
     /// `exit code 0`, `signal 9 (SIGKILL)`, …
     pub exit: Option<String>,
@@ -86,23 +106,34 @@ pub struct TrialRun {
 /// Why the orchestrator stopped a trial before it exited by itself.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StopCause {
+    /// A line that looked like the protocol but broke it.
     Protocol(String),
+    /// A report with a NaN or infinite value.
     Diverged(String),
+    /// It ran past `budget.trial_timeout`.
     Timeout(Duration),
+    /// A second Ctrl-C (or a kill-level shutdown).
     Interrupted,
+    /// The [`Judge`] could not record a report (a storage error).
     Judge(String),
 }
 
 /// What the driver observed; [`decide`] turns it into an [`Outcome`].
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
+    /// The `result` line's value and metrics, if it sent one.
     pub result: Option<(Option<f64>, BTreeMap<String, Value>)>,
     /// The trial's own `error` line.
     pub error: Option<TrialError>,
+    /// The step at which it was told to prune.
     pub pruned_at: Option<u64>,
+    /// Why the orchestrator stopped it, if it did.
     pub stop: Option<StopCause>,
+    /// How the process exited, once it has.
     pub exit: Option<ExitStatus>,
+    /// Whether the orchestrator sent it a signal (so a death by signal is not infrastructure's).
     pub signalled: bool,
+    /// The last lines of its stderr, for the failure reason.
     pub stderr_tail: Vec<String>,
 }
 

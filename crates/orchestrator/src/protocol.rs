@@ -1,11 +1,13 @@
 //! The trial protocol: JSON lines on the child's stdout, answers on its stdin (docs/protocol.md).
 //!
 //! Pure functions only: [`parse_line`] classifies one line, [`LineSplitter`] cuts a byte stream
-//! into lines of bounded length, [`Answer::line`] is what the orchestrator writes back.
+//! into lines of bounded length, [`Answer::line`] is what the orchestrator writes back, and
+//! [`Report::line`], [`FinalResult::line`] and [`TrialError::line`] are what a trial written in
+//! Rust (the built-in trial) prints.
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 // Python-JSON reading (bare NaN/Infinity) is shared with the Optuna journal reader.
 pub use nightshift_search::python_json::number;
@@ -18,17 +20,24 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// One intermediate result: `{"report": {"step": 3, "value": 0.81, "metrics": {…}}}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
+    /// The step (epoch) it reports.
     pub step: u64,
     /// The objective value; when absent, the objective metric is taken from `metrics`.
     pub value: Option<f64>,
+    /// Every metric it reports by name (numbers, or anything JSON).
     pub metrics: BTreeMap<String, Value>,
 }
 
 /// The final result: `{"result": {"value": 0.84, "metrics": {…}}}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinalResult {
+    /// The objective value; when absent, the objective metric is taken from `metrics`.
     pub value: Option<f64>,
+    /// Every metric of the result by name.
     pub metrics: BTreeMap<String, Value>,
+    /// `"pruned": true`: the trial stopped early because it was told to prune. Informational (the
+    /// orchestrator knows already); the built-in trial says it.
+    pub pruned: bool,
 }
 
 /// A failure the trial reports itself before exiting: `{"error": {"kind": "oom", "message": "…"}}`.
@@ -54,8 +63,11 @@ impl TrialError {
 /// What one stdout line is.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
+    /// `{"report": …}`: an intermediate result.
     Report(Report),
+    /// `{"result": …}`: the final result.
     Result(FinalResult),
+    /// `{"error": {…}}`: a failure the trial reports itself.
     Error(TrialError),
     /// Anything else: kept in stdout.log.
     Log,
@@ -64,7 +76,9 @@ pub enum Message {
 /// The orchestrator's answer to a report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
+    /// Go on training.
     Continue,
+    /// Stop: the trial is pruned.
     Prune,
 }
 
@@ -76,6 +90,32 @@ impl Answer {
             Self::Prune => "{\"prune\": true}\n",
         }
     }
+}
+
+impl Report {
+    /// The stdout line that sends this report, newline included.
+    pub fn line(&self) -> String {
+        line("report", json!({"step": self.step, "value": self.value, "metrics": self.metrics}))
+    }
+}
+
+impl FinalResult {
+    /// The stdout line that sends this result, newline included.
+    pub fn line(&self) -> String {
+        line("result", json!({"value": self.value, "metrics": self.metrics, "pruned": self.pruned}))
+    }
+}
+
+impl TrialError {
+    /// The stdout line that reports this failure, newline included.
+    pub fn line(&self) -> String {
+        line("error", json!({"kind": self.kind, "message": self.message}))
+    }
+}
+
+/// `{"<key>": <body>}` and a newline. A NaN or infinite number is written as `null`.
+fn line(key: &str, body: Value) -> String {
+    format!("{}\n", json!({ key: body }))
 }
 
 /// Classifies one stdout line. A line that is (or starts out as) a `report`/`result` object but
@@ -145,7 +185,11 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
             }
             Ok(Message::Report(report))
         }
-        "result" => Ok(Message::Result(FinalResult { value: value(&body)?, metrics: metrics(&body)? })),
+        "result" => Ok(Message::Result(FinalResult {
+            value: value(&body)?,
+            metrics: metrics(&body)?,
+            pruned: body.get("pruned") == Some(&Value::Bool(true)),
+        })),
         _ => Ok(Message::Log),
     }
 }
@@ -185,6 +229,7 @@ fn shorten(text: &str) -> String {
 /// A line cut from a byte stream.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Line {
+    /// The line without its newline (and without a carriage return before it).
     pub text: String,
     /// The line was longer than the cap; `text` holds its first [`MAX_LINE_BYTES`] bytes.
     pub truncated: bool,
@@ -205,6 +250,7 @@ impl Default for LineSplitter {
 }
 
 impl LineSplitter {
+    /// A splitter that keeps at most `cap` bytes of a line.
     pub fn new(cap: usize) -> Self {
         Self { buf: Vec::new(), cap, overflow: false }
     }
@@ -259,11 +305,29 @@ mod tests {
         assert_eq!(r.metrics["loss"], 0.4);
         assert_eq!(
             parse_line(r#"{"result": {"value": 0.84}}"#).unwrap(),
-            Message::Result(FinalResult { value: Some(0.84), metrics: BTreeMap::new() })
+            Message::Result(FinalResult { value: Some(0.84), metrics: BTreeMap::new(), pruned: false })
         );
         for log in ["epoch 3 done", "", "{\"loss\": 1}", "[1, 2]", "{\"report\": 1, \"other\": 2}", "{not json \"reporting\"}"] {
             assert_eq!(parse_line(log), Ok(Message::Log), "{log}");
         }
+    }
+
+    #[test]
+    fn written_lines_read_back_as_what_was_written() {
+        let metrics: BTreeMap<String, Value> = [("val_loss".to_string(), json!(0.5)), ("lr".to_string(), json!(0.01))].into();
+        let report = Report { step: 3, value: Some(0.81), metrics: metrics.clone() };
+        assert_eq!(report.line(), "{\"report\":{\"step\":3,\"value\":0.81,\"metrics\":{\"lr\":0.01,\"val_loss\":0.5}}}\n");
+        assert_eq!(parse_line(&report.line()), Ok(Message::Report(report)));
+        for pruned in [false, true] {
+            let result = FinalResult { value: Some(0.84), metrics: metrics.clone(), pruned };
+            assert_eq!(parse_line(&result.line()), Ok(Message::Result(result)));
+        }
+        let error = TrialError { kind: TrialError::OOM.into(), message: "CUDA out of memory".into() };
+        assert_eq!(error.line(), "{\"error\":{\"kind\":\"oom\",\"message\":\"CUDA out of memory\"}}\n");
+        assert_eq!(parse_line(&error.line()), Ok(Message::Error(error)));
+        // A diverged value is written as null: a result without a value.
+        let nan = FinalResult { value: Some(f64::NAN), metrics: BTreeMap::new(), pruned: false };
+        assert_eq!(parse_line(&nan.line()), Ok(Message::Result(FinalResult { value: None, ..nan })));
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! index.html: one self-contained page (inline CSS and a few lines of inline JS, charts as sibling
 //! PNG files, nothing from the network). Every user-provided string goes through [`escape`].
+//!
+//! This module holds the page's frame (head, styles, navigation, footer), the helpers every section
+//! writes with ([`figure`], [`missing`], [`fact`]) and each chart's figure and caption; the summary,
+//! comparison and table sections write their own markup (`crate::sections`).
 
 use std::fmt::Write;
 
-use nightshift_search::{Direction, TrialState};
+use nightshift_search::Direction;
 
-use crate::axis::fmt_num;
 use crate::charts::{ChartKind, ChartSpec};
 use crate::data::{ReportData, Section};
-use crate::sections::comparison::{ComparisonData, TournamentData};
 use crate::sections::importance::IMPORTANCE_METHOD;
+use crate::sections::{comparison, summary, table};
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(s: &str) -> String {
@@ -59,7 +62,7 @@ pub fn fmt_utc(t: f64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60)
 }
 
-fn pct(x: f64) -> String {
+pub(crate) fn pct(x: f64) -> String {
     format!("{:.0}%", x * 100.0)
 }
 
@@ -137,7 +140,7 @@ window.addEventListener('load',function(){
 })();
 "#;
 
-fn figure(out: &mut String, spec: &ChartSpec<'_>, caption: &str) {
+pub(crate) fn figure(out: &mut String, spec: &ChartSpec<'_>, caption: &str) {
     let (w, h) = spec.size;
     let _ = writeln!(
         out,
@@ -150,11 +153,11 @@ fn figure(out: &mut String, spec: &ChartSpec<'_>, caption: &str) {
     );
 }
 
-fn missing(out: &mut String, why: &str) {
+pub(crate) fn missing(out: &mut String, why: &str) {
     let _ = writeln!(out, "<p class=\"missing\">{}</p>", escape(why));
 }
 
-fn fact(out: &mut String, key: &str, value: &str, detail: &str) {
+pub(crate) fn fact(out: &mut String, key: &str, value: &str, detail: &str) {
     let _ = write!(out, "<div class=\"fact\"><div class=\"k\">{key}</div><div class=\"v\">{value}</div>");
     if !detail.is_empty() {
         let _ = write!(out, "<div class=\"d\">{detail}</div>");
@@ -162,8 +165,25 @@ fn fact(out: &mut String, key: &str, value: &str, detail: &str) {
     out.push_str("</div>\n");
 }
 
-fn state_badge(state: TrialState) -> String {
-    format!("<span class=\"state s-{0}\">{0}</span>", state.as_str())
+/// A section's chart with its caption, or why the section is missing; the section's data when
+/// its chart was drawn.
+fn chart_figure<'d, T>(
+    o: &mut String,
+    section: &'d Section<T>,
+    chart: Option<&ChartSpec<'_>>,
+    caption: impl FnOnce(&T) -> String,
+) -> Option<&'d T> {
+    match (section, chart) {
+        (Section::Ready(d), Some(c)) => {
+            figure(o, c, &caption(d));
+            Some(d)
+        }
+        (Section::Missing(why), _) => {
+            missing(o, why);
+            None
+        }
+        (Section::Ready(_), None) => None,
+    }
 }
 
 /// Renders the page. `charts` are the specs whose PNG/SVG files sit next to it.
@@ -195,156 +215,39 @@ pub fn render_html(data: &ReportData, charts: &[ChartSpec<'_>]) -> String {
         let _ = writeln!(o, "<p class=\"notice\">{}</p>", escape(n));
     }
 
-    // 1. Summary
-    o.push_str("<section id=\"summary\"><h2>Summary</h2>\n<div class=\"facts\">\n");
-    match &s.best {
-        Some(b) => fact(&mut o, &format!("Best {metric}"), &escape(&fmt_num(b.value)), &format!("trial #{}", b.number)),
-        None => fact(&mut o, &format!("Best {metric}"), "—", "no completed trial yet"),
-    }
-    let c = &s.counts;
-    fact(
-        &mut o,
-        "Trials",
-        &c.total.to_string(),
-        &format!(
-            "{} complete · {} pruned · {} failed · {} running{}",
-            c.complete,
-            c.pruned,
-            c.failed,
-            c.running,
-            if c.waiting > 0 { format!(" · {} waiting", c.waiting) } else { String::new() }
-        ),
-    );
-    fact(
-        &mut o,
-        "Wall time",
-        &s.wall_seconds.map(fmt_duration).unwrap_or_else(|| "—".into()),
-        "first trial start to last finish",
-    );
-    match (s.epochs_unpruned, s.max_steps, s.savings()) {
-        (Some(u), Some((m, given)), Some(saved)) => fact(
-            &mut o,
-            "Epochs trained",
-            &format!("{} of {u}", s.epochs_trained),
-            &format!(
-                "pruning saved {} of an unpruned sweep ({m} epochs per trial, {})",
-                pct(saved.max(0.0)),
-                if given { "as configured" } else { "the most any completed trial ran" }
-            ),
-        ),
-        _ => {
-            fact(&mut o, "Epochs trained", &s.epochs_trained.to_string(), "per-trial epoch budget unknown: savings not computed")
-        }
-    }
-    match s.utilisation {
-        Some(u) => {
-            let per: Vec<String> = s
-                .devices
-                .iter()
-                .map(|d| format!("{}: {}", escape(&d.label), d.utilisation.map(pct).unwrap_or_else(|| "—".into())))
-                .collect();
-            fact(
-                &mut o,
-                "Device utilisation",
-                &pct(u),
-                &format!("{} slot{} · {}", s.slots, if s.slots == 1 { "" } else { "s" }, per.join(" · ")),
-            );
-        }
-        None => fact(&mut o, "Device utilisation", "—", "no trial timing recorded"),
-    }
-    o.push_str("</div>\n");
-    if let Some(b) = &s.best {
-        let _ = writeln!(o, "<h3>Best trial: #{}</h3>", b.number);
-        o.push_str("<table class=\"params\"><thead><tr><th>Parameter</th><th>Value</th></tr></thead><tbody>\n");
-        for (k, v) in &b.params {
-            let _ = writeln!(o, "<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v));
-        }
-        let _ = writeln!(
-            o,
-            "</tbody></table>\n<p class=\"muted\">{} epochs · {} · device {}</p>",
-            b.epochs,
-            b.duration_s.map(fmt_duration).unwrap_or_else(|| "duration unknown".into()),
-            escape(b.device.as_deref().unwrap_or("not recorded"))
-        );
-    }
-    if let Some(r) = &s.retrain {
-        let _ = writeln!(
-            o,
-            "<h3>Retrain or reuse the best trial</h3>\n<pre><code>{}</code></pre>\n<p class=\"muted\">Run from this report's directory; \
-             <a href=\"{file}\">{file}</a> holds the parameters:</p>\n<pre><code>{}</code></pre>",
-            escape(&r.command),
-            escape(&r.params_json),
-            file = crate::BEST_PARAMS_FILE
-        );
-    }
-    o.push_str("</section>\n");
+    summary::html(&mut o, s);
+    comparison::html(&mut o, &data.comparison, chart("comparison"));
 
-    // 2. Which won
-    o.push_str("<section id=\"comparison\">");
-    match &data.comparison {
-        Section::Ready(d) => comparison(&mut o, d, chart("comparison")),
-        Section::Missing(why) => {
-            o.push_str("<h2>Freeze strategy: which won</h2>\n");
-            missing(&mut o, why);
-        }
-    }
-    o.push_str("</section>\n");
-
-    // 3. Charts
     o.push_str("<section id=\"charts\"><h2>Charts</h2>\n");
     o.push_str("<h3>Optimization history</h3>\n");
-    match (&data.history, chart("history")) {
-        (Section::Ready(_), Some(c)) => figure(
-            &mut o,
-            c,
-            &format!("Each trial's {metric}; pruned trials show their last reported value; the line is the best so far."),
-        ),
-        (Section::Missing(why), _) => missing(&mut o, why),
-        _ => {}
-    }
+    chart_figure(&mut o, &data.history, chart("history"), |_| {
+        format!("Each trial's {metric}; pruned trials show their last reported value; the line is the best so far.")
+    });
     o.push_str("<h3>Learning curves</h3>\n");
-    match (&data.curves, chart("intermediate")) {
-        (Section::Ready(_), Some(c)) => figure(
-            &mut o,
-            c,
-            "Per-epoch values; pruned trials in orange, × where the pruner stopped them; the best trial in black.",
-        ),
-        (Section::Missing(why), _) => missing(&mut o, why),
-        _ => {}
-    }
+    chart_figure(&mut o, &data.curves, chart("intermediate"), |_| {
+        "Per-epoch values; pruned trials in orange, × where the pruner stopped them; the best trial in black.".into()
+    });
     o.push_str("<h3>Hyperparameter importance</h3>\n");
     let _ = writeln!(o, "<p>{}</p>", escape(IMPORTANCE_METHOD));
-    match (&data.importance, chart("importance")) {
-        (Section::Ready(d), Some(c)) => {
-            figure(&mut o, c, &format!("fANOVA importance over {} completed trials.", d.n_trials));
-            if !d.skipped.is_empty() {
-                let names: Vec<String> = d.skipped.iter().map(|n| escape(n)).collect();
-                let _ = writeln!(
-                    o,
-                    "<p class=\"muted\">Left out (not set in every completed trial, or never varied): {}.</p>",
-                    names.join(", ")
-                );
-            }
-        }
-        (Section::Missing(why), _) => missing(&mut o, why),
-        _ => {}
+    if let Some(d) = chart_figure(&mut o, &data.importance, chart("importance"), |d| {
+        format!("fANOVA importance over {} completed trials.", d.n_trials)
+    }) && !d.skipped.is_empty()
+    {
+        let names: Vec<String> = d.skipped.iter().map(|n| escape(n)).collect();
+        let _ = writeln!(
+            o,
+            "<p class=\"muted\">Left out (not set in every completed trial, or never varied): {}.</p>",
+            names.join(", ")
+        );
     }
     o.push_str("<h3>Contour of the two most important parameters</h3>\n");
-    match (&data.contour, chart("contour")) {
-        (Section::Ready(_), Some(c)) => {
-            figure(&mut o, c, "Colour: the forest's predicted objective, averaged over the other parameters; circles: trials.")
-        }
-        (Section::Missing(why), _) => missing(&mut o, why),
-        _ => {}
-    }
+    chart_figure(&mut o, &data.contour, chart("contour"), |_| {
+        "Colour: the forest's predicted objective, averaged over the other parameters; circles: trials.".into()
+    });
     o.push_str("<h3>Parallel coordinates</h3>\n");
-    match (&data.parallel, chart("parallel")) {
-        (Section::Ready(_), Some(c)) => {
-            figure(&mut o, c, "One line per completed trial, from its parameters to its objective; darker is better.")
-        }
-        (Section::Missing(why), _) => missing(&mut o, why),
-        _ => {}
-    }
+    chart_figure(&mut o, &data.parallel, chart("parallel"), |_| {
+        "One line per completed trial, from its parameters to its objective; darker is better.".into()
+    });
     o.push_str("<h3>Slices</h3>\n");
     match &data.slices {
         Section::Ready(_) => {
@@ -357,22 +260,16 @@ pub fn render_html(data: &ReportData, charts: &[ChartSpec<'_>]) -> String {
         Section::Missing(why) => missing(&mut o, why),
     }
     o.push_str("<h3>Timeline</h3>\n");
-    match (&data.timeline, chart("timeline")) {
-        (Section::Ready(d), Some(c)) => {
-            let how = if d.inferred {
-                "No trial recorded a device or slot, so rows are lanes of non-overlapping trials."
-            } else {
-                "One row per device slot (system attributes \u{201c}device\u{201d} and \u{201c}slot\u{201d})."
-            };
-            figure(&mut o, c, how);
+    chart_figure(&mut o, &data.timeline, chart("timeline"), |d| {
+        if d.inferred {
+            "No trial recorded a device or slot, so rows are lanes of non-overlapping trials.".into()
+        } else {
+            "One row per device slot (system attributes \u{201c}device\u{201d} and \u{201c}slot\u{201d}).".into()
         }
-        (Section::Missing(why), _) => missing(&mut o, why),
-        _ => {}
-    }
+    });
     o.push_str("</section>\n");
 
-    // 4. All trials
-    trials_table(&mut o, data);
+    table::html(&mut o, &data.table, &s.metric);
 
     o.push_str(
         "<footer>Generated by nightshift. Charts are PNG files next to this page, each also as SVG; trials also as \
@@ -380,185 +277,6 @@ pub fn render_html(data: &ReportData, charts: &[ChartSpec<'_>]) -> String {
     );
     let _ = write!(o, "<script>{JS}</script>\n</body>\n</html>\n");
     o
-}
-
-fn comparison(o: &mut String, d: &ComparisonData, chart: Option<&ChartSpec<'_>>) {
-    if let Some(t) = &d.tournament {
-        return tournament(o, d, t, chart);
-    }
-    let _ = writeln!(o, "<h2>Which won: {}</h2>", escape(&d.param));
-    let class = if d.within_noise == Some(false) { "verdict" } else { "verdict noise" };
-    let _ = writeln!(o, "<p class=\"{class}\">{}</p>", escape(&d.verdict));
-    let metric = escape(&d.metric);
-    let _ = writeln!(
-        o,
-        "<table class=\"stats\"><thead><tr><th>{}</th><th class=\"n\">completed</th><th class=\"n\">pruned</th><th class=\"n\">failed</th>\
-         <th class=\"n\">mean {metric}</th><th class=\"n\">sd</th><th class=\"n\">95% CI of the mean</th><th class=\"n\">median</th><th>best trial</th></tr></thead><tbody>",
-        escape(&d.param)
-    );
-    for (i, g) in d.groups.iter().enumerate() {
-        let num = |x: f64| if x.is_finite() { fmt_num(x) } else { "—".into() };
-        let ci = g.ci95.map(|(a, b)| format!("[{}, {}]", fmt_num(a), fmt_num(b))).unwrap_or_else(|| "—".into());
-        let best = g.best_trial.as_ref().map(|(n, _)| format!("#{n}")).unwrap_or_else(|| "—".into());
-        let cls = if d.best == Some(i) { " class=\"best\"" } else { "" };
-        let _ = writeln!(
-            o,
-            "<tr{cls}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-            escape(&g.value.to_string()),
-            g.n(),
-            g.n_pruned,
-            g.n_failed,
-            num(g.mean),
-            num(g.sd),
-            ci,
-            num(g.median),
-            best
-        );
-    }
-    o.push_str("</tbody></table>\n<p class=\"muted\">Statistics use completed trials only (pruned trials stopped early and are not comparable). \
-                The verdict compares the best value with the runner-up by Welch's t-test; a difference with p ≥ 0.05 is called within noise.</p>\n");
-    if let Some(c) = chart {
-        figure(
-            o,
-            c,
-            "Left: final value of each completed trial, quartile box, median, mean ◆ with 95% CI. Right: each value's best learning curve.",
-        );
-    }
-}
-
-/// A tournament: the verdict, the replicate table (mean, 95% CI, compute per arm), the best arm against each
-/// other, and the best-so-far curves.
-fn tournament(o: &mut String, d: &ComparisonData, t: &TournamentData, chart: Option<&ChartSpec<'_>>) {
-    let c = &t.config;
-    let _ = writeln!(o, "<h2>Which won: {} (tournament)</h2>", escape(&d.param));
-    let class = if t.verdict.winner.is_some() { "verdict" } else { "verdict noise" };
-    let _ = writeln!(o, "<p class=\"{class}\">{}</p>", escape(&d.verdict));
-    let _ = writeln!(
-        o,
-        "<p class=\"muted\">Each arm had {} search trials, tuned from its own trials only; then its {} best configuration(s) ran again with {} fresh seeds each. \
-         The verdict uses those replicates alone (on the test split where the trainer has one).</p>",
-        c.budget_per_arm, c.replicate_top, c.seeds
-    );
-    let metric = escape(&d.metric);
-    let num = |x: Option<f64>| x.filter(|v| v.is_finite()).map(fmt_num).unwrap_or_else(|| "—".into());
-    let _ = writeln!(
-        o,
-        "<table class=\"stats\"><thead><tr><th>{}</th><th class=\"n\">search trials</th><th>best trial</th><th>replicates ({metric})</th>\
-         <th class=\"n\">mean</th><th class=\"n\">95% CI</th><th class=\"n\">epochs spent</th></tr></thead><tbody>",
-        escape(&d.param)
-    );
-    for (i, a) in t.arms.iter().enumerate() {
-        let cls = if t.verdict.winner == Some(i) { " class=\"best\"" } else { "" };
-        let best = a.best.as_ref().map(|(n, _)| format!("#{n}")).unwrap_or_else(|| "—".into());
-        let mut reps: Vec<String> = a.replicates.iter().map(|(n, v)| format!("{} (#{n})", fmt_num(*v))).collect();
-        if a.replicates_failed > 0 {
-            reps.push(format!("{} failed", a.replicates_failed));
-        }
-        let ci = a.ci95.map(|(lo, hi)| format!("[{}, {}]", fmt_num(lo), fmt_num(hi))).unwrap_or_else(|| "—".into());
-        let _ = writeln!(
-            o,
-            "<tr{cls}><td>{}</td><td class=\"n\">{}</td><td>{best}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{ci}</td><td class=\"n\">{}</td></tr>",
-            escape(&a.value.to_string()),
-            a.trials,
-            escape(&if reps.is_empty() { "—".to_string() } else { reps.join(", ") }),
-            num(a.mean),
-            a.epochs_spent
-        );
-    }
-    o.push_str("</tbody></table>\n");
-    if let Some(b) = t.verdict.best
-        && !t.verdict.pairwise.is_empty()
-    {
-        let _ = writeln!(
-            o,
-            "<table class=\"stats\"><thead><tr><th>{} against</th><th class=\"n\">difference of means</th><th class=\"n\">95% CI</th>\
-             <th class=\"n\">p (Welch)</th><th class=\"n\">p (Holm)</th><th>beaten</th></tr></thead><tbody>",
-            escape(&t.arms[b].value.to_string())
-        );
-        for p in &t.verdict.pairwise {
-            let _ = writeln!(
-                o,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">[{}, {}]</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-                escape(&t.arms[p.other].value.to_string()),
-                fmt_num(p.diff),
-                fmt_num(p.ci95.0),
-                fmt_num(p.ci95.1),
-                fmt_num(p.p),
-                fmt_num(p.p_holm),
-                if p.beaten { "yes" } else { "no" }
-            );
-        }
-        o.push_str("</tbody></table>\n");
-    }
-    o.push_str("<p class=\"muted\">Also as data in <a href=\"summary.json\">summary.json</a>.</p>\n");
-    if let Some(c) = chart {
-        figure(o, c, "Each arm's best search value so far, against its trials (left) and against the epochs it trained (right).");
-    }
-}
-
-fn trials_table(o: &mut String, data: &ReportData) {
-    let t = &data.table;
-    let _ = writeln!(
-        o,
-        "<section id=\"trials\"><h2>All trials</h2>\n<p class=\"muted\">{} trials, completed ones ranked by {} (ties: lower trial number first). \
-         Click a column to sort. Also as <a href=\"trials.csv\">trials.csv</a> and <a href=\"trials.json\">trials.json</a>.</p>",
-        t.rows.len(),
-        escape(&data.summary.metric)
-    );
-    if t.rows.is_empty() {
-        missing(o, "No trials yet.");
-        o.push_str("</section>\n");
-        return;
-    }
-    o.push_str("<div class=\"scroll\"><table class=\"sortable\" id=\"trials-table\"><thead><tr><th class=\"n\">Rank</th><th class=\"n\">Trial</th><th>State</th><th class=\"n\">Value</th>");
-    for p in &t.params {
-        let _ = write!(o, "<th>{}</th>", escape(p));
-    }
-    o.push_str(
-        "<th class=\"n\">Epochs</th><th class=\"n\">Duration</th><th>Device</th><th>Failure reason</th></tr></thead>\n<tbody>\n",
-    );
-    let opt_num = |x: Option<f64>| x.filter(|v| !v.is_nan()).map(|v| v.to_string()).unwrap_or_default();
-    for r in &t.rows {
-        let cls = if r.rank == Some(1) { " class=\"best\"" } else { "" };
-        let _ = write!(
-            o,
-            "<tr{cls}><td class=\"n\">{}</td><td class=\"n\" data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{}</td>",
-            r.rank.map(|x| x.to_string()).unwrap_or_default(),
-            r.number,
-            match r.replicate_of {
-                Some(source) =>
-                    format!("{} <span class=\"muted\" title=\"a tournament replicate\">(replicate of #{source})</span>", r.number),
-                None => r.number.to_string(),
-            },
-            r.state.as_str(),
-            state_badge(r.state),
-            opt_num(r.value),
-            r.value.map(fmt_num).unwrap_or_default()
-        );
-        for p in &r.params {
-            let _ = write!(o, "<td>{}</td>", escape(p.as_deref().unwrap_or("")));
-        }
-        let device = match (&r.device, &r.slot) {
-            (Some(d), Some(s)) => format!("{d} · slot {s}"),
-            (Some(d), None) => d.clone(),
-            (None, Some(s)) => format!("slot {s}"),
-            (None, None) => String::new(),
-        };
-        let reason = r.fail_reason.as_deref().unwrap_or("");
-        let short: String = reason.chars().take(300).collect();
-        let _ = writeln!(
-            o,
-            "<td class=\"n\">{}</td><td class=\"n\" data-v=\"{}\">{}</td><td>{}</td><td class=\"reason\" title=\"{}\">{}{}</td></tr>",
-            r.epochs,
-            opt_num(r.duration_s),
-            r.duration_s.map(fmt_duration).unwrap_or_default(),
-            escape(&device),
-            escape(reason),
-            escape(&short),
-            if short.len() < reason.len() { "…" } else { "" }
-        );
-    }
-    o.push_str("</tbody></table></div>\n</section>\n");
 }
 
 #[cfg(test)]

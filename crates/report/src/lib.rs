@@ -8,7 +8,8 @@
 //! ## Layout
 //! - [`build_report_data`] (`data.rs`) turns a [`StudyRecord`] and its [`FrozenTrial`]s into a
 //!   [`ReportData`] of plain structs, one per section. Each section is a module of `sections/`
-//!   holding its data, its build and (for charts) its drawing: `summary` ([`SummaryData`]),
+//!   holding its data, its build and its drawing (a chart, or for the summary, table and comparison
+//!   their part of the page): `summary` ([`SummaryData`]),
 //!   `table` ([`TableData`]), `history` ([`HistoryData`]), `curves` ([`CurvesData`]), `parallel`
 //!   ([`ParallelData`]), `importance` ([`ImportanceData`], fANOVA from `importance.rs`), `slices`
 //!   ([`SliceData`]), `contour` ([`ContourData`]), `timeline` ([`TimelineData`]) and `comparison`
@@ -17,7 +18,8 @@
 //!   [`Section::Missing`] with a reason, so empty and tiny studies still give a complete page.
 //! - Rendering is pure: [`chart_specs`] lists the charts, [`render_png`] / [`render_svg`] draw one
 //!   (plotters, bundled DejaVu Sans, Okabe–Ito and viridis colours; the axes, grid and legend set-up
-//!   every chart shares is in `charts/style.rs`), [`render_html`] and
+//!   every chart shares is in `charts/style.rs`), [`render_html`] (`html.rs`: the page's frame and each
+//!   chart's figure) and
 //!   [`trials_csv`] / [`trials_json`] / [`summary_json`] produce text. [`render_report`] gathers every file in memory.
 //! - [`write_report`] is the one place that touches the file system.
 //!

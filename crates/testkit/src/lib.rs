@@ -25,6 +25,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::io::Write;
 use std::path::PathBuf;
 

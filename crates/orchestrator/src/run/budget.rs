@@ -15,13 +15,34 @@ use crate::spec::{Budget, Spec};
 /// Why a run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StopReason {
-    Budget { trials: u64 },
+    /// `budget.trials` reached.
+    Budget {
+        /// The study's trials that count toward the budget.
+        trials: u64,
+    },
+    /// `budget.timeout` passed.
     Timeout(Duration),
+    /// `budget.stop_at` (hour, minute) reached.
     StopAt(u32, u32),
-    Target { value: f64, trial: u64 },
-    ConsecutiveFailures { count: u32, last_reason: String },
+    /// A trial reached `budget.target`.
+    Target {
+        /// Its value.
+        value: f64,
+        /// Its number.
+        trial: u64,
+    },
+    /// `budget.max_consecutive_failures` trials failed in a row.
+    ConsecutiveFailures {
+        /// How many.
+        count: u32,
+        /// Why the last one failed.
+        last_reason: String,
+    },
+    /// The sampler has nothing left to propose (every grid point was tried), in words.
     SpaceExhausted(String),
+    /// A first Ctrl-C (drain): running trials finished.
     Shutdown,
+    /// A second Ctrl-C (kill): running trials were stopped and re-enqueued.
     Interrupted,
 }
 

@@ -12,16 +12,56 @@ pub type ReportHook = std::sync::Arc<dyn Fn(&StudyRecord, &[FrozenTrial]) + Send
 /// What happens during a run, for progress displays.
 #[derive(Debug)]
 pub enum Event<'a> {
-    Started { study: &'a StudyRecord, slots: &'a [Slot], budget: u64, used: u64, stale: &'a [u64] },
-    TrialStarted { slot: &'a Slot, trial: &'a FrozenTrial },
-    TrialReport { slot: &'a Slot, number: u64, step: u64, value: f64 },
-    TrialFinished { slot: &'a Slot, trial: &'a FrozenTrial },
-    Stopping { reason: &'a StopReason },
+    /// The sweep is about to launch its first trial.
+    Started {
+        /// The study it runs.
+        study: &'a StudyRecord,
+        /// Where its trials run.
+        slots: &'a [Slot],
+        /// The trials it plans in all (a tournament's search trials and replicates).
+        budget: u64,
+        /// Trials that already count toward `budget.trials` (from earlier runs or other workers).
+        used: u64,
+        /// The numbers of the trials found stale and failed at start-up.
+        stale: &'a [u64],
+    },
+    /// A trial is being launched on a slot.
+    TrialStarted {
+        /// Its slot.
+        slot: &'a Slot,
+        /// The trial, with its parameters.
+        trial: &'a FrozenTrial,
+    },
+    /// A trial reported an intermediate value.
+    TrialReport {
+        /// Its slot.
+        slot: &'a Slot,
+        /// Its number.
+        number: u64,
+        /// The step reported.
+        step: u64,
+        /// The objective value at that step.
+        value: f64,
+    },
+    /// A trial ended, and its final state is stored.
+    TrialFinished {
+        /// The slot it ran on.
+        slot: &'a Slot,
+        /// The trial as stored.
+        trial: &'a FrozenTrial,
+    },
+    /// No more trials will be launched.
+    Stopping {
+        /// Why.
+        reason: &'a StopReason,
+    },
+    /// Something the user should know, in words.
     Notice(&'a str),
 }
 
 /// Receives [`Event`]s (from several threads).
 pub trait Observer: Send + Sync {
+    /// Called for each event as it happens.
     fn event(&self, event: &Event<'_>);
 }
 

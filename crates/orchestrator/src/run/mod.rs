@@ -39,14 +39,18 @@ pub struct RunOptions {
     /// Overrides the slots the spec's `devices` would give (a caller that planned them already, with
     /// [`crate::plan_slots`], and told the user its notes).
     pub slots: Option<Vec<Slot>>,
+    /// Told what happens (the binary draws progress from it); [`NoObserver`] by default.
     pub observer: Arc<dyn Observer>,
+    /// Called to write the report during and after the run; none by default.
     pub report_hook: Option<ReportHook>,
     /// Call the hook after this many finished trials (and at the end).
     pub refresh_every: usize,
+    /// Each trial's stdout.log and stderr.log stop growing at this size (16 MiB by default).
     pub log_cap_bytes: u64,
 }
 
 impl RunOptions {
+    /// Options with the defaults: slots from the spec, no observer, no report hook.
     pub fn new(reports_dir: impl Into<PathBuf>) -> Self {
         Self {
             reports_dir: reports_dir.into(),
@@ -62,31 +66,46 @@ impl RunOptions {
 /// One trial's timings, relative to the start of the run.
 #[derive(Clone, Debug)]
 pub struct TrialTiming {
+    /// The trial's number.
     pub number: u64,
+    /// The index of the slot it ran on.
     pub slot: usize,
     /// When the slot was taken (before `ask`).
     pub launched: Duration,
+    /// When its process was started.
     pub spawned: Duration,
+    /// When its first report arrived, if one did.
     pub first_report: Option<Duration>,
+    /// When it had exited.
     pub ended: Duration,
 }
 
 /// What a run did.
 #[derive(Clone, Debug)]
 pub struct RunSummary {
+    /// The study's name.
     pub study: String,
+    /// Why the run ended.
     pub stop: StopReason,
+    /// Trials this run launched.
     pub launched: u64,
+    /// Of those, the ones that completed.
     pub complete: u64,
+    /// Of those, the ones pruned.
     pub pruned: u64,
+    /// Of those, the ones that failed.
     pub failed: u64,
     /// Of the failed trials, those that ran out of memory.
     pub out_of_memory: u64,
     /// Trials found stale (orchestrator died) and failed by this run.
     pub stale_failed: Vec<u64>,
+    /// The study's best trial at the end (of every run, not only this one).
     pub best: Option<FrozenTrial>,
+    /// Each trial this run finished, in the order they finished.
     pub timings: Vec<TrialTiming>,
+    /// How many slots it ran on.
     pub slots: usize,
+    /// Its wall-clock time.
     pub wall: Duration,
 }
 

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 /// How far a shutdown has gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ShutdownLevel {
+    /// No shutdown asked for.
     None,
     /// Stop launching; running trials finish.
     Drain,
@@ -14,7 +15,7 @@ pub enum ShutdownLevel {
     Kill,
 }
 
-/// The shutdown parameter of [`run`]: two-stage, so a first Ctrl-C drains and a second kills.
+/// The shutdown parameter of [`run`](crate::run()): two-stage, so a first Ctrl-C drains and a second kills.
 pub struct Shutdown(watch::Receiver<ShutdownLevel>);
 
 /// The sending half of a [`Shutdown`].
@@ -22,6 +23,7 @@ pub struct Shutdown(watch::Receiver<ShutdownLevel>);
 pub struct ShutdownTrigger(Arc<watch::Sender<ShutdownLevel>>);
 
 impl Shutdown {
+    /// A shutdown and the trigger that raises it.
     pub fn channel() -> (ShutdownTrigger, Shutdown) {
         let (tx, rx) = watch::channel(ShutdownLevel::None);
         (ShutdownTrigger(Arc::new(tx)), Shutdown(rx))
@@ -59,6 +61,7 @@ impl Shutdown {
 }
 
 impl ShutdownTrigger {
+    /// Raises the shutdown to `level`; a lower level than the current one is ignored.
     pub fn set(&self, level: ShutdownLevel) {
         self.0.send_if_modified(|current| {
             let raise = level > *current;

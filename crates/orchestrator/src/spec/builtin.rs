@@ -34,9 +34,13 @@ pub trait BuiltinTrainer {
 /// What a [`BuiltinTrainer`] checks: the sections as written, the search space, and the spec's directory
 /// (relative paths start there).
 pub struct BuiltinSections<'a> {
+    /// The `trial:` section.
     pub trial: &'a serde_json::Value,
+    /// The `pretrain:` section, when there is one.
     pub pretrain: Option<&'a serde_json::Value>,
+    /// The search space, whose names and ranges the trainer must accept.
     pub space: &'a SearchSpace,
+    /// The spec file's directory.
     pub base_dir: &'a Path,
 }
 
@@ -53,7 +57,9 @@ pub struct ReplicateEval {
 /// the file, and what is wrong.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FieldError {
+    /// The field's dotted path.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

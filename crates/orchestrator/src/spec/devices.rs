@@ -9,12 +9,18 @@ pub enum DeviceSpec {
     /// The CUDA devices this machine gives (an inherited `CUDA_VISIBLE_DEVICES`, else `nvidia-smi -L`, MIG
     /// instances included), one trial each, when the program can use them; else one CPU slot per core.
     Auto,
+    /// `devices: {cpu: N}`: N trials at once on the CPU.
     Cpu {
+        /// How many.
         slots: usize,
     },
+    /// `devices: {gpu: [0, 1], trials_per_device: K, backend: …}`.
     Gpu {
+        /// The GPUs to use, by index.
         indices: Vec<u32>,
+        /// Trials at once on each.
         trials_per_device: usize,
+        /// How trials reach them.
         backend: GpuBackend,
     },
 }
@@ -61,9 +67,12 @@ impl DeviceSpec {
     }
 }
 
+/// How a trial reaches a GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GpuBackend {
+    /// CUDA: the trial is given `CUDA_VISIBLE_DEVICES`.
     Cuda,
+    /// wgpu (Vulkan): the trial is given the adapter's index.
     Wgpu,
 }
 

@@ -52,22 +52,32 @@ use locate::Locator;
 /// A validated sweep spec.
 #[derive(Clone, Debug)]
 pub struct Spec {
+    /// The study's name (also its directory under `reports/`).
     pub study: String,
     /// Storage URL (`sqlite:///relative.db`, `sqlite:////abs.db`, a path, `postgres://…`).
     pub storage: String,
+    /// The metric to optimise and its direction.
     pub objective: Objective,
+    /// What proposes each trial's parameters.
     pub sampler: SamplerConfig,
     /// The study's seed; `None` lets the caller pick one (stored with the study, so resume agrees).
     pub seed: Option<u64>,
+    /// What stops trials early.
     pub pruner: PrunerConfig,
+    /// When the sweep stops.
     pub budget: Budget,
+    /// Where trials run.
     pub devices: DeviceSpec,
+    /// What each trial runs.
     pub program: Program,
     /// An optional `pretrain:` section as written (checked by the [`BuiltinTrainer`]): a backbone the
     /// caller trains once before the sweep.
     pub pretrain: Option<serde_json::Value>,
+    /// The parameters searched (`params:`).
     pub space: SearchSpace,
+    /// `compare:`: a parameter whose values share the trials equally, or a tournament.
     pub compare: Option<Compare>,
+    /// How live trials show they are alive.
     pub heartbeat: Heartbeat,
     /// Re-run the parameters of trials found stale (their orchestrator died) at start-up.
     pub reenqueue_stale: bool,
@@ -81,9 +91,12 @@ pub struct Spec {
     pub text: String,
 }
 
+/// What the sweep optimises: `objective: {metric, direction}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Objective {
+    /// The metric's name as trials report it.
     pub metric: String,
+    /// Whether higher or lower is better.
     pub direction: Direction,
 }
 
@@ -92,12 +105,15 @@ pub struct Objective {
 pub struct Budget {
     /// Total trials of the study, counting those of earlier runs (resume continues).
     pub trials: u64,
+    /// After this long no trial is launched.
     pub timeout: Option<Duration>,
     /// Local wall-clock time (hour, minute) after which no trial is launched.
     pub stop_at: Option<(u32, u32)>,
     /// Stop once a COMPLETE trial reaches this value (≥ when maximising, ≤ when minimising).
     pub target: Option<f64>,
+    /// The sweep stops after this many failed trials in a row (the trial program is likely broken).
     pub max_consecutive_failures: u32,
+    /// A trial running this long is stopped and fails.
     pub trial_timeout: Option<Duration>,
     /// Re-runs of a trial that died of an infrastructure failure (killed by a signal we did not send).
     pub retries: u32,
@@ -109,9 +125,21 @@ pub enum Program {
     /// The built-in trainer: the `trial:` section as written, the argv the [`BuiltinTrainer`] made of it, and
     /// how a tournament replicate is evaluated on the test split (when the data has one), and the GPU backends
     /// it was built with.
-    Builtin { trial: serde_json::Value, argv: Vec<ArgTemplate>, replicate: Option<ReplicateEval>, gpu_backends: Vec<GpuBackend> },
+    Builtin {
+        /// The `trial:` section as written.
+        trial: serde_json::Value,
+        /// What runs each trial.
+        argv: Vec<ArgTemplate>,
+        /// Added for a tournament replicate, when the data has a test split.
+        replicate: Option<ReplicateEval>,
+        /// The GPU backends this binary was built with.
+        gpu_backends: Vec<GpuBackend>,
+    },
     /// Any program (`command:`), with `{param}` placeholders.
-    Command { argv: Vec<ArgTemplate> },
+    Command {
+        /// What runs each trial.
+        argv: Vec<ArgTemplate>,
+    },
 }
 
 impl Program {
@@ -152,14 +180,18 @@ impl Program {
 /// `compare: {param: <param>, budget_per_arm: N, replicate_top: K, seeds: S}`: a tournament.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Compare {
+    /// The compared parameter.
     pub param: String,
+    /// Its values (a categorical's choices, an int range's values): the arms.
     pub values: Vec<ParamValue>,
     /// The tournament, for the mapping form.
     pub tournament: Option<Tournament>,
 }
 
+/// How live trials show they are alive: `heartbeat: {interval, stale_after}`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Heartbeat {
+    /// How often a RUNNING trial's heartbeat is written.
     pub interval: Duration,
     /// A RUNNING trial whose heartbeat is older than this is considered dead.
     pub stale_after: Duration,

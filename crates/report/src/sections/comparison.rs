@@ -1,17 +1,20 @@
 //! The "which won" section: the compared parameter's values side by side, with Welch's t-test; for a
 //! tournament, each arm's best-so-far curves, its replicates and the verdict drawn from them (`verdict.rs`).
 
+use std::fmt::Write;
+
 use nightshift_search::{Direction, FrozenTrial, ParamValue, Params, Role, Tournament, TrialState, attrs};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::axis::{ParamAxis, fmt_num};
-use crate::charts::palette;
 use crate::charts::style::{
     Ctx, DrawResult, FONT, LABEL, TITLE, axes_builder, draw_whole_x_axes, jitter, legend, legend_corner, legend_line, mesh,
     min_max, padded, truncate,
 };
+use crate::charts::{ChartSpec, palette};
 use crate::data::{ReportOptions, Section, epochs_reached, rank_complete};
+use crate::html::{escape, figure, missing};
 use crate::stats;
 use crate::verdict::{Verdict, verdict, verdict_text};
 
@@ -481,6 +484,133 @@ fn draw_tournament<DB: DrawingBackend>(
         }
     }
     Ok(())
+}
+
+/// The "which won" section of the page: the verdict, the statistics per value (or per tournament arm) and the chart.
+pub(crate) fn html(o: &mut String, section: &Section<ComparisonData>, chart: Option<&ChartSpec<'_>>) {
+    o.push_str("<section id=\"comparison\">");
+    match section {
+        Section::Ready(d) => match &d.tournament {
+            Some(t) => tournament_html(o, d, t, chart),
+            None => plain_html(o, d, chart),
+        },
+        Section::Missing(why) => {
+            o.push_str("<h2>Freeze strategy: which won</h2>\n");
+            missing(o, why);
+        }
+    }
+    o.push_str("</section>\n");
+}
+
+fn plain_html(o: &mut String, d: &ComparisonData, chart: Option<&ChartSpec<'_>>) {
+    let _ = writeln!(o, "<h2>Which won: {}</h2>", escape(&d.param));
+    let class = if d.within_noise == Some(false) { "verdict" } else { "verdict noise" };
+    let _ = writeln!(o, "<p class=\"{class}\">{}</p>", escape(&d.verdict));
+    let metric = escape(&d.metric);
+    let _ = writeln!(
+        o,
+        "<table class=\"stats\"><thead><tr><th>{}</th><th class=\"n\">completed</th><th class=\"n\">pruned</th><th class=\"n\">failed</th>\
+         <th class=\"n\">mean {metric}</th><th class=\"n\">sd</th><th class=\"n\">95% CI of the mean</th><th class=\"n\">median</th><th>best trial</th></tr></thead><tbody>",
+        escape(&d.param)
+    );
+    for (i, g) in d.groups.iter().enumerate() {
+        let num = |x: f64| if x.is_finite() { fmt_num(x) } else { "—".into() };
+        let ci = g.ci95.map(|(a, b)| format!("[{}, {}]", fmt_num(a), fmt_num(b))).unwrap_or_else(|| "—".into());
+        let best = g.best_trial.as_ref().map(|(n, _)| format!("#{n}")).unwrap_or_else(|| "—".into());
+        let cls = if d.best == Some(i) { " class=\"best\"" } else { "" };
+        let _ = writeln!(
+            o,
+            "<tr{cls}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            escape(&g.value.to_string()),
+            g.n(),
+            g.n_pruned,
+            g.n_failed,
+            num(g.mean),
+            num(g.sd),
+            ci,
+            num(g.median),
+            best
+        );
+    }
+    o.push_str("</tbody></table>\n<p class=\"muted\">Statistics use completed trials only (pruned trials stopped early and are not comparable). \
+                The verdict compares the best value with the runner-up by Welch's t-test; a difference with p ≥ 0.05 is called within noise.</p>\n");
+    if let Some(c) = chart {
+        figure(
+            o,
+            c,
+            "Left: final value of each completed trial, quartile box, median, mean ◆ with 95% CI. Right: each value's best learning curve.",
+        );
+    }
+}
+
+/// A tournament: the verdict, the replicate table (mean, 95% CI, compute per arm), the best arm against each
+/// other, and the best-so-far curves.
+fn tournament_html(o: &mut String, d: &ComparisonData, t: &TournamentData, chart: Option<&ChartSpec<'_>>) {
+    let c = &t.config;
+    let _ = writeln!(o, "<h2>Which won: {} (tournament)</h2>", escape(&d.param));
+    let class = if t.verdict.winner.is_some() { "verdict" } else { "verdict noise" };
+    let _ = writeln!(o, "<p class=\"{class}\">{}</p>", escape(&d.verdict));
+    let _ = writeln!(
+        o,
+        "<p class=\"muted\">Each arm had {} search trials, tuned from its own trials only; then its {} best configuration(s) ran again with {} fresh seeds each. \
+         The verdict uses those replicates alone (on the test split where the trainer has one).</p>",
+        c.budget_per_arm, c.replicate_top, c.seeds
+    );
+    let metric = escape(&d.metric);
+    let num = |x: Option<f64>| x.filter(|v| v.is_finite()).map(fmt_num).unwrap_or_else(|| "—".into());
+    let _ = writeln!(
+        o,
+        "<table class=\"stats\"><thead><tr><th>{}</th><th class=\"n\">search trials</th><th>best trial</th><th>replicates ({metric})</th>\
+         <th class=\"n\">mean</th><th class=\"n\">95% CI</th><th class=\"n\">epochs spent</th></tr></thead><tbody>",
+        escape(&d.param)
+    );
+    for (i, a) in t.arms.iter().enumerate() {
+        let cls = if t.verdict.winner == Some(i) { " class=\"best\"" } else { "" };
+        let best = a.best.as_ref().map(|(n, _)| format!("#{n}")).unwrap_or_else(|| "—".into());
+        let mut reps: Vec<String> = a.replicates.iter().map(|(n, v)| format!("{} (#{n})", fmt_num(*v))).collect();
+        if a.replicates_failed > 0 {
+            reps.push(format!("{} failed", a.replicates_failed));
+        }
+        let ci = a.ci95.map(|(lo, hi)| format!("[{}, {}]", fmt_num(lo), fmt_num(hi))).unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            o,
+            "<tr{cls}><td>{}</td><td class=\"n\">{}</td><td>{best}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{ci}</td><td class=\"n\">{}</td></tr>",
+            escape(&a.value.to_string()),
+            a.trials,
+            escape(&if reps.is_empty() { "—".to_string() } else { reps.join(", ") }),
+            num(a.mean),
+            a.epochs_spent
+        );
+    }
+    o.push_str("</tbody></table>\n");
+    if let Some(b) = t.verdict.best
+        && !t.verdict.pairwise.is_empty()
+    {
+        let _ = writeln!(
+            o,
+            "<table class=\"stats\"><thead><tr><th>{} against</th><th class=\"n\">difference of means</th><th class=\"n\">95% CI</th>\
+             <th class=\"n\">p (Welch)</th><th class=\"n\">p (Holm)</th><th>beaten</th></tr></thead><tbody>",
+            escape(&t.arms[b].value.to_string())
+        );
+        for p in &t.verdict.pairwise {
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">[{}, {}]</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                escape(&t.arms[p.other].value.to_string()),
+                fmt_num(p.diff),
+                fmt_num(p.ci95.0),
+                fmt_num(p.ci95.1),
+                fmt_num(p.p),
+                fmt_num(p.p_holm),
+                if p.beaten { "yes" } else { "no" }
+            );
+        }
+        o.push_str("</tbody></table>\n");
+    }
+    o.push_str("<p class=\"muted\">Also as data in <a href=\"summary.json\">summary.json</a>.</p>\n");
+    if let Some(c) = chart {
+        figure(o, c, "Each arm's best search value so far, against its trials (left) and against the epochs it trained (right).");
+    }
 }
 
 #[cfg(test)]

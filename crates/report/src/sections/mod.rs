@@ -1,6 +1,8 @@
 //! One module per section of the report, in page order after the summary and table: each holds
 //! its `*Data`, the `build` that computes it from the trials and, for charts, the `draw` that
-//! renders it. Shared drawing setup is in `crate::charts::style`.
+//! renders it; the summary, the comparison and the table also write their part of the page
+//! (`html`). Shared drawing setup is in `crate::charts::style`; the page around the sections, and
+//! each chart's figure and caption, in `crate::html`.
 
 pub mod comparison;
 pub mod contour;

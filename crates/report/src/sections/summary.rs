@@ -1,11 +1,15 @@
 //! The summary at the top of the page: counts, the best trial, pruning savings, device use and
 //! the command that retrains the winner.
 
+use std::fmt::Write;
+
 use nightshift_search::{Direction, FrozenTrial, StudyRecord, TrialState, attrs};
 use serde::Serialize;
 
 use super::timeline::TimelineData;
+use crate::axis::fmt_num;
 use crate::data::{ReportOptions, attr_string, display_value, epochs_reached, param_axes};
+use crate::html::{escape, fact, fmt_duration, pct};
 
 /// How many trials are in each state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -245,4 +249,84 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// The summary section of the page: the facts, the best trial and how to retrain it.
+pub(crate) fn html(o: &mut String, s: &SummaryData) {
+    let metric = escape(&s.metric);
+    o.push_str("<section id=\"summary\"><h2>Summary</h2>\n<div class=\"facts\">\n");
+    match &s.best {
+        Some(b) => fact(o, &format!("Best {metric}"), &escape(&fmt_num(b.value)), &format!("trial #{}", b.number)),
+        None => fact(o, &format!("Best {metric}"), "—", "no completed trial yet"),
+    }
+    let c = &s.counts;
+    fact(
+        o,
+        "Trials",
+        &c.total.to_string(),
+        &format!(
+            "{} complete · {} pruned · {} failed · {} running{}",
+            c.complete,
+            c.pruned,
+            c.failed,
+            c.running,
+            if c.waiting > 0 { format!(" · {} waiting", c.waiting) } else { String::new() }
+        ),
+    );
+    fact(o, "Wall time", &s.wall_seconds.map(fmt_duration).unwrap_or_else(|| "—".into()), "first trial start to last finish");
+    match (s.epochs_unpruned, s.max_steps, s.savings()) {
+        (Some(u), Some((m, given)), Some(saved)) => fact(
+            o,
+            "Epochs trained",
+            &format!("{} of {u}", s.epochs_trained),
+            &format!(
+                "pruning saved {} of an unpruned sweep ({m} epochs per trial, {})",
+                pct(saved.max(0.0)),
+                if given { "as configured" } else { "the most any completed trial ran" }
+            ),
+        ),
+        _ => fact(o, "Epochs trained", &s.epochs_trained.to_string(), "per-trial epoch budget unknown: savings not computed"),
+    }
+    match s.utilisation {
+        Some(u) => {
+            let per: Vec<String> = s
+                .devices
+                .iter()
+                .map(|d| format!("{}: {}", escape(&d.label), d.utilisation.map(pct).unwrap_or_else(|| "—".into())))
+                .collect();
+            fact(
+                o,
+                "Device utilisation",
+                &pct(u),
+                &format!("{} slot{} · {}", s.slots, if s.slots == 1 { "" } else { "s" }, per.join(" · ")),
+            );
+        }
+        None => fact(o, "Device utilisation", "—", "no trial timing recorded"),
+    }
+    o.push_str("</div>\n");
+    if let Some(b) = &s.best {
+        let _ = writeln!(o, "<h3>Best trial: #{}</h3>", b.number);
+        o.push_str("<table class=\"params\"><thead><tr><th>Parameter</th><th>Value</th></tr></thead><tbody>\n");
+        for (k, v) in &b.params {
+            let _ = writeln!(o, "<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v));
+        }
+        let _ = writeln!(
+            o,
+            "</tbody></table>\n<p class=\"muted\">{} epochs · {} · device {}</p>",
+            b.epochs,
+            b.duration_s.map(fmt_duration).unwrap_or_else(|| "duration unknown".into()),
+            escape(b.device.as_deref().unwrap_or("not recorded"))
+        );
+    }
+    if let Some(r) = &s.retrain {
+        let _ = writeln!(
+            o,
+            "<h3>Retrain or reuse the best trial</h3>\n<pre><code>{}</code></pre>\n<p class=\"muted\">Run from this report's directory; \
+             <a href=\"{file}\">{file}</a> holds the parameters:</p>\n<pre><code>{}</code></pre>",
+            escape(&r.command),
+            escape(&r.params_json),
+            file = crate::BEST_PARAMS_FILE
+        );
+    }
+    o.push_str("</section>\n");
 }
