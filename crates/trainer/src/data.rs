@@ -473,6 +473,39 @@ impl Augmentation {
     pub fn is_active(&self) -> bool {
         self.crop_padding > 0 || self.horizontal_flip
     }
+
+    /// The deterministic variants an image can take, when there are finitely many: the frozen-prefix cache
+    /// ([`crate::cache`]) stores the prefix's output of each. `[plain]` without augmentation, `[plain,
+    /// flipped]` with horizontal flips alone; `None` (not cacheable) with any random crop.
+    pub fn prefix_cacheable(&self) -> Option<Vec<Transform>> {
+        if self.crop_padding > 0 {
+            return None;
+        }
+        let flipped = Transform { flip: true, ..Transform::default() };
+        Some(if self.horizontal_flip { vec![Transform::default(), flipped] } else { vec![Transform::default()] })
+    }
+
+    /// One image's random transform. [`Batcher::batch`] and the prefix cache draw through this, so both
+    /// see the same transforms for the same generator.
+    pub(crate) fn draw(&self, rng: &mut SplitMix64) -> Transform {
+        let mut t = Transform::default();
+        let p = self.crop_padding;
+        if p > 0 {
+            t.dy = rng.below(2 * p + 1) as isize - p as isize;
+            t.dx = rng.below(2 * p + 1) as isize - p as isize;
+        }
+        t.flip = self.horizontal_flip && rng.coin();
+        t
+    }
+}
+
+/// What augmentation does to one image: a shift by (dy, dx) — pixels shifted in from outside are zero
+/// before normalisation, as torchvision's RandomCrop(padding=p) with fill 0 — then a left-right flip.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Transform {
+    pub dy: isize,
+    pub dx: isize,
+    pub flip: bool,
 }
 
 /// A batch on the host, ready to become tensors.
@@ -510,25 +543,20 @@ pub struct Batcher {
 impl Batcher {
     /// The images at `indices` as one batch. `rng` drives augmentation; `None` means no augmentation.
     pub fn batch(&self, data: &ImageDataset, indices: &[usize], rng: Option<&mut SplitMix64>) -> HostBatch {
+        let mut rng = rng.filter(|_| self.augmentation.is_active());
+        self.batch_with(data, indices, |_| rng.as_deref_mut().map(|r| self.augmentation.draw(r)).unwrap_or_default())
+    }
+
+    /// The images at `indices` as one batch, image `slot` transformed by `transform(slot)`.
+    pub fn batch_with(&self, data: &ImageDataset, indices: &[usize], mut transform: impl FnMut(usize) -> Transform) -> HostBatch {
         let (c, h, w) = (data.channels, data.height, data.width);
         let plane = h * w;
         let mut images = vec![0f32; indices.len() * c * plane];
         let mut labels = Vec::with_capacity(indices.len());
-        let mut rng = rng.filter(|_| self.augmentation.is_active());
         for (slot, &i) in indices.iter().enumerate() {
             labels.push(data.labels[i] as i64);
             let src = data.image(i);
-            // Augmentation is a per-image shift (dy, dx) and flip; pixels shifted in from outside are zero
-            // before normalisation, as torchvision's RandomCrop(padding=p) with fill 0.
-            let (mut dy, mut dx, mut flip) = (0isize, 0isize, false);
-            if let Some(rng) = rng.as_deref_mut() {
-                let p = self.augmentation.crop_padding;
-                if p > 0 {
-                    dy = rng.below(2 * p + 1) as isize - p as isize;
-                    dx = rng.below(2 * p + 1) as isize - p as isize;
-                }
-                flip = self.augmentation.horizontal_flip && rng.coin();
-            }
+            let Transform { dy, dx, flip } = transform(slot);
             let out = &mut images[slot * c * plane..(slot + 1) * c * plane];
             for ch in 0..c {
                 let (mean, std) = self.normalization.channel(ch);

@@ -23,10 +23,22 @@ use crate::norm::BatchNorm;
 pub trait ImageClassifier: Module + Sized + 'static {
     /// Builds a freshly initialised network for `config`.
     fn init(config: &ModelConfig, device: &Device) -> Result<Self>;
+    /// The stem and the first `k` stages (`k` at most [`num_stages`](Self::num_stages)); at `k` =
+    /// `num_stages` also the global pooling, so the linear probe's prefix ends in pooled features
+    /// `[n, channels, 1, 1]`. What the frozen-prefix cache ([`crate::cache`]) stores.
+    fn forward_prefix(&self, images: Tensor<4>, k: usize) -> Tensor<4>;
+    /// The rest of the network after [`forward_prefix`](Self::forward_prefix)`(·, k)`: stages k + 1 …,
+    /// pooling, dropout and the head. `forward_from(forward_prefix(x, k), k)` runs exactly the operations
+    /// of [`forward`](Self::forward), for every `k`.
+    fn forward_from(&self, activations: Tensor<4>, k: usize) -> Tensor<2>;
     /// Pooled features just before dropout and the classifier head.
-    fn features(&self, images: Tensor<4>) -> Tensor<2>;
+    fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_prefix(images, self.num_stages()).flatten(1, 3)
+    }
     /// Class logits.
-    fn forward(&self, images: Tensor<4>) -> Tensor<2>;
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_from(self.forward_prefix(images, 0), 0)
+    }
     /// Number of freezable stages after the stem; the largest meaningful `freeze_depth`.
     fn num_stages(&self) -> usize;
     /// The parameters of the stem, of each of the [`num_stages`](Self::num_stages) stages and of the
@@ -228,16 +240,25 @@ impl ImageClassifier for SmallCnn {
         })
     }
 
-    fn features(&self, images: Tensor<4>) -> Tensor<2> {
+    fn forward_prefix(&self, images: Tensor<4>, k: usize) -> Tensor<4> {
+        let k = k.min(self.stages.len());
         let mut x = self.stem.forward(images);
-        for stage in &self.stages {
+        for stage in &self.stages[..k] {
             x = stage.forward(x);
         }
-        self.avgpool.forward(x).flatten(1, 3)
+        if k == self.stages.len() { self.avgpool.forward(x) } else { x }
     }
 
-    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.dropout.forward(self.features(images)))
+    fn forward_from(&self, activations: Tensor<4>, k: usize) -> Tensor<2> {
+        let k = k.min(self.stages.len());
+        let mut x = activations;
+        for stage in &self.stages[k..] {
+            x = stage.forward(x);
+        }
+        if k < self.stages.len() {
+            x = self.avgpool.forward(x);
+        }
+        self.fc.forward(self.dropout.forward(x.flatten(1, 3)))
     }
 
     fn num_stages(&self) -> usize {
