@@ -306,6 +306,17 @@ pub(crate) mod tests {
         assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), config);
     }
 
+    /// EfficientNet-Lite0 for 32×32 images and 3 classes.
+    fn effnet_config() -> ModelConfig {
+        ModelConfig {
+            arch: Arch::EfficientNetLite0,
+            in_channels: 3,
+            image_size: [32, 32],
+            normalization: Normalization::imagenet(),
+            ..small_config(3)
+        }
+    }
+
     /// Every parameter and flag of a module with its dotted path.
     #[derive(Default)]
     struct Paths {
@@ -368,13 +379,7 @@ pub(crate) mod tests {
             ["fc", ..] => 5,
             _ => panic!("{p:?}"),
         });
-        let config = ModelConfig {
-            arch: Arch::EfficientNetLite0,
-            in_channels: 3,
-            image_size: [32, 32],
-            normalization: Normalization::imagenet(),
-            ..small_config(3)
-        };
+        let config = effnet_config();
         let effnet = crate::EfficientNetLite::init(&config, &device).unwrap();
         let groups = effnet.block_group.clone();
         // The 1×1 head convolution belongs to the last stage: freezing every stage is a linear probe.
@@ -385,6 +390,31 @@ pub(crate) mod tests {
             ["_fc", ..] => 8,
             _ => panic!("{p:?}"),
         });
+    }
+
+    /// `forward_from(forward_prefix(x, k), k)` is `forward(x)`, bit for bit, at every depth of every
+    /// architecture; the linear probe's prefix ends in pooled features.
+    fn check_split<M: ImageClassifier>(model: &M, x: Tensor<4>) {
+        let whole = model.forward(x.clone()).into_data();
+        for k in 0..=model.num_stages() {
+            let prefix = model.forward_prefix(x.clone(), k);
+            if k == model.num_stages() {
+                assert_eq!(prefix.dims()[2..], [1, 1], "k = {k}: pooled features");
+                assert_eq!(prefix.clone().flatten::<2>(1, 3).into_data(), model.features(x.clone()).into_data());
+            }
+            assert_eq!(model.forward_from(prefix, k).into_data(), whole, "k = {k}");
+        }
+    }
+
+    #[test]
+    fn forward_from_the_prefix_is_forward_at_every_depth() {
+        let _rng = crate::serial_rng();
+        let device = Device::flex();
+        let image = |c: usize, size: usize| Tensor::<4>::random([2, c, size, size], burn::tensor::Distribution::Default, &device);
+        check_split(&SmallCnn::init(&small_config(3), &device).unwrap(), image(1, 12));
+        check_split(&crate::ResNet::init(&crate::resnet::tests::resnet_config(18, 3), &device).unwrap(), image(3, 64));
+        let config = effnet_config();
+        check_split(&crate::EfficientNetLite::init(&config, &device).unwrap(), image(3, 32));
     }
 
     #[test]

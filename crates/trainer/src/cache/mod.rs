@@ -46,9 +46,6 @@ pub use prefix::PrefixCacheReport;
 /// The default size cap of a cache directory: 4 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
 
-/// The environment variable the orchestrator sets to `reports/<study>/cache` for every trial.
-pub const CACHE_DIR_VAR: &str = "NIGHTSHIFT_CACHE_DIR";
-
 /// A spec's `trial.cache`: `false` turns both caches off; `true` (the default) or `{max_size: "4GiB"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {

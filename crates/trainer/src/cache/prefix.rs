@@ -76,6 +76,7 @@ impl fmt::Display for PrefixCacheReport {
             self.cached_epochs, self.hits, self.built
         )?;
         match &self.dir {
+            Some(dir) if self.built == 0 => write!(f, " (from {})", dir.display())?,
             Some(dir) => write!(f, " ({} stored in {})", self.stored, dir.display())?,
             None => write!(f, " (in memory: no cache directory)")?,
         }
