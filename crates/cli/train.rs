@@ -560,7 +560,9 @@ fn trial_body(args: TrialArgs) -> anyhow::Result<()> {
     }
     let (class_names, native) = trial.data.dataset_shape()?;
     let (init_weights, model_config) = trial.model_config(class_names, native, params.dropout())?;
-    let (train, val, test) = trial.data.load(&model_config, trial.test)?;
+    let (train, val, test, dataset_cache) =
+        nightshift_trainer::cache::dataset::load(&trial.data, &model_config, trial.test, &config.cache)?;
+    eprintln!("nightshift trial: {dataset_cache}");
     eprintln!(
         "nightshift trial: {} train / {} val images, {:?}, {} epochs, freeze strategy {}, device {:?}",
         train.len(),

@@ -20,9 +20,53 @@ pub struct ImageDataset {
     pub height: usize,
     pub width: usize,
     /// `len() * channels * height * width` bytes, image after image.
-    pub pixels: Vec<u8>,
+    pub pixels: Pixels,
     pub labels: Vec<usize>,
     pub class_names: Vec<String>,
+}
+
+/// An [`ImageDataset`]'s pixels: its own, or a read-only view of a memory-mapped entry of the dataset
+/// cache ([`crate::cache::dataset`]) that every trial of a sweep shares.
+#[derive(Clone)]
+pub enum Pixels {
+    Owned(Vec<u8>),
+    Shared(std::sync::Arc<crate::cache::file::Payload>),
+}
+
+impl std::ops::Deref for Pixels {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Pixels::Owned(bytes) => bytes,
+            Pixels::Shared(payload) => payload.bytes(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Pixels {
+    fn from(bytes: Vec<u8>) -> Self {
+        Pixels::Owned(bytes)
+    }
+}
+
+impl FromIterator<u8> for Pixels {
+    fn from_iter<I: IntoIterator<Item = u8>>(iter: I) -> Self {
+        Pixels::Owned(iter.into_iter().collect())
+    }
+}
+
+impl PartialEq for Pixels {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for Pixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if matches!(self, Pixels::Shared(_)) { "shared" } else { "owned" };
+        write!(f, "Pixels({} bytes, {kind})", self.len())
+    }
 }
 
 impl ImageDataset {
@@ -66,7 +110,7 @@ impl ImageDataset {
             channels: self.channels,
             height: self.height,
             width: self.width,
-            pixels,
+            pixels: pixels.into(),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             class_names: self.class_names.clone(),
         }
@@ -144,7 +188,14 @@ impl ImageDataset {
             let resized = resize_bilinear(&image, channels, self.height, self.width, height, width);
             pixels.extend(resized);
         }
-        Ok(ImageDataset { channels, height, width, pixels, labels: self.labels.clone(), class_names: self.class_names.clone() })
+        Ok(ImageDataset {
+            channels,
+            height,
+            width,
+            pixels: pixels.into(),
+            labels: self.labels.clone(),
+            class_names: self.class_names.clone(),
+        })
     }
 }
 
@@ -278,7 +329,7 @@ pub fn load_idx_bytes(images: &Path, image_bytes: &[u8], labels: &Path, label_by
         channels: 1,
         height: dims[1],
         width: dims[2],
-        pixels,
+        pixels: pixels.into(),
         labels: labels_vec,
         class_names: (0..num_classes).map(|c| c.to_string()).collect(),
     })
@@ -331,7 +382,7 @@ pub fn load_image_folder(root: &Path, channels: usize, height: usize, width: usi
             labels.push(label);
         }
     }
-    Ok(ImageDataset { channels, height, width, pixels, labels, class_names: classes.into_keys().collect() })
+    Ok(ImageDataset { channels, height, width, pixels: pixels.into(), labels, class_names: classes.into_keys().collect() })
 }
 
 /// The class names of an image folder (sorted), after checking its layout as
@@ -764,7 +815,7 @@ mod tests {
             channels: 1,
             height: 1,
             width: 3,
-            pixels: vec![0, 51, 255],
+            pixels: vec![0, 51, 255].into(),
             labels: vec![1],
             class_names: vec!["a".into(), "b".into()],
         };

@@ -68,7 +68,7 @@ pub mod train;
 
 /// The burn device type, re-exported so that callers need no direct burn dependency.
 pub use burn::tensor::Device;
-pub use cache::{CacheConfig, CacheSettings, PrefixCacheReport};
+pub use cache::{CacheConfig, CacheSettings, DatasetCacheReport, PrefixCacheReport};
 pub use checkpoint::{ImportReport, LoadMode, load_weights, read_model_config, save_checkpoint, save_weights};
 pub use config::{
     DataConfig, HYPERPARAMETERS, Hyperparams, OPTIMIZERS, PretrainConfig, TrialConfig, checkpoint_files, did_you_mean,

@@ -30,6 +30,7 @@
 //! assert!(settings.enabled);
 //! ```
 
+pub mod dataset;
 pub mod file;
 pub mod prefix;
 
@@ -40,6 +41,7 @@ use serde_json::Value;
 use crate::data::{Normalization, Transform};
 use crate::error::{Error, Result};
 
+pub use dataset::DatasetCacheReport;
 pub use file::CacheDir;
 pub use prefix::PrefixCacheReport;
 
