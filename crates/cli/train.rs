@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use nightshift_orchestrator::protocol::{FinalResult, Report, TrialError};
 use nightshift_orchestrator::spec::{ArgTemplate, BuiltinSections, BuiltinTrainer, FieldError, GpuBackend, ReplicateEval};
-use nightshift_orchestrator::{Program, Spec};
+use nightshift_orchestrator::{CACHE_DIR_ENV, Program, Spec};
 use nightshift_search::{Distribution, SearchSpace};
 use nightshift_trainer::{
-    Arch, Augmentation, Control, DataConfig, Device, EpochMetrics, Hyperparams, LoadMode, ModelConfig, Network, Normalization,
-    PretrainConfig, Resize, ResizeMode, TrialConfig, checkpoint_files, parse_device,
+    Arch, Augmentation, CacheConfig, CacheSettings, Control, DataConfig, Device, EpochMetrics, Hyperparams, LoadMode,
+    ModelConfig, Network, Normalization, PretrainConfig, Resize, ResizeMode, TrialConfig, checkpoint_files, parse_device,
 };
 use serde_json::{Map, Value, json};
 
@@ -108,6 +108,18 @@ pub struct TrialArgs {
     /// Do not wait for a continue/prune line after each report.
     #[arg(long)]
     pub no_wait: bool,
+    /// Directory of the caches this trial shares with others (frozen-prefix outputs, decoded datasets);
+    /// default: $NIGHTSHIFT_CACHE_DIR, which a sweep sets to reports/<study>/cache. Without one the
+    /// frozen-prefix cache still serves this trial's later epochs, in memory.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Turn the frozen-prefix and dataset caches off (the spec's `cache: false`).
+    #[arg(long, conflicts_with = "cache_max_size")]
+    pub no_cache: bool,
+    /// Size cap of the cache directory, least recently used entries evicted beyond it (e.g. 512MiB, 4GiB;
+    /// default 4GiB).
+    #[arg(long)]
+    pub cache_max_size: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,7 +169,19 @@ impl TrialArgs {
     fn config(&self) -> anyhow::Result<TrialConfig> {
         let data = self.data.config();
         data.validate()?;
-        Ok(TrialConfig { data, init: self.init.clone(), epochs: self.epochs, test: self.test, no_wait: self.no_wait })
+        let cache = match (&self.cache_max_size, self.no_cache) {
+            (_, true) => CacheConfig { enabled: false, ..CacheConfig::default() },
+            (Some(size), false) => CacheConfig::from_value(&json!({"max_size": size}))
+                .map_err(|e| anyhow::anyhow!("--cache-max-size {size}: {e}"))?,
+            (None, false) => CacheConfig::default(),
+        };
+        Ok(TrialConfig { data, init: self.init.clone(), epochs: self.epochs, test: self.test, no_wait: self.no_wait, cache })
+    }
+
+    /// The caches' settings: the spec's (or flags') choice and the shared directory.
+    fn cache_settings(&self, trial: &TrialConfig) -> CacheSettings {
+        let dir = self.cache_dir.clone().or_else(|| std::env::var_os(CACHE_DIR_ENV).map(PathBuf::from));
+        CacheSettings::new(trial.cache, dir)
     }
 }
 
@@ -344,11 +368,25 @@ fn field_error(section: &str, e: nightshift_trainer::Error) -> FieldError {
     }
 }
 
-/// A configuration section as this binary's flags: `per_class: 100` → `--per-class 100`, `hflip: true` → `--hflip`.
+/// A configuration section as this binary's flags: `per_class: 100` → `--per-class 100`, `hflip: true` →
+/// `--hflip`; `cache: false` → `--no-cache`, `cache: {max_size: 2GiB}` → `--cache-max-size 2GiB`.
 pub fn section_flags(section: &Map<String, Value>) -> Vec<String> {
     let mut argv = Vec::new();
     for (key, value) in section {
         let flag = format!("--{}", key.replace('_', "-"));
+        match (key.as_str(), value) {
+            ("cache", Value::Bool(false)) => argv.push("--no-cache".into()),
+            ("cache", Value::Object(map)) => {
+                if let Some(size) = map.get("max_size") {
+                    let size = size.as_str().map_or_else(|| size.to_string(), str::to_string);
+                    argv.extend(["--cache-max-size".into(), size]);
+                }
+            }
+            _ => {}
+        }
+        if key == "cache" {
+            continue;
+        }
         match value {
             Value::Null | Value::Bool(false) => {}
             Value::Bool(true) => argv.push(flag),
@@ -526,7 +564,8 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<String> {
 fn trial_body(args: TrialArgs) -> anyhow::Result<()> {
     let params = read_params(args.params_file.as_deref())?;
     let trial = args.config()?;
-    let config = params.train_config(trial.epochs, &trial.data)?;
+    let mut config = params.train_config(trial.epochs, &trial.data)?;
+    config.cache = args.cache_settings(&trial);
     let device = device(trial.data.device.as_deref())?;
     let out = args.out.clone().or_else(|| std::env::var_os("NIGHTSHIFT_TRIAL_DIR").map(PathBuf::from));
     if let Some(dir) = &out {
@@ -537,7 +576,9 @@ fn trial_body(args: TrialArgs) -> anyhow::Result<()> {
     }
     let (class_names, native) = trial.data.dataset_shape()?;
     let (init_weights, model_config) = trial.model_config(class_names, native, params.dropout())?;
-    let (train, val, test) = trial.data.load(&model_config, trial.test)?;
+    let (train, val, test, dataset_cache) =
+        nightshift_trainer::cache::dataset::load(&trial.data, &model_config, trial.test, &config.cache)?;
+    eprintln!("nightshift trial: {dataset_cache}");
     eprintln!(
         "nightshift trial: {} train / {} val images, {:?}, {} epochs, freeze strategy {}, device {:?}",
         train.len(),
@@ -573,6 +614,7 @@ fn trial_body(args: TrialArgs) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    eprintln!("nightshift trial: {}", outcome.prefix_cache);
     if let Some(dir) = &out {
         let path = outcome.best_model.save_checkpoint(&model_config, dir)?;
         std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&outcome.history)?)?;

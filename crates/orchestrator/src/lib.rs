@@ -63,8 +63,8 @@ pub use gpus::{CudaDevice, Host};
 pub use pool::{Device, DevicePool, Runs, Slot, SlotPlan, plan_slots};
 pub use process::{Judge, Outcome, TrialLaunch, TrialLimits, TrialRun, decide, kill_leftovers, run_trial};
 pub use run::{
-    Event, NoObserver, Observer, ReportHook, RunOptions, RunSummary, Shutdown, ShutdownLevel, ShutdownTrigger, StopReason,
-    TrialTiming, budget_used, next_stratum, run, until_clock,
+    CACHE_DIR_ENV, Event, NoObserver, Observer, ReportHook, RunOptions, RunSummary, Shutdown, ShutdownLevel, ShutdownTrigger,
+    StopReason, TrialTiming, budget_used, next_stratum, run, until_clock,
 };
 pub use spec::{
     Budget, BuiltinSections, BuiltinTrainer, Compare, DeviceSpec, FieldError, GpuBackend, Heartbeat, NoBuiltinTrainer, Objective,

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::cache::CacheConfig;
 use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE, read_model_config};
 use crate::data::{Augmentation, ImageDataset, Normalization, Split, image_folder_classes, load_idx_dir, load_image_folder};
 use crate::error::{Error, Result};
@@ -250,6 +251,8 @@ pub struct TrialConfig {
     pub test: bool,
     /// Do not wait for a continue/prune line after each report.
     pub no_wait: bool,
+    /// The frozen-prefix and dataset caches ([`crate::cache`]): `cache: false`, `true` or `{max_size: "4GiB"}`.
+    pub cache: CacheConfig,
 }
 
 /// The keys of `trial:` beyond [`DataConfig`]'s.
@@ -260,10 +263,12 @@ struct TrialKeys {
     epochs: Option<usize>,
     test: bool,
     no_wait: bool,
+    /// Read by [`CacheConfig::from_value`], whose errors name `cache.max_size`.
+    cache: Option<Value>,
 }
 
 impl TrialConfig {
-    const KEYS: [&'static str; 4] = ["init", "epochs", "test", "no_wait"];
+    const KEYS: [&'static str; 5] = ["init", "epochs", "test", "no_wait", "cache"];
 
     /// Reads and validates a `trial:` section; relative paths are resolved against `base`.
     pub fn from_section(section: &Value, base: &Path) -> Result<Self> {
@@ -275,12 +280,19 @@ impl TrialConfig {
             Some(_) => return Err(Error::config("epochs", "must be at least 1")),
             None => return Err(Error::config("epochs", "missing (the number of epochs each trial trains at most)")),
         };
-        Ok(Self { data, init: own.init.map(|p| base.join(p)), epochs, test: own.test, no_wait: own.no_wait })
+        let cache = own.cache.as_ref().map(CacheConfig::from_value).transpose()?.unwrap_or_default();
+        Ok(Self { data, init: own.init.map(|p| base.join(p)), epochs, test: own.test, no_wait: own.no_wait, cache })
     }
 
     /// The section again (paths as resolved), without the keys left at their defaults.
     pub fn to_section(&self) -> Map<String, Value> {
-        let own = TrialKeys { init: self.init.clone(), epochs: Some(self.epochs), test: self.test, no_wait: self.no_wait };
+        let own = TrialKeys {
+            init: self.init.clone(),
+            epochs: Some(self.epochs),
+            test: self.test,
+            no_wait: self.no_wait,
+            cache: self.cache.to_value(),
+        };
         let mut section = non_default_entries(&self.data);
         section.extend(non_default_entries(&own));
         section
@@ -698,6 +710,22 @@ mod tests {
     }
 
     #[test]
+    fn trial_cache_reads_checks_and_writes_back() {
+        assert_eq!(trial(json!({"epochs": 1})).unwrap().cache, CacheConfig::default());
+        let off = trial(json!({"epochs": 1, "cache": false})).unwrap();
+        assert!(!off.cache.enabled);
+        assert_eq!(off.to_section().get("cache"), Some(&json!(false)));
+        let capped = trial(json!({"epochs": 1, "cache": {"max_size": "512MiB"}})).unwrap();
+        assert_eq!(capped.cache.max_bytes, 512 << 20);
+        assert_eq!(trial(Value::Object(capped.to_section())).unwrap().cache, capped.cache);
+        assert!(!trial(json!({"epochs": 1, "cache": true})).unwrap().to_section().contains_key("cache"));
+        let (field, reason) = refused(trial(json!({"epochs": 1, "cache": {"max_size": "big"}})));
+        assert_eq!(field, "cache.max_size");
+        assert!(reason.contains("\"4GiB\""), "{reason}");
+        assert_eq!(refused(trial(json!({"epochs": 1, "cache": "on"}))).0, "cache");
+    }
+
+    #[test]
     fn trial_section_mistakes_name_the_key_and_the_valid_values() {
         let (field, reason) = refused(trial(json!({"datset": "d", "epochs": 3})));
         assert_eq!(field, "datset");
@@ -737,9 +765,9 @@ mod tests {
         let config = trial(json!({"epochs": 1, "random_resized_crop": true, "hflip": true})).unwrap();
         let augmentation = config.data.augmentation();
         assert_eq!(augmentation.random_resized_crop, Some(RandomResizedCrop::default()));
-        assert!(!augmentation.prefix_cacheable());
-        assert!(DataConfig { hflip: true, ..DataConfig::default() }.augmentation().prefix_cacheable());
-        assert!(!DataConfig { crop_padding: 2, ..DataConfig::default() }.augmentation().prefix_cacheable());
+        assert!(augmentation.prefix_cacheable().is_none());
+        assert!(DataConfig { hflip: true, ..DataConfig::default() }.augmentation().prefix_cacheable().is_some());
+        assert!(DataConfig { crop_padding: 2, ..DataConfig::default() }.augmentation().prefix_cacheable().is_none());
     }
 
     #[test]
@@ -816,7 +844,7 @@ mod tests {
     #[test]
     fn the_trained_architecture_follows_init_then_pretraining() {
         let data = DataConfig { depth: 2, ..DataConfig::default() };
-        let config = TrialConfig { data, init: None, epochs: 1, test: false, no_wait: false };
+        let config = TrialConfig { data, init: None, epochs: 1, test: false, no_wait: false, cache: CacheConfig::default() };
         assert_eq!(config.arch(None).unwrap(), Arch::SmallCnn { width: 16, depth: 2 });
         let init = PathBuf::from("/nonexistent/backbone");
         let pretrain = PretrainConfig::new(DataConfig { arch: "resnet18".into(), ..DataConfig::default() }, init.clone());

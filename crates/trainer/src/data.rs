@@ -13,7 +13,7 @@ use std::sync::Arc;
 use burn::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::preprocess::{DecodedImage, Preprocessing, RandomResizedCrop, Resize};
+use crate::preprocess::{CropBox, DecodedImage, Preprocessing, RandomResizedCrop, Resize};
 use crate::rng::SplitMix64;
 
 /// Images (u8, CHW) with integer labels in `0..class_names.len()`.
@@ -23,13 +23,57 @@ pub struct ImageDataset {
     pub height: usize,
     pub width: usize,
     /// `len() * channels * height * width` bytes, image after image.
-    pub pixels: Vec<u8>,
+    pub pixels: Pixels,
     pub labels: Vec<usize>,
     pub class_names: Vec<String>,
     /// For [`RandomResizedCrop`]: each image as decoded, before resizing, at a capped size
     /// ([`Preprocessing::original`]), in dataset order; shared between subsets. `None` when no augmentation
     /// needs them (then a random resized crop samples from the prepared image).
     pub originals: Option<Vec<Arc<DecodedImage>>>,
+}
+
+/// An [`ImageDataset`]'s pixels: its own, or a read-only view of a memory-mapped entry of the dataset
+/// cache ([`crate::cache::dataset`]) that every trial of a sweep shares.
+#[derive(Clone)]
+pub enum Pixels {
+    Owned(Vec<u8>),
+    Shared(std::sync::Arc<crate::cache::file::Payload>),
+}
+
+impl std::ops::Deref for Pixels {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Pixels::Owned(bytes) => bytes,
+            Pixels::Shared(payload) => payload.bytes(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Pixels {
+    fn from(bytes: Vec<u8>) -> Self {
+        Pixels::Owned(bytes)
+    }
+}
+
+impl FromIterator<u8> for Pixels {
+    fn from_iter<I: IntoIterator<Item = u8>>(iter: I) -> Self {
+        Pixels::Owned(iter.into_iter().collect())
+    }
+}
+
+impl PartialEq for Pixels {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for Pixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if matches!(self, Pixels::Shared(_)) { "shared" } else { "owned" };
+        write!(f, "Pixels({} bytes, {kind})", self.len())
+    }
 }
 
 impl ImageDataset {
@@ -59,6 +103,22 @@ impl ImageDataset {
         DecodedImage { channels: self.channels, height: self.height, width: self.width, pixels: self.image(index).to_vec() }
     }
 
+    /// (height, width) of the image a random resized crop samples from: the kept original, else the image.
+    fn original_size(&self, index: usize) -> (usize, usize) {
+        match &self.originals {
+            Some(originals) => (originals[index].height, originals[index].width),
+            None => (self.height, self.width),
+        }
+    }
+
+    /// `window` of image `index`'s original (see [`Self::original_size`]), resized to the dataset's size.
+    fn cropped(&self, index: usize, window: CropBox) -> Vec<u8> {
+        match &self.originals {
+            Some(originals) => window.apply(&originals[index], self.height, self.width),
+            None => window.apply(&self.decoded(index), self.height, self.width),
+        }
+    }
+
     /// Number of images of each class.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes()];
@@ -78,7 +138,7 @@ impl ImageDataset {
             channels: self.channels,
             height: self.height,
             width: self.width,
-            pixels,
+            pixels: pixels.into(),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             class_names: self.class_names.clone(),
             originals: self.originals.as_ref().map(|o| indices.iter().map(|&i| o[i].clone()).collect()),
@@ -170,7 +230,7 @@ impl ImageDataset {
         for i in 0..self.len() {
             pixels.extend(prep.prepare(&self.decoded(i), origin)?);
         }
-        Ok(ImageDataset { channels: prep.channels, height, width, pixels, ..self })
+        Ok(ImageDataset { channels: prep.channels, height, width, pixels: pixels.into(), ..self })
     }
 }
 
@@ -260,7 +320,7 @@ pub fn load_idx_bytes(images: &Path, image_bytes: &[u8], labels: &Path, label_by
         channels: 1,
         height: dims[1],
         width: dims[2],
-        pixels,
+        pixels: pixels.into(),
         labels: labels_vec,
         class_names: (0..num_classes).map(|c| c.to_string()).collect(),
         originals: None,
@@ -324,7 +384,7 @@ pub fn load_image_folder(root: &Path, prep: &Preprocessing, keep_originals: bool
         channels: prep.channels,
         height,
         width,
-        pixels,
+        pixels: pixels.into(),
         labels,
         class_names: classes.into_keys().collect(),
         originals: keep_originals.then_some(originals),
@@ -478,12 +538,44 @@ impl Augmentation {
         self.crop_padding > 0 || self.horizontal_flip || self.random_resized_crop.is_some()
     }
 
-    /// Whether every epoch sees the same prepared images apart from horizontal flips: no padded random crop
-    /// and no random resized crop. Caches of what a frozen network makes of the inputs key on this (a flip
-    /// has two variants to cache; a random crop has too many).
-    pub fn prefix_cacheable(&self) -> bool {
-        self.crop_padding == 0 && self.random_resized_crop.is_none()
+    /// The deterministic variants an image can take, when there are finitely many: the frozen-prefix cache
+    /// ([`crate::cache`]) stores the prefix's output of each. `[plain]` without augmentation, `[plain,
+    /// flipped]` with horizontal flips alone; `None` (not cacheable) with any random crop, padded or resized.
+    pub fn prefix_cacheable(&self) -> Option<Vec<Transform>> {
+        if self.crop_padding > 0 || self.random_resized_crop.is_some() {
+            return None;
+        }
+        let flipped = Transform { flip: true, ..Transform::default() };
+        Some(if self.horizontal_flip { vec![Transform::default(), flipped] } else { vec![Transform::default()] })
     }
+
+    /// One image's random transform. [`Batcher::batch`] and the prefix cache draw through this, so both
+    /// see the same transforms for the same generator.
+    /// `original` is the (height, width) a random resized crop samples its window from.
+    pub(crate) fn draw(&self, rng: &mut SplitMix64, original: (usize, usize)) -> Transform {
+        let mut t = Transform::default();
+        if let Some(rrc) = &self.random_resized_crop {
+            t.crop = Some(rrc.crop_box(original.0, original.1, rng));
+        }
+        let p = self.crop_padding;
+        if p > 0 {
+            t.dy = rng.below(2 * p + 1) as isize - p as isize;
+            t.dx = rng.below(2 * p + 1) as isize - p as isize;
+        }
+        t.flip = self.horizontal_flip && rng.coin();
+        t
+    }
+}
+
+/// What augmentation does to one image: a random resized crop's window (of the original, resized back to
+/// the network's size), then a shift by (dy, dx) — pixels shifted in from outside are zero before
+/// normalisation, as torchvision's RandomCrop(padding=p) with fill 0 — then a left-right flip.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Transform {
+    pub crop: Option<CropBox>,
+    pub dy: isize,
+    pub dx: isize,
+    pub flip: bool,
 }
 
 /// A batch on the host, ready to become tensors.
@@ -521,32 +613,31 @@ pub struct Batcher {
 impl Batcher {
     /// The images at `indices` as one batch. `rng` drives augmentation; `None` means no augmentation.
     pub fn batch(&self, data: &ImageDataset, indices: &[usize], rng: Option<&mut SplitMix64>) -> HostBatch {
+        let mut rng = rng.filter(|_| self.augmentation.is_active());
+        self.batch_with(data, indices, |slot| match rng.as_deref_mut() {
+            Some(r) => self.augmentation.draw(r, data.original_size(indices[slot])),
+            None => Transform::default(),
+        })
+    }
+
+    /// The images at `indices` as one batch, image `slot` transformed by `transform(slot)`.
+    pub fn batch_with(&self, data: &ImageDataset, indices: &[usize], mut transform: impl FnMut(usize) -> Transform) -> HostBatch {
         let (c, h, w) = (data.channels, data.height, data.width);
         let plane = h * w;
         let mut images = vec![0f32; indices.len() * c * plane];
         let mut labels = Vec::with_capacity(indices.len());
-        let mut rng = rng.filter(|_| self.augmentation.is_active());
         for (slot, &i) in indices.iter().enumerate() {
             labels.push(data.labels[i] as i64);
-            let mut src = std::borrow::Cow::Borrowed(data.image(i));
-            if let (Some(rrc), Some(rng)) = (&self.augmentation.random_resized_crop, rng.as_deref_mut()) {
-                let original = match &data.originals {
-                    Some(originals) => std::borrow::Cow::Borrowed(originals[i].as_ref()),
-                    None => std::borrow::Cow::Owned(data.decoded(i)),
-                };
-                src = std::borrow::Cow::Owned(rrc.apply(&original, h, w, rng));
-            }
-            // Then a per-image shift (dy, dx) and flip; pixels shifted in from outside are zero before
-            // normalisation, as torchvision's RandomCrop(padding=p) with fill 0.
-            let (mut dy, mut dx, mut flip) = (0isize, 0isize, false);
-            if let Some(rng) = rng.as_deref_mut() {
-                let p = self.augmentation.crop_padding;
-                if p > 0 {
-                    dy = rng.below(2 * p + 1) as isize - p as isize;
-                    dx = rng.below(2 * p + 1) as isize - p as isize;
+            let transform = transform(slot);
+            let cropped;
+            let src: &[u8] = match transform.crop {
+                Some(window) => {
+                    cropped = data.cropped(i, window);
+                    &cropped
                 }
-                flip = self.augmentation.horizontal_flip && rng.coin();
-            }
+                None => data.image(i),
+            };
+            let Transform { dy, dx, flip, .. } = transform;
             let out = &mut images[slot * c * plane..(slot + 1) * c * plane];
             for ch in 0..c {
                 let (mean, std) = self.normalization.channel(ch);
@@ -753,7 +844,7 @@ mod tests {
             channels: 1,
             height: 1,
             width: 3,
-            pixels: vec![0, 51, 255],
+            pixels: vec![0, 51, 255].into(),
             labels: vec![1],
             class_names: vec!["a".into(), "b".into()],
             originals: None,
@@ -800,7 +891,7 @@ mod tests {
             channels: 1,
             height: 4,
             width: 4,
-            pixels: vec![0; 16],
+            pixels: vec![0; 16].into(),
             labels: vec![0],
             class_names: vec!["a".into(), "b".into()],
             originals: Some(vec![Arc::new(original)]),

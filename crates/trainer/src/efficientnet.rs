@@ -98,6 +98,22 @@ pub struct EfficientNetLite {
     pub _fc: Linear,
 }
 
+impl EfficientNetLite {
+    /// The blocks of the stages in `stages` (0-based block groups); the last stage ends with the 1×1 head
+    /// convolution, as [`ImageClassifier::parts`] counts it.
+    fn stages(&self, mut x: Tensor<4>, stages: std::ops::Range<usize>) -> Tensor<4> {
+        for (block, group) in self._blocks.iter().zip(&self.block_group) {
+            if stages.contains(group) {
+                x = block.forward(x);
+            }
+        }
+        if stages.contains(&(STAGES - 1)) {
+            x = relu6(self._bn1.forward(self._conv_head.forward(x)));
+        }
+        x
+    }
+}
+
 impl ImageClassifier for EfficientNetLite {
     fn init(config: &ModelConfig, device: &Device) -> Result<Self> {
         config.validate()?;
@@ -145,17 +161,20 @@ impl ImageClassifier for EfficientNetLite {
         })
     }
 
-    fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu6(self._bn0.forward(self._conv_stem.forward(images)));
-        for block in &self._blocks {
-            x = block.forward(x);
-        }
-        x = relu6(self._bn1.forward(self._conv_head.forward(x)));
-        self.avgpool.forward(x).flatten(1, 3)
+    fn forward_prefix(&self, images: Tensor<4>, k: usize) -> Tensor<4> {
+        let k = k.min(STAGES);
+        let x = relu6(self._bn0.forward(self._conv_stem.forward(images)));
+        let x = self.stages(x, 0..k);
+        if k == STAGES { self.avgpool.forward(x) } else { x }
     }
 
-    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self._fc.forward(self.dropout.forward(self.features(images)))
+    fn forward_from(&self, activations: Tensor<4>, k: usize) -> Tensor<2> {
+        let k = k.min(STAGES);
+        let mut x = self.stages(activations, k..STAGES);
+        if k < STAGES {
+            x = self.avgpool.forward(x);
+        }
+        self._fc.forward(self.dropout.forward(x.flatten(1, 3)))
     }
 
     fn num_stages(&self) -> usize {

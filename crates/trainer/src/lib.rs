@@ -54,6 +54,7 @@
 //! # }
 //! ```
 
+pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -72,13 +73,14 @@ pub mod train;
 
 /// The burn device type, re-exported so that callers need no direct burn dependency.
 pub use burn::tensor::Device;
+pub use cache::{CacheConfig, CacheSettings, DatasetCacheReport, PrefixCacheReport};
 pub use checkpoint::{ImportReport, LoadMode, load_weights, read_model_config, save_checkpoint, save_weights};
 pub use config::{
     DataConfig, HYPERPARAMETERS, Hyperparams, OPTIMIZERS, PretrainConfig, TrialConfig, checkpoint_files, did_you_mean,
 };
 pub use data::{
-    Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, decode_image, decode_image_bytes, image_folder_classes,
-    load_idx, load_idx_bytes, load_idx_dir, load_image_folder,
+    Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, Transform, decode_image, decode_image_bytes,
+    image_folder_classes, load_idx, load_idx_bytes, load_idx_dir, load_image_folder,
 };
 pub use device::{gpu_backends, parse_device};
 pub use efficientnet::EfficientNetLite;

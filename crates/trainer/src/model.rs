@@ -24,10 +24,22 @@ use crate::preprocess::{Preprocessing, Resize};
 pub trait ImageClassifier: Module + Sized + 'static {
     /// Builds a freshly initialised network for `config`.
     fn init(config: &ModelConfig, device: &Device) -> Result<Self>;
+    /// The stem and the first `k` stages (`k` at most [`num_stages`](Self::num_stages)); at `k` =
+    /// `num_stages` also the global pooling, so the linear probe's prefix ends in pooled features
+    /// `[n, channels, 1, 1]`. What the frozen-prefix cache ([`crate::cache`]) stores.
+    fn forward_prefix(&self, images: Tensor<4>, k: usize) -> Tensor<4>;
+    /// The rest of the network after [`forward_prefix`](Self::forward_prefix)`(·, k)`: stages k + 1 …,
+    /// pooling, dropout and the head. `forward_from(forward_prefix(x, k), k)` runs exactly the operations
+    /// of [`forward`](Self::forward), for every `k`.
+    fn forward_from(&self, activations: Tensor<4>, k: usize) -> Tensor<2>;
     /// Pooled features just before dropout and the classifier head.
-    fn features(&self, images: Tensor<4>) -> Tensor<2>;
+    fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_prefix(images, self.num_stages()).flatten(1, 3)
+    }
     /// Class logits.
-    fn forward(&self, images: Tensor<4>) -> Tensor<2>;
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_from(self.forward_prefix(images, 0), 0)
+    }
     /// Number of freezable stages after the stem; the largest meaningful `freeze_depth`.
     fn num_stages(&self) -> usize;
     /// The parameters of the stem, of each of the [`num_stages`](Self::num_stages) stages and of the
@@ -243,16 +255,25 @@ impl ImageClassifier for SmallCnn {
         })
     }
 
-    fn features(&self, images: Tensor<4>) -> Tensor<2> {
+    fn forward_prefix(&self, images: Tensor<4>, k: usize) -> Tensor<4> {
+        let k = k.min(self.stages.len());
         let mut x = self.stem.forward(images);
-        for stage in &self.stages {
+        for stage in &self.stages[..k] {
             x = stage.forward(x);
         }
-        self.avgpool.forward(x).flatten(1, 3)
+        if k == self.stages.len() { self.avgpool.forward(x) } else { x }
     }
 
-    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.dropout.forward(self.features(images)))
+    fn forward_from(&self, activations: Tensor<4>, k: usize) -> Tensor<2> {
+        let k = k.min(self.stages.len());
+        let mut x = activations;
+        for stage in &self.stages[k..] {
+            x = stage.forward(x);
+        }
+        if k < self.stages.len() {
+            x = self.avgpool.forward(x);
+        }
+        self.fc.forward(self.dropout.forward(x.flatten(1, 3)))
     }
 
     fn num_stages(&self) -> usize {
@@ -299,6 +320,17 @@ pub(crate) mod tests {
         let json = serde_json::to_string(&config).unwrap();
         assert!(json.contains(r#""arch":"small-cnn""#), "{json}");
         assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), config);
+    }
+
+    /// EfficientNet-Lite0 for 32×32 images and 3 classes.
+    fn effnet_config() -> ModelConfig {
+        ModelConfig {
+            arch: Arch::EfficientNetLite0,
+            in_channels: 3,
+            image_size: [32, 32],
+            normalization: Normalization::imagenet(),
+            ..small_config(3)
+        }
     }
 
     /// Every parameter and flag of a module with its dotted path.
@@ -363,13 +395,7 @@ pub(crate) mod tests {
             ["fc", ..] => 5,
             _ => panic!("{p:?}"),
         });
-        let config = ModelConfig {
-            arch: Arch::EfficientNetLite0,
-            in_channels: 3,
-            image_size: [32, 32],
-            normalization: Normalization::imagenet(),
-            ..small_config(3)
-        };
+        let config = effnet_config();
         let effnet = crate::EfficientNetLite::init(&config, &device).unwrap();
         let groups = effnet.block_group.clone();
         // The 1×1 head convolution belongs to the last stage: freezing every stage is a linear probe.
@@ -380,6 +406,31 @@ pub(crate) mod tests {
             ["_fc", ..] => 8,
             _ => panic!("{p:?}"),
         });
+    }
+
+    /// `forward_from(forward_prefix(x, k), k)` is `forward(x)`, bit for bit, at every depth of every
+    /// architecture; the linear probe's prefix ends in pooled features.
+    fn check_split<M: ImageClassifier>(model: &M, x: Tensor<4>) {
+        let whole = model.forward(x.clone()).into_data();
+        for k in 0..=model.num_stages() {
+            let prefix = model.forward_prefix(x.clone(), k);
+            if k == model.num_stages() {
+                assert_eq!(prefix.dims()[2..], [1, 1], "k = {k}: pooled features");
+                assert_eq!(prefix.clone().flatten::<2>(1, 3).into_data(), model.features(x.clone()).into_data());
+            }
+            assert_eq!(model.forward_from(prefix, k).into_data(), whole, "k = {k}");
+        }
+    }
+
+    #[test]
+    fn forward_from_the_prefix_is_forward_at_every_depth() {
+        let _rng = crate::serial_rng();
+        let device = Device::flex();
+        let image = |c: usize, size: usize| Tensor::<4>::random([2, c, size, size], burn::tensor::Distribution::Default, &device);
+        check_split(&SmallCnn::init(&small_config(3), &device).unwrap(), image(1, 12));
+        check_split(&crate::ResNet::init(&crate::resnet::tests::resnet_config(18, 3), &device).unwrap(), image(3, 64));
+        let config = effnet_config();
+        check_split(&crate::EfficientNetLite::init(&config, &device).unwrap(), image(3, 32));
     }
 
     #[test]

@@ -27,8 +27,15 @@ pub fn load_image_tensor(path: &Path, prep: &Preprocessing, device: &Device) -> 
     let image = decode_image(path)?;
     let pixels = prep.prepare(&image, path)?;
     let [height, width] = prep.size;
-    let one =
-        ImageDataset { channels: prep.channels, height, width, pixels, labels: vec![0], class_names: vec![], originals: None };
+    let one = ImageDataset {
+        channels: prep.channels,
+        height,
+        width,
+        pixels: pixels.into(),
+        labels: vec![0],
+        class_names: vec![],
+        originals: None,
+    };
     let batcher = Batcher { normalization: prep.normalization.clone(), augmentation: Augmentation::default() };
     Ok(batcher.batch(&one, &[0], None).to_tensors(device).0)
 }

@@ -242,7 +242,7 @@ impl Default for RandomResizedCrop {
 }
 
 /// A window of an image: `height`×`width` pixels from (`top`, `left`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct CropBox {
     pub top: usize,
     pub left: usize,
@@ -291,8 +291,14 @@ impl RandomResizedCrop {
 
     /// A random window of `image`, resized to `height`×`width`.
     pub fn apply(&self, image: &DecodedImage, height: usize, width: usize, rng: &mut SplitMix64) -> Vec<u8> {
-        let b = self.crop_box(image.height, image.width, rng);
-        image.crop(b.top, b.left, b.height, b.width).resized(height, width).pixels
+        self.crop_box(image.height, image.width, rng).apply(image, height, width)
+    }
+}
+
+impl CropBox {
+    /// This window of `image`, resized to `height`×`width`.
+    pub fn apply(&self, image: &DecodedImage, height: usize, width: usize) -> Vec<u8> {
+        image.crop(self.top, self.left, self.height, self.width).resized(height, width).pixels
     }
 }
 

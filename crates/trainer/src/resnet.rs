@@ -105,6 +105,13 @@ pub struct ResNet {
     pub fc: Linear,
 }
 
+impl ResNet {
+    /// The four stages, bottom to top.
+    fn layers(&self) -> [&Vec<Block>; STAGES] {
+        [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+    }
+}
+
 impl ImageClassifier for ResNet {
     fn init(config: &ModelConfig, device: &Device) -> Result<Self> {
         config.validate()?;
@@ -150,18 +157,29 @@ impl ImageClassifier for ResNet {
         })
     }
 
-    fn features(&self, images: Tensor<4>) -> Tensor<2> {
+    fn forward_prefix(&self, images: Tensor<4>, k: usize) -> Tensor<4> {
+        let k = k.min(STAGES);
         let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(images))));
-        for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
-            for block in layer {
+        for layer in &self.layers()[..k] {
+            for block in *layer {
                 x = block.forward(x);
             }
         }
-        self.avgpool.forward(x).flatten(1, 3)
+        if k == STAGES { self.avgpool.forward(x) } else { x }
     }
 
-    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.dropout.forward(self.features(images)))
+    fn forward_from(&self, activations: Tensor<4>, k: usize) -> Tensor<2> {
+        let k = k.min(STAGES);
+        let mut x = activations;
+        for layer in &self.layers()[k..] {
+            for block in *layer {
+                x = block.forward(x);
+            }
+        }
+        if k < STAGES {
+            x = self.avgpool.forward(x);
+        }
+        self.fc.forward(self.dropout.forward(x.flatten(1, 3)))
     }
 
     fn num_stages(&self) -> usize {
@@ -169,7 +187,7 @@ impl ImageClassifier for ResNet {
     }
 
     fn parts(&self) -> Parts {
-        let stages = [&self.layer1, &self.layer2, &self.layer3, &self.layer4].map(ParamIds::of);
+        let stages = self.layers().map(ParamIds::of);
         Parts::new(ParamIds::of(&self.conv1).and(&self.bn1), stages.into(), ParamIds::of(&self.fc))
     }
 

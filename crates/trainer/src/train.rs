@@ -9,7 +9,10 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Augmentation, Batcher, ImageDataset, Normalization};
+use crate::cache::file::Payload;
+use crate::cache::prefix::{EpochInputs, PrefixCache, frozen_prefix};
+use crate::cache::{CacheSettings, PrefixCacheReport};
+use crate::data::{Augmentation, Batcher, ImageDataset, Normalization, Transform};
 use crate::error::{Error, Result};
 use crate::model::{ImageClassifier, Parts};
 use crate::rng::SplitMix64;
@@ -47,6 +50,10 @@ pub struct TrainConfig {
     pub seed: u64,
     #[serde(default)]
     pub augmentation: Augmentation,
+    /// The frozen-prefix cache: on by default, in memory unless a shared directory is given
+    /// ([`crate::cache`]).
+    #[serde(skip)]
+    pub cache: CacheSettings,
 }
 
 fn default_optimizer() -> OptimizerKind {
@@ -69,6 +76,7 @@ impl TrainConfig {
             freeze_strategy: FreezeStrategy::Full,
             seed: 0,
             augmentation: Augmentation::default(),
+            cache: CacheSettings::default(),
         }
     }
 
@@ -180,6 +188,8 @@ pub struct TrainOutcome<M> {
     pub history: Vec<EpochMetrics>,
     /// True when the callback stopped training before the last epoch.
     pub stopped_early: bool,
+    /// What the frozen-prefix cache did.
+    pub prefix_cache: PrefixCacheReport,
 }
 
 impl<M> TrainOutcome<M> {
@@ -195,6 +205,7 @@ impl<M> TrainOutcome<M> {
             final_model: wrap(self.final_model),
             history: self.history,
             stopped_early: self.stopped_early,
+            prefix_cache: self.prefix_cache,
         }
     }
 }
@@ -230,10 +241,12 @@ pub fn fine_tune<M: ImageClassifier>(
     let eval_batcher = Batcher { normalization: normalization.clone(), augmentation: Augmentation::default() };
 
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
+    let eval_batch_size = config.batch_size.max(64);
     let mut rng = SplitMix64::new(config.seed ^ 0x5EED);
     let mut history = Vec::new();
     let mut best: Option<(usize, f64, M)> = None;
     let mut stopped_early = false;
+    let mut prefix_cache = PrefixCache::new(&config.cache);
 
     for epoch in 1..=config.epochs {
         let plan = config.freeze_strategy.plan(epoch - 1, config.epochs, stages);
@@ -250,23 +263,42 @@ pub fn fine_tune<M: ImageClassifier>(
         let phase_steps = steps_per_epoch * plan.phase.len();
         let warmup_steps = (config.warmup_fraction * phase_steps as f64).ceil() as usize;
         let start = std::time::Instant::now();
+        // The frozen prefix's outputs, when this epoch has one and the cache serves it (built within the
+        // epoch's time when missing).
+        let cached = match frozen_prefix(&plan.trainable, stages) {
+            Some(k) => prefix_cache.epoch_inputs(
+                &model,
+                &parts,
+                k,
+                [train, val],
+                &config.augmentation,
+                normalization,
+                eval_batch_size,
+                device,
+            )?,
+            None => None,
+        };
+        let (train_feed, val_feed) = match &cached {
+            Some(inputs) => (Feed::train_prefix(inputs, &config.augmentation), Feed::val_prefix(inputs)),
+            None => (Feed::Pixels(&batcher), Feed::Pixels(&eval_batcher)),
+        };
         let mut order: Vec<usize> = (0..train.len()).collect();
         rng.shuffle(&mut order);
         let augment_rng = SplitMix64::new(rng.next_u64());
         let (mut loss_sum, mut seen, mut lr) = (0.0f64, 0usize, 0.0);
         let mut pending_loss: Option<Tensor<1>> = None;
-        batcher.for_each_batch(train, &order, config.batch_size, Some(augment_rng), |i, batch| {
+        train_feed.for_each_batch(train, &order, config.batch_size, Some(augment_rng), &train_device, |i, input, labels| {
+            let batch_len = labels.dims()[0];
             let step = (epoch - 1 - plan.phase.start) * steps_per_epoch + i;
             lr = cosine_with_warmup(step, phase_steps, warmup_steps, config.learning_rate);
-            let (images, labels) = batch.to_tensors(&train_device);
-            let logits = model.forward(images);
+            let logits = train_feed.forward(&model, input);
             let loss = loss_fn.forward(logits, labels);
-            let weighted = loss.clone().detach().mul_scalar(batch.len() as f32);
+            let weighted = loss.clone().detach().mul_scalar(batch_len as f32);
             pending_loss = Some(match pending_loss.take() {
                 Some(sum) => sum + weighted,
                 None => weighted,
             });
-            seen += batch.len();
+            seen += batch_len;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(learning_rates(lr, &lr_groups), model.clone(), grads);
             if (i + 1) % LOSS_READ_EVERY == 0 {
@@ -278,7 +310,7 @@ pub fn fine_tune<M: ImageClassifier>(
         loss_sum += read_loss_sum(pending_loss.take(), epoch, last_batch)?;
         let train_seconds = start.elapsed().as_secs_f64();
         let valid = model.valid();
-        let eval = evaluate(&valid, val, &eval_batcher, config.batch_size.max(64), device)?;
+        let eval = evaluate_feed(&valid, val, &val_feed, eval_batch_size, device)?;
         let metrics = EpochMetrics {
             epoch,
             train_loss: loss_sum / seen as f64,
@@ -300,7 +332,85 @@ pub fn fine_tune<M: ImageClassifier>(
         }
     }
     let (best_epoch, _, best_model) = best.expect("at least one epoch ran");
-    Ok(TrainOutcome { best_model, best_epoch, final_model: model.valid(), history, stopped_early })
+    let prefix_cache = prefix_cache.report().clone();
+    Ok(TrainOutcome { best_model, best_epoch, final_model: model.valid(), history, stopped_early, prefix_cache })
+}
+
+/// Where an epoch's network inputs come from: images through the whole network, or the frozen prefix's
+/// cached outputs through the rest of it.
+enum Feed<'a> {
+    Pixels(&'a Batcher),
+    Prefix {
+        k: usize,
+        /// One entry per variant, in the order of `variants`.
+        entries: &'a [std::sync::Arc<Payload>],
+        variants: Vec<Transform>,
+        augmentation: Augmentation,
+    },
+}
+
+impl<'a> Feed<'a> {
+    fn train_prefix(inputs: &'a EpochInputs, augmentation: &Augmentation) -> Self {
+        Feed::Prefix {
+            k: inputs.k,
+            entries: &inputs.train,
+            variants: inputs.variants.clone(),
+            augmentation: augmentation.clone(),
+        }
+    }
+
+    fn val_prefix(inputs: &'a EpochInputs) -> Self {
+        let entries = std::slice::from_ref(&inputs.val);
+        Feed::Prefix { k: inputs.k, entries, variants: vec![Transform::default()], augmentation: Augmentation::default() }
+    }
+
+    /// The logits of a batch this feed produced.
+    fn forward<M: ImageClassifier>(&self, model: &M, input: Tensor<4>) -> Tensor<2> {
+        match self {
+            Feed::Pixels(_) => model.forward(input),
+            Feed::Prefix { k, .. } => model.forward_from(input, *k),
+        }
+    }
+
+    /// Calls `consume(i, input, labels)` for the batches of `order`; `rng` drives augmentation. The prefix
+    /// feed draws each image's transform exactly as the batcher would and takes that variant's row.
+    fn for_each_batch(
+        &self,
+        data: &ImageDataset,
+        order: &[usize],
+        batch_size: usize,
+        rng: Option<SplitMix64>,
+        device: &Device,
+        mut consume: impl FnMut(usize, Tensor<4>, Tensor<1, Int>) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Feed::Pixels(batcher) => batcher.for_each_batch(data, order, batch_size, rng, |i, batch| {
+                let (images, labels) = batch.to_tensors(device);
+                consume(i, images, labels)
+            }),
+            Feed::Prefix { entries, variants, augmentation, .. } => {
+                let mut rng = rng.filter(|_| augmentation.is_active());
+                let shape = &entries[0].header().shape;
+                for (i, chunk) in order.chunks(batch_size).enumerate() {
+                    let mut values = Vec::with_capacity(chunk.len() * entries[0].row_len());
+                    let mut labels = Vec::with_capacity(chunk.len());
+                    for &index in chunk {
+                        let transform = rng.as_mut().map(|r| augmentation.draw(r, (data.height, data.width))).unwrap_or_default();
+                        let variant = variants.iter().position(|v| *v == transform).ok_or_else(|| {
+                            Error::Tensor(format!("augmentation drew {transform:?}, which the prefix cache does not hold"))
+                        })?;
+                        entries[variant].extend_f32_row(index, &mut values);
+                        labels.push(data.labels[index] as i64);
+                    }
+                    let input =
+                        Tensor::<4>::from_data(TensorData::new(values, [chunk.len(), shape[1], shape[2], shape[3]]), device);
+                    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [chunk.len()]), device);
+                    consume(i, input, labels)?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Freezes the parts that `trainable` leaves out and unfreezes the others, BatchNorm training flags with
@@ -357,22 +467,35 @@ pub fn evaluate<M: ImageClassifier>(
     batch_size: usize,
     device: &Device,
 ) -> Result<EvalMetrics> {
+    evaluate_feed(model, data, &Feed::Pixels(batcher), batch_size, device)
+}
+
+/// [`evaluate`] on the inputs of `feed`.
+fn evaluate_feed<M: ImageClassifier>(
+    model: &M,
+    data: &ImageDataset,
+    feed: &Feed<'_>,
+    batch_size: usize,
+    device: &Device,
+) -> Result<EvalMetrics> {
     let classes = data.num_classes();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let order: Vec<usize> = (0..data.len()).collect();
     let mut loss_sum = 0.0f64;
-    batcher.for_each_batch(data, &order, batch_size, None, |_, batch| {
-        let (images, labels) = batch.to_tensors(device);
-        let logits = model.forward(images);
+    let mut start = 0;
+    feed.for_each_batch(data, &order, batch_size, None, device, |_, input, labels| {
+        let batch_len = labels.dims()[0];
+        let logits = feed.forward(model, input);
         let loss: f32 = loss_fn.forward(logits.clone(), labels).try_into_scalar().map_err(Error::device)?;
-        loss_sum += loss as f64 * batch.len() as f64;
+        loss_sum += loss as f64 * batch_len as f64;
         let predicted = logits.argmax(1).try_into_data().map_err(Error::device)?.convert::<i64>();
         let predicted = predicted.as_slice::<i64>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
-        for (&truth, &pred) in batch.labels.iter().zip(predicted) {
+        for (&truth, &pred) in data.labels[start..start + batch_len].iter().zip(predicted) {
             let pred = (pred as usize).min(classes - 1);
-            confusion[truth as usize][pred] += 1;
+            confusion[truth][pred] += 1;
         }
+        start += batch_len;
         Ok(())
     })?;
     let (accuracy, macro_f1) = accuracy_and_macro_f1(&confusion);
@@ -402,6 +525,7 @@ pub fn accuracy_and_macro_f1(confusion: &[Vec<usize>]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::prefix::frozen_prefix;
     use crate::data::{Split, load_idx_dir};
     use crate::model::SmallCnn;
     use crate::model::tests::small_config;
@@ -661,6 +785,122 @@ mod tests {
             let by_lr = moved.iter().filter(|m| (*m - 0.01).abs() < 1e-5).count();
             assert!(by_lr as f64 >= 0.9 * moved.len() as f64, "{name}: {by_lr} of {} moved by the lr: {moved:?}", moved.len());
         }
+    }
+
+    /// A `small_config` CNN (dropout 0.3, initialised from seed 11) trained under `config` on tiny MNIST;
+    /// returns the outcome and the final model's validation logits.
+    fn cache_run(config: &TrainConfig) -> (TrainOutcome<SmallCnn>, Vec<f32>) {
+        let device = Device::flex();
+        let (train, val) = tiny_mnist();
+        let (train, val) = (train.take(96), val.take(40));
+        device.seed(11);
+        let mut model_config = small_config(10);
+        model_config.dropout = 0.3;
+        let model = SmallCnn::init(&model_config, &device).unwrap();
+        let outcome = fine_tune(model, &train, &val, &Normalization::centered(1), config, &device, &mut |_: &EpochMetrics| {
+            Control::Continue
+        })
+        .unwrap();
+        let batch = Batcher { normalization: Normalization::centered(1), augmentation: Augmentation::default() }.batch(
+            &val,
+            &(0..val.len()).collect::<Vec<_>>(),
+            None,
+        );
+        let logits = outcome.final_model.forward(batch.to_tensors(&device).0);
+        (outcome, logits.into_data().try_to_vec::<f32>().unwrap())
+    }
+
+    /// The same trial with the cache and without: the same validation accuracy every epoch and the same
+    /// final logits (within 1e-5; bit-identical where the CPU arithmetic allows), for a partial freeze, a
+    /// linear probe, lp_ft and gradual unfreezing, with and without horizontal flips.
+    #[test]
+    fn cache_gives_the_results_of_an_uncached_trial() {
+        let _rng = crate::serial_rng();
+        for (strategy, hflip) in [
+            (FreezeStrategy::Depth(1), false),
+            (FreezeStrategy::Depth(1), true),
+            (FreezeStrategy::LinearProbe, false),
+            (FreezeStrategy::LinearProbe, true),
+            (FreezeStrategy::LpFt { lp_fraction: 0.5 }, true),
+            (FreezeStrategy::GradualUnfreeze { every: 1 }, false),
+        ] {
+            let mut config = TrainConfig::new(3, 16, 3e-3);
+            (config.freeze_strategy, config.seed) = (strategy, 5);
+            config.augmentation.horizontal_flip = hflip;
+            let (cached, cached_logits) = cache_run(&config);
+            config.cache = CacheSettings::off();
+            let (plain, plain_logits) = cache_run(&config);
+            let what = format!("{strategy} hflip={hflip}");
+            let frozen_epochs = (0..3).filter(|&e| frozen_prefix(&strategy.plan(e, 3, 2).trainable, 2).is_some()).count();
+            assert_eq!(cached.prefix_cache.cached_epochs, frozen_epochs, "{what}: {}", cached.prefix_cache);
+            assert_eq!(plain.prefix_cache.cached_epochs, 0, "{what}");
+            let accuracies = |o: &TrainOutcome<SmallCnn>| o.history.iter().map(|m| m.val_accuracy).collect::<Vec<_>>();
+            assert_eq!(accuracies(&cached), accuracies(&plain), "{what}");
+            for (m, n) in cached.history.iter().zip(&plain.history) {
+                assert!((m.train_loss - n.train_loss).abs() < 1e-5, "{what}: train loss {} vs {}", m.train_loss, n.train_loss);
+            }
+            let worst = cached_logits.iter().zip(&plain_logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-5, "{what}: logits differ by {worst}");
+        }
+    }
+
+    #[test]
+    fn cache_is_skipped_for_random_crops_and_when_turned_off() {
+        let _rng = crate::serial_rng();
+        let mut config = TrainConfig::new(2, 32, 3e-3);
+        config.freeze_strategy = FreezeStrategy::LinearProbe;
+        config.augmentation.crop_padding = 2;
+        let report = cache_run(&config).0.prefix_cache;
+        assert_eq!((report.cached_epochs, report.uncached_epochs, report.built), (0, 2, 0));
+        assert!(report.to_string().contains("skipped (random-crop augmentation"), "{report}");
+        config.augmentation.crop_padding = 0;
+        config.cache = CacheSettings::off();
+        let report = cache_run(&config).0.prefix_cache;
+        assert!(report.to_string().contains("skipped (turned off"), "{report}");
+        config.freeze_strategy = FreezeStrategy::Full;
+        config.cache = CacheSettings::default();
+        assert_eq!(cache_run(&config).0.prefix_cache.to_string(), "prefix cache: not used (no epoch freezes the stem)");
+        // Under a cap too small for the outputs, the trial runs uncached and says why.
+        config.freeze_strategy = FreezeStrategy::Depth(1);
+        config.cache.max_bytes = 1000;
+        let report = cache_run(&config).0.prefix_cache;
+        assert!(report.cached_epochs == 0 && report.to_string().contains("over the cap"), "{report}");
+    }
+
+    /// A second trial with the same backbone and data reads the first one's entries from the directory
+    /// and gets its results; another depth or another initialisation makes new entries.
+    #[test]
+    fn cache_entries_are_shared_by_later_trials() {
+        let _rng = crate::serial_rng();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = TrainConfig::new(2, 16, 3e-3);
+        config.freeze_strategy = FreezeStrategy::LinearProbe;
+        config.augmentation.horizontal_flip = true;
+        config.cache = CacheSettings::new(crate::CacheConfig::default(), Some(dir.path().to_path_buf()));
+        let (first, first_logits) = cache_run(&config);
+        let r = &first.prefix_cache;
+        // Two variants of the training images and the validation images, each built once.
+        assert_eq!((r.cached_epochs, r.hits, r.built, r.stored), (2, 0, 3, 3), "{r}");
+        let (second, second_logits) = cache_run(&config);
+        let r = &second.prefix_cache;
+        assert_eq!((r.cached_epochs, r.hits, r.built), (2, 3, 0), "{r}");
+        assert!(r.to_string().starts_with("prefix cache: hit:"), "{r}");
+        assert_eq!(first_logits, second_logits);
+        config.freeze_strategy = FreezeStrategy::Depth(1);
+        let r = cache_run(&config).0.prefix_cache;
+        assert_eq!((r.hits, r.built), (0, 3), "another depth, other entries: {r}");
+        // Damage one entry: the next trial refuses it, rebuilds it, and still gets the same results.
+        let entry = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "nsc"))
+            .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+            .unwrap(); // one of the depth:1 entries, the most recently used
+        let bytes = std::fs::read(&entry).unwrap();
+        std::fs::write(&entry, &bytes[..bytes.len() / 2]).unwrap();
+        let r = cache_run(&config).0.prefix_cache;
+        assert_eq!((r.hits, r.built, r.rebuilt.len()), (2, 1, 1), "{r}");
+        assert!(r.rebuilt[0].contains("truncated"), "{r}");
     }
 
     #[test]

@@ -116,14 +116,15 @@ impl ImageClassifier for TinyCnn {
             fc: LinearConfig::new(32, 10).init(device),
         })
     }
-    fn features(&self, x: Tensor<4>) -> Tensor<2> {
+    /// No stages: the prefix is the whole feature extractor, pooled to `[n, 32, 1, 1]`.
+    fn forward_prefix(&self, x: Tensor<4>, _k: usize) -> Tensor<4> {
         let x = self.pool.forward(relu(self.bn1.forward(self.conv1.forward(x))));
         let x = relu(self.bn2.forward(self.conv2.forward(x)));
         let x = relu(self.conv3.forward(x));
-        x.mean_dim(2).mean_dim(3).flatten(1, 3)
+        x.mean_dim(2).mean_dim(3)
     }
-    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.features(x))
+    fn forward_from(&self, x: Tensor<4>, _k: usize) -> Tensor<2> {
+        self.fc.forward(x.flatten(1, 3))
     }
     fn num_stages(&self) -> usize {
         0

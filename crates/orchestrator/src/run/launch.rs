@@ -267,6 +267,8 @@ pub(super) fn build_launch(
 ) -> Result<TrialLaunch> {
     let trial_dir = trial_dir(&options.reports_dir, trial.number)?;
     std::fs::create_dir_all(&trial_dir).map_err(|e| Error::io("create", &trial_dir, e))?;
+    let cache_dir = cache_dir(&options.reports_dir)?;
+    std::fs::create_dir_all(&cache_dir).map_err(|e| Error::io("create", &cache_dir, e))?;
     let params_json = serde_json::to_string(&trial.params).map_err(|e| Error::Internal(e.to_string()))?;
     let params_file = trial_dir.join("params.json");
     std::fs::write(&params_file, &params_json).map_err(|e| Error::io("write", &params_file, e))?;
@@ -289,6 +291,7 @@ pub(super) fn build_launch(
         ("NIGHTSHIFT_PARAMS_FILE".into(), params_file.display().to_string()),
         ("NIGHTSHIFT_TRIAL_NUMBER".into(), trial.number.to_string()),
         ("NIGHTSHIFT_TRIAL_DIR".into(), trial_dir.display().to_string()),
+        (CACHE_DIR_ENV.into(), cache_dir.display().to_string()),
         ("NIGHTSHIFT_OBJECTIVE".into(), spec.objective.metric.clone()),
         ("NIGHTSHIFT_SEED".into(), seed.to_string()),
         // Replicates are the tournament's final measurements: a program evaluates them on its test split.
@@ -297,6 +300,15 @@ pub(super) fn build_launch(
     ];
     env.extend(slot.device.env(cpu_threads));
     Ok(TrialLaunch { number: trial.number, argv, env, cwd: spec.base_dir.clone(), trial_dir })
+}
+
+/// The variable that tells every trial of a study where the study's shared caches live.
+pub const CACHE_DIR_ENV: &str = "NIGHTSHIFT_CACHE_DIR";
+
+/// `<reports_dir>/cache`, absolute: the directory the trials of a study share their caches in
+/// (the built-in trainer's frozen-prefix and dataset caches).
+fn cache_dir(reports_dir: &Path) -> Result<PathBuf> {
+    std::path::absolute(reports_dir.join("cache")).map_err(|e| Error::io("resolve", reports_dir, e))
 }
 
 /// `<reports_dir>/trials/<number>`, absolute (it is also the trial's `NIGHTSHIFT_TRIAL_DIR`).

@@ -26,6 +26,7 @@ mod sweep;
 
 pub use budget::{StopReason, budget_used, next_stratum, until_clock};
 pub use events::{Event, NoObserver, Observer, ReportHook};
+pub use launch::CACHE_DIR_ENV;
 pub use shutdown::{Shutdown, ShutdownLevel, ShutdownTrigger};
 
 use budget::deadline;
