@@ -39,6 +39,7 @@ fn run(weights: &PathBuf, strategy: FreezeStrategy, cache: CacheSettings) -> (Tr
         image_size: [32, 32],
         dropout: 0.2,
         normalization: Normalization::imagenet(),
+        resize: Default::default(),
         class_names: vec![],
     };
     device.seed(3);
