@@ -2,7 +2,7 @@
 //! without it): a linear probe and a partial freeze give the same validation accuracy and the same logits
 //! with the cache as without, and a second trial reads the first one's entries.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use nightshift_trainer::{
@@ -27,7 +27,7 @@ fn weights() -> Option<PathBuf> {
 
 /// Two epochs of `strategy` (with horizontal flips) on 40 Fashion-MNIST images at 32×32; the outcome and
 /// the final model's validation logits.
-fn run(weights: &PathBuf, strategy: FreezeStrategy, cache: CacheSettings) -> (TrainOutcome<EfficientNetLite>, Vec<f32>) {
+fn run(weights: &Path, strategy: FreezeStrategy, cache: CacheSettings) -> (TrainOutcome<EfficientNetLite>, Vec<f32>) {
     let device = Device::flex();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion_mnist_100");
     let data = load_idx_dir(&dir, Split::Train).unwrap().per_class(6, 0).unwrap().converted(3, 32, 32).unwrap();
