@@ -4,7 +4,8 @@
 # held-out validation images, batch 64, AdamW):
 #   cnn        the small CNN, 28x28 grey
 #   resnet     ResNet-18 (random init), 64x64 RGB
-#   effnet     EfficientNet-Lite0 from the ImageNet weights, EFFNET_SIZE px RGB, full fine-tuning
+#   effnet     EfficientNet-Lite0 from the ImageNet weights, EFFNET_SIZE px RGB (default 64, as the example
+#              sweep search-spaces/efficientnet-fashion.yaml), full fine-tuning
 #   effnet-lp  the same, linear probe (freeze_depth 7: only the head trains)
 # Prints training images/s, eval images/s (the validation pass after each epoch: eval mode, no gradients,
 # batch 64), CPU seconds (user+sys), wall seconds and the peak resident memory of each process.
@@ -14,7 +15,7 @@
 # training time, over the 200 validation images). Both sides: the mean of the epochs after the first.
 #
 #   cargo build --release && benches/cpu_vs_pytorch.sh   # THREADS="1 2" MODELS="cnn resnet effnet" EPOCHS=1
-#   PYTHON=/var/tmp/nightshift-venv/bin/python EFFNET_SIZE=96 MODELS="effnet effnet-lp" benches/cpu_vs_pytorch.sh
+#   PYTHON=/var/tmp/nightshift-venv/bin/python EFFNET_SIZE=128 MODELS="effnet effnet-lp" benches/cpu_vs_pytorch.sh
 #
 # The EfficientNet rows need the weights (scripts/fetch-efficientnet.sh; or EFFNET_WEIGHTS=FILE.pth). The
 # PyTorch side needs torch (and torchvision for ResNet-18) in $PYTHON (default python3); skipped otherwise.
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 THREADS="${THREADS:-1 2}"
 MODELS="${MODELS:-cnn resnet effnet}"
 EPOCHS="${EPOCHS:-1}"
-EFFNET_SIZE="${EFFNET_SIZE:-96}"
+EFFNET_SIZE="${EFFNET_SIZE:-64}"
 EFFNET_WEIGHTS="${EFFNET_WEIGHTS:-models/efficientnet-lite0.pth}"
 PYTHON="${PYTHON:-python3}"
 BIN="${NIGHTSHIFT_BIN:-target/release/nightshift}"
@@ -83,19 +84,19 @@ for t in $THREADS; do
   for m in $MODELS; do
     case "$m" in
       cnn)
-        RAYON_NUM_THREADS=$t measure "nightshift small-cnn 28x28, $t thread(s)" trial ""
+        RAYON_NUM_THREADS=$t measure "nightshift small-cnn 28x28, $t thread(s)" bash -c 'trial "$@"' _ ""
         [ "$have_torch" = 1 ] && measure "pytorch small-cnn 28x28, $t thread(s)" \
           "$PYTHON" benches/pytorch_small_cnn.py --epochs $((EPOCHS + 1)) --threads "$t" ;;
       resnet)
         RAYON_NUM_THREADS=$t measure "nightshift resnet18 64x64, $t thread(s)" \
-          trial "" --arch resnet18 --image-size 64 --channels 3
+          bash -c 'trial "$@"' _ "" --arch resnet18 --image-size 64 --channels 3
         [ "$have_torchvision" = 1 ] && measure "pytorch resnet18 64x64, $t thread(s)" \
           "$PYTHON" benches/pytorch_resnet18.py --epochs "$EPOCHS" --device cpu --threads "$t" ;;
       effnet | effnet-lp)
         depth=0; [ "$m" = effnet-lp ] && depth=7
         name="efficientnet-lite0 ${EFFNET_SIZE}px freeze_depth $depth"
         RAYON_NUM_THREADS=$t measure "nightshift $name, $t thread(s)" \
-          trial ", \"freeze_depth\": $depth" --init "$EFFNET_WEIGHTS" --arch efficientnet-lite0 \
+          bash -c 'trial "$@"' _ ", \"freeze_depth\": $depth" --init "$EFFNET_WEIGHTS" --arch efficientnet-lite0 \
           --image-size "$EFFNET_SIZE" --channels 3
         [ "$have_torch" = 1 ] && measure "pytorch $name, $t thread(s)" \
           "$PYTHON" benches/pytorch_efficientnet_lite0.py --weights "$EFFNET_WEIGHTS" --image-size "$EFFNET_SIZE" \

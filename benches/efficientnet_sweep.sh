@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-BIN="$ROOT/${NIGHTSHIFT_BIN:-target/release/nightshift}"
+BIN="${NIGHTSHIFT_BIN:-target/release/nightshift}"
+case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
 SPEC=search-spaces/efficientnet-fashion.yaml
 MODES="${MODES:-as-is no-cache}"
 [ -x "$BIN" ] || { echo "no $BIN: run cargo build --release (or set NIGHTSHIFT_BIN)"; exit 1; }
