@@ -175,7 +175,15 @@ impl TrialArgs {
                 .map_err(|e| anyhow::anyhow!("--cache-max-size {size}: {e}"))?,
             (None, false) => CacheConfig::default(),
         };
-        Ok(TrialConfig { data, init: self.init.clone(), epochs: self.epochs, test: self.test, no_wait: self.no_wait, cache })
+        Ok(TrialConfig {
+            data,
+            init: self.init.clone(),
+            init_hint: None,
+            epochs: self.epochs,
+            test: self.test,
+            no_wait: self.no_wait,
+            cache,
+        })
     }
 
     /// The caches' settings: the spec's (or flags') choice and the shared directory.
@@ -412,20 +420,24 @@ pub fn builtin_configs(spec: &Spec) -> anyhow::Result<(Option<TrialConfig>, Opti
 pub fn preflight(spec: &Spec) -> anyhow::Result<Vec<String>> {
     let (trial, pretrain) = builtin_configs(spec)?;
     let pretrained = pretrain.as_ref().map(|p| p.out.as_path());
-    let mut paths: Vec<(&str, &Path)> = Vec::new();
+    // (field, path, how to get it)
+    let mut paths: Vec<(&str, &Path, Option<&str>)> = Vec::new();
     if let Some(t) = &trial {
-        paths.push(("trial.dataset", t.data.dataset.as_path()));
+        paths.push(("trial.dataset", t.data.dataset.as_path(), None));
         if let Some(init) = t.init.as_deref().filter(|p| Some(*p) != pretrained) {
-            paths.push(("trial.init", init));
+            paths.push(("trial.init", init, t.init_hint.as_deref()));
         }
     }
     if let Some(p) = &pretrain {
-        paths.push(("pretrain.dataset", p.data.dataset.as_path()));
+        paths.push(("pretrain.dataset", p.data.dataset.as_path(), None));
     }
     Ok(paths
         .into_iter()
-        .filter(|(_, path)| !path.exists())
-        .map(|(field, path)| format!("{}: field `{field}`: {} does not exist", spec.locate(field), path.display()))
+        .filter(|(_, path, _)| !path.exists())
+        .map(|(field, path, hint)| {
+            let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
+            format!("{}: field `{field}`: {} does not exist{hint}", spec.locate(field), path.display())
+        })
         .collect())
 }
 

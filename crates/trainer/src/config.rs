@@ -245,6 +245,9 @@ pub struct TrialConfig {
     pub data: DataConfig,
     /// Pretrained weights to start from (a checkpoint directory, .safetensors or .pth); the head is replaced.
     pub init: Option<PathBuf>,
+    /// How to get `init` when it is missing (e.g. the command that downloads it): said by the error that
+    /// reports it missing. Never passed to trials.
+    pub init_hint: Option<String>,
     /// Epochs when the hyperparameters do not set them.
     pub epochs: usize,
     /// Also evaluate the best model on the dataset's test split and report `test_accuracy`.
@@ -260,6 +263,7 @@ pub struct TrialConfig {
 #[serde(deny_unknown_fields, default)]
 struct TrialKeys {
     init: Option<PathBuf>,
+    init_hint: Option<String>,
     epochs: Option<usize>,
     test: bool,
     no_wait: bool,
@@ -268,7 +272,7 @@ struct TrialKeys {
 }
 
 impl TrialConfig {
-    const KEYS: [&'static str; 5] = ["init", "epochs", "test", "no_wait", "cache"];
+    const KEYS: [&'static str; 6] = ["init", "init_hint", "epochs", "test", "no_wait", "cache"];
 
     /// Reads and validates a `trial:` section; relative paths are resolved against `base`.
     pub fn from_section(section: &Value, base: &Path) -> Result<Self> {
@@ -280,14 +284,25 @@ impl TrialConfig {
             Some(_) => return Err(Error::config("epochs", "must be at least 1")),
             None => return Err(Error::config("epochs", "missing (the number of epochs each trial trains at most)")),
         };
+        let init_hint = own.init_hint.map(|h| h.trim().to_string());
+        match (&own.init, &init_hint) {
+            (None, Some(_)) => return Err(Error::config("init_hint", "says how to get `init`, which is not set")),
+            (Some(_), Some(h)) if h.is_empty() => {
+                return Err(Error::config("init_hint", "is empty (say how to get the `init` weights, or leave it out)"));
+            }
+            _ => {}
+        }
+        let init = own.init.map(|p| base.join(p));
         let cache = own.cache.as_ref().map(CacheConfig::from_value).transpose()?.unwrap_or_default();
-        Ok(Self { data, init: own.init.map(|p| base.join(p)), epochs, test: own.test, no_wait: own.no_wait, cache })
+        Ok(Self { data, init, init_hint, epochs, test: own.test, no_wait: own.no_wait, cache })
     }
 
     /// The section again (paths as resolved), without the keys left at their defaults.
     pub fn to_section(&self) -> Map<String, Value> {
+        // `init_hint` is not a flag of `nightshift trial`: left out (None) of what trials' command lines are made of.
         let own = TrialKeys {
             init: self.init.clone(),
+            init_hint: None,
             epochs: Some(self.epochs),
             test: self.test,
             no_wait: self.no_wait,
@@ -726,6 +741,20 @@ mod tests {
     }
 
     #[test]
+    fn init_hint_is_read_but_never_passed_to_trials() {
+        let hint = "get them with scripts/fetch.sh";
+        let config = trial(json!({"init": "w.pth", "init_hint": format!(" {hint} "), "epochs": 1})).unwrap();
+        assert_eq!(config.init_hint.as_deref(), Some(hint));
+        let section = config.to_section();
+        assert!(!section.contains_key("init_hint"), "{section:?}");
+        assert_eq!((&section["init"], &section["epochs"]), (&json!("/spec/w.pth"), &json!(1)));
+        let (field, reason) = refused(trial(json!({"init_hint": hint, "epochs": 1})));
+        assert_eq!(field, "init_hint");
+        assert!(reason.contains("`init`"), "{reason}");
+        assert_eq!(refused(trial(json!({"init": "w.pth", "init_hint": " ", "epochs": 1}))).0, "init_hint");
+    }
+
+    #[test]
     fn trial_section_mistakes_name_the_key_and_the_valid_values() {
         let (field, reason) = refused(trial(json!({"datset": "d", "epochs": 3})));
         assert_eq!(field, "datset");
@@ -844,7 +873,15 @@ mod tests {
     #[test]
     fn the_trained_architecture_follows_init_then_pretraining() {
         let data = DataConfig { depth: 2, ..DataConfig::default() };
-        let config = TrialConfig { data, init: None, epochs: 1, test: false, no_wait: false, cache: CacheConfig::default() };
+        let config = TrialConfig {
+            data,
+            init: None,
+            init_hint: None,
+            epochs: 1,
+            test: false,
+            no_wait: false,
+            cache: CacheConfig::default(),
+        };
         assert_eq!(config.arch(None).unwrap(), Arch::SmallCnn { width: 16, depth: 2 });
         let init = PathBuf::from("/nonexistent/backbone");
         let pretrain = PretrainConfig::new(DataConfig { arch: "resnet18".into(), ..DataConfig::default() }, init.clone());
