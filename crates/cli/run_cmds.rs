@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, bail};
 use nightshift_orchestrator::{
-    DeviceSpec, Host, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, SlotPlan, Spec, StopReason, budget_used,
+    Device, DeviceSpec, Host, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Slot, SlotPlan, Spec, StopReason, budget_used,
     plan_slots,
 };
 use nightshift_report::ReportOptions;
@@ -208,18 +208,25 @@ fn report_options(spec: Option<&Spec>, slots: Option<usize>) -> ReportOptions {
     }
 }
 
-/// Runs the spec's `pretrain:` step unless its checkpoint exists (the demo's MNIST backbone).
-fn ensure_pretrained(spec: &Spec) -> Result<()> {
+/// Runs the spec's `pretrain:` step unless its checkpoint exists (the demo's MNIST backbone), on the first
+/// slot's device when that is a GPU (with the environment a trial there gets), else on the CPU.
+fn ensure_pretrained(spec: &Spec, first_slot: Option<&Slot>) -> Result<()> {
     let (_, Some(config)) = builtin_configs(spec)? else { return Ok(()) };
     let out = config.out.display();
     if config.out.join(nightshift_trainer::checkpoint::WEIGHTS_FILE).exists() {
         eprintln!("reusing the pretrained backbone in {out}");
         return Ok(());
     }
-    eprintln!("pretraining a backbone into {out} (once; later runs reuse it)");
+    let gpu = first_slot.map(|slot| &slot.device).filter(|device| **device != Device::Cpu);
+    let on = gpu.map_or_else(|| "cpu".to_string(), |device| device.to_string());
+    eprintln!("pretraining a backbone into {out} on {on} (once; later runs reuse it)");
     let exe = std::env::current_exe().context("cannot find the nightshift executable")?;
-    let status =
-        std::process::Command::new(exe).args(pretrain_args(&config)).status().context("cannot start `nightshift pretrain`")?;
+    let mut command = std::process::Command::new(exe);
+    command.args(pretrain_args(&config));
+    if let Some(device) = gpu {
+        command.envs(device.env(0));
+    }
+    let status = command.status().context("cannot start `nightshift pretrain`")?;
     if !status.success() {
         bail!("pretraining failed ({status}); see the messages above");
     }
@@ -239,7 +246,7 @@ fn sweep(spec: Spec, from: DevicesFrom, quiet: bool) -> Result<()> {
         bail!("{}", problems.join("\n"));
     }
     let plan = plan(&spec, from)?;
-    ensure_pretrained(&spec)?;
+    ensure_pretrained(&spec, plan.slots.first())?;
     let reports_dir = PathBuf::from("reports").join(&spec.study);
     std::fs::create_dir_all(&reports_dir).with_context(|| format!("cannot create {}", reports_dir.display()))?;
     init_log(&reports_dir.join("nightshift.log"))?;

@@ -113,7 +113,7 @@ pub struct SlotPlan {
 }
 
 /// How to get a GPU build, for messages.
-pub const GPU_BUILD_HINT: &str = "build with `cargo build --release --features wgpu` (Vulkan; builds offline) or      `--features cuda` (needs network access at build time)";
+pub const GPU_BUILD_HINT: &str = "build with `cargo build --release --features wgpu` (Vulkan; builds offline) or `--features cuda` (needs network access at build time)";
 
 /// The slots `spec` gives on `host` for a program that `runs` so. Errors say which index or backend is
 /// refused and what would be valid; they never name a GPU outside an inherited `CUDA_VISIBLE_DEVICES`.
@@ -171,7 +171,7 @@ pub fn plan_slots(spec: &DeviceSpec, runs: &Runs, host: &Host) -> Result<SlotPla
                     GpuBackend::Wgpu => "wgpu",
                 };
                 return Err(format!(
-                    "this nightshift was built without the `{feature}` feature, so the built-in trainer cannot run on                      {feature} GPUs; {GPU_BUILD_HINT}, or use devices: {{cpu: N}}"
+                    "this nightshift was built without the `{feature}` feature, so the built-in trainer cannot run on {feature} GPUs; {GPU_BUILD_HINT}, or use devices: {{cpu: N}}"
                 ));
             }
             let per_index: Vec<Vec<Device>> = match backend {

@@ -596,9 +596,11 @@ impl HostBatch {
         self.labels.is_empty()
     }
 
-    pub fn to_tensors(&self, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-        let images = Tensor::<4>::from_data(TensorData::new(self.images.clone(), self.shape), device);
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(self.labels.clone(), [self.len()]), device);
+    /// The batch as tensors on `device`; the host buffers move into them, not copied.
+    pub fn into_tensors(self, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        let len = self.len();
+        let images = Tensor::<4>::from_data(TensorData::new(self.images, self.shape), device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(self.labels, [len]), device);
         (images, labels)
     }
 }

@@ -37,7 +37,7 @@ pub fn load_image_tensor(path: &Path, prep: &Preprocessing, device: &Device) -> 
         originals: None,
     };
     let batcher = Batcher { normalization: prep.normalization.clone(), augmentation: Augmentation::default() };
-    Ok(batcher.batch(&one, &[0], None).to_tensors(device).0)
+    Ok(batcher.batch(&one, &[0], None).into_tensors(device).0)
 }
 
 /// The `k` most likely classes for each row of `logits` (`[n, classes]`), best first.

@@ -385,7 +385,7 @@ impl<'a> Feed<'a> {
     ) -> Result<()> {
         match self {
             Feed::Pixels(batcher) => batcher.for_each_batch(data, order, batch_size, rng, |i, batch| {
-                let (images, labels) = batch.to_tensors(device);
+                let (images, labels) = batch.into_tensors(device);
                 consume(i, images, labels)
             }),
             Feed::Prefix { entries, variants, augmentation, .. } => {
@@ -479,25 +479,32 @@ fn evaluate_feed<M: ImageClassifier>(
     device: &Device,
 ) -> Result<EvalMetrics> {
     let classes = data.num_classes();
-    let mut confusion = vec![vec![0usize; classes]; classes];
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let order: Vec<usize> = (0..data.len()).collect();
-    let mut loss_sum = 0.0f64;
-    let mut start = 0;
+    // Each batch's mean loss and predictions stay on the device until the end: one read per evaluation,
+    // not two per batch, so a GPU's queue is not drained batch after batch.
+    let (mut losses, mut predictions, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
     feed.for_each_batch(data, &order, batch_size, None, device, |_, input, labels| {
         let batch_len = labels.dims()[0];
         let logits = feed.forward(model, input);
-        let loss: f32 = loss_fn.forward(logits.clone(), labels).try_into_scalar().map_err(Error::device)?;
-        loss_sum += loss as f64 * batch_len as f64;
-        let predicted = logits.argmax(1).try_into_data().map_err(Error::device)?.convert::<i64>();
-        let predicted = predicted.as_slice::<i64>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
-        for (&truth, &pred) in data.labels[start..start + batch_len].iter().zip(predicted) {
-            let pred = (pred as usize).min(classes - 1);
-            confusion[truth][pred] += 1;
-        }
-        start += batch_len;
+        losses.push(loss_fn.forward(logits.clone(), labels));
+        predictions.push(logits.argmax(1).reshape([batch_len]));
+        sizes.push(batch_len);
         Ok(())
     })?;
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let mut loss_sum = 0.0f64;
+    if !sizes.is_empty() {
+        // Fallible reads: a device error (out of memory above all) surfaces here, not as a panic.
+        let losses = Tensor::cat(losses, 0).try_into_data().map_err(Error::device)?.convert::<f32>();
+        let losses = losses.as_slice::<f32>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
+        loss_sum = losses.iter().zip(&sizes).map(|(&loss, &n)| loss as f64 * n as f64).sum();
+        let predicted = Tensor::cat(predictions, 0).try_into_data().map_err(Error::device)?.convert::<i64>();
+        let predicted = predicted.as_slice::<i64>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
+        for (&truth, &pred) in data.labels.iter().zip(predicted) {
+            confusion[truth][(pred as usize).min(classes - 1)] += 1;
+        }
+    }
     let (accuracy, macro_f1) = accuracy_and_macro_f1(&confusion);
     Ok(EvalMetrics { loss: loss_sum / data.len() as f64, accuracy, macro_f1 })
 }
@@ -806,7 +813,7 @@ mod tests {
             &(0..val.len()).collect::<Vec<_>>(),
             None,
         );
-        let logits = outcome.final_model.forward(batch.to_tensors(&device).0);
+        let logits = outcome.final_model.forward(batch.into_tensors(&device).0);
         (outcome, logits.into_data().try_to_vec::<f32>().unwrap())
     }
 

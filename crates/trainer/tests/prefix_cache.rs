@@ -56,7 +56,7 @@ fn run(weights: &Path, strategy: FreezeStrategy, cache: CacheSettings) -> (Train
         &(0..val.len()).collect::<Vec<_>>(),
         None,
     );
-    let logits = outcome.final_model.forward(batch.to_tensors(&device).0).into_data().try_to_vec::<f32>().unwrap();
+    let logits = outcome.final_model.forward(batch.into_tensors(&device).0).into_data().try_to_vec::<f32>().unwrap();
     (outcome, logits)
 }
 

@@ -172,7 +172,7 @@ impl PrefixCache {
         // One image tells the size of a row; everything this depth needs must fit under the cap.
         let probe =
             Batcher { normalization: normalization.clone(), augmentation: Augmentation::default() }.batch(val, &[0], None);
-        let row: usize = model.forward_prefix(probe.to_tensors(device).0, k).dims()[1..].iter().product();
+        let row: usize = model.forward_prefix(probe.into_tensors(device).0, k).dims()[1..].iter().product();
         let needed = ((train.len() * variants.len() + val.len()) * row * 4) as u64;
         if needed > self.settings.max_bytes {
             let cap = human_size(self.settings.max_bytes);
@@ -232,7 +232,7 @@ fn compute_prefix<M: ImageClassifier>(
     let mut bytes = Vec::new();
     let mut row_shape = vec![0; 3];
     for chunk in order.chunks(batch_size.max(1)) {
-        let images = batcher.batch_with(data, chunk, |_| variant).to_tensors(device).0;
+        let images = batcher.batch_with(data, chunk, |_| variant).into_tensors(device).0;
         let out = model.forward_prefix(images, k);
         row_shape = out.dims()[1..].to_vec();
         let values = out.try_into_data().map_err(Error::device)?.convert::<f32>();
