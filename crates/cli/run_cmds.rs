@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, bail};
 use nightshift_orchestrator::{
-    Device, DeviceSpec, Host, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Slot, SlotPlan, Spec, StopReason, budget_used,
-    plan_slots,
+    Device, DeviceSpec, Host, Program, RunOptions, RunSummary, Shutdown, ShutdownLevel, Slot, SlotPlan, Spec, StopReason,
+    budget_used, plan_slots,
 };
 use nightshift_report::ReportOptions;
 use nightshift_search::{FrozenTrial, Role, TrialState, best_of, now_unix};
