@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::{ImageClassifier, ModelConfig};
 
-/// File names inside a checkpoint directory.
+/// The weights' file name inside a checkpoint directory (safetensors, PyTorch-style names).
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The [`ModelConfig`]'s file name inside a checkpoint directory (JSON).
 pub const CONFIG_FILE: &str = "model.json";
 
 /// How strictly checkpoint keys must match the model.
@@ -30,6 +31,7 @@ pub enum LoadMode {
 /// What a weight import did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImportReport {
+    /// Model tensors loaded from the file, by their path in the model.
     pub applied: Vec<String>,
     /// Model tensors the file did not provide.
     pub missing: Vec<String>,
@@ -75,7 +77,8 @@ impl ImportReport {
 /// so that they can neither be applied nor mistaken for other tensors.
 const DISCARDED_HEAD: &str = "__discarded_head__";
 
-/// Loads weights from `path` (`.safetensors`, `.pth` or `.pt`) into `model`.
+/// Loads weights from `path` (`.safetensors`, `.pth` or `.pt`; `.bin` is read as PyTorch too) into `model`.
+/// Keys that do not fit as `mode` requires are an [`Error::Checkpoint`] listing them.
 pub fn load_weights<M: ImageClassifier>(model: &mut M, path: &Path, mode: LoadMode) -> Result<ImportReport> {
     let err = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
     if !path.is_file() {

@@ -27,7 +27,7 @@ use crate::train::{OptimizerKind, TrainConfig};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// IDX directory (train-images-idx3-ubyte[.gz], …) or image folder (root/<class>/*.png|jpg).
+    /// IDX directory (train-images-idx3-ubyte[.gz], …) or image folder (`root/<class>/*.png|jpg`).
     pub dataset: PathBuf,
     /// Keep at most this many training images per class (few-shot).
     pub per_class: Option<usize>,
@@ -242,6 +242,7 @@ impl DataConfig {
 /// A spec's `trial:` section: one fine-tuning trial (the searched values come as [`Hyperparams`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrialConfig {
+    /// The data keys, shared with `pretrain:`.
     pub data: DataConfig,
     /// Pretrained weights to start from (a checkpoint directory, .safetensors or .pth); the head is replaced.
     pub init: Option<PathBuf>,
@@ -359,10 +360,15 @@ impl TrialConfig {
 /// A spec's `pretrain:` section: a backbone trained once before the sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PretrainConfig {
+    /// The data keys, as in `trial:`.
     pub data: DataConfig,
+    /// Epochs to train (default 3).
     pub epochs: usize,
+    /// Images per optimiser step (default 64).
     pub batch_size: usize,
+    /// Peak learning rate of AdamW's warm-up + cosine schedule (default 2e-3).
     pub learning_rate: f64,
+    /// AdamW's decoupled weight decay (default 1e-4).
     pub weight_decay: f64,
     /// Checkpoint directory to write (model.safetensors + model.json).
     pub out: PathBuf,
@@ -454,10 +460,15 @@ impl PretrainConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hyperparams {
+    /// Peak learning rate (default 1e-3); positive.
     pub learning_rate: Option<f64>,
+    /// Images per optimiser step (default 64); at least 1.
     pub batch_size: Option<usize>,
+    /// Dropout before the head (default 0); in [0, 1).
     pub dropout: Option<f64>,
+    /// Epochs to train (default: the `trial:` section's `epochs`).
     pub epochs: Option<usize>,
+    /// Weight decay (default 0): decoupled for AdamW, an L2 penalty for SGD; at least 0.
     pub weight_decay: Option<f64>,
     /// `freeze_strategy: depth:K` by its older name.
     pub freeze_depth: Option<usize>,
@@ -469,7 +480,9 @@ pub struct Hyperparams {
     pub unfreeze_every: Option<usize>,
     /// "adamw" or "sgd".
     pub optimizer: Option<String>,
+    /// SGD's momentum (default 0.9); in [0, 1). Ignored by AdamW.
     pub momentum: Option<f64>,
+    /// Share of each schedule phase's steps spent warming up (default 0.05); in [0, 1).
     pub warmup_fraction: Option<f64>,
 }
 

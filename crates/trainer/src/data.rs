@@ -19,12 +19,18 @@ use crate::rng::SplitMix64;
 /// Images (u8, CHW) with integer labels in `0..class_names.len()`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageDataset {
+    /// Planes per image: 1 (grey) or 3 (RGB).
     pub channels: usize,
+    /// Height of every image, in pixels.
     pub height: usize,
+    /// Width of every image, in pixels.
     pub width: usize,
     /// `len() * channels * height * width` bytes, image after image.
     pub pixels: Pixels,
+    /// Class of each image, an index into `class_names`.
     pub labels: Vec<usize>,
+    /// Name of each class, index = label: the folder names of an image folder (sorted), `"0"`, `"1"`, … for
+    /// IDX data. Subsets keep them all, so a class may have no image.
     pub class_names: Vec<String>,
     /// For [`RandomResizedCrop`]: each image as decoded, before resizing, at a capped size
     /// ([`Preprocessing::original`]), in dataset order; shared between subsets. `None` when no augmentation
@@ -36,7 +42,9 @@ pub struct ImageDataset {
 /// cache ([`crate::cache::dataset`]) that every trial of a sweep shares.
 #[derive(Clone)]
 pub enum Pixels {
+    /// Bytes of this dataset's own.
     Owned(Vec<u8>),
+    /// The payload of a dataset-cache entry, mapped read-only and shared with every trial that maps it.
     Shared(std::sync::Arc<crate::cache::file::Payload>),
 }
 
@@ -77,22 +85,27 @@ impl std::fmt::Debug for Pixels {
 }
 
 impl ImageDataset {
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether there is no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
 
+    /// Number of classes (`class_names.len()`), those without an image here included.
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
     }
 
+    /// Bytes per image: channels × height × width.
     pub fn image_len(&self) -> usize {
         self.channels * self.height * self.width
     }
 
+    /// The pixels of image `index` (CHW); panics when `index` is out of range.
     pub fn image(&self, index: usize) -> &[u8] {
         let n = self.image_len();
         &self.pixels[index * n..(index + 1) * n]
@@ -484,7 +497,9 @@ fn decode_dynamic_image(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage
 /// Per-channel normalisation applied after scaling pixels to [0, 1].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalization {
+    /// Subtracted from each channel's [0, 1] value: one value per channel, or a single one for all.
     pub mean: Vec<f32>,
+    /// What the difference is then divided by: one value per channel, or a single one for all; positive.
     pub std: Vec<f32>,
 }
 
@@ -505,6 +520,8 @@ impl Normalization {
         (pick(&self.mean), pick(&self.std))
     }
 
+    /// Checks that `mean` and `std` each hold one value or `channels` values, and that every `std` is
+    /// positive and finite.
     pub fn validate(&self, channels: usize) -> Result<()> {
         for (name, v) in [("normalization.mean", &self.mean), ("normalization.std", &self.std)] {
             if v.len() != 1 && v.len() != channels {
@@ -534,6 +551,7 @@ pub struct Augmentation {
 }
 
 impl Augmentation {
+    /// Whether any augmentation is on. When none is, batching draws nothing from the generator.
     pub fn is_active(&self) -> bool {
         self.crop_padding > 0 || self.horizontal_flip || self.random_resized_crop.is_some()
     }
@@ -572,9 +590,13 @@ impl Augmentation {
 /// normalisation, as torchvision's RandomCrop(padding=p) with fill 0 — then a left-right flip.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Transform {
+    /// The random resized crop's window of the original, if any.
     pub crop: Option<CropBox>,
+    /// Vertical shift: output row y reads source row y + dy (within ±p for `crop_padding` p).
     pub dy: isize,
+    /// Horizontal shift: output column x reads source column x + dx (before the flip).
     pub dx: isize,
+    /// Mirror left-right, after the shift.
     pub flip: bool,
 }
 
@@ -583,15 +605,19 @@ pub struct Transform {
 pub struct HostBatch {
     /// `[n, c, h, w]`, normalised.
     pub images: Vec<f32>,
+    /// Class of each image.
     pub labels: Vec<i64>,
+    /// `[n, c, h, w]` of `images`.
     pub shape: [usize; 4],
 }
 
 impl HostBatch {
+    /// Images in the batch.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether the batch holds no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -608,7 +634,9 @@ impl HostBatch {
 /// Builds normalised (and, for training, augmented) batches from an [`ImageDataset`].
 #[derive(Debug, Clone)]
 pub struct Batcher {
+    /// Applied to every image after scaling to [0, 1].
     pub normalization: Normalization,
+    /// Applied only to batches given a random generator (training ones).
     pub augmentation: Augmentation,
 }
 

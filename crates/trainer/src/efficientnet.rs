@@ -63,12 +63,19 @@ fn bn(channels: usize, device: &Device) -> BatchNorm {
 /// Mobile inverted bottleneck: (1×1 expand) → depthwise k×k → 1×1 project, with a residual when shapes allow.
 #[derive(Module, Debug)]
 pub struct MbConv {
+    /// 1×1 expansion to 6 × the input channels, then ReLU6; `None` in the first group (expansion 1).
     pub _expand_conv: Option<Conv2d>,
+    /// BatchNorm after `_expand_conv`.
     pub _bn0: Option<BatchNorm>,
+    /// Depthwise 3×3 or 5×5 convolution carrying the block's stride, then ReLU6.
     pub _depthwise_conv: Conv2d,
+    /// BatchNorm after the depthwise convolution.
     pub _bn1: BatchNorm,
+    /// 1×1 projection to the block's output channels, without activation.
     pub _project_conv: Conv2d,
+    /// BatchNorm after the projection.
     pub _bn2: BatchNorm,
+    /// Whether the input is added to the output: stride 1 and as many channels out as in.
     pub residual: bool,
 }
 
@@ -84,17 +91,28 @@ impl MbConv {
     }
 }
 
+/// EfficientNet-Lite0: a stem, 16 [`MbConv`] blocks in seven groups (the freezable stages), a 1×1 head
+/// convolution to 1280 channels, global average pooling, dropout and the classifier `_fc`. The fields
+/// with a leading `_` are the state-dict keys of `efficientnet_lite_pytorch`, so its checkpoints load by name.
 #[derive(Module, Debug)]
 pub struct EfficientNetLite {
+    /// Stem: 3×3 convolution to 32 channels, stride 2, then ReLU6.
     pub _conv_stem: Conv2d,
+    /// BatchNorm of the stem.
     pub _bn0: BatchNorm,
+    /// The 16 blocks, bottom to top.
     pub _blocks: Vec<MbConv>,
     /// Block group of each block (0..7): its stage for freezing.
     pub block_group: Vec<usize>,
+    /// 1×1 convolution from 320 to 1280 channels, then ReLU6; part of the last stage.
     pub _conv_head: Conv2d,
+    /// BatchNorm of `_conv_head`.
     pub _bn1: BatchNorm,
+    /// Global average pooling to 1×1.
     pub avgpool: AdaptiveAvgPool2d,
+    /// Dropout before `_fc` ([`ModelConfig::dropout`]).
     pub dropout: Dropout,
+    /// The classifier head: 1280 features to the classes.
     pub _fc: Linear,
 }
 

@@ -5,26 +5,83 @@ use std::path::PathBuf;
 /// Everything that can go wrong while loading data, building a model, importing weights or training.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A file or directory could not be read, listed or written.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// An IDX file is malformed: bad magic, wrong rank, truncated, a corrupt gzip stream, or dimensions that
+    /// overflow or leave images empty.
     #[error("{path}: bad IDX file: {reason}")]
-    Idx { path: PathBuf, reason: String },
+    Idx {
+        /// The IDX file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An IDX image file and its label file disagree on the number of items.
     #[error("{images} has {image_count} images but {labels} has {label_count} labels")]
-    LabelCountMismatch { images: PathBuf, image_count: usize, labels: PathBuf, label_count: usize },
+    LabelCountMismatch {
+        /// The image file.
+        images: PathBuf,
+        /// Images in it.
+        image_count: usize,
+        /// The label file.
+        labels: PathBuf,
+        /// Labels in it.
+        label_count: usize,
+    },
+    /// An image could not be decoded, or is too elongated to resize.
     #[error("cannot decode image {path}: {reason}")]
-    Image { path: PathBuf, reason: String },
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// The decoder's error, or why the image was refused.
+        reason: String,
+    },
+    /// A dataset is unusable as a whole: missing IDX files, no images, fewer than two classes, an empty class
+    /// folder, or a dataset-cache entry whose labels or shape do not fit its images.
     #[error("dataset {path}: {reason}")]
-    Dataset { path: PathBuf, reason: String },
+    Dataset {
+        /// The dataset directory (the cache directory, for a cache entry).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A configuration value is missing, unknown, of the wrong type or out of range.
     #[error("invalid {field}: {reason}")]
-    InvalidConfig { field: String, reason: String },
+    InvalidConfig {
+        /// The key at fault as the user wrote it (`epochs`, `cache.max_size`, or a misspelt key itself);
+        /// empty when the whole section is wrong.
+        field: String,
+        /// What is wrong and, where it helps, the valid values.
+        reason: String,
+    },
+    /// Weights or a model.json could not be read, written or applied: a missing file, an unknown format,
+    /// keys or shapes that do not fit the model.
     #[error("checkpoint {path}: {reason}")]
-    Checkpoint { path: PathBuf, reason: String },
+    Checkpoint {
+        /// The weight file or model.json.
+        path: PathBuf,
+        /// What went wrong; for a misfit, the missing, unexpected and mis-shaped keys.
+        reason: String,
+    },
+    /// The training loss became NaN or infinite.
     #[error("training diverged at epoch {epoch} (by batch {batch}): loss is {loss}")]
-    Diverged { epoch: usize, batch: usize, loss: f32 },
+    Diverged {
+        /// The epoch, 1-based.
+        epoch: usize,
+        /// The 0-based batch by which the loss had diverged: the last of the window of steps whose summed
+        /// loss was read back (losses are read every few steps, not every step).
+        batch: usize,
+        /// The non-finite value read: the window's batch-size-weighted loss sum.
+        loss: f32,
+    },
+    /// Tensor data could not be read back from the device or converted.
     #[error("tensor data: {0}")]
     Tensor(String),
     /// The device (GPU, or host for the CPU backend) could not allocate memory: the batch, the

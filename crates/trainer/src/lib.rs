@@ -9,7 +9,7 @@
 //!   [`ResNet`] (torchvision names), [`EfficientNetLite`], and the [`ModelConfig`] saved next to every checkpoint.
 //! - Checkpoints ([`checkpoint`]): [`save_checkpoint`] and [`load_weights`] for our safetensors and for
 //!   PyTorch `.pth`/`.safetensors` state dicts, with an [`ImportReport`].
-//! - Training ([`train`]): [`fine_tune`] runs the epoch loop on a burn [`Device`](burn::tensor::Device)
+//! - Training ([`train`]): [`fine_tune`] runs the epoch loop on a burn [`Device`]
 //!   chosen by the caller (AdamW or SGD, cosine schedule with warm-up, a [`FreezeStrategy`]) and calls an
 //!   [`EpochCallback`] after every epoch, which may stop it ([`Control::Stop`]) — that is how pruning works.
 //! - Freeze strategies ([`strategy`]): [`FreezeStrategy`] (`full`, `depth:K`, `linear_probe`, `lp_ft`,
@@ -53,6 +53,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod cache;
 pub mod checkpoint;

@@ -64,9 +64,17 @@ pub trait ImageClassifier: Module + Sized + 'static {
 pub enum Arch {
     /// `depth` conv stages (3×3 conv, BatchNorm, ReLU, 2×2 max-pool) after a 3×3 stem of `width` channels;
     /// stage i has `width * 2^(i+1)` channels.
-    SmallCnn { width: usize, depth: usize },
+    SmallCnn {
+        /// Channels of the stem.
+        width: usize,
+        /// Number of conv stages, 1 to 6; each halves the resolution.
+        depth: usize,
+    },
     /// torchvision's ResNet-18/34/50 (same parameter names).
-    ResNet { layers: usize },
+    ResNet {
+        /// The depth: 18, 34 or 50.
+        layers: usize,
+    },
     /// EfficientNet-Lite0 (names of `efficientnet_lite_pytorch`).
     EfficientNetLite0,
 }
@@ -110,6 +118,7 @@ impl Arch {
 pub struct Parts(pub Vec<Vec<ParamId>>);
 
 impl Parts {
+    /// The parts in order: `stem`, `stages` bottom to top, `head`.
     pub fn new(stem: ParamIds, stages: Vec<ParamIds>, head: ParamIds) -> Self {
         Parts(std::iter::once(stem).chain(stages).chain(std::iter::once(head)).map(|ids| ids.0).collect())
     }
@@ -145,8 +154,11 @@ impl ModuleVisitor for ParamIds {
 /// Everything needed to rebuild a network and feed it: saved as JSON next to each checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
+    /// The network, flattened into the JSON: `"arch"` holds serde's kebab-case variant name (`small-cnn`,
+    /// `res-net`, `efficient-net-lite0`, not the [`Arch::NAMES`] spellings), its fields sit beside it.
     #[serde(flatten)]
     pub arch: Arch,
+    /// Outputs of the head; at least 2.
     pub num_classes: usize,
     /// Input channels (1 for digits, 3 for photos).
     pub in_channels: usize,
@@ -155,6 +167,8 @@ pub struct ModelConfig {
     /// Dropout probability before the head.
     #[serde(default)]
     pub dropout: f64,
+    /// Per-channel normalisation of the input after scaling pixels to [0, 1] (ImageNet statistics for the
+    /// pretrained backbones).
     pub normalization: Normalization,
     /// How images are resized to `image_size` (training, validation, test and `predict` alike); a
     /// model.json from before this field reads as `squash`, what those models were trained with.
@@ -166,6 +180,8 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Checks the ranges: at least 2 classes, dropout in [0, 1), 1 or 3 input channels, a valid
+    /// [`Preprocessing`], small-cnn width ≥ 1 and depth in 1..=6, ResNet layers 18, 34 or 50.
     pub fn validate(&self) -> Result<()> {
         if self.num_classes < 2 {
             return Err(Error::config("num_classes", format!("must be at least 2, got {}", self.num_classes)));
@@ -202,8 +218,11 @@ impl ModelConfig {
 /// Conv → BatchNorm → ReLU (→ optional 2×2 max-pool).
 #[derive(Module, Debug)]
 pub struct ConvBlock {
+    /// 3×3 convolution, padding 1, no bias (the BatchNorm's shift stands in for it).
     pub conv: Conv2d,
+    /// BatchNorm of the convolution's output.
     pub bn: BatchNorm,
+    /// 2×2 max-pool, stride 2: in the stages, not in the stem.
     pub pool: Option<MaxPool2d>,
 }
 
@@ -231,10 +250,15 @@ impl ConvBlock {
 /// A small BatchNorm CNN for 28×28-ish inputs on the CPU.
 #[derive(Module, Debug)]
 pub struct SmallCnn {
+    /// Conv block from the input channels to `width`, without pooling.
     pub stem: ConvBlock,
+    /// `depth` conv blocks, each doubling the channels and halving the resolution.
     pub stages: Vec<ConvBlock>,
+    /// Global average pooling to 1×1.
     pub avgpool: AdaptiveAvgPool2d,
+    /// Dropout before the head ([`ModelConfig::dropout`]).
     pub dropout: Dropout,
+    /// The classifier head: `width · 2^depth` features to the classes.
     pub fc: Linear,
 }
 

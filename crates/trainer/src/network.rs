@@ -18,8 +18,11 @@ use crate::train::{EpochCallback, EvalMetrics, TrainConfig, TrainOutcome, evalua
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Network {
+    /// `small-cnn` ([`Arch::SmallCnn`]).
     SmallCnn(SmallCnn),
+    /// `resnet18`, `resnet34` or `resnet50` ([`Arch::ResNet`]).
     ResNet(ResNet),
+    /// `efficientnet-lite0` ([`Arch::EfficientNetLite0`]).
     EfficientNetLite(EfficientNetLite),
 }
 

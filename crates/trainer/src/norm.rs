@@ -11,13 +11,22 @@ use burn::prelude::*;
 /// Batch normalisation over the channel dimension (dimension 1), with PyTorch's running statistics.
 #[derive(Module, Debug)]
 pub struct BatchNorm {
+    /// Per-channel scale, initially 1: PyTorch's `weight`, renamed on load and save by burn-store's PyTorch
+    /// adapters, which recognise the layer by this struct's name.
     pub gamma: Param<Tensor<1>>,
+    /// Per-channel shift, initially 0: PyTorch's `bias`, renamed likewise.
     pub beta: Param<Tensor<1>>,
     /// Off in frozen blocks: they normalise with the running statistics and leave them alone.
     pub training: Param<Flag>,
+    /// Per-channel mean for evaluation and frozen blocks, initially 0.
     pub running_mean: RunningState<Tensor<1>>,
+    /// Per-channel variance for evaluation and frozen blocks, initially 1; updated with the unbiased batch
+    /// variance, as PyTorch does.
     pub running_var: RunningState<Tensor<1>>,
+    /// Weight of the current batch in each running-statistics update, PyTorch's convention:
+    /// `running = (1 − momentum) · running + momentum · batch`.
     pub momentum: f64,
+    /// Added to the variance before its square root.
     pub epsilon: f64,
 }
 
@@ -27,6 +36,7 @@ impl BatchNorm {
         Self::with(channels, 1e-5, 0.1, device)
     }
 
+    /// With explicit `epsilon` and `momentum` (EfficientNet's TF-trained weights use 1e-3 and 0.01).
     pub fn with(channels: usize, epsilon: f64, momentum: f64, device: &Device) -> Self {
         Self {
             gamma: Param::from_tensor(Tensor::ones([channels], device)),
@@ -39,6 +49,8 @@ impl BatchNorm {
         }
     }
 
+    /// Normalises `input` (`[n, channels, …]`): on an autodiff device with the training flag on, by the
+    /// batch's statistics, updating the running ones; otherwise by the running statistics.
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         if input.device().is_autodiff() && self.training.is_enabled() {
             self.forward_train(input)

@@ -13,10 +13,14 @@ use crate::preprocess::Preprocessing;
 /// One of the top classes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopClass {
+    /// Class index: the head's output position.
     pub class: usize,
+    /// Its name from [`ModelConfig::class_names`], when the model has one for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Softmax probability over all classes.
     pub prob: f32,
+    /// The raw logit.
     pub logit: f32,
 }
 

@@ -32,9 +32,13 @@ const MAX_RESIZED_PIXELS: u64 = 1 << 26;
 /// A decoded image at its own size: `channels` planes of `height`×`width` bytes (CHW).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedImage {
+    /// Planes: 1 (grey) or 3 (RGB).
     pub channels: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// Width in pixels.
     pub width: usize,
+    /// `channels × height × width` bytes, plane after plane.
     pub pixels: Vec<u8>,
 }
 
@@ -82,11 +86,14 @@ fn bt601(r: u8, g: u8, b: u8) -> u8 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResizeMode {
+    /// [`Resize::Squash`].
     Squash,
+    /// [`Resize::CenterCrop`] at the ImageNet ratio, 256/224.
     CenterCrop,
 }
 
 impl ResizeMode {
+    /// The spellings `from_str` accepts, as its error lists them.
     pub const NAMES: [&'static str; 2] = ["squash", "center_crop"];
 }
 
@@ -114,7 +121,10 @@ pub enum Resize {
     Squash,
     /// torchvision's evaluation transform: the shorter side to `round(min(H, W) · ratio)` (the longer side
     /// in proportion, rounded down), then the centre H×W (offsets rounded half to even, as Python's `round`).
-    CenterCrop { ratio: f64 },
+    CenterCrop {
+        /// The resized shorter side over the crop's shorter side, in [1, 8]; 256/224 for ImageNet.
+        ratio: f64,
+    },
 }
 
 impl Resize {
@@ -123,6 +133,7 @@ impl Resize {
         Resize::CenterCrop { ratio: IMAGENET_RESIZE_RATIO }
     }
 
+    /// Checks that a centre crop's ratio is finite and in [1, 8].
     pub fn validate(&self) -> Result<()> {
         match *self {
             Resize::CenterCrop { ratio } if !(ratio.is_finite() && (1.0..=8.0).contains(&ratio)) => {
@@ -150,12 +161,14 @@ pub struct Preprocessing {
     pub channels: usize,
     /// The network's input height and width.
     pub size: [usize; 2],
+    /// How images are brought to `size`.
     pub resize: Resize,
     /// Applied by the batcher after scaling to [0, 1].
     pub normalization: Normalization,
 }
 
 impl Preprocessing {
+    /// Checks the channels (1 or 3), a size without zeros, the resize and the normalisation.
     pub fn validate(&self) -> Result<()> {
         if self.channels != 1 && self.channels != 3 {
             return Err(Error::config("channels", format!("must be 1 or 3, got {}", self.channels)));
@@ -244,13 +257,18 @@ impl Default for RandomResizedCrop {
 /// A window of an image: `height`×`width` pixels from (`top`, `left`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct CropBox {
+    /// First row of the window.
     pub top: usize,
+    /// First column of the window.
     pub left: usize,
+    /// Rows in the window.
     pub height: usize,
+    /// Columns in the window.
     pub width: usize,
 }
 
 impl RandomResizedCrop {
+    /// Checks 0 < `scale` low ≤ high ≤ 1 and 0 < `ratio` low ≤ high, finite.
     pub fn validate(&self) -> Result<()> {
         let [s0, s1] = self.scale;
         if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {

@@ -27,19 +27,30 @@ fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, d
 /// The 1×1 projection of the shortcut (torchvision `downsample.0` / `downsample.1`).
 #[derive(Module, Debug)]
 pub struct Downsample {
+    /// 1×1 convolution with the block's stride (`downsample.0`).
     pub conv: Conv2d,
+    /// Its BatchNorm (`downsample.1`).
     pub bn: BatchNorm,
 }
 
 /// A BasicBlock (two 3×3 convs; ResNet-18/34) or, with `conv3`, a Bottleneck (1×1, 3×3, 1×1; ResNet-50).
+/// The stage's width is a BasicBlock's output channels and a Bottleneck's inner ones (its output is 4×).
 #[derive(Module, Debug)]
 pub struct Block {
+    /// BasicBlock: the first 3×3 convolution, carrying the block's stride. Bottleneck: the 1×1 reduction to
+    /// the width.
     pub conv1: Conv2d,
+    /// BatchNorm after `conv1`.
     pub bn1: BatchNorm,
+    /// BasicBlock: the second 3×3 convolution. Bottleneck: the 3×3 convolution, carrying the stride.
     pub conv2: Conv2d,
+    /// BatchNorm after `conv2`.
     pub bn2: BatchNorm,
+    /// Bottleneck only: the 1×1 expansion to 4 × the width.
     pub conv3: Option<Conv2d>,
+    /// Bottleneck only: BatchNorm after `conv3`.
     pub bn3: Option<BatchNorm>,
+    /// Projection of the shortcut where the stride or the channel count changes; `None`: the identity.
     pub downsample: Option<Downsample>,
 }
 
@@ -91,17 +102,29 @@ impl Block {
 }
 
 /// torchvision ResNet: stem (`conv1`, `bn1`, max-pool), `layer1`…`layer4`, global average pool, dropout, `fc`.
+/// The field names are torchvision's state-dict keys, so its checkpoints load by name (`downsample.0`/`.1`
+/// through [`ImageClassifier::load_key_remaps`]).
 #[derive(Module, Debug)]
 pub struct ResNet {
+    /// Stem: 7×7 convolution to 64 channels, stride 2.
     pub conv1: Conv2d,
+    /// BatchNorm of the stem.
     pub bn1: BatchNorm,
+    /// 3×3 max-pool, stride 2, padding 1: the end of the stem.
     pub maxpool: MaxPool2d,
+    /// Stage 1: blocks of width 64 at stride 1.
     pub layer1: Vec<Block>,
+    /// Stage 2: blocks of width 128, the first at stride 2.
     pub layer2: Vec<Block>,
+    /// Stage 3: blocks of width 256, the first at stride 2.
     pub layer3: Vec<Block>,
+    /// Stage 4: blocks of width 512, the first at stride 2.
     pub layer4: Vec<Block>,
+    /// Global average pooling to 1×1.
     pub avgpool: AdaptiveAvgPool2d,
+    /// Dropout before `fc` ([`ModelConfig::dropout`]); not in torchvision, and without parameters.
     pub dropout: Dropout,
+    /// The classifier head: 512 features (2048 for ResNet-50) to the classes.
     pub fc: Linear,
 }
 

@@ -35,9 +35,15 @@ pub enum FreezeStrategy {
     /// Only the head trains.
     LinearProbe,
     /// Linear probe for the first `lp_fraction` of the epochs, then full fine-tuning with the schedule restarted.
-    LpFt { lp_fraction: f64 },
+    LpFt {
+        /// Share of the epochs spent probing, in (0, 1); rounded to whole epochs, at least one per phase.
+        lp_fraction: f64,
+    },
     /// The head first, then one more part from the top every `every` epochs.
-    GradualUnfreeze { every: usize },
+    GradualUnfreeze {
+        /// Epochs between two unfreezings; at least 1.
+        every: usize,
+    },
     /// Nothing frozen; stage i's learning rate is multiplied by G^(stages − i).
     LayerDecay(f64),
 }

@@ -25,29 +25,39 @@ pub enum OptimizerKind {
     /// AdamW with PyTorch's defaults made explicit (betas 0.9/0.999, eps 1e-8) and decoupled weight decay.
     AdamW,
     /// SGD with (undampened) momentum and L2 weight decay, as `torch.optim.SGD`.
-    Sgd { momentum: f64 },
+    Sgd {
+        /// Momentum factor in [0, 1); 0 is plain SGD.
+        momentum: f64,
+    },
 }
 
 /// Hyperparameters of one fine-tuning run. Dropout lives in [`crate::ModelConfig`], since it is part of
 /// the network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// Epochs to train (at least 1), unless the callback stops earlier.
     pub epochs: usize,
+    /// Images per optimiser step (at least 1); evaluation batches hold at least 64.
     pub batch_size: usize,
     /// Peak learning rate, reached after the warm-up and then decayed along a cosine to zero.
     pub learning_rate: f64,
+    /// Decoupled weight decay for AdamW, an L2 penalty for SGD; at least 0.
     #[serde(default)]
     pub weight_decay: f64,
+    /// AdamW unless set.
     #[serde(default = "default_optimizer")]
     pub optimizer: OptimizerKind,
-    /// Fraction of all steps spent warming up linearly from ~0 to `learning_rate`.
+    /// Fraction of the steps of each schedule phase ([`EpochPlan::phase`](crate::EpochPlan::phase): the
+    /// whole run, but for `lp_ft`'s two phases) spent warming up linearly from ~0 to `learning_rate`.
     #[serde(default = "default_warmup")]
     pub warmup_fraction: f64,
     /// Which parts train in which epoch, and their learning rates ([`FreezeStrategy`]).
     #[serde(default)]
     pub freeze_strategy: FreezeStrategy,
+    /// Seeds the device's generator (dropout) and this run's batch order and augmentation draws.
     #[serde(default)]
     pub seed: u64,
+    /// Training-time augmentation; validation batches are never augmented.
     #[serde(default)]
     pub augmentation: Augmentation,
     /// The frozen-prefix cache: on by default, in memory unless a shared directory is given
@@ -65,6 +75,8 @@ fn default_warmup() -> f64 {
 }
 
 impl TrainConfig {
+    /// `epochs`, `batch_size` and `learning_rate`, the rest at their defaults: AdamW without weight decay,
+    /// 5 % warm-up, `full` fine-tuning, seed 0, no augmentation, the prefix cache on (in memory).
     pub fn new(epochs: usize, batch_size: usize, learning_rate: f64) -> Self {
         Self {
             epochs,
@@ -80,6 +92,9 @@ impl TrainConfig {
         }
     }
 
+    /// Checks the ranges: epochs and batch size at least 1, a positive finite learning rate, a finite weight
+    /// decay ≥ 0, warm-up fraction and SGD momentum in [0, 1), and the freeze strategy against the epochs
+    /// (against the model's stages in [`fine_tune`]).
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {
             return Err(Error::config("epochs", "must be at least 1"));
@@ -138,7 +153,9 @@ pub fn cosine_with_warmup(step: usize, total_steps: usize, warmup_steps: usize, 
 /// Quality of a model on a labelled dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalMetrics {
+    /// Mean cross-entropy per image.
     pub loss: f64,
+    /// Fraction of the images classified correctly, in [0, 1].
     pub accuracy: f64,
     /// Unweighted mean of per-class F1 over the classes that occur in labels or predictions.
     pub macro_f1: f64,
@@ -149,25 +166,35 @@ pub struct EvalMetrics {
 pub struct EpochMetrics {
     /// 1-based.
     pub epoch: usize,
+    /// Mean training cross-entropy per image over the epoch, as trained (dropout and augmentation on).
     pub train_loss: f64,
+    /// Mean validation cross-entropy per image.
     pub val_loss: f64,
+    /// Validation accuracy in [0, 1]; what picks the best epoch.
     pub val_accuracy: f64,
+    /// Validation macro-F1 ([`EvalMetrics::macro_f1`]).
     pub macro_f1: f64,
     /// Learning rate at the last step of the epoch.
     pub learning_rate: f64,
+    /// Wall-clock seconds of the epoch: training (with building any missing prefix-cache entries) and
+    /// validation.
     pub seconds: f64,
+    /// Training images per second (validation not counted).
     pub images_per_second: f64,
 }
 
 /// Whether training goes on after an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
+    /// Train the next epoch.
     Continue,
+    /// End training now; the outcome keeps the best epoch so far.
     Stop,
 }
 
 /// Called after every epoch; returning [`Control::Stop`] ends training (pruning).
 pub trait EpochCallback {
+    /// Sees the metrics of the epoch just finished and says whether training goes on.
     fn on_epoch(&mut self, metrics: &EpochMetrics) -> Control;
 }
 
@@ -182,9 +209,11 @@ impl<F: FnMut(&EpochMetrics) -> Control> EpochCallback for F {
 pub struct TrainOutcome<M> {
     /// The model of the epoch with the best validation accuracy, in evaluation mode.
     pub best_model: M,
+    /// The 1-based epoch of `best_model`; the earliest of equally good ones.
     pub best_epoch: usize,
     /// The model after the last step, in evaluation mode (the same as `best_model` when the last epoch was best).
     pub final_model: M,
+    /// The metrics of every epoch that ran, in order.
     pub history: Vec<EpochMetrics>,
     /// True when the callback stopped training before the last epoch.
     pub stopped_early: bool,
@@ -193,6 +222,7 @@ pub struct TrainOutcome<M> {
 }
 
 impl<M> TrainOutcome<M> {
+    /// The metrics of the best epoch.
     pub fn best(&self) -> &EpochMetrics {
         &self.history[self.best_epoch - 1]
     }

@@ -29,11 +29,15 @@ use crate::model::ModelConfig;
 /// What the dataset cache did for one trial; the trial's log prints it as one line.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DatasetCacheReport {
+    /// Parts (train, validation, test) found stored.
     pub hits: usize,
+    /// Parts this trial decoded and stored (kept in memory instead when larger than the cap).
     pub built: usize,
     /// Why stored entries were refused and rebuilt.
     pub rebuilt: Vec<String>,
+    /// Why the cache was not used; every part was then loaded directly.
     pub skipped: Option<String>,
+    /// The shared directory, when the cache was used.
     pub dir: Option<PathBuf>,
 }
 

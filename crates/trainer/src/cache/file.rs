@@ -55,10 +55,12 @@ const POLL: Duration = Duration::from_millis(100);
 pub enum Dtype {
     /// Little-endian `f32`.
     F32,
+    /// Bytes (the dataset cache's pixels).
     U8,
 }
 
 impl Dtype {
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             Dtype::F32 => 4,
@@ -72,9 +74,11 @@ impl Dtype {
 pub struct Header {
     /// The entry's full key (the file name is only its hash).
     pub key: String,
+    /// Element type of the payload.
     pub dtype: Dtype,
     /// Shape of the payload, in elements.
     pub shape: Vec<usize>,
+    /// Payload length in bytes: the shape's product times the element size.
     pub payload_len: u64,
     /// xxh3-64 of the payload.
     pub checksum: u64,
@@ -86,9 +90,13 @@ pub struct Header {
 /// What a builder produces: a payload and its description.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blob {
+    /// Element type of `bytes`.
     pub dtype: Dtype,
+    /// Shape in elements; its product times the element size must be `bytes.len()`.
     pub shape: Vec<usize>,
+    /// Stored as the header's [`extra`](Header::extra).
     pub extra: Value,
+    /// The payload.
     pub bytes: Vec<u8>,
 }
 
@@ -130,10 +138,12 @@ impl Payload {
         Self { header: blob.header(key), bytes: Bytes::Owned(blob.bytes) }
     }
 
+    /// The header, as checked against the key and the payload.
     pub fn header(&self) -> &Header {
         &self.header
     }
 
+    /// The payload, `header().payload_len` bytes.
     pub fn bytes(&self) -> &[u8] {
         match &self.bytes {
             Bytes::Mapped { map, start } => &map[*start..*start + self.header.payload_len as usize],
@@ -162,7 +172,9 @@ impl Payload {
 /// The result of looking for an entry on disk.
 #[derive(Debug)]
 pub enum Opened {
+    /// Every check passed.
     Valid(Payload),
+    /// No file at that path.
     Missing,
     /// The file exists but must not be trusted; the reason says why.
     Invalid(String),
@@ -271,7 +283,13 @@ pub enum Outcome {
     Hit,
     /// Computed by this trial. `refused` says why an existing file was not trusted; `stored` is false when
     /// the entry alone is larger than the cap, so it lives in memory only.
-    Built { refused: Option<String>, stored: bool },
+    Built {
+        /// Why an existing file was refused, if one was.
+        refused: Option<String>,
+        /// Whether the payload is the stored, mapped file; false when it lives in memory only (larger than
+        /// the cap, or evicted or replaced before it was read back).
+        stored: bool,
+    },
 }
 
 /// A lock file held while this process builds an entry; removed when dropped.
@@ -320,11 +338,14 @@ fn lock_is_stale(lock: &Path) -> bool {
 /// A cache directory with a size cap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheDir {
+    /// Holds the entries; created when the first one is looked up.
     pub dir: PathBuf,
+    /// Cap on the entries' total size, in bytes.
     pub max_bytes: u64,
 }
 
 impl CacheDir {
+    /// A cache in `dir` capped at `max_bytes`; nothing is touched on disk yet.
     pub fn new(dir: PathBuf, max_bytes: u64) -> Self {
         Self { dir, max_bytes }
     }

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //!
-//! - [`file`]: the one on-disk format both caches use (a header with the full key and checksums, then a
+//! - [`file`](mod@file): the one on-disk format both caches use (a header with the full key and checksums, then a
 //!   payload that readers memory-map), atomic writes (temporary file in the same directory + rename), a
 //!   lock file per entry being built, and least-recently-used eviction under a size cap ([`CacheDir`]).
 //! - [`prefix`]: the frozen-prefix cache. When an epoch freezes the stem and the first k stages (frozen
@@ -52,6 +52,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
 /// A spec's `trial.cache`: `false` turns both caches off; `true` (the default) or `{max_size: "4GiB"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
+    /// Whether the caches are used at all (`cache: false` turns them off).
     pub enabled: bool,
     /// Cap on the cache directory's size; least recently used entries are evicted beyond it.
     pub max_bytes: u64,
@@ -141,7 +142,7 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
-/// A size for people: `1.5 GiB`, `320.0 MiB`.
+/// A size for people: `512 B`, `320.0 MiB`, `1.50 GiB`.
 pub fn human_size(bytes: u64) -> String {
     let b = bytes as f64;
     match bytes {
@@ -158,7 +159,10 @@ pub fn human_size(bytes: u64) -> String {
 /// dataset cache does nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {
+    /// Whether the caches are used at all.
     pub enabled: bool,
+    /// Cap on the shared directory's size, in bytes; the prefix cache also skips a depth whose entries
+    /// would not fit under it, even in memory.
     pub max_bytes: u64,
     /// `reports/<study>/cache` in a sweep (`NIGHTSHIFT_CACHE_DIR`, or `nightshift trial --cache-dir`).
     pub dir: Option<PathBuf>,
@@ -171,6 +175,7 @@ impl Default for CacheSettings {
 }
 
 impl CacheSettings {
+    /// `config` with the shared directory `dir`, which is dropped when the caches are off.
     pub fn new(config: CacheConfig, dir: Option<PathBuf>) -> Self {
         Self { enabled: config.enabled, max_bytes: config.max_bytes, dir: dir.filter(|_| config.enabled) }
     }

@@ -44,8 +44,10 @@ pub struct PrefixCacheReport {
     pub uncached_epochs: usize,
     /// Entries found stored: built by an earlier trial, or by one this trial waited for.
     pub hits: usize,
-    /// Entries this trial computed, and how many of them it stored in the shared directory.
+    /// Entries this trial computed.
     pub built: usize,
+    /// Of those, the ones stored in the shared directory (none without one; an entry larger than the cap
+    /// stays in memory).
     pub stored: usize,
     /// Why stored entries were refused and rebuilt.
     pub rebuilt: Vec<String>,
@@ -93,6 +95,7 @@ impl fmt::Display for PrefixCacheReport {
 /// The cached prefix outputs one epoch runs on.
 #[derive(Debug, Clone)]
 pub struct EpochInputs {
+    /// The prefix depth: the stem and stages 1…k ([`frozen_prefix`]).
     pub k: usize,
     /// The augmentation variants, in the order of `train`'s entries.
     pub variants: Vec<Transform>,
@@ -113,12 +116,14 @@ pub struct PrefixCache {
 }
 
 impl PrefixCache {
+    /// An empty cache for one trial with `settings`.
     pub fn new(settings: &CacheSettings) -> Self {
         let store = settings.store();
         let report = PrefixCacheReport { dir: store.as_ref().map(|s| s.dir.clone()), ..PrefixCacheReport::default() };
         Self { settings: settings.clone(), store, current: None, data_hashes: HashMap::new(), report }
     }
 
+    /// What the cache has done so far.
     pub fn report(&self) -> &PrefixCacheReport {
         &self.report
     }
