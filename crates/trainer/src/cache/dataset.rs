@@ -153,15 +153,31 @@ pub fn source_hash(path: &Path) -> Result<String> {
     Ok(format!("{:032x}", h.digest128()))
 }
 
+/// Directories nested deeper than this under a dataset are refused: most likely a symlink loop.
+const MAX_DATASET_DEPTH: usize = 16;
+
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    collect_files_at(path, 0, out)
+}
+
+fn collect_files_at(path: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
     if path.is_file() {
         out.push(path.to_path_buf());
         return Ok(());
     }
+    if depth > MAX_DATASET_DEPTH {
+        return Err(Error::config(
+            "dataset",
+            format!(
+                "{} is nested more than {MAX_DATASET_DEPTH} directories deep in the dataset (a symlink loop?)",
+                path.display()
+            ),
+        ));
+    }
     for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
         let entry = entry.map_err(|e| Error::io(path, e))?.path();
         if entry.is_dir() {
-            collect_files(&entry, out)?;
+            collect_files_at(&entry, depth + 1, out)?;
         } else if entry.is_file() {
             out.push(entry);
         }
@@ -216,5 +232,16 @@ mod tests {
         let (train3, _, _, report) = load(&data, &model, false, &settings).unwrap();
         assert_eq!((report.hits, report.built, report.rebuilt.len()), (0, 2, 2), "{report}");
         assert_eq!(train3, train);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_in_a_dataset_is_refused_not_followed_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("cat")).unwrap();
+        std::fs::write(dir.path().join("cat/a.png"), b"not read").unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("cat/loop")).unwrap();
+        let err = source_hash(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("symlink loop"), "{err}");
     }
 }

@@ -224,8 +224,9 @@ fn check(bytes: &[u8], key: &str) -> std::result::Result<(Header, usize), String
         return Err(format!("key mismatch: the file holds {:?}", header.key));
     }
     let start = (header_end + 8).next_multiple_of(ALIGN);
-    let elements: usize = header.shape.iter().product();
-    if (elements * header.dtype.size()) as u64 != header.payload_len {
+    // Checked: a hand-edited header with a fresh checksum must be refused, not overflow.
+    let bytes_of_shape = header.shape.iter().try_fold(header.dtype.size() as u64, |n, &d| n.checked_mul(d as u64));
+    if bytes_of_shape != Some(header.payload_len) {
         return Err(format!("shape {:?} does not match a payload of {} bytes", header.shape, header.payload_len));
     }
     let expected = start as u64 + header.payload_len;
@@ -516,6 +517,11 @@ mod tests {
         write_atomic(&path, "other", &blob(&values)).unwrap();
         let (_, outcome) = cache.get_or_build("k", || Ok(blob(&values))).unwrap();
         assert!(matches!(&outcome, Outcome::Built { refused: Some(r), .. } if r.contains("key mismatch")), "{outcome:?}");
+        // A shape whose size overflows, under valid checksums (a header edited by hand).
+        let huge = Blob { shape: vec![usize::MAX, 4], ..blob(&values) };
+        write_atomic(&path, "k", &huge).unwrap();
+        let Opened::Invalid(reason) = open(&path, "k") else { panic!("an overflowing shape was accepted") };
+        assert!(reason.contains("does not match a payload"), "{reason}");
     }
 
     #[test]

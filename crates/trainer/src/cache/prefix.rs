@@ -171,7 +171,8 @@ impl PrefixCache {
             return Ok(self.skip("turned off: trial.cache is false or --no-cache".into()));
         }
         let Some(variants) = augmentation.prefix_cacheable() else {
-            return Ok(self.skip("random-crop augmentation (crop_padding > 0) gives every epoch different inputs".into()));
+            let crop = if augmentation.random_resized_crop.is_some() { "random_resized_crop" } else { "crop_padding > 0" };
+            return Ok(self.skip(format!("random-crop augmentation ({crop}) gives every epoch different inputs")));
         };
         let model = model.valid();
         // One image tells the size of a row; everything this depth needs must fit under the cap.
@@ -242,7 +243,10 @@ fn compute_prefix<M: ImageClassifier>(
         row_shape = out.dims()[1..].to_vec();
         let values = out.try_into_data().map_err(Error::device)?.convert::<f32>();
         let values = values.as_slice::<f32>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
-        bytes.reserve(values.len() * 4 * order.len().div_ceil(chunk.len()));
+        if bytes.is_empty() {
+            // Once, for the whole entry: reserving per chunk would grow the buffer to twice its size.
+            bytes.reserve_exact(values.len() / chunk.len() * order.len() * 4);
+        }
         bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     }
     let shape = std::iter::once(data.len()).chain(row_shape).collect();
