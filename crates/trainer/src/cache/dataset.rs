@@ -140,7 +140,7 @@ fn from_payload(payload: Arc<Payload>, store: &CacheDir) -> Result<ImageDataset>
 /// A hash of every file under `path` (relative names and contents, in name order): the dataset's content.
 pub fn source_hash(path: &Path) -> Result<String> {
     let mut files = Vec::new();
-    collect_files(path, &mut files)?;
+    collect_files(path, 0, &mut files)?;
     files.sort();
     let mut h = Xxh3Default::new();
     for file in &files {
@@ -156,11 +156,8 @@ pub fn source_hash(path: &Path) -> Result<String> {
 /// Directories nested deeper than this under a dataset are refused: most likely a symlink loop.
 const MAX_DATASET_DEPTH: usize = 16;
 
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    collect_files_at(path, 0, out)
-}
-
-fn collect_files_at(path: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Every file under `path` (itself, when it is a file), `depth` directories below the dataset's root.
+fn collect_files(path: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
     if path.is_file() {
         out.push(path.to_path_buf());
         return Ok(());
@@ -177,7 +174,7 @@ fn collect_files_at(path: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result
     for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
         let entry = entry.map_err(|e| Error::io(path, e))?.path();
         if entry.is_dir() {
-            collect_files_at(&entry, depth + 1, out)?;
+            collect_files(&entry, depth + 1, out)?;
         } else if entry.is_file() {
             out.push(entry);
         }
