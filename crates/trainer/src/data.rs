@@ -520,8 +520,8 @@ impl Normalization {
         (pick(&self.mean), pick(&self.std))
     }
 
-    /// Checks that `mean` and `std` each hold one value or `channels` values, and that every `std` is
-    /// positive and finite.
+    /// Checks that `mean` and `std` each hold one value or `channels` values, that every `mean` is finite
+    /// and every `std` positive and finite.
     pub fn validate(&self, channels: usize) -> Result<()> {
         for (name, v) in [("normalization.mean", &self.mean), ("normalization.std", &self.std)] {
             if v.len() != 1 && v.len() != channels {
@@ -529,7 +529,10 @@ impl Normalization {
             }
         }
         if self.std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
-            return Err(Error::config("normalization.std", "values must be positive"));
+            return Err(Error::config("normalization.std", "values must be positive and finite"));
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return Err(Error::config("normalization.mean", "values must be finite"));
         }
         Ok(())
     }
@@ -736,6 +739,22 @@ mod tests {
             bytes = enc.finish().unwrap();
         }
         std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn normalization_refuses_non_finite_means_and_bad_stds() {
+        let ok = Normalization { mean: vec![0.5], std: vec![0.25] };
+        assert!(ok.validate(3).is_ok());
+        for (bad, field) in [
+            (Normalization { mean: vec![f32::NAN], std: vec![1.0] }, "normalization.mean"),
+            (Normalization { mean: vec![0.0, f32::INFINITY, 0.0], std: vec![1.0] }, "normalization.mean"),
+            (Normalization { mean: vec![0.0], std: vec![0.0] }, "normalization.std"),
+            (Normalization { mean: vec![0.0], std: vec![f32::INFINITY] }, "normalization.std"),
+            (Normalization { mean: vec![0.0, 0.0], std: vec![1.0] }, "normalization.mean"),
+        ] {
+            let e = bad.validate(3).unwrap_err().to_string();
+            assert!(e.contains(field), "{bad:?}: {e}");
+        }
     }
 
     fn toy(n_per_class: &[usize]) -> ImageDataset {

@@ -70,12 +70,16 @@ pub enum Arch {
         /// Number of conv stages, 1 to 6; each halves the resolution.
         depth: usize,
     },
-    /// torchvision's ResNet-18/34/50 (same parameter names).
+    /// torchvision's ResNet-18/34/50 (same parameter names). `resnet` in model.json; `res-net`, serde's
+    /// default spelling written before 2026-12-02, still reads.
+    #[serde(rename = "resnet", alias = "res-net")]
     ResNet {
         /// The depth: 18, 34 or 50.
         layers: usize,
     },
-    /// EfficientNet-Lite0 (names of `efficientnet_lite_pytorch`).
+    /// EfficientNet-Lite0 (names of `efficientnet_lite_pytorch`). `efficientnet-lite0` in model.json, as on
+    /// the command line; `efficient-net-lite0`, written before 2026-12-02, still reads.
+    #[serde(rename = "efficientnet-lite0", alias = "efficient-net-lite0")]
     EfficientNetLite0,
 }
 
@@ -154,8 +158,8 @@ impl ModuleVisitor for ParamIds {
 /// Everything needed to rebuild a network and feed it: saved as JSON next to each checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
-    /// The network, flattened into the JSON: `"arch"` holds serde's kebab-case variant name (`small-cnn`,
-    /// `res-net`, `efficient-net-lite0`, not the [`Arch::NAMES`] spellings), its fields sit beside it.
+    /// The network, flattened into the JSON: `"arch"` holds `small-cnn`, `resnet` (with `"layers"`) or
+    /// `efficientnet-lite0`, the [`Arch::NAMES`] spellings without the depth; its fields sit beside it.
     #[serde(flatten)]
     pub arch: Arch,
     /// Outputs of the head; at least 2.
@@ -344,6 +348,18 @@ pub(crate) mod tests {
         let json = serde_json::to_string(&config).unwrap();
         assert!(json.contains(r#""arch":"small-cnn""#), "{json}");
         assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), config);
+    }
+
+    #[test]
+    fn model_json_names_the_arch_as_the_cli_does_and_reads_the_old_spellings() {
+        let resnet = ModelConfig { arch: Arch::ResNet { layers: 18 }, ..small_config(5) };
+        let effnet = ModelConfig { arch: Arch::EfficientNetLite0, ..small_config(5) };
+        for (config, new, old) in [(&resnet, "resnet", "res-net"), (&effnet, "efficientnet-lite0", "efficient-net-lite0")] {
+            let json = serde_json::to_string(config).unwrap();
+            assert!(json.contains(&format!(r#""arch":"{new}""#)), "{json}");
+            let written_before = json.replace(&format!(r#""arch":"{new}""#), &format!(r#""arch":"{old}""#));
+            assert_eq!(&serde_json::from_str::<ModelConfig>(&written_before).unwrap(), config);
+        }
     }
 
     /// EfficientNet-Lite0 for 32×32 images and 3 classes.

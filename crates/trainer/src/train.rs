@@ -497,6 +497,10 @@ pub fn evaluate<M: ImageClassifier>(
     batch_size: usize,
     device: &Device,
 ) -> Result<EvalMetrics> {
+    if data.is_empty() {
+        // A mean over no images would be NaN, and 0 % accuracy would read as a result.
+        return Err(Error::config("dataset", "cannot evaluate on an empty dataset"));
+    }
     evaluate_feed(model, data, &Feed::Pixels(batcher), batch_size, device)
 }
 
@@ -572,6 +576,17 @@ mod tests {
         let train = load_idx_dir(&dir, Split::Train).unwrap().converted(1, 12, 12).unwrap();
         let test = load_idx_dir(&dir, Split::Test).unwrap().converted(1, 12, 12).unwrap();
         (train, test)
+    }
+
+    #[test]
+    fn evaluating_an_empty_dataset_is_an_error_not_a_nan_loss() {
+        let device = Device::flex();
+        let model = SmallCnn::init(&small_config(10), &device).unwrap();
+        let (_, test) = tiny_mnist();
+        let empty = ImageDataset { pixels: crate::data::Pixels::Owned(Vec::new()), labels: Vec::new(), ..test };
+        let batcher = Batcher { normalization: Normalization::centered(1), augmentation: Augmentation::default() };
+        let e = evaluate(&model, &empty, &batcher, 8, &device).unwrap_err().to_string();
+        assert!(e.contains("empty dataset"), "{e}");
     }
 
     /// Every tensor of the model (parameters and BatchNorm running statistics) as raw bytes.

@@ -3,6 +3,12 @@
 //! and must land on the same losses and weights. The fixture lives in the repository
 //! (`tests/fixtures/training/`), so these tests never skip.
 //!
+//! The reference is PyTorch in float64, the trajectory that float32 arithmetic — PyTorch's and ours —
+//! approximates; the fixture also says how far PyTorch's own float32 run lands from it. For the small CNN
+//! that is < 1e-5 and both are held to fixed bounds; ResNet-18 grows float32 rounding ~4e4-fold in four
+//! steps (PyTorch float32 ends 1e-3 from float64), so its trajectories are held to that noise floor and its
+//! first-step gradients, which no amplification has touched yet, to 1e-4.
+//!
 //! Initial weights are not stored: both sides compute them with [`init_value`] (see the script's docstring),
 //! and this test loads them through `load_weights` from a PyTorch-named safetensors file, so the import
 //! path (BatchNorm `weight` → `gamma`, transposed `Linear`, `downsample.0`) is exercised too.
@@ -111,13 +117,24 @@ fn relative_diff(ours: f64, theirs: f64, floor: f64) -> f64 {
     (ours - theirs).abs() / theirs.abs().max(floor)
 }
 
-/// Bound on the relative differences of losses and weights (issue 14). Measured on the small CNN: losses
-/// 4e-8 (SGD) to 2e-7 (AdamW), weights 3e-7 (SGD) to 7e-6 (AdamW, frozen stem).
+/// Bound on the relative differences of losses and weights (issue 14). Measured on the small CNN against
+/// the float64 reference: losses 1.5e-8 (SGD) to 3.0e-7 (AdamW), weights 4.0e-7 (SGD) to 1.8e-6 (AdamW);
+/// PyTorch float32: 5e-8 to 9.6e-8, 4.7e-7 to 6.5e-6.
 const RELATIVE: f64 = 1e-5;
 
 /// Bound on the relative difference of each tensor's update norm ‖final − initial‖. AdamW divides by √v,
-/// which magnifies float noise where gradients are near zero: measured 1.6e-5 (SGD: 7e-7).
+/// which magnifies float noise where gradients are near zero: measured 1.2e-5 (SGD: 2.3e-6; PyTorch float32
+/// 9.9e-6 and 2.8e-6).
 const UPDATE_NORM: f64 = 1e-4;
+
+/// Bound on the first step's gradients (sampled values relative to the tensor's largest, and L2 norms).
+/// Measured: ResNet-18 1.8e-5, small CNN 7.0e-6 (PyTorch float32: 2.0e-5 and 3.0e-6). A BatchNorm epsilon
+/// of 1e-4 instead of 1e-5 moves ResNet-18's by 2e-3 to 0.12 (L2, per tensor; PyTorch float64).
+const GRADIENT: f64 = 1e-4;
+
+/// Where float32 cannot resolve a trajectory (ResNet-18's), how many times PyTorch float32's own distance
+/// from the float64 reference a run may be away from it.
+const NOISE_FLOOR_FACTOR: f64 = 2.0;
 
 /// How far one run of a scenario is from PyTorch.
 #[derive(Debug, Default)]
@@ -128,24 +145,30 @@ struct Parity {
     worst: String,
 }
 
-fn run_scenario<M: ImageClassifier>(file: &str, scenario: &str, model_config: ModelConfig) -> Parity {
-    let fx = fixture(file);
-    let sc = &fx["scenarios"][scenario];
-    let device = nightshift_trainer::Device::flex();
-    let shape: Vec<usize> = fx["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    let labels: Vec<usize> = fx["labels"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap() as usize).collect();
+/// The fixture's batch and initial weights, loaded into a fresh model as `fine_tune` will see them.
+struct Start<M> {
+    fixture: Value,
+    data: ImageDataset,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    model: M,
+    dir: tempfile::TempDir,
+}
+
+fn start<M: ImageClassifier>(file: &str, model_config: &ModelConfig) -> Start<M> {
+    let fixture = fixture(file);
+    let shape: Vec<usize> = fixture["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let labels: Vec<usize> = fixture["labels"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap() as usize).collect();
     let data = ImageDataset {
         channels: shape[1],
         height: shape[2],
         width: shape[3],
-        pixels: fx["pixels"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u8).collect(),
+        pixels: fixture["pixels"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u8).collect(),
         labels,
         class_names: (0..model_config.num_classes).map(|c| c.to_string()).collect(),
         originals: None,
     };
-
-    let tmp = tempfile::tempdir().unwrap();
-    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = fx["tensors"]
+    let dir = tempfile::tempdir().unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = fixture["tensors"]
         .as_array()
         .unwrap()
         .iter()
@@ -156,13 +179,47 @@ fn run_scenario<M: ImageClassifier>(file: &str, scenario: &str, model_config: Mo
             (name, dims, values)
         })
         .collect();
-    let initial_path = tmp.path().join("initial.safetensors");
+    let initial_path = dir.path().join("initial.safetensors");
     write_safetensors(&initial_path, &tensors);
-    let mut model = M::init(&model_config, &device).unwrap();
+    let mut model = M::init(model_config, &nightshift_trainer::Device::flex()).unwrap();
     load_weights(&mut model, &initial_path, LoadMode::Strict).unwrap();
+    Start { fixture, data, tensors, model, dir }
+}
 
-    // One batch per epoch (batch size = dataset size), so that each epoch is one step of the script.
-    let mut config = TrainConfig::new(sc["epochs"].as_u64().unwrap() as usize, data.len(), sc["learning_rate"].as_f64().unwrap());
+/// Trains `start.model` with `config` (one batch per epoch: batch size = dataset size, so each epoch is one
+/// step of the script); returns each epoch's (learning rate, training loss) and every final tensor by name.
+fn train<M: ImageClassifier>(
+    start: Start<M>,
+    config: &TrainConfig,
+    model_config: &ModelConfig,
+) -> (Vec<(f64, f64)>, BTreeMap<String, Vec<f32>>) {
+    let device = nightshift_trainer::Device::flex();
+    let mut history = Vec::new();
+    let outcome = fine_tune(
+        start.model,
+        &start.data,
+        &start.data,
+        &model_config.normalization,
+        config,
+        &device,
+        &mut |m: &EpochMetrics| {
+            history.push((m.learning_rate, m.train_loss));
+            Control::Continue
+        },
+    )
+    .unwrap();
+    let final_path = start.dir.path().join("final.safetensors");
+    save_weights(&outcome.final_model, &final_path).unwrap();
+    (history, read_safetensors(&final_path))
+}
+
+fn run_scenario<M: ImageClassifier>(file: &str, scenario: &str, model_config: ModelConfig) -> (Parity, Parity) {
+    let start = start::<M>(file, &model_config);
+    let sc = start.fixture["scenarios"][scenario].clone();
+    let tensors = start.tensors.clone();
+    let samples = start.fixture["samples_per_tensor"].as_u64().unwrap() as usize;
+    let mut config =
+        TrainConfig::new(sc["epochs"].as_u64().unwrap() as usize, start.data.len(), sc["learning_rate"].as_f64().unwrap());
     config.weight_decay = sc["weight_decay"].as_f64().unwrap();
     config.warmup_fraction = sc["warmup_fraction"].as_f64().unwrap();
     config.freeze_strategy = FreezeStrategy::Depth(sc["freeze_depth"].as_u64().unwrap() as usize);
@@ -170,12 +227,7 @@ fn run_scenario<M: ImageClassifier>(file: &str, scenario: &str, model_config: Mo
         "adamw" => OptimizerKind::AdamW,
         _ => OptimizerKind::Sgd { momentum: sc["optimizer"]["momentum"].as_f64().unwrap() },
     };
-    let mut history = Vec::new();
-    let outcome = fine_tune(model, &data, &data, &model_config.normalization, &config, &device, &mut |m: &EpochMetrics| {
-        history.push((m.learning_rate, m.train_loss));
-        Control::Continue
-    })
-    .unwrap();
+    let (history, ours) = train(start, &config, &model_config);
 
     let mut parity = Parity::default();
     let expected_lrs = floats(&sc["learning_rates"]);
@@ -185,16 +237,9 @@ fn run_scenario<M: ImageClassifier>(file: &str, scenario: &str, model_config: Mo
         history.iter().zip(expected_lrs.iter().zip(&expected_losses)).enumerate()
     {
         assert!(relative_diff(*lr, *expected_lr, 0.0) < 1e-12, "step {step}: learning rate {lr} vs PyTorch {expected_lr}");
-        let diff = relative_diff(*loss, *expected_loss, 0.0);
-        if diff > parity.loss {
-            parity.loss = diff;
-        }
+        parity.loss = parity.loss.max(relative_diff(*loss, *expected_loss, 0.0));
     }
 
-    let final_path = tmp.path().join("final.safetensors");
-    save_weights(&outcome.final_model, &final_path).unwrap();
-    let ours = read_safetensors(&final_path);
-    let samples = fx["samples_per_tensor"].as_u64().unwrap() as usize;
     for (name, _, initial) in &tensors {
         let expected = &sc["final"][name];
         let values = ours.get(name).unwrap_or_else(|| panic!("{name} missing from the trained model"));
@@ -211,13 +256,54 @@ fn run_scenario<M: ImageClassifier>(file: &str, scenario: &str, model_config: Mo
         }
         let update: f64 = values.iter().zip(initial).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>().sqrt();
         let expected_update = expected["update_l2"].as_f64().unwrap();
-        let diff = relative_diff(update, expected_update, 1e-12);
-        if diff > parity.update_norm {
-            parity.update_norm = diff;
+        parity.update_norm = parity.update_norm.max(relative_diff(update, expected_update, 1e-12));
+    }
+    let floor = &sc["pytorch_float32_distance"];
+    let pytorch_float32 = Parity {
+        loss: floor["loss"].as_f64().unwrap(),
+        weights: floor["weights"].as_f64().unwrap(),
+        update_norm: floor["update_norm"].as_f64().unwrap(),
+        worst: String::new(),
+    };
+    eprintln!("{file} {scenario}: {parity:?}; PyTorch float32: {pytorch_float32:?}");
+    (parity, pytorch_float32)
+}
+
+/// The first step's gradients, to the float64 reference: one SGD step at learning rate 1 without momentum
+/// or weight decay leaves `initial − gradient` in every parameter. Returns the largest relative difference
+/// over the sampled values (relative to the tensor's largest sampled gradient) and the L2 norms.
+fn first_step_gradients<M: ImageClassifier>(file: &str, model_config: ModelConfig, alter: impl FnOnce(&mut M)) -> f64 {
+    let mut start = start::<M>(file, &model_config);
+    alter(&mut start.model);
+    let expected = start.fixture["gradients"].clone();
+    let pytorch_float32 = start.fixture["pytorch_float32_gradient_distance"].as_f64().unwrap();
+    let samples = start.fixture["samples_per_tensor"].as_u64().unwrap() as usize;
+    let initial: BTreeMap<String, Vec<f32>> = start.tensors.iter().map(|(n, _, v)| (n.clone(), v.clone())).collect();
+    let mut config = TrainConfig::new(1, start.data.len(), 1.0);
+    config.weight_decay = 0.0;
+    config.warmup_fraction = 0.0;
+    config.optimizer = OptimizerKind::Sgd { momentum: 0.0 };
+    let (history, ours) = train(start, &config, &model_config);
+    assert_eq!(history[0].0, 1.0, "one step at learning rate 1");
+    let (mut worst, mut at) = (0f64, String::new());
+    for (name, reference) in expected.as_object().unwrap() {
+        let gradient: Vec<f64> = initial[name].iter().zip(&ours[name]).map(|(a, b)| *a as f64 - *b as f64).collect();
+        let theirs = floats(&reference["samples"]);
+        let scale = theirs.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let l2 = gradient.iter().map(|g| g * g).sum::<f64>().sqrt();
+        let diffs = sample_indices(gradient.len(), samples)
+            .into_iter()
+            .zip(&theirs)
+            .map(|(i, t)| relative_diff(gradient[i], *t, scale))
+            .chain([relative_diff(l2, reference["l2"].as_f64().unwrap(), 1e-12)]);
+        for diff in diffs {
+            if diff > worst {
+                (worst, at) = (diff, name.clone());
+            }
         }
     }
-    eprintln!("{file} {scenario}: {parity:?}");
-    parity
+    eprintln!("{file} first-step gradients: {worst:e} ({at}); PyTorch float32: {pytorch_float32:e}");
+    worst
 }
 
 fn small_cnn_config() -> ModelConfig {
@@ -233,20 +319,33 @@ fn small_cnn_config() -> ModelConfig {
     }
 }
 
-/// Known mismatch (issue 14), so the ResNet-18 tests are ignored: after 4 SGD steps its losses differ from
-/// PyTorch's by 4e-3 and its weights by 9e-3 relative (AdamW: 5e-4 and 3e-4), where PyTorch against itself
-/// with the batch reordered differs by 7e-6 (AdamW 2e-6). Forward parity holds (parity.rs) and the small
-/// CNN trains like PyTorch, so the cause is in a path only ResNet takes (7×7 stride-2 conv, padded
-/// stride-2 max-pool, 1×1 downsample, BatchNorm over 1×1 maps); not found yet.
-/// `cargo test -p nightshift-trainer --test training_parity -- --ignored --nocapture` prints the figures.
 fn resnet18_config() -> ModelConfig {
     ModelConfig { arch: Arch::ResNet { layers: 18 }, ..small_cnn_config() }
 }
 
-fn assert_matches_pytorch(parity: &Parity) {
+/// The small CNN's trajectory is well conditioned (PyTorch float32 lands within 1e-5 of float64), so it is
+/// held to the fixed bounds.
+fn assert_matches_pytorch((parity, _): &(Parity, Parity)) {
     assert!(parity.loss <= RELATIVE, "loss differs by {:e} relative: {parity:?}", parity.loss);
     assert!(parity.weights <= RELATIVE, "weights differ by {:e} relative: {parity:?}", parity.weights);
     assert!(parity.update_norm <= UPDATE_NORM, "update norms differ by {:e} relative: {parity:?}", parity.update_norm);
+}
+
+/// ResNet-18 memorising 8 images grows float32 rounding about 4e4-fold in four steps: PyTorch's own float32
+/// run ends 1.2e-3 to 4.1e-3 (losses) and 5.8e-3 to 9.5e-3 (weights) from its float64 run. No float32
+/// implementation can be held closer than that noise floor, so the bound is the floor times
+/// [`NOISE_FLOOR_FACTOR`] (measured: ours 1.0–1.2× PyTorch float32's distance with all parameters
+/// training, 0.01–0.05× with the stem and layer 1 frozen). What the trajectory cannot resolve, the
+/// first-step gradients do (`resnet18_first_step_gradients_match_pytorch`).
+fn assert_within_float32_noise_of_pytorch((parity, floor): &(Parity, Parity)) {
+    let within = |ours: f64, floor: f64, fixed: f64| ours <= fixed.max(NOISE_FLOOR_FACTOR * floor);
+    assert!(within(parity.loss, floor.loss, RELATIVE), "loss differs by {:e}: {parity:?}; {floor:?}", parity.loss);
+    assert!(within(parity.weights, floor.weights, RELATIVE), "weights differ by {:e}: {parity:?}; {floor:?}", parity.weights);
+    assert!(
+        within(parity.update_norm, floor.update_norm, UPDATE_NORM),
+        "update norms differ by {:e}: {parity:?}; {floor:?}",
+        parity.update_norm
+    );
 }
 
 #[test]
@@ -265,19 +364,46 @@ fn small_cnn_frozen_stem_and_stage_stay_put_and_the_rest_matches_pytorch() {
 }
 
 #[test]
-#[ignore = "ResNet-18 training does not match PyTorch yet: see the note above resnet18_config"]
-fn resnet18_adamw_steps_match_pytorch() {
-    assert_matches_pytorch(&run_scenario::<ResNet>("resnet18.json", "adamw", resnet18_config()));
+fn small_cnn_first_step_gradients_match_pytorch() {
+    let worst = first_step_gradients::<SmallCnn>("small_cnn.json", small_cnn_config(), |_| ());
+    assert!(worst <= GRADIENT, "gradients differ by {worst:e} relative");
 }
 
 #[test]
-#[ignore = "ResNet-18 training does not match PyTorch yet: see the note above resnet18_config"]
-fn resnet18_sgd_momentum_steps_match_pytorch() {
-    assert_matches_pytorch(&run_scenario::<ResNet>("resnet18.json", "sgd_momentum", resnet18_config()));
+fn resnet18_adamw_steps_match_pytorch_within_float32_noise() {
+    assert_within_float32_noise_of_pytorch(&run_scenario::<ResNet>("resnet18.json", "adamw", resnet18_config()));
 }
 
 #[test]
-#[ignore = "ResNet-18 training does not match PyTorch yet: see the note above resnet18_config"]
-fn resnet18_frozen_stem_and_layer1_stay_put_and_the_rest_matches_pytorch() {
-    assert_matches_pytorch(&run_scenario::<ResNet>("resnet18.json", "adamw_freeze1", resnet18_config()));
+fn resnet18_sgd_momentum_steps_match_pytorch_within_float32_noise() {
+    assert_within_float32_noise_of_pytorch(&run_scenario::<ResNet>("resnet18.json", "sgd_momentum", resnet18_config()));
+}
+
+#[test]
+fn resnet18_frozen_stem_and_layer1_stay_put_and_the_rest_matches_pytorch_within_float32_noise() {
+    assert_within_float32_noise_of_pytorch(&run_scenario::<ResNet>("resnet18.json", "adamw_freeze1", resnet18_config()));
+}
+
+/// Every ResNet-only path — the 7×7 stride-2 stem, the padded stride-2 max-pool, the 1×1 downsample, BatchNorm
+/// over 1×1 maps in training mode — in one backward pass, before any amplification.
+#[test]
+fn resnet18_first_step_gradients_match_pytorch() {
+    let worst = first_step_gradients::<ResNet>("resnet18.json", resnet18_config(), |_| ());
+    assert!(worst <= GRADIENT, "gradients differ by {worst:e} relative");
+}
+
+/// The bound can fail: the same network with every BatchNorm's epsilon at 1e-4 instead of PyTorch's 1e-5.
+#[test]
+fn resnet18_gradients_with_a_wrong_batchnorm_epsilon_fail_the_bound() {
+    let worst = first_step_gradients::<ResNet>("resnet18.json", resnet18_config(), |model| {
+        let mut norms = vec![&mut model.bn1];
+        for block in model.layer1.iter_mut().chain(&mut model.layer2).chain(&mut model.layer3).chain(&mut model.layer4) {
+            norms.extend([&mut block.bn1, &mut block.bn2]);
+            norms.extend(block.downsample.as_mut().map(|d| &mut d.bn));
+        }
+        for norm in norms {
+            norm.epsilon = 1e-4;
+        }
+    });
+    assert!(worst > 10.0 * GRADIENT, "a tenfold BatchNorm epsilon moved the gradients by only {worst:e}");
 }
