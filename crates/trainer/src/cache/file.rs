@@ -15,9 +15,11 @@
 //! Writers never touch a file in place: they write a temporary file in the same directory and rename it
 //! over the entry's name, so a reader sees the old file or the complete new one, never a half-written one.
 //! (Without an fsync a machine crash can leave a zero-filled entry behind; its checksum refuses it.)
-//! While an entry is built its lock file (`<name>.lock`, created exclusively, holding the builder's pid)
-//! tells other trials to wait for it rather than compute the same thing; a lock whose process is gone
-//! (checked through `/proc`) or older than [`STALE_LOCK`] is taken over, and a waiter that has waited
+//! While an entry is built its lock file (`<name>.lock`, created exclusively, holding the builder's pid and
+//! host name) tells other trials to wait for it rather than compute the same thing; a lock whose process is
+//! gone (checked through `/proc`, and only for a lock of this host: on a cache directory shared between
+//! machines another host's pid means nothing here) or older than [`STALE_LOCK`] is taken over, and a waiter
+//! that has waited
 //! [`MAX_WAIT`] builds its own copy — duplicated work at worst, never a corrupt read.
 //!
 //! Least recently used: every use of an entry sets its modification time to now (access times are
@@ -312,7 +314,7 @@ fn try_lock(lock: &Path) -> std::io::Result<LockState> {
     match OpenOptions::new().write(true).create_new(true).open(lock) {
         Ok(mut file) => {
             let guard = BuildLock(lock.to_path_buf());
-            writeln!(file, "{}", std::process::id())?;
+            writeln!(file, "{} {}", std::process::id(), this_host().unwrap_or_default())?;
             Ok(LockState::Acquired(guard))
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -322,18 +324,26 @@ fn try_lock(lock: &Path) -> std::io::Result<LockState> {
     }
 }
 
-/// A lock is stale when it is older than [`STALE_LOCK`] or, where `/proc` shows processes, its pid is gone.
+/// A lock is stale when it is older than [`STALE_LOCK`] or, where `/proc` shows processes, it was taken on
+/// this host and its pid is gone. A lock without a host name (written before locks carried one) counts as
+/// this host's.
 fn lock_is_stale(lock: &Path) -> bool {
     let age = std::fs::metadata(lock).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
     if age.is_some_and(|age| age > STALE_LOCK) {
         return true;
     }
-    let pid = std::fs::read_to_string(lock).ok().and_then(|text| text.trim().parse::<u32>().ok());
+    let text = std::fs::read_to_string(lock).unwrap_or_default();
+    let mut fields = text.split_whitespace();
     // An empty lock is one being written right now; give it time.
-    match pid {
-        Some(pid) if Path::new("/proc/self").exists() => !Path::new("/proc").join(pid.to_string()).exists(),
-        _ => false,
-    }
+    let Some(pid) = fields.next().and_then(|pid| pid.parse::<u32>().ok()) else { return false };
+    let local = fields.next().is_none_or(|host| this_host().as_deref() == Some(host));
+    local && Path::new("/proc/self").exists() && !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// This machine's host name, where `/proc` tells it.
+fn this_host() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(name.trim().to_string()).filter(|n| !n.is_empty() && !n.contains(char::is_whitespace))
 }
 
 /// A cache directory with a size cap.
@@ -600,5 +610,25 @@ mod tests {
         let started = Instant::now();
         let (_, outcome) = cache.get_or_build("k", || Ok(blob(&[1.0, 2.0]))).unwrap();
         assert!(built(&outcome) && started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn only_a_lock_of_this_host_is_judged_by_its_pid() {
+        let Some(host) = this_host() else {
+            return; // no /proc: only the age check applies, covered above
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("k.lock");
+        let dead = u32::MAX - 1;
+        for (content, stale) in [
+            (format!("{dead} {host}\n"), true),
+            (format!("{dead}\n"), true), // written before locks named their host
+            (format!("{dead} another-machine\n"), false),
+            (format!("{} {host}\n", std::process::id()), false),
+            (String::new(), false),
+        ] {
+            std::fs::write(&lock, &content).unwrap();
+            assert_eq!(lock_is_stale(&lock), stale, "{content:?}");
+        }
     }
 }
