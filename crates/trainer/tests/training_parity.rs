@@ -90,8 +90,11 @@ fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// Tensors by name.
+type Weights = BTreeMap<String, Vec<f32>>;
+
 /// Every F32 tensor of a safetensors file written by `save_weights`, by name.
-fn read_safetensors(path: &Path) -> BTreeMap<String, Vec<f32>> {
+fn read_safetensors(path: &Path) -> Weights {
     let bytes = std::fs::read(path).unwrap();
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
@@ -188,11 +191,7 @@ fn start<M: ImageClassifier>(file: &str, model_config: &ModelConfig) -> Start<M>
 
 /// Trains `start.model` with `config` (one batch per epoch: batch size = dataset size, so each epoch is one
 /// step of the script); returns each epoch's (learning rate, training loss) and every final tensor by name.
-fn train<M: ImageClassifier>(
-    start: Start<M>,
-    config: &TrainConfig,
-    model_config: &ModelConfig,
-) -> (Vec<(f64, f64)>, BTreeMap<String, Vec<f32>>) {
+fn train<M: ImageClassifier>(start: Start<M>, config: &TrainConfig, model_config: &ModelConfig) -> (Vec<(f64, f64)>, Weights) {
     let device = nightshift_trainer::Device::flex();
     let mut history = Vec::new();
     let outcome = fine_tune(
@@ -278,7 +277,7 @@ fn first_step_gradients<M: ImageClassifier>(file: &str, model_config: ModelConfi
     let expected = start.fixture["gradients"].clone();
     let pytorch_float32 = start.fixture["pytorch_float32_gradient_distance"].as_f64().unwrap();
     let samples = start.fixture["samples_per_tensor"].as_u64().unwrap() as usize;
-    let initial: BTreeMap<String, Vec<f32>> = start.tensors.iter().map(|(n, _, v)| (n.clone(), v.clone())).collect();
+    let initial: Weights = start.tensors.iter().map(|(n, _, v)| (n.clone(), v.clone())).collect();
     let mut config = TrainConfig::new(1, start.data.len(), 1.0);
     config.weight_decay = 0.0;
     config.warmup_fraction = 0.0;
