@@ -59,6 +59,12 @@ fn a_photo_trial_saves_its_preprocessing_and_predict_uses_it() {
     assert_eq!(classes.len(), 2, "{top}");
     assert!(classes.contains(&"cat") && classes.contains(&"dog"), "{top}");
 
+    // A file that is not an image is reported before the weights are loaded.
+    let not_an_image = sb.path().join("notes.png");
+    std::fs::write(&not_an_image, "hello").unwrap();
+    let err = sb.fails(&["predict", "--weights", "t0", "--image", not_an_image.to_str().unwrap()]);
+    assert!(err.contains("notes.png") && err.contains("PNG signature") && !err.contains("loaded"), "{err}");
+
     let err = sb.fails(&["trial", "--dataset", dataset, "--resize", "crop", "--epochs", "1", "--no-wait"]);
     assert!(err.contains("--resize") && err.contains("squash, center_crop"), "{err}");
 }

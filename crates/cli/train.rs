@@ -707,10 +707,12 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("{} has no model.json next to it; pass --arch", weights.display()),
     };
+    // The image first: a file that cannot be read or decoded is reported before the weights are loaded.
+    let input = nightshift_trainer::predict::load_image_tensor(&args.image, &model_config.preprocessing(), &device)?;
     let mut network = Network::init(&model_config, &device)?;
     let report = network.load_weights(&weights, LoadMode::Strict)?;
     eprintln!("nightshift predict: loaded {} ({})", weights.display(), report.summary());
-    let top = network.predict_image(&args.image, &model_config, args.top, &device)?;
+    let top = network.predict(input, args.top, &model_config.class_names)?;
     match args.format {
         Format::Table => {
             for t in &top {

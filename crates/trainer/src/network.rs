@@ -9,7 +9,7 @@ use crate::data::{Batcher, ImageDataset, Normalization};
 use crate::efficientnet::EfficientNetLite;
 use crate::error::Result;
 use crate::model::{Arch, ImageClassifier, ModelConfig, SmallCnn};
-use crate::predict::{TopClass, predict_image};
+use crate::predict::{TopClass, predict_input};
 use crate::resnet::ResNet;
 use crate::train::{EpochCallback, EvalMetrics, TrainConfig, TrainOutcome, evaluate, fine_tune};
 
@@ -81,8 +81,9 @@ impl Network {
         dispatch!(self, |model| evaluate(model, data, batcher, batch_size, device))
     }
 
-    /// [`predict_image`] with this network.
-    pub fn predict_image(&self, path: &Path, config: &ModelConfig, k: usize, device: &Device) -> Result<Vec<TopClass>> {
-        dispatch!(self, |model| predict_image(model, path, config, k, device))
+    /// [`predict_input`] with this network: the top `k` classes of one image prepared by
+    /// [`crate::predict::load_image_tensor`].
+    pub fn predict(&self, input: burn::tensor::Tensor<4>, k: usize, class_names: &[String]) -> Result<Vec<TopClass>> {
+        dispatch!(self, |model| predict_input(model, input, k, class_names))
     }
 }

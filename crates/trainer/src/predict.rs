@@ -84,7 +84,12 @@ pub fn predict_image<M: ImageClassifier>(
     device: &Device,
 ) -> Result<Vec<TopClass>> {
     let input = load_image_tensor(path, &config.preprocessing(), device)?;
-    Ok(top_k(model.forward(input), k, &config.class_names)?.remove(0))
+    predict_input(model, input, k, &config.class_names)
+}
+
+/// The top `k` classes of one prepared image (`[1, c, h, w]`, from [`load_image_tensor`]).
+pub fn predict_input<M: ImageClassifier>(model: &M, input: Tensor<4>, k: usize, class_names: &[String]) -> Result<Vec<TopClass>> {
+    Ok(top_k(model.forward(input), k, class_names)?.remove(0))
 }
 
 #[cfg(test)]
