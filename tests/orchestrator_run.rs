@@ -114,6 +114,10 @@ fn consecutive_failures_stop_the_sweep_with_a_clear_message() {
     let err = sb.fails(&["run", "s.yaml", "--quiet"]);
     assert!(err.contains("3 consecutive failed trials") && err.contains("ZeroDivisionError"), "{err}");
     assert_eq!(study_trials(&sb, "broken").len(), 3);
+    // It names the last failed trial's own log, which holds the traceback.
+    assert!(err.contains("reports/broken/trials/2/stderr.log"), "{err}");
+    let log = std::fs::read_to_string(sb.path().join("reports/broken/trials/2/stderr.log")).unwrap();
+    assert!(log.contains("ZeroDivisionError"), "{log}");
 }
 
 #[test]

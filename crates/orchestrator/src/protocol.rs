@@ -138,11 +138,21 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
             return Ok(Message::Log);
         }
     };
-    let Value::Object(object) = json else { return Ok(Message::Log) };
-    if object.len() != 1 {
-        return Ok(Message::Log);
-    }
-    let (key, body) = object.into_iter().next().expect("one entry");
+    let Value::Object(mut object) = json else { return Ok(Message::Log) };
+    // The message is the line's `report`, `result` or `error` object; other top-level keys (a timestamp
+    // a logging library adds, say) are ignored. Beside other keys, a `report`/`result`/`error` that is not
+    // an object is a structured log line's field, not a message. Two messages in one line are refused.
+    let alone = object.len() == 1;
+    let keys: Vec<&str> = ["report", "result", "error"]
+        .into_iter()
+        .filter(|k| object.get(*k).is_some_and(|body| alone || body.is_object()))
+        .collect();
+    let key = match keys.as_slice() {
+        [] => return Ok(Message::Log),
+        [key] => key.to_string(),
+        _ => return Err(format!("one message per line, this one has {}: {}", keys.join(" and "), shorten(trimmed))),
+    };
+    let body = object.remove(&key).expect("present");
     // `{"error": …}` is a protocol line only with an object body, so that a program logging
     // `{"error": "some text"}` as JSON is not failed for it.
     if key == "error" {
@@ -172,13 +182,16 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
     };
     match key.as_str() {
         "report" => {
+            // Steps are stored as SQLite integers (i64); a larger number would be cut, not kept.
+            const MAX_STEP: u64 = i64::MAX as u64;
             let step = match body.get("step") {
                 Some(Value::Number(n)) => {
-                    n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+                    n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 9.2e18).map(|f| f as u64))
                 }
                 _ => None,
             }
-            .ok_or_else(|| format!("`report.step` must be a non-negative integer: {}", shorten(trimmed)))?;
+            .filter(|step| *step <= MAX_STEP)
+            .ok_or_else(|| format!("`report.step` must be an integer from 0 to {MAX_STEP}: {}", shorten(trimmed)))?;
             let report = Report { step, value: value(&body)?, metrics: metrics(&body)? };
             if report.value.is_none() && report.metrics.is_empty() {
                 return Err(format!("a report needs a `value` (or the objective metric in `metrics`): {}", shorten(trimmed)));
@@ -198,7 +211,8 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
 fn trial_error(body: &serde_json::Map<String, Value>) -> Result<TrialError, String> {
     const MAX_KIND: usize = 64;
     let kind = match body.get("kind") {
-        Some(Value::String(k)) if !k.trim().is_empty() && k.len() <= MAX_KIND => k.trim().to_string(),
+        // Kinds are identifiers: `OOM` is `oom`.
+        Some(Value::String(k)) if !k.trim().is_empty() && k.len() <= MAX_KIND => k.trim().to_ascii_lowercase(),
         Some(other) => {
             return Err(format!(
                 "`error.kind` must be a non-empty string of at most {MAX_KIND} bytes such as \"oom\", got {other}"
@@ -307,9 +321,40 @@ mod tests {
             parse_line(r#"{"result": {"value": 0.84}}"#).unwrap(),
             Message::Result(FinalResult { value: Some(0.84), metrics: BTreeMap::new(), pruned: false })
         );
-        for log in ["epoch 3 done", "", "{\"loss\": 1}", "[1, 2]", "{\"report\": 1, \"other\": 2}", "{not json \"reporting\"}"] {
+        for log in [
+            "epoch 3 done",
+            "",
+            "{\"loss\": 1}",
+            "[1, 2]",
+            "{\"report\": 1, \"other\": 2}",
+            "{not json \"reporting\"}",
+            r#"{"level": "info", "error": "retrying", "result": "ok"}"#,
+        ] {
             assert_eq!(parse_line(log), Ok(Message::Log), "{log}");
         }
+    }
+
+    #[test]
+    fn a_message_beside_other_keys_is_still_a_message() {
+        // A logging library's timestamp beside the report: the report counts (it used to hang the trial,
+        // its answer never sent).
+        let Ok(Message::Report(r)) = parse_line(r#"{"report": {"step": 1, "value": 0.5}, "time": "12:00:01"}"#) else {
+            panic!("report expected")
+        };
+        assert_eq!((r.step, r.value), (1, Some(0.5)));
+        assert!(matches!(parse_line(r#"{"note": "x", "result": {"value": 0.6}}"#), Ok(Message::Result(_))));
+        let e = parse_line(r#"{"report": {"step": 1, "value": 0.5}, "result": {"value": 0.6}}"#).unwrap_err();
+        assert!(e.contains("one message per line") && e.contains("report and result"), "{e}");
+    }
+
+    #[test]
+    fn steps_beyond_what_storage_keeps_are_refused_with_the_range() {
+        for step in ["9223372036854775808", "18446744073709551616", "1e300"] {
+            let e = parse_line(&format!(r#"{{"report": {{"step": {step}, "value": 0.5}}}}"#)).unwrap_err();
+            assert!(e.contains("from 0 to 9223372036854775807"), "{step}: {e}");
+        }
+        let Ok(Message::Report(r)) = parse_line(r#"{"report": {"step": 9223372036854775807, "value": 0.5}}"#) else { panic!() };
+        assert_eq!(r.step, i64::MAX as u64);
     }
 
     #[test]
@@ -352,6 +397,8 @@ mod tests {
         let Ok(Message::Error(e)) = oom else { panic!("error expected, got {oom:?}") };
         assert!(e.is_oom());
         assert_eq!(e.message, "CUDA out of memory. Tried to allocate 2.00 GiB");
+        let Ok(Message::Error(e)) = parse_line(r#"{"error": {"kind": "OOM", "message": "m"}}"#) else { panic!() };
+        assert!(e.is_oom(), "kinds are case-insensitive: {e:?}");
         let Ok(Message::Error(e)) = parse_line(r#"{"error": {"kind": "diverged"}}"#) else { panic!() };
         assert_eq!((e.kind.as_str(), e.message.as_str(), e.is_oom()), ("diverged", "", false));
         // A JSON log line with an `error` string stays a log line.

@@ -37,6 +37,8 @@ pub enum StopReason {
         count: u32,
         /// Why the last one failed.
         last_reason: String,
+        /// The last one's stderr.log, where the program said why.
+        stderr_log: std::path::PathBuf,
     },
     /// The sampler has nothing left to propose (every grid point was tried), in words.
     SpaceExhausted(String),
@@ -55,9 +57,10 @@ impl fmt::Display for StopReason {
             }
             Self::StopAt(h, m) => write!(f, "stop time {h:02}:{m:02} reached; running trials were allowed to finish"),
             Self::Target { value, trial } => write!(f, "target reached: trial {trial} scored {value}"),
-            Self::ConsecutiveFailures { count, last_reason } => write!(
+            Self::ConsecutiveFailures { count, last_reason, stderr_log } => write!(
                 f,
-                "stopped after {count} consecutive failed trials (last: {last_reason}); look at reports/<study>/trials/<n>/stderr.log, fix the trial program, then `nightshift resume`"
+                "stopped after {count} consecutive failed trials (last: {last_reason}); look at {}, fix the trial program, then `nightshift resume`",
+                stderr_log.display()
             ),
             Self::SpaceExhausted(m) => write!(f, "search space exhausted: {m}"),
             Self::Shutdown => write!(f, "stopped by request; running trials finished (`nightshift resume` continues)"),

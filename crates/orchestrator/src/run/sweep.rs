@@ -245,7 +245,8 @@ impl<'a> Sweep<'a> {
         self.observer.event(&Event::TrialFinished { slot: &r.slot, trial: &finished });
         if self.consecutive_failures >= self.spec.budget.max_consecutive_failures && self.stop.is_none() {
             let last_reason = fail_reason.and_then(Value::as_str).unwrap_or("unknown").to_string();
-            self.stop = Some(StopReason::ConsecutiveFailures { count: self.consecutive_failures, last_reason });
+            let stderr_log = self.options.reports_dir.join("trials").join(number.to_string()).join("stderr.log");
+            self.stop = Some(StopReason::ConsecutiveFailures { count: self.consecutive_failures, last_reason, stderr_log });
         }
         self.finished_since_refresh += 1;
         // One rewrite at a time: while one runs, the count grows and the next finished trial tries again.
