@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE))
 import optuna  # noqa: E402
 from optuna.distributions import distribution_to_json  # noqa: E402
 
-from suite import PROBLEMS, Problem  # noqa: E402
+from suite import EXTRA_PROBLEMS, PROBLEMS, Problem  # noqa: E402
 
 CHECKPOINTS = (25, 50, 100)
 REGRET_FLOOR = 1e-8
@@ -150,7 +150,7 @@ def run_cli(arm: str, problem: Problem, seed: int, trials: int, exe: str) -> dic
 
 def job(args: tuple[str, str, int, int, dict[str, str]]) -> tuple[str, str, int, dict[str, Any]]:
     arm, problem_name, seed, trials, exes = args
-    problem = next(p for p in PROBLEMS if p.name == problem_name)
+    problem = next(p for p in PROBLEMS + EXTRA_PROBLEMS if p.name == problem_name)
     if arm in OPTUNA_ARMS:
         result = run_optuna(arm, problem, seed, trials)
     elif NIGHTSHIFT_ARMS[arm].get("cli"):
@@ -263,7 +263,7 @@ def main() -> None:
     args = parser.parse_args()
 
     arms = args.arms.split(",")
-    problems = [p for p in PROBLEMS if p.name in args.problems.split(",")]
+    problems = [p for p in PROBLEMS + EXTRA_PROBLEMS if p.name in args.problems.split(",")]
     seeds = list(range(args.seeds))
     exes = {"driver": args.driver, "cli": args.nightshift}
     cache_dir = Path(args.cache) / f"optuna-{optuna.__version__}"

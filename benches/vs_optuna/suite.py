@@ -181,6 +181,60 @@ PROBLEMS: list[Problem] = [
 ]
 
 
+def _ackley(x: list[float]) -> float:
+    n = len(x)
+    s1 = sum(v * v for v in x) / n
+    s2 = sum(math.cos(2 * math.pi * v) for v in x) / n
+    return -20 * math.exp(-0.2 * math.sqrt(s1)) - math.exp(s2) + 20 + math.e
+
+
+def _recipe_error(p: dict[str, Any]) -> float:
+    """Validation error of an imagined training recipe with mostly categorical choices (optimiser,
+    schedule, augmentation, normalisation, activation, label smoothing on/off) plus a log learning
+    rate and a stepped dropout; the best learning rate depends on the optimiser, the best dropout on
+    the augmentation. Minimum 0.10 with adamw, cosine, strong augmentation, layer norm, gelu,
+    smoothing on, lr 10^-3.5, dropout 0.1."""
+    opt_cost = {"sgd": 0.02, "adam": 0.008, "adamw": 0.0, "rmsprop": 0.03, "lamb": 0.012}[p["optimizer"]]
+    best_log_lr = {"sgd": -1.5, "adam": -3.5, "adamw": -3.5, "rmsprop": -3.0, "lamb": -2.5}[p["optimizer"]]
+    aug_cost = {"none": 0.04, "light": 0.015, "strong": 0.0}[p["augmentation"]]
+    best_dropout = {"none": 0.4, "light": 0.25, "strong": 0.1}[p["augmentation"]]
+    return (
+        0.10
+        + opt_cost
+        + aug_cost
+        + {"cosine": 0.0, "step": 0.01, "constant": 0.025, "onecycle": 0.004}[p["schedule"]]
+        + {"batch": 0.006, "layer": 0.0, "group": 0.003}[p["norm"]]
+        + {"relu": 0.005, "gelu": 0.0, "silu": 0.002}[p["activation"]]
+        + (0.0 if p["label_smoothing"] == "on" else 0.007)
+        + 0.03 * (math.log10(p["learning_rate"]) - best_log_lr) ** 2
+        + 0.2 * (p["dropout"] - best_dropout) ** 2
+    )
+
+
+# Not in the default suite (its figures are in docs/search.md): other shapes, to check the default on
+# spaces the suite does not cover — ten dimensions, and a space of mostly categorical choices.
+# `run.py --problems ackley10,recipe_error`.
+EXTRA_PROBLEMS: list[Problem] = [
+    Problem("ackley10", _unit(10, -32.768, 32.768), "minimize", 0.0, lambda p: _ackley([p[f"x{i}"] for i in range(10)])),
+    Problem(
+        "recipe_error",
+        {
+            "optimizer": CategoricalDistribution(["sgd", "adam", "adamw", "rmsprop", "lamb"]),
+            "schedule": CategoricalDistribution(["cosine", "step", "constant", "onecycle"]),
+            "augmentation": CategoricalDistribution(["none", "light", "strong"]),
+            "norm": CategoricalDistribution(["batch", "layer", "group"]),
+            "activation": CategoricalDistribution(["relu", "gelu", "silu"]),
+            "label_smoothing": CategoricalDistribution(["off", "on"]),
+            "learning_rate": FloatDistribution(1e-5, 1e-1, log=True),
+            "dropout": FloatDistribution(0.0, 0.5, step=0.05),
+        },
+        "minimize",
+        0.10,
+        _recipe_error,
+    ),
+]
+
+
 def _check_optima() -> None:
     """The stated optima are attained at the published minimisers (guards typos in constants)."""
     assert abs(_branin({"x1": math.pi, "x2": 2.275}) - PROBLEMS[0].optimum) < 1e-9
@@ -194,6 +248,10 @@ def _check_optima() -> None:
     assert abs(_finetune_error(best_a) - 0.08) < 1e-12
     best_b = {"learning_rate": 1e-2, "momentum": 0.9, "epochs": 30, "scheduler": "cosine", "warmup_epochs": 3}
     assert abs(_finetune_accuracy(best_b) - 0.92) < 1e-12
+    assert _ackley([0.0] * 10) < 1e-12
+    best_c = {"optimizer": "adamw", "schedule": "cosine", "augmentation": "strong", "norm": "layer", "activation": "gelu",
+              "label_smoothing": "on", "learning_rate": 10**-3.5, "dropout": 0.1}
+    assert abs(_recipe_error(best_c) - 0.10) < 1e-12
 
 
 _check_optima()
