@@ -84,7 +84,7 @@ fn failures_are_recorded_with_their_reasons() {
             "exited with code 3; last stderr: Traceback (most recent call last): | ZeroDivisionError: division by zero",
         ),
         ("nan", "", "diverged: NaN at step 2"),
-        ("garbage", "", "protocol error: `report.step` must be a non-negative integer"),
+        ("garbage", "", "protocol error: `report.step` must be an integer from 0 to 9223372036854775807"),
         ("noresult", "", "exited with code 0 without reporting a result"),
         ("hang", "trial_timeout: 1s, ", "timed out after 1s"),
     ];
@@ -101,6 +101,7 @@ fn failures_are_recorded_with_their_reasons() {
         }
         let log = std::fs::read_to_string(sb.path().join(format!("reports/{mode}/nightshift.log"))).unwrap();
         assert!(log.contains("trial finished"), "{mode}: tracing log is written");
+        assert!(!log.contains("Some("), "{mode}: plain values, not debug forms: {log}");
     }
 }
 

@@ -241,7 +241,10 @@ impl<'a> Sweep<'a> {
             }
         }
         let fail_reason = finished.system_attrs.get(attrs::FAIL_REASON);
-        tracing::info!(trial = number, state = %finished.state, value = ?finished.value, reason = ?fail_reason, "trial finished");
+        // Plain values in nightshift.log, not Rust's debug form (`Some(String("…"))`).
+        let value = finished.value.map_or_else(|| "none".to_string(), |v| v.to_string());
+        let reason = fail_reason.and_then(Value::as_str).unwrap_or("");
+        tracing::info!(trial = number, state = %finished.state, value = %value, reason = %reason, "trial finished");
         self.observer.event(&Event::TrialFinished { slot: &r.slot, trial: &finished });
         if self.consecutive_failures >= self.spec.budget.max_consecutive_failures && self.stop.is_none() {
             let last_reason = fail_reason.and_then(Value::as_str).unwrap_or("unknown").to_string();
