@@ -60,6 +60,8 @@ class Protocol(unittest.TestCase):
             ns.report(1.5, 0.1)
         with self.assertRaises(ValueError):
             ns.report(-1, 0.1)
+        with self.assertRaises(ValueError):  # beyond what the orchestrator stores
+            ns.report(2**63, 0.1)
         with self.assertRaisesRegex(TypeError, "cannot report a value of type object"):
             ns.result(object())
 

@@ -97,11 +97,11 @@ def _emit(message):
 
 
 def report(step, value, **metrics):
-    """Report an intermediate value (e.g. after an epoch); ``step`` is a non-negative integer.
+    """Report an intermediate value (e.g. after an epoch); ``step`` is an integer from 0 to 2**63 - 1.
     Returns True when the trial is pruned: then stop training and exit promptly."""
     step = operator.index(step)  # numpy/torch integers too; 2.0 is refused like the orchestrator would
-    if step < 0:
-        raise ValueError(f"step must be a non-negative integer, got {step}")
+    if not 0 <= step <= 2**63 - 1:
+        raise ValueError(f"step must be an integer from 0 to 2**63 - 1, got {step}")
     _emit({"report": {"step": step, "value": value, "metrics": metrics}})
     if sys.stdin is None or sys.stdin.isatty():
         return False  # run by hand: nobody answers
