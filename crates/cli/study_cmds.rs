@@ -224,7 +224,7 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
                 None => study.search_space().cloned().unwrap_or_default(),
             };
             let trial = study.ask(&space)?;
-            tracing::info!("asked trial {} with parameters {:?}", trial.number, trial.params);
+            tracing::info!("asked trial {} with parameters {}", trial.number, json!(trial.params));
             let mut record = json!({"number": trial.number, "params": trial.params});
             if print.flatten {
                 record = output::flatten(record);
