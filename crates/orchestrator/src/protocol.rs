@@ -182,11 +182,12 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
     };
     match key.as_str() {
         "report" => {
-            // Steps are stored as SQLite integers (i64); a larger number would be cut, not kept.
+            // Steps are stored as SQLite integers (i64); a larger number would be cut, not kept. (A float too
+            // large for u64 saturates to u64::MAX and is refused with the rest.)
             const MAX_STEP: u64 = i64::MAX as u64;
             let step = match body.get("step") {
                 Some(Value::Number(n)) => {
-                    n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 9.2e18).map(|f| f as u64))
+                    n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
                 }
                 _ => None,
             }

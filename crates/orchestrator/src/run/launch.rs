@@ -312,6 +312,6 @@ fn cache_dir(reports_dir: &Path) -> Result<PathBuf> {
 }
 
 /// `<reports_dir>/trials/<number>`, absolute (it is also the trial's `NIGHTSHIFT_TRIAL_DIR`).
-fn trial_dir(reports_dir: &Path, number: u64) -> Result<PathBuf> {
+pub(super) fn trial_dir(reports_dir: &Path, number: u64) -> Result<PathBuf> {
     std::path::absolute(reports_dir.join("trials").join(number.to_string())).map_err(|e| Error::io("resolve", reports_dir, e))
 }

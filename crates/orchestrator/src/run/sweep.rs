@@ -13,7 +13,7 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::budget::{Room, StopReason, budget_used, room, target_reached};
 use super::events::{Event, Observer};
-use super::launch::{Peers, Running, StudyJudge, ask_next, build_launch, record_outcome, recover_stale, runs_alone};
+use super::launch::{Peers, Running, StudyJudge, ask_next, build_launch, record_outcome, recover_stale, runs_alone, trial_dir};
 use super::shutdown::{Shutdown, ShutdownLevel};
 use super::{RunOptions, RunSummary, TrialTiming, blocking, refresh_in_background, trials_of};
 use crate::error::{Error, Result};
@@ -240,15 +240,14 @@ impl<'a> Sweep<'a> {
                 }
             }
         }
-        let fail_reason = finished.system_attrs.get(attrs::FAIL_REASON);
+        let reason = finished.system_attrs.get(attrs::FAIL_REASON).and_then(Value::as_str);
         // Plain values in nightshift.log, not Rust's debug form (`Some(String("…"))`).
         let value = finished.value.map_or_else(|| "none".to_string(), |v| v.to_string());
-        let reason = fail_reason.and_then(Value::as_str).unwrap_or("");
-        tracing::info!(trial = number, state = %finished.state, value = %value, reason = %reason, "trial finished");
+        tracing::info!(trial = number, state = %finished.state, value = %value, reason = reason.unwrap_or(""), "trial finished");
         self.observer.event(&Event::TrialFinished { slot: &r.slot, trial: &finished });
         if self.consecutive_failures >= self.spec.budget.max_consecutive_failures && self.stop.is_none() {
-            let last_reason = fail_reason.and_then(Value::as_str).unwrap_or("unknown").to_string();
-            let stderr_log = self.options.reports_dir.join("trials").join(number.to_string()).join("stderr.log");
+            let last_reason = reason.unwrap_or("unknown").to_string();
+            let stderr_log = trial_dir(&self.options.reports_dir, number)?.join("stderr.log");
             self.stop = Some(StopReason::ConsecutiveFailures { count: self.consecutive_failures, last_reason, stderr_log });
         }
         self.finished_since_refresh += 1;
