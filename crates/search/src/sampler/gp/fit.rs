@@ -10,11 +10,12 @@
 //! Log marginal likelihood: `−½ log det C − ½ yᵀC⁻¹y` with `C = K + σ²I`; its gradient is
 //! `½ tr((ααᵀ − C⁻¹) ∂C/∂θ)` with `α = C⁻¹y`.
 
-use nalgebra::{Cholesky, DMatrix, DVector};
+use faer::linalg::solvers::{DenseSolveCore, Solve};
+use faer::{Col, Mat, Side};
 
 use super::kernel::{KernelParams, matern52_with_derivative, sq_diff};
 use super::lbfgs::{self, Options};
-use super::regressor::{GpRegressor, Observations, lower_inverse};
+use super::regressor::{GpRegressor, Observations};
 
 /// Optuna's `DEFAULT_MINIMUM_NOISE_VAR`.
 pub const MINIMUM_NOISE_VAR: f64 = 1e-6;
@@ -30,9 +31,12 @@ pub enum FitFallback {
 /// The negative log posterior of the hyper-parameters as a function of their logarithms.
 pub struct Objective<'a> {
     obs: &'a Observations,
-    y: DVector<f64>,
-    /// δ_d between observations i > j, pair-major: `pairs[(i(i−1)/2 + j)·dims + d]`.
-    pairs: Vec<f64>,
+    y: Col<f64>,
+    /// δ_d between observations i > j, dimension-major over the pairs in column order of the
+    /// lower triangle ((1, 0), (2, 0), …, (n−1, 0), (2, 1), …): `deltas[d·n_pairs + pair]`, so
+    /// that every pass over the pairs is a contiguous (vectorisable) loop.
+    deltas: Vec<f64>,
+    n_pairs: usize,
     deterministic: bool,
     min_noise: f64,
 }
@@ -41,14 +45,15 @@ impl<'a> Objective<'a> {
     /// The marginal-likelihood objective of `obs`; `deterministic` fixes the noise at `min_noise`.
     pub fn new(obs: &'a Observations, deterministic: bool, min_noise: f64) -> Self {
         let (n, d) = (obs.len(), obs.dims);
-        let mut pairs = Vec::with_capacity(n * n.saturating_sub(1) / 2 * d);
-        for i in 0..n {
-            for j in 0..i {
-                let (a, b) = (obs.row(i), obs.row(j));
-                pairs.extend((0..d).map(|c| sq_diff(a[c], b[c], obs.categorical[c])));
+        let n_pairs = n * n.saturating_sub(1) / 2;
+        let mut deltas = Vec::with_capacity(n_pairs * d);
+        for c in 0..d {
+            for j in 0..n {
+                let b = obs.row(j)[c];
+                deltas.extend((j + 1..n).map(|i| sq_diff(obs.row(i)[c], b, obs.categorical[c])));
             }
         }
-        Self { obs, y: DVector::from_column_slice(&obs.y), pairs, deterministic, min_noise }
+        Self { obs, y: Col::from_fn(n, |i| obs.y[i]), deltas, n_pairs, deterministic, min_noise }
     }
 
     /// Raw (log) parameters → kernel parameters.
@@ -79,53 +84,60 @@ impl<'a> Objective<'a> {
         if !s.is_finite() || !noise.is_finite() || p.inv_sq_lengthscales.iter().any(|v| !v.is_finite()) {
             return f64::INFINITY;
         }
-        // Covariance, with the kernel correlations m and their derivatives dm per pair.
-        let n_pairs = n * n.saturating_sub(1) / 2;
-        let mut m = Vec::with_capacity(n_pairs);
-        let mut dm = Vec::with_capacity(n_pairs);
-        let mut c = DMatrix::zeros(n, n);
-        let mut pair = 0;
-        for i in 0..n {
-            c[(i, i)] = s + noise;
-            for j in 0..i {
-                let deltas = &self.pairs[pair * d..(pair + 1) * d];
-                let r2: f64 = deltas.iter().zip(&p.inv_sq_lengthscales).map(|(a, b)| a * b).sum();
-                let (mi, dmi) = matern52_with_derivative(r2);
-                c[(i, j)] = s * mi;
-                c[(j, i)] = s * mi;
-                m.push(mi);
-                dm.push(dmi);
-                pair += 1;
-            }
+        // Kernel correlations m and their derivatives dm per pair, then the covariance's lower
+        // triangle (what the factorisation reads): column j below the diagonal is a run of pairs.
+        let n_pairs = self.n_pairs;
+        let mut r2 = vec![0.0; n_pairs];
+        for (lambda, deltas) in p.inv_sq_lengthscales.iter().zip(self.deltas.chunks_exact(n_pairs.max(1))) {
+            r2.iter_mut().zip(deltas).for_each(|(r, delta)| *r += lambda * delta);
         }
-        let Some(chol) = Cholesky::new(c) else { return f64::INFINITY };
-        let log_det: f64 = 2.0 * chol.l_dirty().diagonal().iter().map(|v| v.ln()).sum::<f64>();
+        let (mut m, mut dm) = (vec![0.0; n_pairs], vec![0.0; n_pairs]);
+        for ((r, mi), dmi) in r2.iter().zip(&mut m).zip(&mut dm) {
+            (*mi, *dmi) = matern52_with_derivative(*r);
+        }
+        let mut c = Mat::zeros(n, n);
+        let mut start = 0;
+        for j in 0..n {
+            let col = &mut c.col_as_slice_mut(j)[j..];
+            col[0] = s + noise;
+            let run = &m[start..start + col.len() - 1];
+            col[1..].iter_mut().zip(run).for_each(|(entry, mi)| *entry = s * mi);
+            start += run.len();
+        }
+        let Ok(chol) = c.llt(Side::Lower) else { return f64::INFINITY };
+        let log_det: f64 = 2.0 * (0..n).map(|i| chol.L()[(i, i)].ln()).sum::<f64>();
         let alpha = chol.solve(&self.y);
-        let lml = -0.5 * log_det - 0.5 * self.y.dot(&alpha);
-        // C⁻¹ = L⁻ᵀL⁻¹: a triangular inverse and a matrix product, several times cheaper than `Cholesky::inverse`.
-        let l_inv = lower_inverse(chol.l_dirty());
-        let inverse = l_inv.transpose() * &l_inv;
-        // W = ααᵀ − C⁻¹; ∂lml/∂θ = ½ Σ_ij W_ij ∂C_ij/∂θ, the off-diagonal pairs counted twice.
+        let lml = -0.5 * log_det - 0.5 * (self.y.transpose() * &alpha);
+        let inverse = chol.inverse();
+        let alpha: Vec<f64> = alpha.iter().copied().collect();
+        // W = ααᵀ − C⁻¹; ∂lml/∂θ = ½ Σ_ij W_ij ∂C_ij/∂θ, the off-diagonal pairs counted twice:
+        // per pair, W·m for the scale and W·dm for the length scales (times δ_d below).
         let mut g_scale = 0.0;
         let mut g_noise = 0.0;
-        for i in 0..n {
-            let w = alpha[i] * alpha[i] - inverse[(i, i)];
+        for (i, &a) in alpha.iter().enumerate() {
+            let w = a * a - inverse[(i, i)];
             g_scale += 0.5 * w * s;
             g_noise += 0.5 * w;
         }
-        grad.iter_mut().for_each(|g| *g = 0.0);
-        let mut pair = 0;
-        for i in 0..n {
-            for j in 0..i {
-                let w = alpha[i] * alpha[j] - inverse[(i, j)];
-                g_scale += w * s * m[pair];
-                let coeff = w * s * dm[pair];
-                let deltas = &self.pairs[pair * d..(pair + 1) * d];
-                for k in 0..d {
-                    grad[k] += coeff * deltas[k];
-                }
-                pair += 1;
+        let mut w_dm = vec![0.0; n_pairs];
+        let mut w_m = 0.0;
+        let mut start = 0;
+        for j in 0..n {
+            let inverse_col = &inverse.col_as_slice(j)[j + 1..];
+            let end = start + inverse_col.len();
+            let a_j = alpha[j];
+            let pairs = w_dm[start..end].iter_mut().zip(&m[start..end]).zip(&dm[start..end]);
+            for (((out, mi), dmi), (a_i, inverse_ij)) in pairs.zip(alpha[j + 1..].iter().zip(inverse_col)) {
+                let w = a_i * a_j - inverse_ij;
+                w_m += w * mi;
+                *out = w * dmi;
             }
+            start = end;
+        }
+        g_scale += s * w_m;
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        for (g, deltas) in grad.iter_mut().zip(self.deltas.chunks_exact(n_pairs.max(1))) {
+            *g = s * w_dm.iter().zip(deltas).map(|(a, b)| a * b).sum::<f64>();
         }
         // Chain rule to log λ, and the prior.
         let mut prior = s.ln() - s + 0.1 * noise.ln() - 30.0 * noise;
@@ -256,9 +268,12 @@ mod tests {
         let objective = Objective::new(&obs, false, MINIMUM_NOISE_VAR);
         let raw = [0.3, -0.5, 0.2, 0.1, -3.0];
         let p = objective.params(&raw);
-        let c = super::super::regressor::covariance(&obs, &p);
-        let y = DVector::from_column_slice(&obs.y);
-        let lml = -0.5 * c.determinant().ln() - 0.5 * y.dot(&(c.clone().try_inverse().unwrap() * &y));
+        // The covariance in full (the function fills the lower triangle), then LU, not Cholesky.
+        let lower = super::super::regressor::covariance(&obs, &p);
+        let c = Mat::from_fn(obs.len(), obs.len(), |i, j| if i >= j { lower[(i, j)] } else { lower[(j, i)] });
+        let y = Col::from_fn(obs.len(), |i| obs.y[i]);
+        let lu = c.partial_piv_lu();
+        let lml = -0.5 * c.determinant().ln() - 0.5 * (y.transpose() * (lu.inverse() * &y));
         let prior = -p.inv_sq_lengthscales.iter().map(|l| 0.1 / l + 0.1 * l).sum::<f64>() + p.scale.ln() - p.scale
             + 0.1 * p.noise_var.ln()
             - 30.0 * p.noise_var;

@@ -2,7 +2,10 @@
 //! training covariance, the weights `C⁻¹y`, and the posterior mean and variance (with their
 //! gradients) at new points.
 
-use nalgebra::{Cholesky, DMatrix, DVector, Dyn};
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::linalg::solvers::{Llt, Solve};
+use faer::linalg::triangular_inverse::invert_lower_triangular;
+use faer::{Accum, Col, Mat, Par, Side};
 
 use super::kernel::{KernelParams, matern52, matern52_with_derivative, scaled_sq_dist};
 
@@ -52,63 +55,50 @@ impl Observations {
 /// Largest diagonal jitter (relative to the kernel scale) tried before giving up on a covariance.
 const MAX_RELATIVE_JITTER: f64 = 1e-2;
 
-/// Cholesky factor of `c`, adding a growing multiple of the identity while it is not positive
-/// definite (1e-10 · scale up to 1e-2 · scale). `None` when even that fails or `c` has a non-finite entry.
-pub fn cholesky_with_jitter(mut c: DMatrix<f64>, scale: f64) -> Option<Cholesky<f64, Dyn>> {
-    if c.iter().any(|v| !v.is_finite()) {
+/// Cholesky factor of `c` (its lower triangle is read), adding a growing multiple of the
+/// identity while it is not positive definite (1e-10 · scale up to 1e-2 · scale). `None` when
+/// even that fails or `c` has a non-finite entry.
+pub fn cholesky_with_jitter(mut c: Mat<f64>, scale: f64) -> Option<Llt<f64>> {
+    let n = c.nrows();
+    if (0..n).any(|j| c.col_as_slice(j)[j..].iter().any(|v| !v.is_finite())) {
         return None;
     }
-    if let Some(chol) = Cholesky::new(c.clone()) {
-        return Some(chol);
+    if let Ok(llt) = c.llt(Side::Lower) {
+        return Some(llt);
     }
     let mut jitter = 1e-10 * scale.max(f64::MIN_POSITIVE);
     let mut added = 0.0;
     while jitter <= MAX_RELATIVE_JITTER * scale {
-        for i in 0..c.nrows() {
+        for i in 0..n {
             c[(i, i)] += jitter - added;
         }
         added = jitter;
-        if let Some(chol) = Cholesky::new(c.clone()) {
-            return Some(chol);
+        if let Ok(llt) = c.llt(Side::Lower) {
+            return Some(llt);
         }
         jitter *= 10.0;
     }
     None
 }
 
-/// `L⁻¹` for a lower-triangular `l` (the upper triangle of `l` is ignored): column `j` solves
-/// `L x = e_j` from row `j` down, the rows above being zero.
-pub fn lower_inverse(l: &DMatrix<f64>) -> DMatrix<f64> {
-    let n = l.nrows();
-    let mut x = DMatrix::zeros(n, n);
-    let ls = l.as_slice();
-    let xs = x.as_mut_slice();
-    for j in 0..n {
-        let col = &mut xs[j * n..(j + 1) * n];
-        col[j] = 1.0;
-        for k in j..n {
-            let lk = &ls[k * n..(k + 1) * n];
-            let xk = col[k] / lk[k];
-            col[k] = xk;
-            for i in k + 1..n {
-                col[i] -= xk * lk[i];
-            }
-        }
-    }
-    x
+/// `L⁻¹` of a Cholesky factor (zero above the diagonal).
+pub fn lower_inverse(llt: &Llt<f64>) -> Mat<f64> {
+    let n = llt.L().nrows();
+    let mut inverse = Mat::zeros(n, n);
+    invert_lower_triangular(inverse.as_mut(), llt.L(), Par::Seq);
+    inverse
 }
 
-/// The training covariance `K + σ²I`.
-pub fn covariance(obs: &Observations, params: &KernelParams) -> DMatrix<f64> {
+/// The training covariance `K + σ²I`, lower triangle only (what the Cholesky factorisation reads).
+pub fn covariance(obs: &Observations, params: &KernelParams) -> Mat<f64> {
     let n = obs.len();
-    let mut c = DMatrix::zeros(n, n);
-    for i in 0..n {
-        c[(i, i)] = params.scale + params.noise_var;
-        for j in 0..i {
+    let mut c = Mat::zeros(n, n);
+    for j in 0..n {
+        let col = c.col_as_slice_mut(j);
+        col[j] = params.scale + params.noise_var;
+        for (i, entry) in col.iter_mut().enumerate().skip(j + 1) {
             let r2 = scaled_sq_dist(obs.row(i), obs.row(j), &params.inv_sq_lengthscales, &obs.categorical);
-            let k = params.scale * matern52(r2);
-            c[(i, j)] = k;
-            c[(j, i)] = k;
+            *entry = params.scale * matern52(r2);
         }
     }
     c
@@ -121,21 +111,21 @@ pub struct GpRegressor {
     obs: Observations,
     /// Inverse of the lower Cholesky factor of `K + σ²I` (applied by matrix products, which
     /// are several times faster than triangular solves here).
-    l_inv: DMatrix<f64>,
+    l_inv: Mat<f64>,
     /// `(K + σ²I)⁻¹ y`.
-    alpha: DVector<f64>,
+    alpha: Col<f64>,
 }
 
 impl GpRegressor {
     /// Conditions on `obs`; `None` when the covariance cannot be factorised even with jitter.
     pub fn new(obs: Observations, params: KernelParams) -> Option<Self> {
         let chol = cholesky_with_jitter(covariance(&obs, &params), params.scale)?;
-        let alpha = chol.solve(&DVector::from_column_slice(&obs.y));
+        let alpha = chol.solve(Col::from_fn(obs.len(), |i| obs.y[i]));
         if alpha.iter().any(|v| !v.is_finite()) {
             return None;
         }
-        let l_inv = lower_inverse(&chol.unpack());
-        if l_inv.iter().any(|v| !v.is_finite()) {
+        let l_inv = lower_inverse(&chol);
+        if (0..l_inv.ncols()).any(|j| l_inv.col_as_slice(j).iter().any(|v| !v.is_finite())) {
             return None;
         }
         Some(Self { l_inv, alpha, params, obs })
@@ -151,20 +141,19 @@ impl GpRegressor {
         &self.obs
     }
 
-    fn cross_covariance(&self, x: &[f64], out: &mut DVector<f64>) {
-        for i in 0..self.obs.len() {
+    fn cross_covariance(&self, x: &[f64]) -> Col<f64> {
+        Col::from_fn(self.obs.len(), |i| {
             let r2 = scaled_sq_dist(x, self.obs.row(i), &self.params.inv_sq_lengthscales, &self.obs.categorical);
-            out[i] = self.params.scale * matern52(r2);
-        }
+            self.params.scale * matern52(r2)
+        })
     }
 
     /// Posterior mean and variance at `x`.
     pub fn posterior(&self, x: &[f64]) -> (f64, f64) {
-        let mut k = DVector::zeros(self.obs.len());
-        self.cross_covariance(x, &mut k);
-        let mean = k.dot(&self.alpha);
+        let k = self.cross_covariance(x);
+        let mean = k.transpose() * &self.alpha;
         let v = &self.l_inv * &k;
-        (mean, (self.params.scale - v.norm_squared()).max(0.0))
+        (mean, (self.params.scale - v.squared_norm_l2()).max(0.0))
     }
 
     /// Posterior means and variances at the rows of `xs` (`dims` coordinates each), solving for
@@ -173,17 +162,29 @@ impl GpRegressor {
         let d = self.obs.dims;
         let m = xs.len().checked_div(d).unwrap_or(0);
         let n = self.obs.len();
-        let mut k = DMatrix::zeros(n, m);
+        let mut k = Mat::zeros(n, m);
         for p in 0..m {
             let x = &xs[p * d..(p + 1) * d];
-            for i in 0..n {
+            for (i, entry) in k.col_as_slice_mut(p).iter_mut().enumerate() {
                 let r2 = scaled_sq_dist(x, self.obs.row(i), &self.params.inv_sq_lengthscales, &self.obs.categorical);
-                k[(i, p)] = self.params.scale * matern52(r2);
+                *entry = self.params.scale * matern52(r2);
             }
         }
-        let means = k.tr_mul(&self.alpha);
-        let v = &self.l_inv * &k;
-        (0..m).map(|p| (means[p], (self.params.scale - v.column(p).norm_squared()).max(0.0))).collect()
+        let means = k.transpose() * &self.alpha;
+        // v = L⁻¹K, reading only the lower triangle of L⁻¹ (half the work of a dense product).
+        let mut v = Mat::zeros(n, m);
+        triangular::matmul(
+            v.as_mut(),
+            BlockStructure::Rectangular,
+            Accum::Replace,
+            &self.l_inv,
+            BlockStructure::TriangularLower,
+            &k,
+            BlockStructure::Rectangular,
+            1.0,
+            Par::Seq,
+        );
+        (0..m).map(|p| (means[p], (self.params.scale - v.col(p).squared_norm_l2()).max(0.0))).collect()
     }
 
     /// Posterior mean and variance at `x`, with their gradients with respect to `x` written to
@@ -191,7 +192,7 @@ impl GpRegressor {
     pub fn posterior_with_grad(&self, x: &[f64], dmean: &mut [f64], dvar: &mut [f64]) -> (f64, f64) {
         let n = self.obs.len();
         let lambda = &self.params.inv_sq_lengthscales;
-        let mut k = DVector::zeros(n);
+        let mut k = Col::zeros(n);
         let mut dk = vec![0.0; n];
         for i in 0..n {
             let r2 = scaled_sq_dist(x, self.obs.row(i), lambda, &self.obs.categorical);
@@ -199,11 +200,11 @@ impl GpRegressor {
             k[i] = self.params.scale * m;
             dk[i] = self.params.scale * dm;
         }
-        let mean = k.dot(&self.alpha);
+        let mean = k.transpose() * &self.alpha;
         let v = &self.l_inv * &k;
-        let raw_var = self.params.scale - v.norm_squared();
+        let raw_var = self.params.scale - v.squared_norm_l2();
         // w = C⁻¹ k = L⁻ᵀ L⁻¹ k
-        let v = self.l_inv.tr_mul(&v);
+        let v = self.l_inv.transpose() * &v;
         dmean.iter_mut().for_each(|g| *g = 0.0);
         dvar.iter_mut().for_each(|g| *g = 0.0);
         for i in 0..n {
@@ -276,11 +277,10 @@ mod tests {
     #[test]
     fn lower_inverse_inverts() {
         let gp = toy();
-        let c = covariance(&gp.obs, &gp.params);
-        let chol = Cholesky::new(c).unwrap();
-        let l = chol.unpack();
-        let product = &l * lower_inverse(&l);
-        assert!((product - DMatrix::<f64>::identity(5, 5)).abs().max() < 1e-12);
+        let chol = covariance(&gp.obs, &gp.params).llt(Side::Lower).unwrap();
+        let product = chol.L() * lower_inverse(&chol);
+        let error = product - Mat::<f64>::identity(5, 5);
+        assert!(error.norm_max() < 1e-12, "{error:?}");
     }
 
     #[test]
