@@ -67,12 +67,21 @@ fn the_sampler_learns_to_avoid_batches_that_ran_out_of_memory() {
 }
 
 /// Runs a sweep of fake trials with `args` on one GPU shared by two trials; returns its trials.
-fn run_on_one_shared_gpu(sb: &Sandbox, study: &str, trials: u64, args: &str) -> Vec<Value> {
+/// `all_oom`: every trial runs out of memory, so the sweep ends with no result, an error.
+fn run_on_one_shared_gpu(sb: &Sandbox, study: &str, trials: u64, args: &str, all_oom: bool) -> Vec<Value> {
     let budget = format!("{{trials: {trials}, max_consecutive_failures: 1}}");
     sb.file("s.yaml", &command_spec(study, &budget, "{gpu: [0], trials_per_device: 2}", &fake(args), ""));
-    let out = sb.ok(&["run", "s.yaml", "--quiet"]);
+    let mut cmd = sb.cmd(&["run", "s.yaml", "--quiet"]);
+    let out = common::output_within(&mut cmd, common::HUNG_AFTER);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     // max_consecutive_failures 1: a failure counted as one would have stopped the sweep.
-    assert!(out.contains("budget reached"), "out-of-memory trials are not consecutive failures: {out}");
+    assert!(stdout.contains("budget reached"), "out-of-memory trials are not consecutive failures: {stdout} {stderr}");
+    if all_oom {
+        assert_eq!(out.status.code(), Some(1), "a sweep without a result fails: {stderr}");
+        assert!(stderr.contains("no trial completed") && stderr.contains("every trial ran out of memory"), "{stderr}");
+    } else {
+        assert!(out.status.success(), "{stderr}");
+    }
     study_trials(sb, study)
 }
 
@@ -81,7 +90,7 @@ fn out_of_memory_beside_another_trial_is_retried_once_alone() {
     let sb = Sandbox::new();
     // Trials 0 and 1 start together on one GPU (each waits for the other) and run out of memory;
     // later trials fit.
-    let trials = run_on_one_shared_gpu(&sb, "oom-retry", 4, "\"--wait-for-starts\", \"2\", \"--oom-below-trial\", \"2\"");
+    let trials = run_on_one_shared_gpu(&sb, "oom-retry", 4, "\"--wait-for-starts\", \"2\", \"--oom-below-trial\", \"2\"", false);
     let by_number = |n: u64| trials.iter().find(|t| t["number"] == n).unwrap_or_else(|| panic!("trial {n}: {trials:?}"));
     assert!(is_oom(by_number(0)) && is_oom(by_number(1)), "{trials:?}");
     let ev = events(&sb);
@@ -108,7 +117,7 @@ fn out_of_memory_beside_another_trial_is_retried_once_alone() {
 #[test]
 fn a_retry_that_runs_out_of_memory_alone_is_not_retried_again() {
     let sb = Sandbox::new();
-    let trials = run_on_one_shared_gpu(&sb, "oom-always", 3, "\"--wait-for-starts\", \"2\", \"--mode\", \"oom\"");
+    let trials = run_on_one_shared_gpu(&sb, "oom-always", 3, "\"--wait-for-starts\", \"2\", \"--mode\", \"oom\"", true);
     assert!(trials.iter().all(is_oom), "{trials:?}");
     let retries: Vec<u64> = trials.iter().filter_map(|t| t["system_attrs"]["retry_of"].as_u64()).collect();
     assert_eq!(retries.len(), 2, "trials 0 and 1 shared the GPU and are retried, their retries are not: {trials:?}");

@@ -17,7 +17,7 @@ use crate::train::{BuiltinTrial, builtin_configs, pretrain_args, section_flags};
 
 /// How a sweep ended, for shells, Slurm and Kubernetes (`--help` of run, resume and worker; the README).
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 finished (budget or target reached, or the search space exhausted), \
-    1 error (also: too many consecutive failed trials), 2 usage error, 3 stopped by budget.timeout or budget.stop_at \
+    1 error (also: too many consecutive failed trials, or no trial completed), 2 usage error, 3 stopped by budget.timeout or budget.stop_at \
     with budget left, 130 stopped by Ctrl-C/SIGINT, 143 stopped by SIGTERM.";
 
 /// The exit code of a sweep stopped by `timeout` or `stop_at` before its budget was used.
@@ -306,6 +306,12 @@ fn sweep(spec: Spec, from: DevicesFrom, quiet: bool) -> Result<()> {
     if let StopReason::ConsecutiveFailures { .. } = summary.stop {
         bail!("{}", summary.stop);
     }
+    // A night without a single result is a failure, whatever stopped it (out-of-memory trials do
+    // not count as consecutive failures, so such a sweep can use its whole budget).
+    let interrupted = matches!(summary.stop, StopReason::Shutdown | StopReason::Interrupted);
+    if let Some(message) = no_trial_completed(&trials, summary.launched).filter(|_| !interrupted) {
+        bail!("{message}");
+    }
     let budget_left = budget_used(&trials) < spec.budget.trials;
     let code = exit_code(&summary.stop, first_signal.load(Ordering::SeqCst), budget_left);
     if code != 0 {
@@ -313,6 +319,27 @@ fn sweep(spec: Spec, from: DevicesFrom, quiet: bool) -> Result<()> {
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// Why the study has no result, when this run launched trials and none of the study's trials
+/// completed (nor is one still running elsewhere, on another worker).
+fn no_trial_completed(trials: &[FrozenTrial], launched: u64) -> Option<String> {
+    let any = |state: TrialState| trials.iter().any(|t| t.state == state);
+    if launched == 0 || any(TrialState::Complete) || any(TrialState::Running) {
+        return None;
+    }
+    let count = |keep: &dyn Fn(&FrozenTrial) -> bool| trials.iter().filter(|t| keep(t)).count();
+    let failed = count(&|t| t.state == TrialState::Fail);
+    let oom = count(&|t| t.state == TrialState::Fail && t.is_oom());
+    let pruned = count(&|t| t.state == TrialState::Pruned);
+    let advice = if oom > 0 && oom == failed && pruned == 0 {
+        "every trial ran out of memory, so even the smallest settings tried do not fit: narrow the space toward \
+         smaller batch sizes or images, or run fewer trials per device (`trials_per_device`)"
+    } else {
+        "`nightshift trials` lists why each one failed; each trial's stderr.log is under the study's reports directory"
+    };
+    let oom = if oom > 0 { format!(" ({oom} out of memory)") } else { String::new() };
+    Some(format!("no trial completed, so the study has no result: {failed} failed{oom}, {pruned} pruned; {advice}"))
 }
 
 /// The exit code of a sweep that ended without an error ([`EXIT_CODES_HELP`]); `signal` is the first
@@ -487,6 +514,29 @@ fn check(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_study_without_a_completed_trial_is_an_error_that_says_why() {
+        use nightshift_search::attrs;
+        let trial = |number: u64, state: TrialState, oom: bool| {
+            let mut t = FrozenTrial::new(number as i64, number, state);
+            if oom {
+                t.system_attrs.insert(attrs::FAIL_KIND.into(), serde_json::json!(attrs::FAIL_KIND_OOM));
+            }
+            t
+        };
+        let all_oom = [trial(0, TrialState::Fail, true), trial(1, TrialState::Fail, true)];
+        let message = no_trial_completed(&all_oom, 2).expect("no result");
+        assert!(message.contains("2 failed (2 out of memory), 0 pruned"), "{message}");
+        assert!(message.contains("every trial ran out of memory"), "{message}");
+        let mixed = [trial(0, TrialState::Fail, true), trial(1, TrialState::Fail, false), trial(2, TrialState::Pruned, false)];
+        let message = no_trial_completed(&mixed, 3).expect("no result");
+        assert!(message.contains("2 failed (1 out of memory), 1 pruned; `nightshift trials`"), "{message}");
+        // A completed trial, a trial still running on another worker, or a run that launched nothing: no error.
+        assert_eq!(no_trial_completed(&[trial(0, TrialState::Fail, true), trial(1, TrialState::Complete, false)], 2), None);
+        assert_eq!(no_trial_completed(&[trial(0, TrialState::Fail, true), trial(1, TrialState::Running, false)], 1), None);
+        assert_eq!(no_trial_completed(&all_oom, 0), None);
+    }
 
     #[test]
     fn exit_codes_tell_how_the_sweep_ended() {

@@ -53,8 +53,9 @@
 //! Optuna's `fit_kernel_params` (no cache) to about four digits, and the acquisition maximum
 //! found is equal or higher. Regret against Optuna's GPSampler on a suite of seven problems, and
 //! ask latency against Optuna's: docs/search.md (`benches/vs_optuna/`). An ask over 100 finished
-//! trials of the 5-parameter space of `benches/gp_ask.rs` takes about 16 ms of CPU time (9 ms at
-//! 50, 81 ms at 200; group `gp_ask_cpu`).
+//! trials of the 5-parameter space of `benches/gp_ask.rs` took about 16 ms of CPU time (9 ms at
+//! 50, 81 ms at 200; group `gp_ask_cpu`) with nalgebra; with faer's Cholesky factor and inverse, 1.3×
+//! less at 100 and 2× less at 200 (same machine, docs/search.md).
 //!
 //! Out of memory: trials that failed for lack of (device) memory ([`FrozenTrial::is_oom`]) are
 //! infeasible, as trials violating a constraint are for Optuna's `GPSampler` with a
