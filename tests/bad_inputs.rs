@@ -63,8 +63,8 @@ fn run_command_case(case: &Case, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs a `trial: true` case: a one-trial sweep of the program ends, the trial is a FAIL with
-/// every fragment in its reason, and the study file is intact.
+/// Runs a `trial: true` case: a one-trial sweep of the program ends (with exit code 1: no trial
+/// completed), the trial is a FAIL with every fragment in its reason, and the study file is intact.
 fn run_trial_case(case: &Case) -> Result<(), String> {
     let sb = Sandbox::new();
     let program = corpus().join(&case.file);
@@ -75,8 +75,9 @@ fn run_trial_case(case: &Case) -> Result<(), String> {
     sb.file("s.yaml", &command_spec("bad", budget, "{cpu: 1}", &command, ""));
     let out = output_within(&mut sb.cmd(&["run", "s.yaml", "--quiet"]), LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || stderr.contains("panicked") {
-        return Err(format!("the sweep did not end cleanly ({}): {stderr}", out.status));
+    // Its only trial failed, so the sweep has no result: exit code 1 and a message that says so.
+    if out.status.code() != Some(1) || !stderr.contains("no trial completed") || stderr.contains("panicked") {
+        return Err(format!("the sweep did not end as a sweep without a result ({}): {stderr}", out.status));
     }
     assert_integrity(&study_db(&sb, "bad"));
     let trials = study_trials(&sb, "bad");
