@@ -68,7 +68,8 @@ fn prune_answers_are_honoured_and_ignoring_them_escalates() {
     let sb = Sandbox::new();
     let extra = "pruner: {type: threshold, lower: 5.0}\n";
     sb.file("s.yaml", &spec("stubborn", "{trials: 2}", "{cpu: 2}", "--mode, ignore_prune, --steps, 4, --sleep, 0.05", extra));
-    sb.ok(&["run", "s.yaml", "--quiet"]);
+    // Both trials pruned: the sweep has no result.
+    sb.no_result(&["run", "s.yaml", "--quiet"]);
     for t in study_trials(&sb, "stubborn") {
         assert_eq!(t["state"], "PRUNED", "{t}");
         assert!(t["system_attrs"]["exit"].as_str().unwrap().contains("SIGKILL"), "{t}");
@@ -92,7 +93,7 @@ fn failures_are_recorded_with_their_reasons() {
         let sb = Sandbox::new();
         let budget = format!("{{{budget_extra}trials: 2, max_consecutive_failures: 10}}");
         sb.file("s.yaml", &spec(mode, &budget, "{cpu: 2}", &format!("--mode, {mode}, --sleep, 0.05"), ""));
-        sb.ok(&["run", "s.yaml", "--quiet"]);
+        sb.no_result(&["run", "s.yaml", "--quiet"]);
         let trials = study_trials(&sb, mode);
         assert_eq!(trials.len(), 2, "{mode}");
         for t in &trials {
