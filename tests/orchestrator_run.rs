@@ -260,3 +260,23 @@ fn check_and_bad_specs() {
         assert!(err.contains(location) && err.contains(message), "run validates the same way: {err}");
     }
 }
+
+#[test]
+fn keys_a_trial_misspells_are_named_in_a_warning() {
+    let sb = Sandbox::new();
+    // `metric` for `metrics`: the value still counts, the metrics would be lost without a word.
+    sb.file(
+        "t.py",
+        "import json\n\
+         print(json.dumps({'report': {'step': 1, 'value': 0.5, 'metric': {'loss': 1.0}}}), flush=True)\n\
+         print(json.dumps({'result': {'value': 0.5}}), flush=True)\n",
+    );
+    sb.file("s.yaml", &common::command_spec("typo", "{trials: 1}", "{cpu: 1}", "[python3, t.py]", ""));
+    let out = common::output_within(&mut sb.cmd(&["run", "s.yaml", "--quiet"]), common::HUNG_AFTER);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("trial 0: its protocol lines had keys nightshift does not read: report.metric"), "{stderr}");
+    let log = std::fs::read_to_string(sb.path().join("reports/typo/nightshift.log")).expect("nightshift.log");
+    assert!(log.contains("report.metric"), "the study's log has it too: {log}");
+    assert_eq!(study_trials(&sb, "typo")[0]["state"], "COMPLETE");
+}

@@ -609,7 +609,13 @@ fn trial_body(args: TrialArgs) -> anyhow::Result<()> {
     let wait = !trial.no_wait;
     let mut pruned = false;
     let mut callback = |m: &EpochMetrics| {
-        let line = Report { step: m.epoch as u64, value: Some(m.val_accuracy), metrics: epoch_metrics_json(m) }.line();
+        let line = Report {
+            step: m.epoch as u64,
+            value: Some(m.val_accuracy),
+            metrics: epoch_metrics_json(m),
+            ignored_keys: Vec::new(),
+        }
+        .line();
         if let Err(e) = emit(&line) {
             eprintln!("nightshift trial: cannot write report: {e}");
             return Control::Stop;
@@ -648,7 +654,7 @@ fn trial_body(args: TrialArgs) -> anyhow::Result<()> {
     if let Some(acc) = test_accuracy {
         metrics.insert("test_accuracy".into(), json!(acc));
     }
-    emit(&FinalResult { value: Some(best.val_accuracy), metrics, pruned }.line())?;
+    emit(&FinalResult { value: Some(best.val_accuracy), metrics, pruned, ignored_keys: Vec::new() }.line())?;
     Ok(())
 }
 

@@ -135,6 +135,8 @@ pub struct Facts {
     pub signalled: bool,
     /// The last lines of its stderr, for the failure reason.
     pub stderr_tail: Vec<String>,
+    /// Keys of its `report`/`result` lines that nightshift does not read (each once), for a warning.
+    pub ignored_keys: Vec<String>,
 }
 
 /// How a trial ended, from what was observed. Pure.
@@ -445,6 +447,15 @@ pub async fn run_trial(
         facts.exit = child.wait().await.ok();
     }
     facts.stderr_tail = tail.last_lines(5);
+    if !facts.ignored_keys.is_empty() {
+        // A typo (`metric` for `metrics`) would otherwise lose what the trial meant to report.
+        tracing::warn!(
+            "trial {}: its protocol lines had keys nightshift does not read: {} (a report reads `step`, `value` and \
+             `metrics`; a result `value`, `metrics` and `pruned`)",
+            launch.number,
+            facts.ignored_keys.join(", ")
+        );
+    }
     out_log.flush();
     err_log.flush();
     TrialRun {
@@ -498,6 +509,14 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+fn note_ignored_keys(facts: &mut Facts, keys: &[String]) {
+    for key in keys {
+        if !facts.ignored_keys.contains(key) {
+            facts.ignored_keys.push(key.clone());
+        }
+    }
+}
+
 /// Handles one stdout line; returns a reason to stop the trial, if any.
 async fn handle_line(
     line: Line,
@@ -523,11 +542,13 @@ async fn handle_line(
             None
         }
         Message::Result(result) => {
+            note_ignored_keys(facts, &result.ignored_keys);
             let value = result.value.or_else(|| result.metrics.get(&limits.objective_metric).and_then(protocol::number));
             facts.result = Some((value, result.metrics));
             None
         }
         Message::Report(report) => {
+            note_ignored_keys(facts, &report.ignored_keys);
             first_report.get_or_insert_with(Instant::now);
             *last_step = Some(last_step.map_or(report.step, |s| s.max(report.step)));
             let Some(value) = report.value.or_else(|| report.metrics.get(&limits.objective_metric).and_then(protocol::number))

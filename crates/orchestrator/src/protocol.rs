@@ -26,6 +26,9 @@ pub struct Report {
     pub value: Option<f64>,
     /// Every metric it reports by name (numbers, or anything JSON).
     pub metrics: BTreeMap<String, Value>,
+    /// Keys of the line's `report` object that nightshift does not read (`report.metric`, a typo
+    /// of `metrics`, say), for a warning.
+    pub ignored_keys: Vec<String>,
 }
 
 /// The final result: `{"result": {"value": 0.84, "metrics": {…}}}`.
@@ -38,6 +41,8 @@ pub struct FinalResult {
     /// `"pruned": true`: the trial stopped early because it was told to prune. Informational (the
     /// orchestrator knows already); the built-in trial says it.
     pub pruned: bool,
+    /// Keys of the line's `result` object that nightshift does not read, for a warning.
+    pub ignored_keys: Vec<String>,
 }
 
 /// A failure the trial reports itself before exiting: `{"error": {"kind": "oom", "message": "…"}}`.
@@ -180,6 +185,9 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
             Some(other) => Err(format!("`{key}.metrics` must be an object, got {other}")),
         }
     };
+    let ignored_keys = |known: &[&str]| -> Vec<String> {
+        body.keys().filter(|k| !known.contains(&k.as_str())).map(|k| format!("{key}.{k}")).collect()
+    };
     match key.as_str() {
         "report" => {
             // Steps are stored as SQLite integers (i64); a larger number would be cut, not kept. (A float too
@@ -193,7 +201,12 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
             }
             .filter(|step| *step <= MAX_STEP)
             .ok_or_else(|| format!("`report.step` must be an integer from 0 to {MAX_STEP}: {}", shorten(trimmed)))?;
-            let report = Report { step, value: value(&body)?, metrics: metrics(&body)? };
+            let report = Report {
+                step,
+                value: value(&body)?,
+                metrics: metrics(&body)?,
+                ignored_keys: ignored_keys(&["step", "value", "metrics"]),
+            };
             if report.value.is_none() && report.metrics.is_empty() {
                 return Err(format!("a report needs a `value` (or the objective metric in `metrics`): {}", shorten(trimmed)));
             }
@@ -203,6 +216,7 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
             value: value(&body)?,
             metrics: metrics(&body)?,
             pruned: body.get("pruned") == Some(&Value::Bool(true)),
+            ignored_keys: ignored_keys(&["value", "metrics", "pruned"]),
         })),
         _ => Ok(Message::Log),
     }
@@ -313,6 +327,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keys_nightshift_does_not_read_are_named_for_a_warning() {
+        let Ok(Message::Report(r)) = parse_line(r#"{"report": {"step": 1, "value": 0.5, "metric": {"loss": 0.4}}}"#) else {
+            panic!("a report")
+        };
+        assert_eq!((r.ignored_keys, r.metrics.len()), (vec!["report.metric".to_string()], 0));
+        let Ok(Message::Result(r)) = parse_line(r#"{"result": {"value": 0.5, "pruned": false, "epochs": 3}}"#) else {
+            panic!("a result")
+        };
+        assert_eq!(r.ignored_keys, vec!["result.epochs".to_string()]);
+        let Ok(Message::Report(r)) = parse_line(r#"{"report": {"step": 1, "value": 0.5, "metrics": {}}}"#) else {
+            panic!("a report")
+        };
+        assert!(r.ignored_keys.is_empty());
+    }
+
+    #[test]
     fn reports_results_and_logs() {
         let m = parse_line(r#"{"report": {"step": 3, "value": 0.81, "metrics": {"loss": 0.4}}}"#).unwrap();
         let Message::Report(r) = m else { panic!("report expected") };
@@ -320,7 +350,7 @@ mod tests {
         assert_eq!(r.metrics["loss"], 0.4);
         assert_eq!(
             parse_line(r#"{"result": {"value": 0.84}}"#).unwrap(),
-            Message::Result(FinalResult { value: Some(0.84), metrics: BTreeMap::new(), pruned: false })
+            Message::Result(FinalResult { value: Some(0.84), metrics: BTreeMap::new(), pruned: false, ignored_keys: vec![] })
         );
         for log in [
             "epoch 3 done",
@@ -361,18 +391,18 @@ mod tests {
     #[test]
     fn written_lines_read_back_as_what_was_written() {
         let metrics: BTreeMap<String, Value> = [("val_loss".to_string(), json!(0.5)), ("lr".to_string(), json!(0.01))].into();
-        let report = Report { step: 3, value: Some(0.81), metrics: metrics.clone() };
+        let report = Report { step: 3, value: Some(0.81), metrics: metrics.clone(), ignored_keys: vec![] };
         assert_eq!(report.line(), "{\"report\":{\"step\":3,\"value\":0.81,\"metrics\":{\"lr\":0.01,\"val_loss\":0.5}}}\n");
         assert_eq!(parse_line(&report.line()), Ok(Message::Report(report)));
         for pruned in [false, true] {
-            let result = FinalResult { value: Some(0.84), metrics: metrics.clone(), pruned };
+            let result = FinalResult { value: Some(0.84), metrics: metrics.clone(), pruned, ignored_keys: vec![] };
             assert_eq!(parse_line(&result.line()), Ok(Message::Result(result)));
         }
         let error = TrialError { kind: TrialError::OOM.into(), message: "CUDA out of memory".into() };
         assert_eq!(error.line(), "{\"error\":{\"kind\":\"oom\",\"message\":\"CUDA out of memory\"}}\n");
         assert_eq!(parse_line(&error.line()), Ok(Message::Error(error)));
         // A diverged value is written as null: a result without a value.
-        let nan = FinalResult { value: Some(f64::NAN), metrics: BTreeMap::new(), pruned: false };
+        let nan = FinalResult { value: Some(f64::NAN), metrics: BTreeMap::new(), pruned: false, ignored_keys: vec![] };
         assert_eq!(parse_line(&nan.line()), Ok(Message::Result(FinalResult { value: None, ..nan })));
     }
 
