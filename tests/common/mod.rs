@@ -72,16 +72,16 @@ impl Sandbox {
     }
 
     /// Runs a sweep that ends without a single completed trial: asserts exit code 1 with the
-    /// "no trial completed" error (and no panic); returns stdout.
-    pub fn no_result(&self, args: &[&str]) -> String {
+    /// "no trial completed" error (and no panic); returns stdout and stderr.
+    pub fn no_result(&self, args: &[&str]) -> (String, String) {
         let out = output_within(&mut self.cmd(args), HUNG_AFTER);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(
             out.status.code() == Some(1) && stderr.contains("no trial completed") && !stderr.contains("panicked"),
             "nightshift {args:?} should have ended without a result ({}): {stderr}",
             out.status
         );
-        String::from_utf8(out.stdout).expect("utf-8 stdout")
+        (String::from_utf8(out.stdout).expect("utf-8 stdout"), stderr)
     }
 
     /// Runs and asserts failure without a panic; returns stderr.

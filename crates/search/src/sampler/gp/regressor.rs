@@ -162,14 +162,11 @@ impl GpRegressor {
         let d = self.obs.dims;
         let m = xs.len().checked_div(d).unwrap_or(0);
         let n = self.obs.len();
-        let mut k = Mat::zeros(n, m);
-        for p in 0..m {
-            let x = &xs[p * d..(p + 1) * d];
-            for (i, entry) in k.col_as_slice_mut(p).iter_mut().enumerate() {
-                let r2 = scaled_sq_dist(x, self.obs.row(i), &self.params.inv_sq_lengthscales, &self.obs.categorical);
-                *entry = self.params.scale * matern52(r2);
-            }
-        }
+        let k = Mat::from_fn(n, m, |i, p| {
+            let r2 =
+                scaled_sq_dist(&xs[p * d..(p + 1) * d], self.obs.row(i), &self.params.inv_sq_lengthscales, &self.obs.categorical);
+            self.params.scale * matern52(r2)
+        });
         let means = k.transpose() * &self.alpha;
         // v = L⁻¹K, reading only the lower triangle of L⁻¹ (half the work of a dense product).
         let mut v = Mat::zeros(n, m);
