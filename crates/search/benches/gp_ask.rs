@@ -7,6 +7,10 @@
 //! (`CLOCK_THREAD_CPUTIME_ID` on Linux), which stays meaningful on a busy machine.
 //!
 //! Run: `cargo bench -p nightshift-search --bench gp_ask`
+//!
+//! With `GP_ASK_COUNT=N` (and optionally `GP_ASK_TRIALS=n`, default 200) the binary instead
+//! performs N default-configuration asks over n trials, prints the last suggestion (to compare two
+//! builds) and exits, for a profiler or an instruction count (`valgrind --tool=callgrind`).
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
@@ -15,7 +19,7 @@ mod mixed_space;
 
 use cpu_time::ThreadCpuTime;
 use criterion::measurement::Measurement;
-use criterion::{BenchmarkId, Criterion, black_box, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, black_box, criterion_group};
 use mixed_space::{SPACE, ask, history};
 use nightshift_search::{Direction, GpConfig, GpSampler, Sampler, SamplingContext, SearchSpace};
 
@@ -56,4 +60,27 @@ criterion_group! {
     config = Criterion::default().with_measurement(ThreadCpuTime);
     targets = cpu
 }
-criterion_main!(wall_time, cpu_time);
+
+/// `GP_ASK_COUNT` asks over `GP_ASK_TRIALS` trials with the default configuration.
+fn count_asks(count: usize) {
+    let trials: u64 = std::env::var("GP_ASK_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let space = SearchSpace::parse(SPACE, "bench").unwrap();
+    let sampler = GpSampler::new(GpConfig::default());
+    let history = history(&space, trials);
+    let ctx =
+        SamplingContext { study_name: "bench", direction: Direction::Minimize, seed: 1, trials: &history, trial_number: trials };
+    let mut last = None;
+    for _ in 0..count {
+        last = Some(black_box(ask(&sampler, black_box(&ctx), &space)));
+    }
+    println!("{last:?}");
+}
+
+fn main() {
+    if let Some(count) = std::env::var("GP_ASK_COUNT").ok().and_then(|v| v.parse().ok()) {
+        return count_asks(count);
+    }
+    wall_time();
+    cpu_time();
+    criterion::Criterion::default().configure_from_args().final_summary();
+}

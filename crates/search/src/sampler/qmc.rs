@@ -59,6 +59,23 @@ impl QmcSampler {
         }
         x as f64 / 4_294_967_296.0
     }
+
+    /// Coordinate `dimension` of points `0..count`: the same values as [`QmcSampler::coordinate`],
+    /// each point from the one before (Gray-code order changes one bit per step).
+    pub fn coordinates(&self, seed: u64, dimension: usize, count: usize) -> Vec<f64> {
+        let v = direction_numbers(dimension);
+        let scramble = self.config.scramble.then(|| mix_seed(seed, dimension as u64, "qmc") as u32);
+        let mut x = 0u32;
+        (0..count)
+            .map(|index| {
+                if index > 0 {
+                    x ^= v[(index as u32).trailing_zeros() as usize];
+                }
+                let y = scramble.map_or(x, |seed| owen_scramble(x, seed));
+                y as f64 / 4_294_967_296.0
+            })
+            .collect()
+    }
 }
 
 impl Sampler for QmcSampler {
@@ -242,6 +259,18 @@ mod tests {
         assert_eq!(column(0), [0.0, 0.5, 0.75, 0.25, 0.375, 0.875, 0.625, 0.125]);
         assert_eq!(column(1), [0.0, 0.5, 0.25, 0.75, 0.375, 0.875, 0.125, 0.625]);
         assert_eq!(column(2), [0.0, 0.5, 0.25, 0.75, 0.625, 0.125, 0.875, 0.375]);
+    }
+
+    #[test]
+    fn coordinates_in_bulk_equal_those_one_by_one() {
+        for scramble in [false, true] {
+            let qmc = QmcSampler::new(QmcConfig { scramble });
+            for dimension in [0, 1, 7, MAX_DIMENSIONS - 1] {
+                let bulk = qmc.coordinates(42, dimension, 300);
+                let one_by_one: Vec<f64> = (0..300).map(|i| qmc.coordinate(42, i, dimension)).collect();
+                assert_eq!(bulk, one_by_one, "dimension {dimension}, scramble {scramble}");
+            }
+        }
     }
 
     #[test]

@@ -10,8 +10,13 @@
 //! Log marginal likelihood: `−½ log det C − ½ yᵀC⁻¹y` with `C = K + σ²I`; its gradient is
 //! `½ tr((ααᵀ − C⁻¹) ∂C/∂θ)` with `α = C⁻¹y`.
 
-use faer::linalg::solvers::{DenseSolveCore, Solve};
-use faer::{Col, Mat, Side};
+use std::cell::RefCell;
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::linalg::triangular_inverse::invert_lower_triangular;
+use faer::{Accum, Col, Mat, Par};
 
 use super::kernel::{KernelParams, matern52_with_derivative, sq_diff};
 use super::lbfgs::{self, Options};
@@ -39,6 +44,38 @@ pub struct Objective<'a> {
     n_pairs: usize,
     deterministic: bool,
     min_noise: f64,
+    scratch: RefCell<Scratch>,
+}
+
+/// Buffers that [`Objective::eval`] reuses: per pair r², m, dm and W·dm; the covariance
+/// factorised in place; L⁻¹; C⁻¹; α; faer's workspace.
+struct Scratch {
+    r2: Vec<f64>,
+    m: Vec<f64>,
+    dm: Vec<f64>,
+    w_dm: Vec<f64>,
+    factor: Mat<f64>,
+    l_inv: Mat<f64>,
+    inverse: Mat<f64>,
+    alpha: Col<f64>,
+    stack: MemBuffer,
+}
+
+impl Scratch {
+    fn new(n: usize, n_pairs: usize) -> Self {
+        let pairs = || vec![0.0; n_pairs];
+        Self {
+            r2: pairs(),
+            m: pairs(),
+            dm: pairs(),
+            w_dm: pairs(),
+            factor: Mat::zeros(n, n),
+            l_inv: Mat::zeros(n, n),
+            inverse: Mat::zeros(n, n),
+            alpha: Col::zeros(n),
+            stack: MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(n, Par::Seq, Default::default())),
+        }
+    }
 }
 
 impl<'a> Objective<'a> {
@@ -53,7 +90,8 @@ impl<'a> Objective<'a> {
                 deltas.extend((j + 1..n).map(|i| sq_diff(obs.row(i)[c], b, obs.categorical[c])));
             }
         }
-        Self { obs, y: Col::from_fn(n, |i| obs.y[i]), deltas, n_pairs, deterministic, min_noise }
+        let scratch = RefCell::new(Scratch::new(n, n_pairs));
+        Self { obs, y: Col::from_fn(n, |i| obs.y[i]), deltas, n_pairs, deterministic, min_noise, scratch }
     }
 
     /// Raw (log) parameters → kernel parameters.
@@ -84,32 +122,50 @@ impl<'a> Objective<'a> {
         if !s.is_finite() || !noise.is_finite() || p.inv_sq_lengthscales.iter().any(|v| !v.is_finite()) {
             return f64::INFINITY;
         }
+        let mut scratch = self.scratch.borrow_mut();
+        let Scratch { r2, m, dm, w_dm, factor, l_inv, inverse, alpha, stack } = &mut *scratch;
         // Kernel correlations m and their derivatives dm per pair, then the covariance's lower
         // triangle (what the factorisation reads): column j below the diagonal is a run of pairs.
         let n_pairs = self.n_pairs;
-        let mut r2 = vec![0.0; n_pairs];
+        r2.fill(0.0);
         for (lambda, deltas) in p.inv_sq_lengthscales.iter().zip(self.deltas.chunks_exact(n_pairs.max(1))) {
             r2.iter_mut().zip(deltas).for_each(|(r, delta)| *r += lambda * delta);
         }
-        let (mut m, mut dm) = (vec![0.0; n_pairs], vec![0.0; n_pairs]);
-        for ((r, mi), dmi) in r2.iter().zip(&mut m).zip(&mut dm) {
+        for ((r, mi), dmi) in r2.iter().zip(m.iter_mut()).zip(dm.iter_mut()) {
             (*mi, *dmi) = matern52_with_derivative(*r);
         }
-        let mut c = Mat::zeros(n, n);
         let mut start = 0;
         for j in 0..n {
-            let col = &mut c.col_as_slice_mut(j)[j..];
+            let col = &mut factor.col_as_slice_mut(j)[j..];
             col[0] = s + noise;
             let run = &m[start..start + col.len() - 1];
             col[1..].iter_mut().zip(run).for_each(|(entry, mi)| *entry = s * mi);
             start += run.len();
         }
-        let Ok(chol) = c.llt(Side::Lower) else { return f64::INFINITY };
-        let log_det: f64 = 2.0 * (0..n).map(|i| chol.L()[(i, i)].ln()).sum::<f64>();
-        let alpha = chol.solve(&self.y);
-        let lml = -0.5 * log_det - 0.5 * (self.y.transpose() * &alpha);
-        let inverse = chol.inverse();
-        let alpha: Vec<f64> = alpha.iter().copied().collect();
+        // In place, into buffers kept across evaluations: the fit evaluates this some 40 times,
+        // and fresh n × n matrices cost as much as the arithmetic on them.
+        let stack = MemStack::new(stack);
+        if llt::factor::cholesky_in_place(factor.as_mut(), Default::default(), Par::Seq, stack, Default::default()).is_err() {
+            return f64::INFINITY;
+        }
+        let log_det: f64 = 2.0 * (0..n).map(|i| factor[(i, i)].ln()).sum::<f64>();
+        alpha.copy_from(&self.y);
+        llt::solve::solve_in_place(factor.as_ref(), alpha.as_mat_mut(), Par::Seq, stack);
+        let lml = -0.5 * log_det - 0.5 * (self.y.transpose() * &*alpha);
+        // C⁻¹ = L⁻ᵀL⁻¹, lower triangle only (all the gradient reads).
+        invert_lower_triangular(l_inv.as_mut(), factor.as_ref(), Par::Seq);
+        triangular::matmul(
+            inverse.as_mut(),
+            BlockStructure::TriangularLower,
+            Accum::Replace,
+            l_inv.transpose(),
+            BlockStructure::TriangularUpper,
+            l_inv.as_ref(),
+            BlockStructure::TriangularLower,
+            1.0,
+            Par::Seq,
+        );
+        let alpha = alpha.try_as_col_major().expect("an owned column is contiguous").as_slice();
         // W = ααᵀ − C⁻¹; ∂lml/∂θ = ½ Σ_ij W_ij ∂C_ij/∂θ, the off-diagonal pairs counted twice:
         // per pair, W·m for the scale and W·dm for the length scales (times δ_d below).
         let mut g_scale = 0.0;
@@ -119,7 +175,6 @@ impl<'a> Objective<'a> {
             g_scale += 0.5 * w * s;
             g_noise += 0.5 * w;
         }
-        let mut w_dm = vec![0.0; n_pairs];
         let mut w_m = 0.0;
         let mut start = 0;
         for j in 0..n {
@@ -221,6 +276,8 @@ pub fn fit_from(obs: &Observations, deterministic: bool, x0: &[f64]) -> Fit {
 
 #[cfg(test)]
 mod tests {
+    use faer::linalg::solvers::DenseSolveCore;
+
     use super::*;
 
     fn data() -> Observations {

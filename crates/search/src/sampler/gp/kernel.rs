@@ -5,6 +5,8 @@
 //! and the Hamming distance (0 when equal, 1 otherwise) for categorical ones; `m(r²) =
 //! (1 + √5·r + 5/3·r²)·exp(−√5·r)`. Observations carry an additional noise variance.
 
+use crate::sampler::tpe::truncnorm::fast_exp;
+
 /// Kernel hyper-parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelParams {
@@ -29,18 +31,26 @@ impl KernelParams {
 }
 
 /// `m(r²)`, the unit-scale Matérn-5/2 correlation as a function of the squared distance.
-#[inline]
+#[inline(always)]
 pub fn matern52(r2: f64) -> f64 {
     let s = (5.0 * r2).sqrt();
-    (-s).exp() * (5.0 / 3.0 * r2 + s + 1.0)
+    exp_neg(s) * (5.0 / 3.0 * r2 + s + 1.0)
 }
 
 /// `m(r²)` and its derivative with respect to `r²` (finite at `r² = 0`: −5/6).
-#[inline]
+#[inline(always)]
 pub fn matern52_with_derivative(r2: f64) -> (f64, f64) {
     let s = (5.0 * r2).sqrt();
-    let e = (-s).exp();
+    let e = exp_neg(s);
     (e * (5.0 / 3.0 * r2 + s + 1.0), -5.0 / 6.0 * (1.0 + s) * e)
+}
+
+/// e^−s for s ≥ 0 without a call into libm, so that loops over kernel values vectorise (a
+/// relative error below 1e-13, far under what the fit and the acquisition resolve); 0 where
+/// e^−s is below 1e-304.
+#[inline(always)]
+fn exp_neg(s: f64) -> f64 {
+    if s < 700.0 { fast_exp(-s) } else { 0.0 }
 }
 
 /// The per-dimension distance δ_d: squared difference, or Hamming distance for categoricals.

@@ -50,10 +50,11 @@ pub fn maximize(
     // Preliminary samples: a Sobol design scrambled afresh for every ask.
     let qmc = QmcSampler::new(QmcConfig { scramble: true });
     let seed: u64 = rng.random();
+    let sobol: Vec<Vec<f64>> = (0..d.min(MAX_DIMENSIONS)).map(|j| qmc.coordinates(seed, j, n)).collect();
     let mut samples = vec![0.0; n * d];
     for p in 0..n {
         for (j, dim) in dims.iter().enumerate() {
-            let u = if j < MAX_DIMENSIONS { qmc.coordinate(seed, p as u64, j) } else { rng.random::<f64>() };
+            let u = if j < MAX_DIMENSIONS { sobol[j][p] } else { rng.random::<f64>() };
             samples[p * d + j] = dim.from_uniform(u);
         }
     }

@@ -114,6 +114,8 @@ pub struct GpRegressor {
     l_inv: Mat<f64>,
     /// `(K + σ²I)⁻¹ y`.
     alpha: Col<f64>,
+    /// The observations' coordinates, dimension-major (`coords[d·n + i]`), for batch posteriors.
+    coords: Vec<f64>,
 }
 
 impl GpRegressor {
@@ -128,7 +130,9 @@ impl GpRegressor {
         if (0..l_inv.ncols()).any(|j| l_inv.col_as_slice(j).iter().any(|v| !v.is_finite())) {
             return None;
         }
-        Some(Self { l_inv, alpha, params, obs })
+        let n = obs.len();
+        let coords = (0..obs.dims).flat_map(|c| (0..n).map(move |i| (c, i))).map(|(c, i)| obs.row(i)[c]).collect();
+        Some(Self { l_inv, alpha, params, obs, coords })
     }
 
     /// The kernel hyper-parameters.
@@ -162,11 +166,24 @@ impl GpRegressor {
         let d = self.obs.dims;
         let m = xs.len().checked_div(d).unwrap_or(0);
         let n = self.obs.len();
-        let k = Mat::from_fn(n, m, |i, p| {
-            let r2 =
-                scaled_sq_dist(&xs[p * d..(p + 1) * d], self.obs.row(i), &self.params.inv_sq_lengthscales, &self.obs.categorical);
-            self.params.scale * matern52(r2)
-        });
+        // K(X, xs), column by column: r² summed over the dimensions, then the kernel, each a
+        // contiguous loop over the observations (the coordinates dimension-major) that vectorises.
+        let mut k = Mat::<f64>::zeros(n, m);
+        let lambda = &self.params.inv_sq_lengthscales;
+        for p in 0..m {
+            let x = &xs[p * d..(p + 1) * d];
+            let col = k.col_as_slice_mut(p);
+            for c in 0..d {
+                let (coords, lambda, xc) = (&self.coords[c * n..(c + 1) * n], lambda[c], x[c]);
+                if self.obs.categorical[c] {
+                    col.iter_mut().zip(coords).for_each(|(r2, &v)| *r2 += if v == xc { 0.0 } else { lambda });
+                } else {
+                    col.iter_mut().zip(coords).for_each(|(r2, &v)| *r2 += lambda * ((xc - v) * (xc - v)));
+                }
+            }
+            let scale = self.params.scale;
+            col.iter_mut().for_each(|v| *v = scale * matern52(*v));
+        }
         let means = k.transpose() * &self.alpha;
         // v = L⁻¹K, reading only the lower triangle of L⁻¹ (half the work of a dense product).
         let mut v = Mat::zeros(n, m);
