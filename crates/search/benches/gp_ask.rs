@@ -20,7 +20,7 @@ mod mixed_space;
 use cpu_time::ThreadCpuTime;
 use criterion::measurement::Measurement;
 use criterion::{BenchmarkId, Criterion, black_box, criterion_group};
-use mixed_space::{SPACE, ask, history};
+use mixed_space::{SPACE, ask, env_number, history, repeated_asks};
 use nightshift_search::{Direction, GpConfig, GpSampler, Sampler, SamplingContext, SearchSpace};
 
 fn bench_ask<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
@@ -63,21 +63,12 @@ criterion_group! {
 
 /// `GP_ASK_COUNT` asks over `GP_ASK_TRIALS` trials with the default configuration.
 fn count_asks(count: usize) {
-    let trials: u64 = std::env::var("GP_ASK_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let space = SearchSpace::parse(SPACE, "bench").unwrap();
-    let sampler = GpSampler::new(GpConfig::default());
-    let history = history(&space, trials);
-    let ctx =
-        SamplingContext { study_name: "bench", direction: Direction::Minimize, seed: 1, trials: &history, trial_number: trials };
-    let mut last = None;
-    for _ in 0..count {
-        last = Some(black_box(ask(&sampler, black_box(&ctx), &space)));
-    }
-    println!("{last:?}");
+    let trials = env_number("GP_ASK_TRIALS").unwrap_or(200);
+    println!("{:?}", repeated_asks(&GpSampler::new(GpConfig::default()), trials, count));
 }
 
 fn main() {
-    if let Some(count) = std::env::var("GP_ASK_COUNT").ok().and_then(|v| v.parse().ok()) {
+    if let Some(count) = env_number("GP_ASK_COUNT") {
         return count_asks(count);
     }
     wall_time();

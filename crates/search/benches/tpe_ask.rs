@@ -25,7 +25,7 @@ mod mixed_space;
 use cpu_time::ThreadCpuTime;
 use criterion::measurement::Measurement;
 use criterion::{BatchSize, BenchmarkId, Criterion, black_box, criterion_group};
-use mixed_space::{SPACE, ask, history, objective};
+use mixed_space::{SPACE, ask, env_number, history, objective, repeated_asks};
 use nightshift_search::{Direction, FrozenTrial, SamplingContext, SearchSpace, TpeConfig, TpeSampler, TrialState};
 
 fn bench_ask<M: Measurement>(c: &mut Criterion<M>, group_name: &str, cold: bool) {
@@ -72,15 +72,8 @@ criterion_group! {
 /// `TPE_ASK_COUNT` asks over `TPE_ASK_TRIALS` trials, after one warm-up ask that fills the row
 /// cache (as in the timed benchmark).
 fn count_asks(count: usize) {
-    let trials: u64 = std::env::var("TPE_ASK_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let space = SearchSpace::parse(SPACE, "bench").unwrap();
-    let sampler = TpeSampler::new(TpeConfig::default());
-    let history = history(&space, trials);
-    let ctx =
-        SamplingContext { study_name: "bench", direction: Direction::Minimize, seed: 1, trials: &history, trial_number: trials };
-    for _ in 0..=count {
-        black_box(ask(&sampler, black_box(&ctx), &space));
-    }
+    let trials = env_number("TPE_ASK_TRIALS").unwrap_or(1000);
+    repeated_asks(&TpeSampler::new(TpeConfig::default()), trials, count + 1);
 }
 
 /// A study of `n` trials (the objective above, one long-lived sampler); prints each suggestion.
@@ -110,10 +103,10 @@ fn trace(n: u64) {
 }
 
 fn main() {
-    if let Some(n) = std::env::var("TPE_ASK_TRACE").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = env_number("TPE_ASK_TRACE") {
         return trace(n);
     }
-    if let Some(count) = std::env::var("TPE_ASK_COUNT").ok().and_then(|v| v.parse().ok()) {
+    if let Some(count) = env_number("TPE_ASK_COUNT") {
         return count_asks(count);
     }
     wall_time();

@@ -51,3 +51,18 @@ pub fn history(space: &SearchSpace, n: u64) -> Vec<FrozenTrial> {
 pub fn ask(sampler: &dyn Sampler, ctx: &SamplingContext<'_>, space: &SearchSpace) -> BTreeMap<String, ParamValue> {
     sample_space(sampler, ctx, space).unwrap()
 }
+
+/// `count` asks of `sampler` over a history of `trials` finished trials (for a profiler or an
+/// instruction count); returns the last suggestion.
+pub fn repeated_asks(sampler: &dyn Sampler, trials: u64, count: usize) -> Option<BTreeMap<String, ParamValue>> {
+    let space = SearchSpace::parse(SPACE, "bench").unwrap();
+    let history = history(&space, trials);
+    let ctx =
+        SamplingContext { study_name: "bench", direction: Direction::Minimize, seed: 1, trials: &history, trial_number: trials };
+    (0..count).map(|_| std::hint::black_box(ask(sampler, std::hint::black_box(&ctx), &space))).last()
+}
+
+/// A number from the environment variable `name`, if it is set and parses.
+pub fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}

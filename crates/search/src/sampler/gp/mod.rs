@@ -55,7 +55,10 @@
 //! ask latency against Optuna's: docs/search.md (`benches/vs_optuna/`). An ask over 100 finished
 //! trials of the 5-parameter space of `benches/gp_ask.rs` took about 16 ms of CPU time (9 ms at
 //! 50, 81 ms at 200; group `gp_ask_cpu`) with nalgebra; with faer's Cholesky factor and inverse, 1.3×
-//! less at 100 and 2× less at 200 (same machine, docs/search.md).
+//! less at 100 and 2× less at 200; with the likelihood's buffers reused, kernel values through a
+//! vectorised exp and the Sobol design built incrementally, another 1.5× less at 100 and 1.4× at 200
+//! (docs/search.md). What is left is mostly the O(n³) factor and inverse in each of the ~40
+//! likelihood evaluations of a fit, and the O(n²) posterior variance at 2,048 Sobol points.
 //!
 //! Out of memory: trials that failed for lack of (device) memory ([`FrozenTrial::is_oom`]) are
 //! infeasible, as trials violating a constraint are for Optuna's `GPSampler` with a
