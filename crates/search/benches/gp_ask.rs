@@ -73,5 +73,5 @@ fn main() {
     }
     wall_time();
     cpu_time();
-    criterion::Criterion::default().configure_from_args().final_summary();
+    Criterion::default().configure_from_args().final_summary();
 }

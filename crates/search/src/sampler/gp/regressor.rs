@@ -7,7 +7,7 @@ use faer::linalg::solvers::{Llt, Solve};
 use faer::linalg::triangular_inverse::invert_lower_triangular;
 use faer::{Accum, Col, Mat, Par, Side};
 
-use super::kernel::{KernelParams, matern52, matern52_with_derivative, scaled_sq_dist};
+use super::kernel::{KernelParams, matern52, matern52_with_derivative, scaled_sq_dist, sq_diff};
 
 /// Training data in the unit cube: `x` holds one row of `dims` coordinates per observation
 /// (categoricals as choice indices), `y` the standardised values to be maximised.
@@ -131,7 +131,8 @@ impl GpRegressor {
             return None;
         }
         let n = obs.len();
-        let coords = (0..obs.dims).flat_map(|c| (0..n).map(move |i| (c, i))).map(|(c, i)| obs.row(i)[c]).collect();
+        let (x, d) = (&obs.x, obs.dims);
+        let coords = (0..d).flat_map(|c| (0..n).map(move |i| x[i * d + c])).collect();
         Some(Self { l_inv, alpha, params, obs, coords })
     }
 
@@ -174,12 +175,9 @@ impl GpRegressor {
             let x = &xs[p * d..(p + 1) * d];
             let col = k.col_as_slice_mut(p);
             for c in 0..d {
-                let (coords, lambda, xc) = (&self.coords[c * n..(c + 1) * n], lambda[c], x[c]);
-                if self.obs.categorical[c] {
-                    col.iter_mut().zip(coords).for_each(|(r2, &v)| *r2 += if v == xc { 0.0 } else { lambda });
-                } else {
-                    col.iter_mut().zip(coords).for_each(|(r2, &v)| *r2 += lambda * ((xc - v) * (xc - v)));
-                }
+                let (coords, lambda, xc, categorical) =
+                    (&self.coords[c * n..(c + 1) * n], lambda[c], x[c], self.obs.categorical[c]);
+                col.iter_mut().zip(coords).for_each(|(r2, &v)| *r2 += lambda * sq_diff(xc, v, categorical));
             }
             let scale = self.params.scale;
             col.iter_mut().for_each(|v| *v = scale * matern52(*v));
