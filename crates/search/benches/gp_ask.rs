@@ -1,7 +1,9 @@
 //! GP ask latency over an in-memory history of 50 / 100 / 200 finished trials of the 5-D mixed
 //! space of `tpe_ask.rs` (log float, categorical, stepped float, log float, int). Sampling only:
 //! the `SamplingContext` is built directly, no storage is involved. The default configuration
-//! (2048 preliminary Sobol points, as Optuna) and a lighter one (512) are measured.
+//! (2048 preliminary Sobol points, as Optuna) and a lighter one (512) are measured. As in a study,
+//! the last finished trial carries the kernel its own ask fitted (`gp_kernel`), which the measured
+//! ask's fit starts from; `no_previous_kernel` measures the default configuration without it.
 //!
 //! Two groups: `gp_ask` measures wall-clock time; `gp_ask_cpu` the thread's CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID` on Linux), which stays meaningful on a busy machine.
@@ -21,16 +23,37 @@ use cpu_time::ThreadCpuTime;
 use criterion::measurement::Measurement;
 use criterion::{BenchmarkId, Criterion, black_box, criterion_group};
 use mixed_space::{SPACE, ask, env_number, history, repeated_asks};
-use nightshift_search::{Direction, GpConfig, GpSampler, Sampler, SamplingContext, SearchSpace};
+use nightshift_search::sampler::sample_space_noted;
+use nightshift_search::{Direction, FrozenTrial, GpConfig, GpSampler, Sampler, SamplingContext, SearchSpace, TrialState};
+
+/// [`history`] of `n` finished trials whose last one carries the notes (the fitted kernel) of its
+/// own ask over the trials before it, as every trial of a GP study does.
+fn history_with_notes(space: &SearchSpace, n: u64) -> Vec<FrozenTrial> {
+    let mut trials = history(space, n);
+    let last = n as usize - 1;
+    let mut before = trials[..last].to_vec();
+    before.push(FrozenTrial::new(last as i64, last as u64, TrialState::Running));
+    let ctx = SamplingContext {
+        study_name: "bench",
+        direction: Direction::Minimize,
+        seed: 1,
+        trials: &before,
+        trial_number: last as u64,
+    };
+    let (_, notes) = sample_space_noted(&GpSampler::new(GpConfig::default()), &ctx, space).unwrap();
+    assert!(!notes.is_empty(), "the GP's ask over {last} trials left no kernel");
+    trials[last].system_attrs.extend(notes);
+    trials
+}
 
 fn bench_ask<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
     let space = SearchSpace::parse(SPACE, "bench").unwrap();
     let mut group = c.benchmark_group(group_name);
     group.sample_size(20);
-    for (label, preliminary) in [("default", 2048), ("prelim512", 512)] {
+    for (label, preliminary, notes) in [("default", 2048, true), ("prelim512", 512, true), ("no_previous_kernel", 2048, false)] {
         let sampler = GpSampler::new(GpConfig { n_preliminary_samples: preliminary, ..GpConfig::default() });
         for n in [50u64, 100, 200] {
-            let trials = history(&space, n);
+            let trials = if notes { history_with_notes(&space, n) } else { history(&space, n) };
             let ctx = SamplingContext {
                 study_name: "bench",
                 direction: Direction::Minimize,
@@ -61,10 +84,11 @@ criterion_group! {
     targets = cpu
 }
 
-/// `GP_ASK_COUNT` asks over `GP_ASK_TRIALS` trials with the default configuration.
+/// `GP_ASK_COUNT` asks over `GP_ASK_TRIALS` trials (the last with its kernel) with the default configuration.
 fn count_asks(count: usize) {
-    let trials = env_number("GP_ASK_TRIALS").unwrap_or(200);
-    println!("{:?}", repeated_asks(&GpSampler::new(GpConfig::default()), trials, count));
+    let space = SearchSpace::parse(SPACE, "bench").unwrap();
+    let trials = history_with_notes(&space, env_number("GP_ASK_TRIALS").unwrap_or(200));
+    println!("{:?}", repeated_asks(&GpSampler::new(GpConfig::default()), &trials, count));
 }
 
 fn main() {

@@ -73,7 +73,8 @@ criterion_group! {
 /// cache (as in the timed benchmark).
 fn count_asks(count: usize) {
     let trials = env_number("TPE_ASK_TRIALS").unwrap_or(1000);
-    repeated_asks(&TpeSampler::new(TpeConfig::default()), trials, count + 1);
+    let space = SearchSpace::parse(SPACE, "bench").unwrap();
+    repeated_asks(&TpeSampler::new(TpeConfig::default()), &history(&space, trials), count + 1);
 }
 
 /// A study of `n` trials (the objective above, one long-lived sampler); prints each suggestion.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::pruner::{PruneContext, Pruner};
-use crate::sampler::{Sampler, SamplingContext, sample_space};
+use crate::sampler::{Sampler, SamplingContext, sample_space_noted};
 use crate::space::{Params, SearchSpace};
 use crate::storage::{NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
 use crate::tournament::{Assignment, Role, Step, Tournament};
@@ -149,7 +149,7 @@ impl Study {
     }
 
     /// Samples `trial`'s missing parameters from the history that `keep` lets through (a tournament arm's
-    /// trials; the trial itself is always in it).
+    /// trials; the trial itself is always in it), and stores the sampler's notes on the trial.
     fn sample_among(
         &self,
         space: &SearchSpace,
@@ -178,7 +178,10 @@ impl Study {
             }
             s
         };
-        let mut sampled = sample_space(self.sampler.as_ref(), &ctx, &missing)?;
+        let (mut sampled, notes) = sample_space_noted(self.sampler.as_ref(), &ctx, &missing)?;
+        for (key, value) in &notes {
+            self.storage.set_trial_attr(trial.id, key, value, true)?;
+        }
         let mut params = Vec::with_capacity(missing.len());
         for (name, dist) in missing.iter() {
             let Some(value) = sampled.remove(name) else { continue };

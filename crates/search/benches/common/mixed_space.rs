@@ -52,13 +52,12 @@ pub fn ask(sampler: &dyn Sampler, ctx: &SamplingContext<'_>, space: &SearchSpace
     sample_space(sampler, ctx, space).unwrap()
 }
 
-/// `count` asks of `sampler` over a history of `trials` finished trials (for a profiler or an
-/// instruction count); returns the last suggestion.
-pub fn repeated_asks(sampler: &dyn Sampler, trials: u64, count: usize) -> Option<BTreeMap<String, ParamValue>> {
+/// `count` asks of `sampler` over `history` (finished trials, then the RUNNING trial being
+/// sampled), for a profiler or an instruction count; returns the last suggestion.
+pub fn repeated_asks(sampler: &dyn Sampler, history: &[FrozenTrial], count: usize) -> Option<BTreeMap<String, ParamValue>> {
     let space = SearchSpace::parse(SPACE, "bench").unwrap();
-    let history = history(&space, trials);
-    let ctx =
-        SamplingContext { study_name: "bench", direction: Direction::Minimize, seed: 1, trials: &history, trial_number: trials };
+    let trial_number = history.last().map_or(0, |t| t.number);
+    let ctx = SamplingContext { study_name: "bench", direction: Direction::Minimize, seed: 1, trials: history, trial_number };
     (0..count).map(|_| std::hint::black_box(ask(sampler, std::hint::black_box(&ctx), &space))).last()
 }
 

@@ -27,7 +27,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{GpConfig, GpSampler, QmcConfig, QmcSampler, Sampler, SamplingContext, TpeConfig, TpeSampler};
+use super::{GpConfig, GpSampler, QmcConfig, QmcSampler, Sampler, SamplingContext, TpeConfig, TpeSampler, TrialNotes};
 use crate::error::Result;
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::TrialState;
@@ -173,6 +173,14 @@ impl Sampler for AutoSampler {
 
     fn sample_relative(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> Result<BTreeMap<String, ParamValue>> {
         self.pick(ctx).sample_relative(ctx, space)
+    }
+
+    fn sample_relative_noted(
+        &self,
+        ctx: &SamplingContext<'_>,
+        space: &SearchSpace,
+    ) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {
+        self.pick(ctx).sample_relative_noted(ctx, space)
     }
 
     fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue> {

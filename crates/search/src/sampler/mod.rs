@@ -81,6 +81,11 @@ pub fn mix_seed(seed: u64, trial_number: u64, salt: &str) -> u64 {
     h
 }
 
+/// System attributes a sampler leaves on the trial it sampled, for later asks to read back from
+/// the history (the GP's fitted kernel, which the next fit starts from). Being stored with the
+/// trial, they keep every suggestion a function of (seed, trial number, history) in any process.
+pub type TrialNotes = BTreeMap<String, serde_json::Value>;
+
 /// The sampler seam (Optuna's `BaseSampler`).
 pub trait Sampler: Send + Sync {
     /// The subset of `space` to sample jointly with [`Sampler::sample_relative`]. Default: none.
@@ -91,6 +96,15 @@ pub trait Sampler: Send + Sync {
     /// Jointly samples the parameters of `space`. Parameters it leaves out are sampled independently.
     fn sample_relative(&self, _ctx: &SamplingContext<'_>, _space: &SearchSpace) -> Result<BTreeMap<String, ParamValue>> {
         Ok(BTreeMap::new())
+    }
+
+    /// [`Sampler::sample_relative`], and the notes to store with the trial. Default: no notes.
+    fn sample_relative_noted(
+        &self,
+        ctx: &SamplingContext<'_>,
+        space: &SearchSpace,
+    ) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {
+        Ok((self.sample_relative(ctx, space)?, TrialNotes::new()))
     }
 
     /// Samples one parameter on its own.
@@ -104,8 +118,21 @@ pub fn sample_space(
     ctx: &SamplingContext<'_>,
     space: &SearchSpace,
 ) -> Result<BTreeMap<String, ParamValue>> {
+    Ok(sample_space_noted(sampler, ctx, space)?.0)
+}
+
+/// [`sample_space`], and the sampler's notes to store with the trial ([`TrialNotes`]).
+pub fn sample_space_noted(
+    sampler: &dyn Sampler,
+    ctx: &SamplingContext<'_>,
+    space: &SearchSpace,
+) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {
     let relative_space = sampler.infer_relative_search_space(ctx, space);
-    let mut relative = if relative_space.is_empty() { BTreeMap::new() } else { sampler.sample_relative(ctx, &relative_space)? };
+    let (mut relative, notes) = if relative_space.is_empty() {
+        (BTreeMap::new(), TrialNotes::new())
+    } else {
+        sampler.sample_relative_noted(ctx, &relative_space)?
+    };
     let mut params = BTreeMap::new();
     for (name, dist) in space.iter() {
         let value = match relative.remove(name) {
@@ -114,7 +141,7 @@ pub fn sample_space(
         };
         params.insert(name.to_string(), value);
     }
-    Ok(params)
+    Ok((params, notes))
 }
 
 /// Which sampler a study uses, as written in specs and stored with the study.

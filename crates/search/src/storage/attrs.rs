@@ -31,6 +31,11 @@ pub const ATTEMPT: &str = "attempt";
 pub const RETRY_OF: &str = "retry_of";
 /// The trial re-runs an out-of-memory trial that shared its device, and must run alone on one (a bool).
 pub const RUN_ALONE: &str = "run_alone";
+/// The GP sampler's fitted kernel at this trial's ask (a [`crate::sampler::gp::KernelNote`]: the joint
+/// parameters' names, their inverse squared length scales, the kernel scale and the noise variance). The
+/// next ask over more than 64 observations starts its fit there, as Optuna's `GPSampler` starts from its
+/// previous fit; stored with the trial so that an `ask` in a new process does the same.
+pub const GP_KERNEL: &str = "gp_kernel";
 /// Study user attribute: the sweep spec the study was run with (the stored spec JSON).
 pub const STUDY_SPEC: &str = "spec";
 /// A trial's role in a tournament (`compare: {param: …, budget_per_arm: …}`): `"search"` or `"replicate"`

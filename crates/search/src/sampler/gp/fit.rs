@@ -223,23 +223,30 @@ pub struct Fit {
 pub const MULTI_START_MAX_OBSERVATIONS: usize = 64;
 
 /// Fits the hyper-parameters to `obs`, stopping when the gradient is at most 1e-2 as Optuna's
-/// `gtol` does. The fit always starts from Optuna's default point (every λ, the scale and the
-/// noise 1), so the result depends on the data only; with at most
-/// [`MULTI_START_MAX_OBSERVATIONS`] observations it also starts from λ = 10 and λ = 0.1 and keeps
-/// the best posterior (a deterministic stand-in for Optuna's warm start from the previous ask,
-/// where the likelihood has several optima and a fit is cheap). Falls back to the default
-/// parameters when the fit fails, and returns no GP when even those cannot be factorised.
-pub fn fit(obs: &Observations, deterministic: bool) -> Fit {
+/// `gtol` does. Up to [`MULTI_START_MAX_OBSERVATIONS`] observations the fit starts from Optuna's
+/// default point (every λ, the scale and the noise 1) and from λ = 10 and λ = 0.1, and keeps the
+/// best posterior: a fit is cheap there and the likelihood often has several optima. Beyond, it
+/// starts from `warm_start` (the parameters of an earlier fit of the same space, as Optuna's
+/// `GPSampler` starts from its previous ask's fit) when given, else from the default point. Falls
+/// back to the default parameters when the fit fails, and returns no GP when even those cannot be
+/// factorised.
+pub fn fit(obs: &Observations, deterministic: bool, warm_start: Option<&KernelParams>) -> Fit {
     let objective = Objective::new(obs, deterministic, MINIMUM_NOISE_VAR);
     let start = |lambda: f64| {
         let mut p = KernelParams::default_for(obs.dims);
         p.inv_sq_lengthscales.iter_mut().for_each(|v| *v = lambda);
         objective.raw(&p)
     };
-    let mut best = fit_from(obs, deterministic, &start(1.0));
     if obs.len() > MULTI_START_MAX_OBSERVATIONS {
-        return best;
+        // A warm start that fails (an earlier fit of very different data) is retried from the default.
+        if let Some(warm) = warm_start.filter(|w| w.inv_sq_lengthscales.len() == obs.dims)
+            && let fit @ Fit { fallback: None, .. } = fit_from(obs, deterministic, &objective.raw(warm))
+        {
+            return fit;
+        }
+        return fit_from(obs, deterministic, &start(1.0));
     }
+    let mut best = fit_from(obs, deterministic, &start(1.0));
     let mut grad = vec![0.0; obs.dims + 2];
     let mut loss = |fit: &Fit| match (&fit.gp, fit.fallback) {
         (Some(gp), None) => objective.eval(&objective.raw(gp.params()), &mut grad),
@@ -347,7 +354,7 @@ mod tests {
             let row = [(t * 0.381_966).fract(), (t * 0.618_034 + 0.1).fract()];
             obs.push(&row, (6.0 * row[0]).sin());
         }
-        let fit = fit(&obs, false);
+        let fit = fit(&obs, false, None);
         assert!(fit.fallback.is_none());
         let gp = fit.gp.unwrap();
         let lambda = &gp.params().inv_sq_lengthscales;
@@ -363,14 +370,55 @@ mod tests {
         let obs = data();
         let objective = Objective::new(&obs, false, MINIMUM_NOISE_VAR);
         let loss = |fit: &Fit| objective.eval(&objective.raw(fit.gp.as_ref().unwrap().params()), &mut [0.0; 5]);
-        let best = fit(&obs, false);
+        let best = fit(&obs, false, None);
         for lambda in [1.0, 10.0, 0.1] {
             let mut p = KernelParams::default_for(3);
             p.inv_sq_lengthscales.iter_mut().for_each(|v| *v = lambda);
             let single = fit_from(&obs, false, &objective.raw(&p));
             assert!(loss(&best) <= loss(&single) + 1e-12, "λ0 = {lambda}");
         }
-        assert_eq!(best.gp.unwrap().params(), fit(&obs, false).gp.unwrap().params());
+        assert_eq!(best.gp.unwrap().params(), fit(&obs, false, None).gp.unwrap().params());
+    }
+
+    #[test]
+    fn a_warm_start_from_the_previous_fit_reaches_the_same_posterior_sooner() {
+        // 80 observations of a smooth function of 3 dimensions (one categorical), as a study's
+        // history grows by one: the fit over 79 is where the fit over 80 starts.
+        let mut all = Observations::new(3, vec![false, false, true]);
+        for i in 0..80 {
+            let t = i as f64;
+            let row = [(t * 0.381_966).fract(), (t * 0.618_034 + 0.1).fract(), (i % 4) as f64];
+            all.push(&row, (5.0 * row[0]).sin() + (row[1] - 0.4).powi(2) + 0.2 * row[2]);
+        }
+        let first = |n: usize| {
+            let mut obs = Observations::new(3, vec![false, false, true]);
+            (0..n).for_each(|i| obs.push(all.row(i), all.y[i]));
+            crate::sampler::gp::standardize(&mut obs.y);
+            obs
+        };
+        let (before, now) = (first(79), first(80));
+        let previous = fit(&before, false, None).gp.unwrap().params().clone();
+        let objective = Objective::new(&now, false, MINIMUM_NOISE_VAR);
+        let options = Options { pgtol: 1e-2, max_iters: 200, ..Options::default() };
+        let mut evals = [0, 0];
+        let run = |start: &KernelParams, count: &mut usize| {
+            lbfgs::minimize(
+                |raw, g| {
+                    *count += 1;
+                    objective.eval(raw, g)
+                },
+                &objective.raw(start),
+                None,
+                &options,
+            )
+        };
+        let cold = run(&KernelParams::default_for(3), &mut evals[0]);
+        let warm = run(&previous, &mut evals[1]);
+        assert!((warm.f - cold.f).abs() < 1e-3 * cold.f.abs().max(1.0), "{} vs {}", warm.f, cold.f);
+        assert!(evals[1] * 4 <= evals[0] * 3, "evaluations warm {} vs cold {}", evals[1], evals[0]);
+        // fit() beyond 64 observations takes the warm start.
+        assert_eq!(fit(&now, false, Some(&previous)).gp.unwrap().params(), &objective.params(&warm.x));
+        assert_eq!(fit(&now, false, None).gp.unwrap().params(), &objective.params(&cold.x));
     }
 
     #[test]
@@ -378,17 +426,17 @@ mod tests {
         // One point; all-equal values; duplicated points.
         let mut one = Observations::new(2, vec![false, true]);
         one.push(&[0.5, 1.0], 0.0);
-        assert!(fit(&one, false).gp.is_some());
+        assert!(fit(&one, false, None).gp.is_some());
         let mut same = Observations::new(1, vec![false]);
         for i in 0..6 {
             same.push(&[i as f64 / 5.0], 0.0);
         }
-        assert!(fit(&same, true).gp.is_some());
+        assert!(fit(&same, true, None).gp.is_some());
         let mut dup = Observations::new(1, vec![false]);
         for i in 0..6 {
             dup.push(&[0.25], if i % 2 == 0 { 1.0 } else { -1.0 });
         }
-        let fit = fit(&dup, true);
+        let fit = fit(&dup, true, None);
         assert!(fit.gp.is_some());
     }
 
@@ -403,7 +451,7 @@ mod tests {
         let mut bad = Observations::new(1, vec![false]);
         bad.push(&[f64::NAN], 1.0);
         bad.push(&[0.5], 0.0);
-        let fit = super::fit(&bad, false);
+        let fit = super::fit(&bad, false, None);
         assert_eq!(fit.fallback, Some(FitFallback::DefaultParams));
         assert!(fit.gp.is_none());
     }

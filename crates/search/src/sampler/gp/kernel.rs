@@ -5,10 +5,12 @@
 //! and the Hamming distance (0 when equal, 1 otherwise) for categorical ones; `m(r²) =
 //! (1 + √5·r + 5/3·r²)·exp(−√5·r)`. Observations carry an additional noise variance.
 
+use serde::{Deserialize, Serialize};
+
 use crate::sampler::tpe::truncnorm::fast_exp;
 
 /// Kernel hyper-parameters.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KernelParams {
     /// λ_d = 1 / ℓ_d², one per dimension.
     pub inv_sq_lengthscales: Vec<f64>,

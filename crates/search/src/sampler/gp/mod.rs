@@ -21,14 +21,17 @@
 //!    dimensions with exhaustive or line search on the discrete ones (tolerance 1e-4).
 //!
 //! Where it differs from Optuna:
-//! - **Fit from fixed starts.** Optuna warm-starts the hyper-parameter fit from the previous
-//!   ask's result (kept in the sampler object). Here every ask fits from Optuna's default
-//!   starting point, so a suggestion depends only on (study seed, trial number, history) and a
-//!   CLI `ask` in a fresh process reproduces it; up to 64 observations, two more starts (all
-//!   λ = 10, all λ = 0.1) are tried and the best posterior kept, which made the 25- and 50-trial
-//!   regret on Hartmann-6 and Rosenbrock-4 better over 30 seeds. A fit that fails falls back to
-//!   the default kernel parameters, as Optuna's does; one that stops at an iteration limit with
-//!   a finite likelihood is kept (Optuna would discard it).
+//! - **Where the fit starts.** Optuna warm-starts the hyper-parameter fit from the previous
+//!   ask's result, kept in the sampler object. Here each ask stores its fitted kernel with its
+//!   trial ([`attrs::GP_KERNEL`]), and beyond 64 observations the fit starts from the latest
+//!   stored kernel of the same joint parameters (else from Optuna's default point): a suggestion
+//!   still depends only on (study seed, trial number, stored history), so a CLI `ask` in a fresh
+//!   process reproduces it. The warm start needs about half the likelihood evaluations (each an
+//!   O(n³) factorisation). Up to 64 observations, where a fit is cheap, every ask fits from the
+//!   default point and from all λ = 10 and all λ = 0.1, and keeps the best posterior, which made
+//!   the 25- and 50-trial regret on Hartmann-6 and Rosenbrock-4 better over 30 seeds than one
+//!   start. A fit that fails falls back to the default kernel parameters, as Optuna's does; one
+//!   that stops at an iteration limit with a finite likelihood is kept (Optuna would discard it).
 //! - **RUNNING trials** (parallel workers): instead of Optuna's qLogEI, a *capped Kriging
 //!   believer*: every other RUNNING trial that has all the joint parameters joins the data, in
 //!   trial-number order, as a pseudo-observation at the posterior mean there of the GP
@@ -56,9 +59,10 @@
 //! trials of the 5-parameter space of `benches/gp_ask.rs` took about 16 ms of CPU time (9 ms at
 //! 50, 81 ms at 200; group `gp_ask_cpu`) with nalgebra; with faer's Cholesky factor and inverse, 1.3×
 //! less at 100 and 2× less at 200; with the likelihood's buffers reused, kernel values through a
-//! vectorised exp and the Sobol design built incrementally, another 1.5× less at 100 and 1.4× at 200
-//! (docs/search.md). What is left is mostly the O(n³) factor and inverse in each of the ~40
-//! likelihood evaluations of a fit, and the O(n²) posterior variance at 2,048 Sobol points.
+//! vectorised exp and the Sobol design built incrementally, another 1.5× less at 100 and 1.4× at 200;
+//! with fits warm-started from the previous ask's kernel, another 1.6× less at 100 and 1.3× at 200
+//! (docs/search.md). What is left is mostly the O(n³) factor and inverse in each of the ~20
+//! likelihood evaluations of a warm-started fit, and the O(n²) posterior variance at 2,048 Sobol points.
 //!
 //! Out of memory: trials that failed for lack of (device) memory ([`FrozenTrial::is_oom`]) are
 //! infeasible, as trials violating a constraint are for Optuna's `GPSampler` with a
@@ -97,12 +101,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use self::acquisition::{Acquisition, LogEi, LogPof};
+use self::kernel::KernelParams;
 use self::normalize::Dim;
 use self::optimize::Effort;
 use self::regressor::{GpRegressor, Observations};
-use super::{RandomSampler, Sampler, SamplingContext};
+use super::{RandomSampler, Sampler, SamplingContext, TrialNotes};
 use crate::error::Result;
 use crate::space::{Distribution, ParamValue, SearchSpace};
+use crate::storage::attrs;
 use crate::trial::{FrozenTrial, TrialState};
 
 /// GP sampler options; the defaults are Optuna 5.0's.
@@ -151,6 +157,32 @@ pub struct GpSuggestion {
     pub params: BTreeMap<String, ParamValue>,
     /// Why the GP was not used as such, when it was not.
     pub fallback: Option<GpFallback>,
+    /// The objective's fitted kernel, for the next ask's fit to start from ([`attrs::GP_KERNEL`]).
+    pub kernel: Option<KernelNote>,
+}
+
+/// The fitted kernel an ask leaves on its trial ([`attrs::GP_KERNEL`]): the joint parameters'
+/// names (in the order of the λs) and the hyper-parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelNote {
+    /// The joint parameters, sorted by name: the dimensions of `kernel`.
+    pub params: Vec<String>,
+    /// The fitted hyper-parameters.
+    #[serde(flatten)]
+    pub kernel: KernelParams,
+}
+
+impl KernelNote {
+    /// The kernel left by the latest trial before the one being sampled that fitted the same
+    /// joint parameters, if any.
+    fn latest(ctx: &SamplingContext<'_>, params: &[&str]) -> Option<KernelParams> {
+        ctx.trials.iter().rev().filter(|t| t.number < ctx.trial_number).find_map(|t| {
+            let note: KernelNote = serde_json::from_value(t.system_attrs.get(attrs::GP_KERNEL)?.clone()).ok()?;
+            (note.params.iter().map(String::as_str).eq(params.iter().copied())
+                && note.kernel.inv_sq_lengthscales.len() == params.len())
+            .then_some(note.kernel)
+        })
+    }
 }
 
 /// The GP sampler. See the module documentation for the algorithm.
@@ -190,7 +222,7 @@ impl GpSampler {
 
     /// Jointly samples `space` (already the relative space) and says which fallback was taken.
     pub fn suggest(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> GpSuggestion {
-        let mut out = GpSuggestion { params: BTreeMap::new(), fallback: None };
+        let mut out = GpSuggestion { params: BTreeMap::new(), fallback: None, kernel: None };
         let mut params: Vec<(&str, &Distribution)> = space.iter().filter(|(_, d)| !d.is_single()).collect();
         if params.is_empty() {
             return out;
@@ -249,7 +281,9 @@ impl GpSampler {
                 }
             }
             standardize(&mut obs.y);
-            let fit = fit::fit(&obs, self.config.deterministic_objective);
+            let names: Vec<&str> = params.iter().map(|(name, _)| *name).collect();
+            let warm_start = KernelNote::latest(ctx, &names);
+            let fit = fit::fit(&obs, self.config.deterministic_objective, warm_start.as_ref());
             if fit.fallback.is_some() {
                 out.fallback = Some(GpFallback::DefaultKernelParams);
             }
@@ -257,6 +291,10 @@ impl GpSampler {
                 out.fallback = Some(GpFallback::Random);
                 return out;
             };
+            if fit.fallback.is_none() {
+                let params = names.iter().map(|name| name.to_string()).collect();
+                out.kernel = Some(KernelNote { params, kernel: gp.params().clone() });
+            }
             let best = argmax(&obs.y);
             let threshold = obs.y[best];
             let best_row = obs.row(best).to_vec();
@@ -287,7 +325,7 @@ impl GpSampler {
             } else {
                 0.0
             };
-            let fit = fit::fit(&feasibility, true);
+            let fit = fit::fit(&feasibility, true, None);
             match fit.gp {
                 Some(gp) => Some((gp, threshold)),
                 // Without a feasibility model the objective alone decides; with neither, random.
@@ -321,7 +359,7 @@ impl GpSampler {
 /// Clips infinities to the finite extremes (0 when there are none) and standardises to mean 0
 /// and standard deviation 1 (Optuna's `warn_and_convert_inf` and `_standardize_values`); returns
 /// the mean and the divisor used.
-fn standardize(y: &mut [f64]) -> (f64, f64) {
+pub(crate) fn standardize(y: &mut [f64]) -> (f64, f64) {
     let finite = y.iter().copied().filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 0.0) };
@@ -360,14 +398,27 @@ impl Sampler for GpSampler {
     }
 
     fn sample_relative(&self, ctx: &SamplingContext<'_>, space: &SearchSpace) -> Result<BTreeMap<String, ParamValue>> {
+        Ok(self.sample_relative_noted(ctx, space)?.0)
+    }
+
+    /// The notes: the fitted kernel ([`attrs::GP_KERNEL`]), which the next ask's fit starts from.
+    fn sample_relative_noted(
+        &self,
+        ctx: &SamplingContext<'_>,
+        space: &SearchSpace,
+    ) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {
+        let mut notes = TrialNotes::new();
         if space.is_empty() || self.in_startup(ctx) {
-            return Ok(BTreeMap::new());
+            return Ok((BTreeMap::new(), notes));
         }
         let suggestion = self.suggest(ctx, space);
         if let Some(fallback) = suggestion.fallback {
             tracing::warn!(study = ctx.study_name, trial = ctx.trial_number, "GP sampler: {fallback}");
         }
-        Ok(suggestion.params)
+        if let Some(kernel) = suggestion.kernel.and_then(|k| serde_json::to_value(k).ok()) {
+            notes.insert(attrs::GP_KERNEL.to_string(), kernel);
+        }
+        Ok((suggestion.params, notes))
     }
 
     fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue> {

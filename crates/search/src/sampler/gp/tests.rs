@@ -345,6 +345,59 @@ fn gp_finds_branins_minimum_in_30_trials_where_random_search_does_not() {
     assert!(hits(&random_regrets, 0.05) <= 2, "random regrets {random_regrets:?}");
 }
 
+/// Each ask leaves its fitted kernel on its trial; beyond 64 observations the next fit starts from
+/// the latest kernel of the same joint parameters, read back from the history like any other input.
+#[test]
+fn asks_leave_their_kernel_for_the_next_fit_to_start_from() {
+    let (space, mut trials) = bowl(70);
+    trials.push(FrozenTrial::new(70, 70, TrialState::Running));
+    let (params, notes) = crate::sampler::sample_space_noted(&small(), &ctx(&trials, 70, Direction::Minimize), &space).unwrap();
+    let note: KernelNote = serde_json::from_value(notes[attrs::GP_KERNEL].clone()).unwrap();
+    assert_eq!(note.params, ["x", "y"]);
+    let (x, y) = xy(&params);
+    trials[70].state = TrialState::Complete;
+    trials[70].value = Some((x - 0.3).powi(2) + (y + 0.2).powi(2));
+    trials[70].params = params;
+    trials[70].system_attrs.insert(attrs::GP_KERNEL.into(), notes[attrs::GP_KERNEL].clone());
+    trials.push(FrozenTrial::new(71, 71, TrialState::Running));
+    let next = ctx(&trials, 71, Direction::Minimize);
+    assert_eq!(KernelNote::latest(&next, &["x", "y"]), Some(note.kernel.clone()));
+    assert_eq!(KernelNote::latest(&next, &["x", "z"]), None);
+    // A fresh sampler over the same stored history suggests the same (an `ask` in a new process).
+    let first = ask(&small(), &next, &space);
+    assert_eq!(first, ask(&small(), &next, &space));
+    // A note that does not parse, or has other dimensions, is skipped for an older one or none.
+    trials[69].system_attrs.insert(attrs::GP_KERNEL.into(), notes[attrs::GP_KERNEL].clone());
+    trials[70].system_attrs.insert(attrs::GP_KERNEL.into(), serde_json::json!({"params": ["x", "y"], "scale": "big"}));
+    assert_eq!(KernelNote::latest(&ctx(&trials, 71, Direction::Minimize), &["x", "y"]), Some(note.kernel.clone()));
+    trials[69].system_attrs.insert(
+        attrs::GP_KERNEL.into(),
+        serde_json::json!({"params": ["x", "y"], "inv_sq_lengthscales": [1.0], "scale": 1.0, "noise_var": 1.0}),
+    );
+    assert_eq!(KernelNote::latest(&ctx(&trials, 71, Direction::Minimize), &["x", "y"]), None);
+    assert_eq!(ask(&small(), &ctx(&trials, 71, Direction::Minimize), &space).len(), 2);
+}
+
+#[test]
+fn a_study_stores_each_gp_asks_kernel_on_its_trial() {
+    let space = SearchSpace::parse("x: {type: float, low: -1.0, high: 1.0}\n", "s").unwrap();
+    let mut new = NewStudy::new("kernel", Direction::Minimize, 3);
+    new.sampler = SamplerConfig::Gp(GpConfig { n_preliminary_samples: 64, ..GpConfig::default() });
+    let study = Study::create(Arc::new(InMemoryStorage::new()), &new).unwrap();
+    for _ in 0..12 {
+        let t = study.ask(&space).unwrap();
+        let x = t.params["x"].as_f64().unwrap();
+        study.tell(t.number, TellOutcome::Value((x - 0.25).powi(2))).unwrap();
+    }
+    let trials = study.trials().unwrap();
+    // Start-up trials (10) are random and fit nothing; the GP's asks leave their kernel.
+    assert!(trials[..10].iter().all(|t| !t.system_attrs.contains_key(attrs::GP_KERNEL)));
+    for t in &trials[10..] {
+        let note: KernelNote = serde_json::from_value(t.system_attrs[attrs::GP_KERNEL].clone()).unwrap();
+        assert_eq!((note.params.as_slice(), note.kernel.inv_sq_lengthscales.len()), (["x".to_string()].as_slice(), 1));
+    }
+}
+
 #[test]
 fn config_parses_by_name_and_rejects_unknown_fields() {
     let kwargs = serde_json::json!({"n_startup_trials": 5, "deterministic_objective": true, "seed": 3});
