@@ -375,7 +375,13 @@ fn asks_leave_their_kernel_for_the_next_fit_to_start_from() {
         serde_json::json!({"params": ["x", "y"], "inv_sq_lengthscales": [1.0], "scale": 1.0, "noise_var": 1.0}),
     );
     assert_eq!(KernelNote::latest(&ctx(&trials, 71, Direction::Minimize), &["x", "y"]), None);
-    assert_eq!(ask(&small(), &ctx(&trials, 71, Direction::Minimize), &space).len(), 2);
+    let without_notes = ask(&small(), &ctx(&trials, 71, Direction::Minimize), &space);
+    // A kernel no fit can start from (λ ≤ 0) is as good as none: the fit starts from the default.
+    trials[70].system_attrs.insert(
+        attrs::GP_KERNEL.into(),
+        serde_json::json!({"params": ["x", "y"], "inv_sq_lengthscales": [-1.0, 0.0], "scale": 1.0, "noise_var": 1.0}),
+    );
+    assert_eq!(ask(&small(), &ctx(&trials, 71, Direction::Minimize), &space), without_notes);
 }
 
 #[test]
