@@ -165,38 +165,48 @@ impl GpRegressor {
     /// all points at once.
     pub fn posterior_batch(&self, xs: &[f64]) -> Vec<(f64, f64)> {
         let d = self.obs.dims;
-        let m = xs.len().checked_div(d).unwrap_or(0);
         let n = self.obs.len();
-        // K(X, xs), column by column: r² summed over the dimensions, then the kernel, each a
-        // contiguous loop over the observations (the coordinates dimension-major) that vectorises.
-        let mut k = Mat::<f64>::zeros(n, m);
+        let m = xs.len().checked_div(d).unwrap_or(0);
+        // A block of points at a time, so that K(X, block) and L⁻¹K stay in cache (and are not
+        // allocated and zero-filled afresh at thousands of columns).
+        const BLOCK: usize = 128;
+        let mut k = Mat::<f64>::zeros(n, BLOCK.min(m));
+        let mut v = Mat::<f64>::zeros(n, BLOCK.min(m));
+        let mut out = Vec::with_capacity(m);
         let lambda = &self.params.inv_sq_lengthscales;
-        for p in 0..m {
-            let x = &xs[p * d..(p + 1) * d];
-            let col = k.col_as_slice_mut(p);
-            for c in 0..d {
-                let (coords, lambda, xc, categorical) =
-                    (&self.coords[c * n..(c + 1) * n], lambda[c], x[c], self.obs.categorical[c]);
-                col.iter_mut().zip(coords).for_each(|(r2, &v)| *r2 += lambda * sq_diff(xc, v, categorical));
+        for block in xs.chunks(BLOCK * d.max(1)) {
+            let b = block.len().checked_div(d).unwrap_or(0);
+            // K(X, block), column by column: r² summed over the dimensions, then the kernel, each
+            // a contiguous loop over the observations (the coordinates dimension-major) that vectorises.
+            for p in 0..b {
+                let x = &block[p * d..(p + 1) * d];
+                let col = k.col_as_slice_mut(p);
+                col.fill(0.0);
+                for c in 0..d {
+                    let (coords, lambda, xc, categorical) =
+                        (&self.coords[c * n..(c + 1) * n], lambda[c], x[c], self.obs.categorical[c]);
+                    col.iter_mut().zip(coords).for_each(|(r2, &v)| *r2 += lambda * sq_diff(xc, v, categorical));
+                }
+                let scale = self.params.scale;
+                col.iter_mut().for_each(|v| *v = scale * matern52(*v));
             }
-            let scale = self.params.scale;
-            col.iter_mut().for_each(|v| *v = scale * matern52(*v));
+            let (k, mut v) = (k.subcols(0, b), v.subcols_mut(0, b));
+            let means = k.transpose() * &self.alpha;
+            // v = L⁻¹K, reading only the lower triangle of L⁻¹ (half the work of a dense product).
+            triangular::matmul(
+                v.as_mut(),
+                BlockStructure::Rectangular,
+                Accum::Replace,
+                &self.l_inv,
+                BlockStructure::TriangularLower,
+                k,
+                BlockStructure::Rectangular,
+                1.0,
+                Par::Seq,
+            );
+            out.extend((0..b).map(|p| (means[p], (self.params.scale - v.as_ref().col(p).squared_norm_l2()).max(0.0))));
         }
-        let means = k.transpose() * &self.alpha;
-        // v = L⁻¹K, reading only the lower triangle of L⁻¹ (half the work of a dense product).
-        let mut v = Mat::zeros(n, m);
-        triangular::matmul(
-            v.as_mut(),
-            BlockStructure::Rectangular,
-            Accum::Replace,
-            &self.l_inv,
-            BlockStructure::TriangularLower,
-            &k,
-            BlockStructure::Rectangular,
-            1.0,
-            Par::Seq,
-        );
-        (0..m).map(|p| (means[p], (self.params.scale - v.col(p).squared_norm_l2()).max(0.0))).collect()
+        out
     }
 
     /// Posterior mean and variance at `x`, with their gradients with respect to `x` written to
@@ -284,6 +294,15 @@ mod tests {
         }
         // At a training point the posterior interpolates (small noise).
         assert!((batch[1].0 - (2.0f64 * 1.3).sin()).abs() < 1e-2 && batch[1].1 < 1e-2);
+        // Across blocks of points, the last one partial.
+        let many: Vec<f64> =
+            (0..300).flat_map(|i| [(i as f64 * 0.618).fract(), (i as f64 * 0.382).fract(), (i % 2) as f64]).collect();
+        let batch = gp.posterior_batch(&many);
+        assert_eq!(batch.len(), 300);
+        for (p, &(m, v)) in batch.iter().enumerate() {
+            let (m1, v1) = gp.posterior(&many[p * 3..p * 3 + 3]);
+            assert!((m - m1).abs() < 1e-12 && (v - v1).abs() < 1e-12, "point {p}");
+        }
     }
 
     #[test]
