@@ -177,7 +177,7 @@ impl KernelNote {
     /// joint parameters, if any.
     fn latest(ctx: &SamplingContext<'_>, params: &[&str]) -> Option<KernelParams> {
         ctx.trials.iter().rev().filter(|t| t.number < ctx.trial_number).find_map(|t| {
-            let note: KernelNote = serde_json::from_value(t.system_attrs.get(attrs::GP_KERNEL)?.clone()).ok()?;
+            let note = KernelNote::deserialize(t.system_attrs.get(attrs::GP_KERNEL)?).ok()?;
             (note.params.iter().map(String::as_str).eq(params.iter().copied())
                 && note.kernel.inv_sq_lengthscales.len() == params.len())
             .then_some(note.kernel)
