@@ -15,8 +15,9 @@ trial, on a SQLite file).
 Prints, for 25/50/100 trials: the median [25th, 75th percentile] best value per problem and arm,
 each arm's geometric-mean regret ratio against Optuna's TPE and GPSampler (per problem the
 geometric mean over seeds of the regret, floored at 1e-8; then the geometric mean of the
-per-problem ratios), the mean rank of each arm, and the mean ask latency near the end of each
-run. Optuna's runs are cached by (Optuna version, arm, problem, seed, trials) in --cache, since
+per-problem ratios), the mean rank of each arm, the price of parallel workers (each `*-<k>workers`
+arm against its one-worker arm) and the mean ask latency near the end of each run. Workers are
+simulated alike for both tools: four trials always in flight, the oldest told, then one asked. Optuna's runs are cached by (Optuna version, arm, problem, seed, trials) in --cache, since
 they do not change between runs of nightshift; --fresh ignores the cache.
 """
 
@@ -27,6 +28,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -52,14 +54,29 @@ OPTUNA_ARMS = {
     "optuna-tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
     "optuna-gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
     "optuna-random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    # Four workers as Optuna's documentation sets them up: GPSampler as is (it models RUNNING
+    # trials itself), TPE with its constant liar.
+    "optuna-gp-4workers": lambda seed: optuna.samplers.GPSampler(seed=seed),
+    "optuna-tpe-4workers": lambda seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
 }
+# The slow arms (about 0.3-0.45 s per ask here) run --gp-trials trials.
+OPTUNA_GP_ARMS = ("optuna-gp", "optuna-gp-4workers")
+
+
+def workers_of(arm: str) -> int:
+    """Parallel workers of an arm named `…-<k>workers`; otherwise one."""
+    match = re.search(r"-(\d+)workers$", arm)
+    return int(match.group(1)) if match else 1
+
+
 NIGHTSHIFT_ARMS: dict[str, dict[str, Any]] = {
-    "ns-auto": {"sampler": None, "workers": 1},  # None: the study's default sampler
-    "ns-tpe": {"sampler": {"type": "tpe"}, "workers": 1},
-    "ns-gp": {"sampler": {"type": "gp"}, "workers": 1},
-    "ns-random": {"sampler": {"type": "random"}, "workers": 1},
-    "ns-auto-4workers": {"sampler": None, "workers": 4},
-    "cli-auto": {"sampler": None, "workers": 1, "cli": True},
+    "ns-auto": {"sampler": None},  # None: the study's default sampler
+    "ns-tpe": {"sampler": {"type": "tpe"}},
+    "ns-gp": {"sampler": {"type": "gp"}},
+    "ns-random": {"sampler": {"type": "random"}},
+    "ns-auto-4workers": {"sampler": None},
+    "ns-auto-8workers": {"sampler": None},
+    "cli-auto": {"sampler": None, "cli": True},
 }
 
 
@@ -70,12 +87,17 @@ def space_json(problem: Problem) -> dict[str, Any]:
 def run_optuna(arm: str, problem: Problem, seed: int, trials: int) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(direction=problem.direction, sampler=OPTUNA_ARMS[arm](seed))
-    values, ask_s = [], []
-    for _ in range(trials):
-        start = time.perf_counter()
-        trial = study.ask(fixed_distributions=problem.space)
-        ask_s.append(time.perf_counter() - start)
-        value = problem.objective(trial.params)
+    values, ask_s, pending = [], [], []
+    asked = 0
+    # Workers simulated as for nightshift's arms (`run_nightshift`).
+    while len(values) < trials:
+        while asked < trials and len(pending) < workers_of(arm):
+            start = time.perf_counter()
+            trial = study.ask(fixed_distributions=problem.space)
+            ask_s.append(time.perf_counter() - start)
+            pending.append((trial, problem.objective(trial.params)))
+            asked += 1
+        trial, value = pending.pop(0)
         study.tell(trial, value)
         values.append(value)
     return {"values": values, "ask_s": ask_s}
@@ -103,8 +125,9 @@ class Driver:
 
 
 def run_nightshift(arm: str, problem: Problem, seed: int, trials: int, exe: str) -> dict[str, Any]:
-    """Asynchronous workers are simulated deterministically: `workers` trials are in flight; the
-    oldest is told, then a new one is asked, so each ask sees workers − 1 RUNNING trials."""
+    """Asynchronous workers are simulated deterministically: `workers_of(arm)` trials are in
+    flight; the oldest is told, then a new one is asked, so each ask sees workers − 1 RUNNING
+    trials."""
     config = NIGHTSHIFT_ARMS[arm]
     driver = Driver(exe)
     request: dict[str, Any] = {"op": "new", "direction": problem.direction, "seed": seed, "space": space_json(problem)}
@@ -114,7 +137,7 @@ def run_nightshift(arm: str, problem: Problem, seed: int, trials: int, exe: str)
     values, ask_s, pending = [], [], []
     asked = 0
     while len(values) < trials:
-        while asked < trials and len(pending) < config["workers"]:
+        while asked < trials and len(pending) < workers_of(arm):
             reply = driver.call({"op": "ask"})
             ask_s.append(reply["ask_us"] * 1e-6)
             pending.append((reply["number"], problem.objective(reply["params"])))
@@ -212,6 +235,21 @@ def report(results: dict[tuple[str, str, int], dict[str, Any]], arms: list[str],
                 cells.append(f"{ratio:.3f}")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
 
+    one_worker = {a: re.sub(r"-\d+workers$", "", a) for a in arms if workers_of(a) > 1}
+    parallel = [(a, base) for a, base in one_worker.items() if base in arms]
+    if parallel:
+        lines.append("\n### The price of parallel workers: regret ratio of each parallel arm to its one-worker arm\n")
+        lines.append("| arm | " + " | ".join(f"@ {n}" for n in checkpoints) + " |")
+        lines.append("| --- " * (1 + len(checkpoints)) + "|")
+        for a, base in parallel:
+            cells = []
+            for n in checkpoints:
+                if not all((x, p.name, n) in per_problem for x in (a, base) for p in problems):
+                    cells.append("–")
+                    continue
+                cells.append(f"{gmean([per_problem[(a, p.name, n)] / per_problem[(base, p.name, n)] for p in problems]):.3f}")
+            lines.append(f"| {a} vs {base} | " + " | ".join(cells) + " |")
+
     lines.append("\n### Per problem: geometric-mean regret over seeds\n")
     for n in checkpoints:
         have = [a for a in arms if all((a, p.name, n) in per_problem for p in problems)]
@@ -272,7 +310,7 @@ def main() -> None:
     results: dict[tuple[str, str, int], dict[str, Any]] = {}
     todo = []
     for a in arms:
-        trials = args.gp_trials if a == "optuna-gp" else args.trials
+        trials = args.gp_trials if a in OPTUNA_GP_ARMS else args.trials
         for p in problems:
             for s in seeds:
                 cached = cache_dir / f"{a}-{p.name}-{s}-{trials}.json"
@@ -281,7 +319,7 @@ def main() -> None:
                 else:
                     todo.append((a, p.name, s, trials, exes))
     # The slow arms first, so the pool stays busy to the end.
-    todo.sort(key=lambda t: t[0] != "optuna-gp")
+    todo.sort(key=lambda t: t[0] not in OPTUNA_GP_ARMS)
     started = time.time()
     print(f"{len(todo)} runs to do ({len(results)} cached), {args.jobs} at a time", file=sys.stderr)
     with multiprocessing.Pool(args.jobs) as pool:

@@ -12,7 +12,10 @@
 //!   the edges of the space, each pruned). TPE ranks pruned trials among the bad ones;
 //! - otherwise fewer COMPLETE trials than the GP's start-up count: **QMC**, points of a scrambled
 //!   Sobol sequence (trial `i` takes point `i`), which cover the space more evenly than the
-//!   uniform random start-up of Optuna's samplers, so the GP's first model sees more of it;
+//!   uniform random start-up of Optuna's samplers, so the GP's first model sees more of it. With
+//!   parallel workers the start-up ends once that many trials are asked (COMPLETE and RUNNING)
+//!   and half of them are COMPLETE, not when the last result is in: every ask made while waiting
+//!   for it would be one more unguided point;
 //! - fewer than `gp_max_trials` finished trials: **GP**;
 //! - otherwise: **TPE**.
 //!
@@ -57,8 +60,9 @@ impl AutoConfig {
         format!(
             "auto: {} space-filling (Sobol) trials, then a Gaussian process (GP) until {} finished trials, \
              then TPE (TPE also while more than a quarter of the finished trials are pruned: the GP learns \
-             from complete trials only)",
-            gp.n_startup_trials, self.gp_max_trials
+             from complete trials only; with parallel workers the GP starts once the {} start-up trials are \
+             asked and half of them complete)",
+            gp.n_startup_trials, self.gp_max_trials, gp.n_startup_trials
         )
     }
 }
@@ -149,8 +153,16 @@ impl AutoSampler {
                      but TPE can learn from the {pruned} pruned and {oom} out-of-memory ones too"
                 ),
             )
-        } else if complete < gp_startup {
+        } else if self.gp.in_startup(ctx) {
             (AutoChoice::Qmc, format!("start-up: {complete} of {gp_startup} COMPLETE trials, Sobol points"))
+        } else if complete < gp_startup {
+            (
+                AutoChoice::Gp,
+                format!(
+                    "the {gp_startup} start-up trials are asked and {complete} of them COMPLETE: the GP takes over, \
+                     modelling the running ones"
+                ),
+            )
         } else {
             (AutoChoice::Gp, format!("{finished} finished trials < gp_max_trials {}", self.config.gp_max_trials))
         };
@@ -224,7 +236,7 @@ mod tests {
     fn gp_from_the_start_until_the_limit_then_tpe() {
         let auto = AutoSampler::new(AutoConfig { gp_max_trials: 50 });
         assert_eq!(decide(&auto, &history(0, 0, 0)), AutoChoice::Qmc);
-        assert_eq!(decide(&auto, &history(9, 0, 3)), AutoChoice::Qmc);
+        assert_eq!(decide(&auto, &history(9, 0, 0)), AutoChoice::Qmc);
         assert_eq!(decide(&auto, &history(10, 0, 0)), AutoChoice::Gp);
         assert_eq!(decide(&auto, &history(49, 0, 0)), AutoChoice::Gp);
         assert_eq!(decide(&auto, &history(50, 0, 0)), AutoChoice::Tpe);
@@ -239,6 +251,25 @@ mod tests {
         assert_eq!(decide(&auto, &history(12, 4, 0)), AutoChoice::Gp, "a quarter pruned: the GP misses little");
         assert_eq!(decide(&auto, &history(12, 5, 0)), AutoChoice::Tpe, "more than a quarter pruned");
         assert_eq!(decide(&auto, &history(10, 30, 0)), AutoChoice::Tpe);
+    }
+
+    #[test]
+    fn with_parallel_workers_the_start_up_ends_once_its_trials_are_asked_and_half_finished() {
+        let auto = AutoSampler::new(AutoConfig::default());
+        assert_eq!(decide(&auto, &history(7, 0, 3)), AutoChoice::Gp, "four workers: the 11th ask");
+        assert_eq!(decide(&auto, &history(5, 0, 5)), AutoChoice::Gp);
+        assert_eq!(decide(&auto, &history(4, 0, 8)), AutoChoice::Qmc, "fewer than half have finished");
+        assert_eq!(decide(&auto, &history(6, 0, 3)), AutoChoice::Qmc, "not all start-up trials are asked");
+        let trials = history(7, 0, 3);
+        let ctx = SamplingContext {
+            study_name: "s",
+            direction: Direction::Minimize,
+            seed: 1,
+            trials: &trials,
+            trial_number: trials.len() as u64,
+        };
+        let reason = auto.decide(&ctx).reason;
+        assert!(reason.contains("running"), "{reason}");
     }
 
     #[test]

@@ -78,6 +78,32 @@ fn start_up_trials_are_random_and_only_complete_ones_count() {
 }
 
 #[test]
+fn with_parallel_workers_the_start_up_ends_once_its_trials_are_asked_and_half_finished() {
+    let sampler = small();
+    let d = float(-1.0, 1.0);
+    let with_running = |complete: u64, running: u64| {
+        let (space, mut trials) = bowl(complete);
+        for i in complete..complete + running {
+            trials.push(trial(i, TrialState::Running, None, &[("x", &d, 0.5), ("y", &d, 0.5)]));
+        }
+        let number = complete + running;
+        trials.push(FrozenTrial::new(number as i64, number, TrialState::Running));
+        (space, trials, complete + running)
+    };
+    // Four workers asking the 11th trial: 7 results and 3 running start-up trials.
+    let (space, trials, number) = with_running(7, 3);
+    let c = ctx(&trials, number, Direction::Minimize);
+    assert_eq!(sampler.infer_relative_search_space(&c, &space).len(), 2);
+    let (x, y) = xy(&ask(&sampler, &c, &space));
+    assert!((-1.0..=1.0).contains(&x) && (-1.0..=1.0).contains(&y));
+    // Too few results yet, or not every start-up trial asked.
+    for (complete, running) in [(4, 8), (6, 3)] {
+        let (space, trials, number) = with_running(complete, running);
+        assert!(sampler.infer_relative_search_space(&ctx(&trials, number, Direction::Minimize), &space).is_empty());
+    }
+}
+
+#[test]
 fn finds_the_bowl_minimum_and_is_deterministic() {
     let (space, mut trials) = bowl(15);
     trials.push(FrozenTrial::new(15, 15, TrialState::Running));
