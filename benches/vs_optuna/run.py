@@ -76,6 +76,7 @@ NIGHTSHIFT_ARMS: dict[str, dict[str, Any]] = {
     "ns-random": {"sampler": {"type": "random"}},
     "ns-auto-4workers": {"sampler": None},
     "ns-auto-8workers": {"sampler": None},
+    "ns-tpe-4workers": {"sampler": {"type": "tpe"}},
     "cli-auto": {"sampler": None, "cli": True},
 }
 
