@@ -49,18 +49,30 @@ from suite import EXTRA_PROBLEMS, PROBLEMS, Problem  # noqa: E402
 CHECKPOINTS = (25, 50, 100)
 REGRET_FLOOR = 1e-8
 
-# Arms: name -> how to run it. nightshift arms give the sampler config the study is created with.
-OPTUNA_ARMS = {
-    "optuna-tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
-    "optuna-gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
-    "optuna-random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-    # Four workers as Optuna's documentation sets them up: GPSampler as is (it models RUNNING
-    # trials itself), TPE with its constant liar.
-    "optuna-gp-4workers": lambda seed: optuna.samplers.GPSampler(seed=seed),
-    "optuna-tpe-4workers": lambda seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+# Arms: `<sampler>` or `<sampler>-<k>workers` (k asynchronous workers, simulated alike for both tools).
+# Optuna's samplers by name; for parallel workers they are set up as Optuna's documentation suggests:
+# GPSampler as it is (it models RUNNING trials itself, with qLogEI), TPE with its constant liar.
+OPTUNA_SAMPLERS = {
+    "optuna-tpe": lambda seed, workers: optuna.samplers.TPESampler(seed=seed, constant_liar=workers > 1),
+    "optuna-gp": lambda seed, workers: optuna.samplers.GPSampler(seed=seed),
+    "optuna-random": lambda seed, workers: optuna.samplers.RandomSampler(seed=seed),
 }
-# The slow arms (about 0.3-0.45 s per ask here) run --gp-trials trials.
-OPTUNA_GP_ARMS = ("optuna-gp", "optuna-gp-4workers")
+# nightshift's: the sampler config the study is created with (None: the study's default), and
+# whether to drive the real binary through the CLI.
+NIGHTSHIFT_SAMPLERS: dict[str, dict[str, Any]] = {
+    "ns-auto": {"sampler": None},
+    "ns-tpe": {"sampler": {"type": "tpe"}},
+    "ns-gp": {"sampler": {"type": "gp"}},
+    "ns-random": {"sampler": {"type": "random"}},
+    "cli-auto": {"sampler": None, "cli": True},
+}
+# Optuna's GPSampler (about 0.1-0.45 s per ask here) runs --gp-trials trials.
+SLOW_SAMPLER = "optuna-gp"
+
+
+def sampler_of(arm: str) -> str:
+    """The sampler an arm runs: its name without a `-<k>workers` suffix."""
+    return re.sub(r"-\d+workers$", "", arm)
 
 
 def workers_of(arm: str) -> int:
@@ -69,16 +81,8 @@ def workers_of(arm: str) -> int:
     return int(match.group(1)) if match else 1
 
 
-NIGHTSHIFT_ARMS: dict[str, dict[str, Any]] = {
-    "ns-auto": {"sampler": None},  # None: the study's default sampler
-    "ns-tpe": {"sampler": {"type": "tpe"}},
-    "ns-gp": {"sampler": {"type": "gp"}},
-    "ns-random": {"sampler": {"type": "random"}},
-    "ns-auto-4workers": {"sampler": None},
-    "ns-auto-8workers": {"sampler": None},
-    "ns-tpe-4workers": {"sampler": {"type": "tpe"}},
-    "cli-auto": {"sampler": None, "cli": True},
-}
+def is_optuna(arm: str) -> bool:
+    return sampler_of(arm) in OPTUNA_SAMPLERS
 
 
 def space_json(problem: Problem) -> dict[str, Any]:
@@ -87,7 +91,7 @@ def space_json(problem: Problem) -> dict[str, Any]:
 
 def run_optuna(arm: str, problem: Problem, seed: int, trials: int) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(direction=problem.direction, sampler=OPTUNA_ARMS[arm](seed))
+    study = optuna.create_study(direction=problem.direction, sampler=OPTUNA_SAMPLERS[sampler_of(arm)](seed, workers_of(arm)))
     values, ask_s, pending = [], [], []
     asked = 0
     # Workers simulated as for nightshift's arms (`run_nightshift`).
@@ -129,7 +133,7 @@ def run_nightshift(arm: str, problem: Problem, seed: int, trials: int, exe: str)
     """Asynchronous workers are simulated deterministically: `workers_of(arm)` trials are in
     flight; the oldest is told, then a new one is asked, so each ask sees workers − 1 RUNNING
     trials."""
-    config = NIGHTSHIFT_ARMS[arm]
+    config = NIGHTSHIFT_SAMPLERS[sampler_of(arm)]
     driver = Driver(exe)
     request: dict[str, Any] = {"op": "new", "direction": problem.direction, "seed": seed, "space": space_json(problem)}
     if config["sampler"] is not None:
@@ -151,7 +155,7 @@ def run_nightshift(arm: str, problem: Problem, seed: int, trials: int, exe: str)
 
 
 def run_cli(arm: str, problem: Problem, seed: int, trials: int, exe: str) -> dict[str, Any]:
-    config = NIGHTSHIFT_ARMS[arm]
+    config = NIGHTSHIFT_SAMPLERS[sampler_of(arm)]
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, NIGHTSHIFT_STORAGE=f"sqlite:///{tmp}/bench.db")
         create = [exe, "create-study", "--study-name", "bench", "--direction", problem.direction, "--seed", str(seed)]
@@ -175,9 +179,9 @@ def run_cli(arm: str, problem: Problem, seed: int, trials: int, exe: str) -> dic
 def job(args: tuple[str, str, int, int, dict[str, str]]) -> tuple[str, str, int, dict[str, Any]]:
     arm, problem_name, seed, trials, exes = args
     problem = next(p for p in PROBLEMS + EXTRA_PROBLEMS if p.name == problem_name)
-    if arm in OPTUNA_ARMS:
+    if is_optuna(arm):
         result = run_optuna(arm, problem, seed, trials)
-    elif NIGHTSHIFT_ARMS[arm].get("cli"):
+    elif NIGHTSHIFT_SAMPLERS[sampler_of(arm)].get("cli"):
         result = run_cli(arm, problem, seed, trials, exes["cli"])
     else:
         result = run_nightshift(arm, problem, seed, trials, exes["driver"])
@@ -302,6 +306,14 @@ def main() -> None:
     args = parser.parse_args()
 
     arms = args.arms.split(",")
+    unknown = [a for a in arms if sampler_of(a) not in OPTUNA_SAMPLERS | NIGHTSHIFT_SAMPLERS]
+    if unknown:
+        parser.error(
+            f"unknown arm(s) {', '.join(unknown)}: an arm is one of {', '.join(OPTUNA_SAMPLERS | NIGHTSHIFT_SAMPLERS)}, "
+            "optionally followed by -<k>workers"
+        )
+    if cli_parallel := [a for a in arms if NIGHTSHIFT_SAMPLERS.get(sampler_of(a), {}).get("cli") and workers_of(a) > 1]:
+        parser.error(f"{', '.join(cli_parallel)}: the CLI arms run one worker")
     problems = [p for p in PROBLEMS + EXTRA_PROBLEMS if p.name in args.problems.split(",")]
     seeds = list(range(args.seeds))
     exes = {"driver": args.driver, "cli": args.nightshift}
@@ -311,22 +323,22 @@ def main() -> None:
     results: dict[tuple[str, str, int], dict[str, Any]] = {}
     todo = []
     for a in arms:
-        trials = args.gp_trials if a in OPTUNA_GP_ARMS else args.trials
+        trials = args.gp_trials if sampler_of(a) == SLOW_SAMPLER else args.trials
         for p in problems:
             for s in seeds:
                 cached = cache_dir / f"{a}-{p.name}-{s}-{trials}.json"
-                if a in OPTUNA_ARMS and cached.exists() and not args.fresh:
+                if is_optuna(a) and cached.exists() and not args.fresh:
                     results[(a, p.name, s)] = json.loads(cached.read_text())
                 else:
                     todo.append((a, p.name, s, trials, exes))
     # The slow arms first, so the pool stays busy to the end.
-    todo.sort(key=lambda t: t[0] not in OPTUNA_GP_ARMS)
+    todo.sort(key=lambda t: sampler_of(t[0]) != SLOW_SAMPLER)
     started = time.time()
     print(f"{len(todo)} runs to do ({len(results)} cached), {args.jobs} at a time", file=sys.stderr)
     with multiprocessing.Pool(args.jobs) as pool:
         for i, (a, name, s, result) in enumerate(pool.imap_unordered(job, todo), 1):
             results[(a, name, s)] = result
-            if a in OPTUNA_ARMS:
+            if is_optuna(a):
                 trials = len(result["values"])
                 (cache_dir / f"{a}-{name}-{s}-{trials}.json").write_text(json.dumps(result))
             if i % 20 == 0 or i == len(todo):
