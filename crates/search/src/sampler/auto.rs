@@ -198,6 +198,14 @@ impl Sampler for AutoSampler {
     fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue> {
         self.pick(ctx).sample_independent(ctx, name, distribution)
     }
+
+    fn sample_all_noted(
+        &self,
+        ctx: &SamplingContext<'_>,
+        space: &SearchSpace,
+    ) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {
+        self.pick(ctx).sample_all_noted(ctx, space)
+    }
 }
 
 #[cfg(test)]

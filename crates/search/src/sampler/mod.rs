@@ -1,7 +1,8 @@
 //! Samplers: given a study's history, suggest the next trial's parameters.
 //!
 //! The seam is Optuna's three calls: infer which parameters to sample jointly ("relative"),
-//! sample those, then sample each remaining parameter on its own ("independent").
+//! sample those, then sample each remaining parameter on its own ("independent"). A sampler may
+//! do all three in one call ([`Sampler::sample_all_noted`]; TPE does, to read the history once).
 //! Every suggestion is a deterministic function of (study seed, trial number, history), so an `ask`
 //! in a brand-new process reproduces, and concurrent start-up trials differ.
 
@@ -109,21 +110,41 @@ pub trait Sampler: Send + Sync {
 
     /// Samples one parameter on its own.
     fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue>;
+
+    /// Samples every parameter of `space`, with the notes to store with the trial. Default: the
+    /// three calls above ([`sample_in_parts`]). A sampler may override it to read the history
+    /// once for all of them, provided the result is the same.
+    fn sample_all_noted(
+        &self,
+        ctx: &SamplingContext<'_>,
+        space: &SearchSpace,
+    ) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {
+        sample_in_parts(self, ctx, space)
+    }
 }
 
-/// Samples every parameter of `space` through the seam's three calls, as [`crate::Study::ask`]
-/// does: the relative space jointly, then each parameter it left out on its own.
+/// Samples every parameter of `space`, as [`crate::Study::ask`] does ([`Sampler::sample_all_noted`]).
 pub fn sample_space(
     sampler: &dyn Sampler,
     ctx: &SamplingContext<'_>,
     space: &SearchSpace,
 ) -> Result<BTreeMap<String, ParamValue>> {
-    Ok(sample_space_noted(sampler, ctx, space)?.0)
+    Ok(sampler.sample_all_noted(ctx, space)?.0)
 }
 
 /// [`sample_space`], and the sampler's notes to store with the trial ([`TrialNotes`]).
 pub fn sample_space_noted(
     sampler: &dyn Sampler,
+    ctx: &SamplingContext<'_>,
+    space: &SearchSpace,
+) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {
+    sampler.sample_all_noted(ctx, space)
+}
+
+/// The seam's three calls, as Optuna's `Study` makes them: the relative space jointly, then each
+/// parameter it left out on its own.
+pub fn sample_in_parts<S: Sampler + ?Sized>(
+    sampler: &S,
     ctx: &SamplingContext<'_>,
     space: &SearchSpace,
 ) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {

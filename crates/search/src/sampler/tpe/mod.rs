@@ -91,7 +91,7 @@ use serde::{Deserialize, Serialize};
 #[doc(hidden)]
 pub use self::parzen::DimReport;
 use self::parzen::{Dim, Kind, LANES, Parzen, ParzenParams};
-use super::{RandomSampler, Sampler, SamplingContext};
+use super::{RandomSampler, Sampler, SamplingContext, TrialNotes, sample_in_parts};
 use crate::error::{Error, Result};
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::{FrozenTrial, TrialState};
@@ -834,6 +834,27 @@ impl TpeSampler {
         samples[best * d..(best + 1) * d].to_vec()
     }
 
+    /// Samples the columns `group` of `history` (parameters `params`) jointly into `out`.
+    fn sample_group_into(
+        &self,
+        ctx: &SamplingContext<'_>,
+        history: &History<'_>,
+        params: &[(&str, &Distribution)],
+        group: &[usize],
+        out: &mut BTreeMap<String, ParamValue>,
+    ) -> Result<()> {
+        let v = self.sample_group(ctx, history, group);
+        for (&j, &coord) in group.iter().zip(&v) {
+            let (name, dist) = params[j];
+            let value = dist.to_external(history.dims[j].decode(coord));
+            if dist.to_internal(&value).is_err() {
+                return Err(Error::Param { param: name.to_string(), message: format!("TPE produced {value}, outside {dist}") });
+            }
+            out.insert(name.to_string(), value);
+        }
+        Ok(())
+    }
+
     /// Univariate TPE for one parameter (Optuna's `sample_independent` after the start-up).
     fn sample_one(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> ParamValue {
         let history = self.history(ctx, &[(name, distribution)]);
@@ -1113,20 +1134,38 @@ impl Sampler for TpeSampler {
         let history = self.history(ctx, &params);
         let groups = if self.config.group { history.groups() } else { vec![history.intersection()] };
         for group in groups.iter().filter(|g| !g.is_empty()) {
-            let v = self.sample_group(ctx, &history, group);
-            for (&j, &coord) in group.iter().zip(&v) {
-                let (name, dist) = params[j];
-                let value = dist.to_external(history.dims[j].decode(coord));
-                if dist.to_internal(&value).is_err() {
-                    return Err(Error::Param {
-                        param: name.to_string(),
-                        message: format!("TPE produced {value}, outside {dist}"),
-                    });
-                }
-                out.insert(name.to_string(), value);
-            }
+            self.sample_group_into(ctx, &history, &params, group, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// The three calls with one read of the history: the intersection and the joint sample over
+    /// it come from the same [`History`] (its rows do not depend on the parameters read), so the
+    /// result is that of [`sample_in_parts`] without its second pass over the trials.
+    fn sample_all_noted(
+        &self,
+        ctx: &SamplingContext<'_>,
+        space: &SearchSpace,
+    ) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {
+        if !self.config.multivariate || self.config.group || self.in_startup(ctx) {
+            return sample_in_parts(self, ctx, space);
+        }
+        let mut params: Vec<(&str, &Distribution)> = space.iter().filter(|(_, d)| !d.is_single()).collect();
+        params.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = BTreeMap::new();
+        if !params.is_empty() {
+            let history = self.history(ctx, &params);
+            let joint = history.intersection();
+            if !joint.is_empty() {
+                self.sample_group_into(ctx, &history, &params, &joint, &mut out)?;
+            }
+        }
+        for (name, dist) in space.iter() {
+            if !out.contains_key(name) {
+                out.insert(name.to_string(), self.sample_independent(ctx, name, dist)?);
+            }
+        }
+        Ok((out, TrialNotes::new()))
     }
 
     fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue> {

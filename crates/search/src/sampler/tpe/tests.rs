@@ -498,3 +498,54 @@ fn cached_column_orders_match_a_fresh_sort() {
         assert_eq!(fresh.orders[1].len(), fresh.col(1).iter().filter(|v| !v.is_nan()).count());
     }
 }
+
+#[test]
+fn one_read_of_the_history_samples_what_the_three_calls_sample() {
+    // `sample_all_noted` against `sample_in_parts`, over a growing history with a conditional
+    // parameter (so the joint space is smaller than the space), a single-valued one, RUNNING,
+    // PRUNED, failed and out-of-memory trials; for the default options and the ones that fall
+    // back to the three calls.
+    let x = x_dist();
+    let k = Distribution::Int { low: 1, high: 64, log: true, step: 1 };
+    let c = Distribution::Categorical { choices: vec![ParamValue::Str("a".into()), ParamValue::Str("b".into())] };
+    let one = Distribution::Int { low: 3, high: 3, log: false, step: 1 };
+    let mut space = SearchSpace::new();
+    for (name, dist) in [("x", &x), ("k", &k), ("c", &c), ("one", &one)] {
+        space.insert(name, dist.clone());
+    }
+    let configs = [
+        TpeConfig::default(),
+        TpeConfig { constant_liar: false, ..TpeConfig::default() },
+        TpeConfig { group: true, ..TpeConfig::default() },
+        TpeConfig { multivariate: false, ..TpeConfig::default() },
+    ];
+    for config in configs {
+        let (one_read, in_parts) = (TpeSampler::new(config.clone()), TpeSampler::new(config.clone()));
+        let mut trials: Vec<FrozenTrial> = Vec::new();
+        for number in 0..45u64 {
+            trials.push(trial(number, TrialState::Running, None, &[]));
+            let cx = ctx(&trials, number);
+            let (params, notes) = one_read.sample_all_noted(&cx, &space).unwrap();
+            assert_eq!((params.clone(), notes), sample_in_parts(&in_parts, &cx, &space).unwrap(), "{config:?}, trial {number}");
+            let mut kept = vec![("x", &x, params["x"].clone()), ("one", &one, params["one"].clone())];
+            if number % 4 != 1 {
+                kept.push(("k", &k, params["k"].clone()));
+            }
+            if number % 3 != 0 {
+                kept.push(("c", &c, params["c"].clone()));
+            }
+            let xv = params["x"].as_f64().unwrap();
+            let (state, value) = match number % 9 {
+                2 => (TrialState::Pruned, Some(xv.abs())),
+                4 => (TrialState::Fail, None),
+                5 => (TrialState::Running, None),
+                _ => (TrialState::Complete, Some((xv - 1.0).powi(2))),
+            };
+            let mut done = trial(number, state, value, &kept);
+            if number % 9 == 7 {
+                done = oom(number, xv);
+            }
+            *trials.last_mut().unwrap() = done;
+        }
+    }
+}
