@@ -23,7 +23,6 @@ use cpu_time::ThreadCpuTime;
 use criterion::measurement::Measurement;
 use criterion::{BenchmarkId, Criterion, black_box, criterion_group};
 use mixed_space::{SPACE, ask, env_number, history, repeated_asks};
-use nightshift_search::sampler::sample_space_noted;
 use nightshift_search::{Direction, FrozenTrial, GpConfig, GpSampler, Sampler, SamplingContext, SearchSpace, TrialState};
 
 /// [`history`] of `n` finished trials whose last one carries the notes (the fitted kernel) of its
@@ -40,7 +39,7 @@ fn history_with_notes(space: &SearchSpace, n: u64) -> Vec<FrozenTrial> {
         trials: &before,
         trial_number: last as u64,
     };
-    let (_, notes) = sample_space_noted(&GpSampler::new(GpConfig::default()), &ctx, space).unwrap();
+    let (_, notes) = GpSampler::new(GpConfig::default()).sample_all_noted(&ctx, space).unwrap();
     assert!(!notes.is_empty(), "the GP's ask over {last} trials left no kernel");
     trials[last].system_attrs.extend(notes);
     trials

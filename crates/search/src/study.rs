@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::pruner::{PruneContext, Pruner};
-use crate::sampler::{Sampler, SamplingContext, sample_space_noted};
+use crate::sampler::{Sampler, SamplingContext};
 use crate::space::{Params, SearchSpace};
 use crate::storage::{NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
 use crate::tournament::{Assignment, Role, Step, Tournament};
@@ -178,7 +178,7 @@ impl Study {
             }
             s
         };
-        let (mut sampled, notes) = sample_space_noted(self.sampler.as_ref(), &ctx, &missing)?;
+        let (mut sampled, notes) = self.sampler.sample_all_noted(&ctx, &missing)?;
         for (key, value) in &notes {
             self.storage.set_trial_attr(trial.id, key, value, true)?;
         }

@@ -123,22 +123,14 @@ pub trait Sampler: Send + Sync {
     }
 }
 
-/// Samples every parameter of `space`, as [`crate::Study::ask`] does ([`Sampler::sample_all_noted`]).
+/// Samples every parameter of `space`, as [`crate::Study::ask`] does ([`Sampler::sample_all_noted`]),
+/// without the notes.
 pub fn sample_space(
     sampler: &dyn Sampler,
     ctx: &SamplingContext<'_>,
     space: &SearchSpace,
 ) -> Result<BTreeMap<String, ParamValue>> {
     Ok(sampler.sample_all_noted(ctx, space)?.0)
-}
-
-/// [`sample_space`], and the sampler's notes to store with the trial ([`TrialNotes`]).
-pub fn sample_space_noted(
-    sampler: &dyn Sampler,
-    ctx: &SamplingContext<'_>,
-    space: &SearchSpace,
-) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {
-    sampler.sample_all_noted(ctx, space)
 }
 
 /// The seam's three calls, as Optuna's `Study` makes them: the relative space jointly, then each
@@ -149,11 +141,22 @@ pub fn sample_in_parts<S: Sampler + ?Sized>(
     space: &SearchSpace,
 ) -> Result<(BTreeMap<String, ParamValue>, TrialNotes)> {
     let relative_space = sampler.infer_relative_search_space(ctx, space);
-    let (mut relative, notes) = if relative_space.is_empty() {
+    let (relative, notes) = if relative_space.is_empty() {
         (BTreeMap::new(), TrialNotes::new())
     } else {
         sampler.sample_relative_noted(ctx, &relative_space)?
     };
+    Ok((sample_rest_independently(sampler, ctx, space, relative)?, notes))
+}
+
+/// `relative` (jointly sampled values), completed with every other parameter of `space` sampled
+/// on its own, in the order of `space`.
+pub(crate) fn sample_rest_independently<S: Sampler + ?Sized>(
+    sampler: &S,
+    ctx: &SamplingContext<'_>,
+    space: &SearchSpace,
+    mut relative: BTreeMap<String, ParamValue>,
+) -> Result<BTreeMap<String, ParamValue>> {
     let mut params = BTreeMap::new();
     for (name, dist) in space.iter() {
         let value = match relative.remove(name) {
@@ -162,7 +165,7 @@ pub fn sample_in_parts<S: Sampler + ?Sized>(
         };
         params.insert(name.to_string(), value);
     }
-    Ok((params, notes))
+    Ok(params)
 }
 
 /// Which sampler a study uses, as written in specs and stored with the study.

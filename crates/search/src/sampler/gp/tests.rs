@@ -377,7 +377,7 @@ fn gp_finds_branins_minimum_in_30_trials_where_random_search_does_not() {
 fn asks_leave_their_kernel_for_the_next_fit_to_start_from() {
     let (space, mut trials) = bowl(70);
     trials.push(FrozenTrial::new(70, 70, TrialState::Running));
-    let (params, notes) = crate::sampler::sample_space_noted(&small(), &ctx(&trials, 70, Direction::Minimize), &space).unwrap();
+    let (params, notes) = small().sample_all_noted(&ctx(&trials, 70, Direction::Minimize), &space).unwrap();
     let note: KernelNote = serde_json::from_value(notes[attrs::GP_KERNEL].clone()).unwrap();
     assert_eq!(note.params, ["x", "y"]);
     let (x, y) = xy(&params);

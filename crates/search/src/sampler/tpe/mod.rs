@@ -91,7 +91,7 @@ use serde::{Deserialize, Serialize};
 #[doc(hidden)]
 pub use self::parzen::DimReport;
 use self::parzen::{Dim, Kind, LANES, Parzen, ParzenParams};
-use super::{RandomSampler, Sampler, SamplingContext, TrialNotes, sample_in_parts};
+use super::{RandomSampler, Sampler, SamplingContext, TrialNotes, sample_in_parts, sample_rest_independently};
 use crate::error::{Error, Result};
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::{FrozenTrial, TrialState};
@@ -1152,20 +1152,15 @@ impl Sampler for TpeSampler {
         }
         let mut params: Vec<(&str, &Distribution)> = space.iter().filter(|(_, d)| !d.is_single()).collect();
         params.sort_by(|a, b| a.0.cmp(b.0));
-        let mut out = BTreeMap::new();
+        let mut relative = BTreeMap::new();
         if !params.is_empty() {
             let history = self.history(ctx, &params);
             let joint = history.intersection();
             if !joint.is_empty() {
-                self.sample_group_into(ctx, &history, &params, &joint, &mut out)?;
+                self.sample_group_into(ctx, &history, &params, &joint, &mut relative)?;
             }
         }
-        for (name, dist) in space.iter() {
-            if !out.contains_key(name) {
-                out.insert(name.to_string(), self.sample_independent(ctx, name, dist)?);
-            }
-        }
-        Ok((out, TrialNotes::new()))
+        Ok((sample_rest_independently(self, ctx, space, relative)?, TrialNotes::new()))
     }
 
     fn sample_independent(&self, ctx: &SamplingContext<'_>, name: &str, distribution: &Distribution) -> Result<ParamValue> {
