@@ -45,6 +45,9 @@ import optuna  # noqa: E402
 from optuna.distributions import distribution_to_json  # noqa: E402
 
 from suite import EXTRA_PROBLEMS, PROBLEMS, Problem  # noqa: E402
+from suite_heldout import HELDOUT_PROBLEMS  # noqa: E402
+
+ALL_PROBLEMS = PROBLEMS + EXTRA_PROBLEMS + HELDOUT_PROBLEMS
 
 CHECKPOINTS = (25, 50, 100)
 REGRET_FLOOR = 1e-8
@@ -178,7 +181,7 @@ def run_cli(arm: str, problem: Problem, seed: int, trials: int, exe: str) -> dic
 
 def job(args: tuple[str, str, int, int, dict[str, str]]) -> tuple[str, str, int, dict[str, Any]]:
     arm, problem_name, seed, trials, exes = args
-    problem = next(p for p in PROBLEMS + EXTRA_PROBLEMS if p.name == problem_name)
+    problem = next(p for p in ALL_PROBLEMS if p.name == problem_name)
     if is_optuna(arm):
         result = run_optuna(arm, problem, seed, trials)
     elif NIGHTSHIFT_SAMPLERS[sampler_of(arm)].get("cli"):
@@ -296,7 +299,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--gp-trials", type=int, default=50, help="trials for optuna-gp (about 0.2 s per ask)")
     parser.add_argument("--arms", default="optuna-tpe,optuna-gp,optuna-random,ns-auto,ns-tpe,ns-gp,ns-random,ns-auto-4workers")
-    parser.add_argument("--problems", default=",".join(p.name for p in PROBLEMS))
+    parser.add_argument("--problems", help="comma-separated names (default: the suite's)")
+    parser.add_argument(
+        "--suite",
+        choices=["default", "heldout"],
+        default="default",
+        help="heldout: suite_heldout.py, problems written after the default sampler was settled",
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--driver", default=str(ROOT / "target/release/examples/ask_tell_driver"))
     parser.add_argument("--nightshift", default=str(ROOT / "target/release/nightshift"))
@@ -314,7 +323,10 @@ def main() -> None:
         )
     if cli_parallel := [a for a in arms if NIGHTSHIFT_SAMPLERS.get(sampler_of(a), {}).get("cli") and workers_of(a) > 1]:
         parser.error(f"{', '.join(cli_parallel)}: the CLI arms run one worker")
-    problems = [p for p in PROBLEMS + EXTRA_PROBLEMS if p.name in args.problems.split(",")]
+    names = args.problems.split(",") if args.problems else [p.name for p in (HELDOUT_PROBLEMS if args.suite == "heldout" else PROBLEMS)]
+    if unknown_problems := [n for n in names if n not in {p.name for p in ALL_PROBLEMS}]:
+        parser.error(f"unknown problem(s) {', '.join(unknown_problems)}: known are {', '.join(p.name for p in ALL_PROBLEMS)}")
+    problems = [p for p in ALL_PROBLEMS if p.name in names]
     seeds = list(range(args.seeds))
     exes = {"driver": args.driver, "cli": args.nightshift}
     cache_dir = Path(args.cache) / f"optuna-{optuna.__version__}"
