@@ -144,6 +144,14 @@ fn bad_input_gives_clear_errors() {
     let not_db = sb.file("garbage.db", "this is not a database, just text that is long enough to look like a header......");
     let err = sb.fails(&["studies", "--storage", &not_db.display().to_string()]);
     assert!(err.contains("garbage.db"), "{err}");
+    let err = sb.fails(&["create-study", "--study-name", ""]);
+    assert!(err.contains("a study name cannot be empty"), "{err}");
+    let err = sb.fails(&["create-study", "--study-name", "two\nlines"]);
+    assert!(err.contains("control characters"), "{err}");
+    // A name longer than a table cell can be padded by `format!` (65,535) still lists.
+    let long = "n".repeat(70_000);
+    sb.ok(&["create-study", "--study-name", &long]);
+    assert!(sb.ok(&["studies"]).contains(&long));
 }
 
 #[test]

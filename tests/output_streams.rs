@@ -27,3 +27,19 @@ fn progress_goes_to_stderr_and_the_summary_to_stdout() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("started on"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("best: trial"));
 }
+
+#[test]
+fn a_verb_that_prints_ends_quietly_when_its_reader_has_gone() {
+    use std::os::unix::process::ExitStatusExt;
+    let sb = Sandbox::new();
+    sb.file("s.yaml", &spec("closed_pipe", "{trials: 2}", "{cpu: 1}", "--steps, 1", ""));
+    // `nightshift check s.yaml | head -0`: the reader is gone before anything is written.
+    for args in [&["check", "s.yaml"][..], &["completions", "bash"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = sb.cmd(args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{args:?}: {:?}, stderr: {stderr}", out.status);
+    }
+}

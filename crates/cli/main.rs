@@ -62,6 +62,9 @@ enum Command {
 
 fn main() {
     let cli = parse();
+    if cli.command.writes_only_to_stdout() {
+        die_quietly_on_closed_stdout();
+    }
     let color = cli.global.color.apply();
     let result = match cli.command {
         Command::Study(cmd) => {
@@ -81,6 +84,28 @@ fn main() {
     if let Err(e) = result {
         eprintln!("{}: {}", output::paint("error", "31"), error_message(&e));
         std::process::exit(e.downcast_ref::<train::ExitWith>().map_or(1, |exit| exit.code));
+    }
+}
+
+impl Command {
+    /// The verbs whose only pipe is their stdout: no trial processes to talk to (`run`, `resume`,
+    /// `worker`) and no protocol parent (`trial`, `pretrain`).
+    fn writes_only_to_stdout(&self) -> bool {
+        match self {
+            Command::Study(_) | Command::Interop(_) | Command::Completions { .. } => true,
+            Command::Run(cmd) => matches!(cmd, run_cmds::RunCommand::Check { .. } | run_cmds::RunCommand::Report { .. }),
+            Command::Train(cmd) => matches!(cmd, train::TrainCommand::Predict(_)),
+        }
+    }
+}
+
+/// `nightshift trials | head` ends quietly, as Unix filters do, instead of panicking in
+/// `println!` once `head` has closed the pipe: the default SIGPIPE action (Rust ignores it).
+/// Only for verbs that write to no pipe but stdout: a sweep must survive a trial that closed its stdin.
+fn die_quietly_on_closed_stdout() {
+    // SAFETY: signal(2) with SIG_DFL installs no handler; called before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

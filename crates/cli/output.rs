@@ -239,7 +239,9 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        // Padded by hand: `format!`'s width is at most 65,535 (a study name can be longer).
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.chars().count())))).collect();
         padded.join("  ").trim_end().to_string() + "\n"
     };
     let mut out = line(headers.to_vec());
@@ -289,16 +291,23 @@ pub fn trials_table(trials: &[FrozenTrial]) -> String {
     let mut headers = vec!["number", "state", "value"];
     headers.extend(names.iter().copied());
     headers.push("duration_s");
+    let fail_reason = |t: &FrozenTrial| {
+        let reason = t.system_attrs.get(nightshift_search::attrs::FAIL_REASON).and_then(Value::as_str);
+        reason.filter(|_| t.state == TrialState::Fail).map(str::to_string)
+    };
+    // A column of its own, last (reasons are long), when some trial failed.
+    let any_failed = trials.iter().any(|t| fail_reason(t).is_some());
+    if any_failed {
+        headers.push("fail_reason");
+    }
     let rows: Vec<Vec<String>> = trials
         .iter()
         .map(|t| {
             let mut row = vec![t.number.to_string(), t.state.to_string(), t.value.map(fmt_value).unwrap_or_default()];
             row.extend(names.iter().map(|n| t.params.get(*n).map(|v| v.to_string()).unwrap_or_default()));
             row.push(t.duration().map(|d| format!("{d:.3}")).unwrap_or_default());
-            if t.state == TrialState::Fail
-                && let Some(reason) = t.system_attrs.get(nightshift_search::attrs::FAIL_REASON).and_then(Value::as_str)
-            {
-                row.last_mut().expect("rows end with the duration").push_str(&format!("  ({reason})"));
+            if any_failed {
+                row.push(fail_reason(t).unwrap_or_default());
             }
             row
         })
@@ -340,6 +349,10 @@ mod tests {
     fn table_aligns_columns() {
         let out = table(&["a", "long"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(out, "a    long\n---  ----\nxyz  1\n");
+        // Wider than `format!` pads (65,535): a 70,000-character study name.
+        let long = "a".repeat(70_000);
+        let out = table(&["name", "n"], &[vec![long.clone(), "1".into()], vec!["b".into(), "2".into()]]);
+        assert_eq!(out.lines().nth(3), Some(format!("b{}  2", " ".repeat(69_999)).as_str()));
     }
 
     #[test]

@@ -99,15 +99,18 @@ impl Observer for ConsoleProgress {
                 state.direction = study.direction;
                 let devices: Vec<String> = slots.iter().map(|s| s.device.to_string()).collect();
                 let resumed = if *used > 0 { format!(", {used} already in the study") } else { String::new() };
+                let (trials, slots_word) =
+                    (if *budget == 1 { "trial" } else { "trials" }, if slots.len() == 1 { "slot" } else { "slots" });
                 self.println(&format!(
-                    "study {}: {budget} trials on {} slots ({}){resumed}",
+                    "study {}: {budget} {trials} on {} {slots_word} ({}){resumed}",
                     study.name,
                     slots.len(),
                     devices.join(", ")
                 ));
                 if !stale.is_empty() {
                     self.println(&format!(
-                        "failed {} stale trial(s) left RUNNING by a dead orchestrator: {stale:?}",
+                        "failed {} stale trial(s) left RUNNING by a dead orchestrator: {stale:?} (with \
+                         `reenqueue_stale: true` in the spec their parameters run again)",
                         stale.len()
                     ));
                 }

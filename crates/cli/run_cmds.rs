@@ -65,8 +65,8 @@ pub enum RunCommand {
         #[command(flatten)]
         devices: DeviceArgs,
     },
-    /// Validate a spec (fields, command executable, dataset paths) and print what a run would do,
-    /// without running anything.
+    /// Validate a spec (fields, the command and its script, the built-in trainer's dataset and
+    /// checkpoint, loaded as a trial would) and print what a run would do, without running a trial.
     Check {
         /// The sweep spec (YAML) to check.
         spec: PathBuf,
@@ -236,8 +236,35 @@ fn ensure_pretrained(spec: &Spec, first_slot: Option<&Slot>) -> Result<()> {
 /// What would stop a run at once on this machine: a missing program, dataset or checkpoint.
 fn preflight(spec: &Spec) -> Result<Vec<String>> {
     let mut problems = spec.preflight();
+    problems.extend(storage_problem(spec));
     problems.extend(crate::train::preflight(spec)?);
     Ok(problems)
+}
+
+/// A storage the sweep could not open, found without opening it (`check` creates no file): a URL
+/// of another scheme, a directory or a file that is not SQLite's where the SQLite file should be.
+fn storage_problem(spec: &Spec) -> Option<String> {
+    let problem = |message: String| Some(format!("{}: field `storage`: {message}", spec.locate("storage")));
+    let path = match nightshift_store::StorageUrl::parse(&spec.storage) {
+        Err(e) => return problem(e.to_string()),
+        Ok(nightshift_store::StorageUrl::Sqlite(path)) => path,
+        Ok(_) => return None,
+    };
+    if path.is_dir() {
+        return problem(format!(
+            "{} is a directory; name the SQLite file, e.g. sqlite:///{}/study.db",
+            path.display(),
+            path.display()
+        ));
+    }
+    let mut head = [0u8; 16];
+    let read = std::fs::File::open(&path).and_then(|mut f| std::io::Read::read(&mut f, &mut head));
+    match read {
+        Ok(n) if n > 0 && head[..n] != b"SQLite format 3\0"[..n] => {
+            problem(format!("{} is not a SQLite database (it does not start with \"SQLite format 3\")", path.display()))
+        }
+        _ => None,
+    }
 }
 
 fn sweep(spec: Spec, from: DevicesFrom, quiet: bool) -> Result<()> {

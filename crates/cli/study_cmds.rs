@@ -43,8 +43,20 @@ pub struct StudyArgs {
     #[command(flatten)]
     storage: StorageArgs,
     /// Name of the study.
-    #[arg(long)]
+    #[arg(long, value_parser = study_name)]
     study_name: String,
+}
+
+/// Any text Optuna takes, but not an empty one or one with control characters (a newline would
+/// break every table and line-oriented listing).
+fn study_name(text: &str) -> std::result::Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("a study name cannot be empty".into());
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(format!("a study name cannot contain control characters (found {c:?})"));
+    }
+    Ok(text.to_string())
 }
 
 impl StudyArgs {

@@ -221,8 +221,8 @@ pub struct PredictArgs {
     #[arg(long)]
     pub image: PathBuf,
     /// How many of the most likely classes to print.
-    #[arg(long, default_value_t = 5)]
-    pub top: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: u32,
     /// Classes of a bare weight file (default 1000, ImageNet).
     #[arg(long, default_value_t = 1000)]
     pub num_classes: usize,
@@ -431,14 +431,56 @@ pub fn preflight(spec: &Spec) -> anyhow::Result<Vec<String>> {
     if let Some(p) = &pretrain {
         paths.push(("pretrain.dataset", p.data.dataset.as_path(), None));
     }
-    Ok(paths
-        .into_iter()
+    let mut problems: Vec<String> = paths
+        .iter()
         .filter(|(_, path, _)| !path.exists())
         .map(|(field, path, hint)| {
             let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
             format!("{}: field `{field}`: {} does not exist{hint}", spec.locate(field), path.display())
         })
-        .collect())
+        .collect();
+    if let Some(out) = pretrained.filter(|out| out.exists() && !out.is_dir()) {
+        problems.push(format!(
+            "{}: field `pretrain.out`: {} is a file; the pretraining writes a checkpoint directory there",
+            spec.locate("pretrain.out"),
+            out.display()
+        ));
+    }
+    if let Some(t) = trial.filter(|_| problems.is_empty()) {
+        problems.extend(
+            trial_start_problems(&t, pretrained)
+                .into_iter()
+                .map(|(field, e)| format!("{}: field `{field}`: every trial would fail: {e:#}", spec.locate(field))),
+        );
+    }
+    Ok(problems)
+}
+
+/// What each trial finds out in its first seconds, found once before the sweep: the dataset loads and
+/// splits (every image decoded, the test labels among the training classes), and `init` loads into the
+/// network (not when the pretraining will write it).
+fn trial_start_problems(trial: &TrialConfig, pretrained: Option<&Path>) -> Option<(&'static str, anyhow::Error)> {
+    // Before the pretraining has written `init`, the data is checked as a fresh network would see it.
+    let to_be_pretrained = trial.init.is_some() && trial.init.as_deref() == pretrained;
+    let fresh = TrialConfig { init: None, ..trial.clone() };
+    let trial = if to_be_pretrained { &fresh } else { trial };
+    let data = || -> anyhow::Result<(Option<PathBuf>, nightshift_trainer::ModelConfig)> {
+        let (class_names, native) = trial.data.dataset_shape()?;
+        let (weights, model) = trial.model_config(class_names, native, 0.0)?;
+        trial.data.load(&model, trial.test)?;
+        Ok((weights, model))
+    };
+    let (weights, model) = match data() {
+        Ok(loaded) => loaded,
+        Err(e) => return Some(("trial.dataset", e)),
+    };
+    let weights = weights?;
+    let load = || -> anyhow::Result<()> {
+        let device = parse_device("cpu")?;
+        Network::init(&model, &device)?.load_weights(&weights, LoadMode::Backbone)?;
+        Ok(())
+    };
+    load().err().map(|e| ("trial.init", e))
 }
 
 /// `nightshift pretrain <flags>` for a spec's `pretrain:` section.
@@ -718,7 +760,7 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let mut network = Network::init(&model_config, &device)?;
     let report = network.load_weights(&weights, LoadMode::Strict)?;
     eprintln!("nightshift predict: loaded {} ({})", weights.display(), report.summary());
-    let top = network.predict(input, args.top, &model_config.class_names)?;
+    let top = network.predict(input, args.top as usize, &model_config.class_names)?;
     match args.format {
         Format::Table => {
             for t in &top {

@@ -178,7 +178,7 @@ pub fn decide(facts: &Facts) -> Outcome {
             (Some(0), _) => fail(format!("exited with code 0 without reporting a result{tail}")),
             (Some(code), _) => fail(format!("exited with code {code}{tail}")),
             (None, Some(sig)) => Outcome::Fail {
-                reason: format!("killed by signal {sig} ({}){tail}", signal_name(sig)),
+                reason: format!("killed by signal {sig} ({}){tail}", signal_name(sig, facts.signalled)),
                 infrastructure: !facts.signalled,
             },
             (None, None) => fail(format!("ended abnormally{tail}")),
@@ -210,8 +210,11 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
     }
 }
 
-fn signal_name(sig: i32) -> &'static str {
+/// The signal's name; `by_us`: nightshift sent the signals the child got (so a SIGKILL is ours,
+/// not the kernel's out-of-memory killer's).
+fn signal_name(sig: i32, by_us: bool) -> &'static str {
     match sig {
+        libc::SIGKILL if by_us => "SIGKILL, sent by nightshift",
         libc::SIGKILL => "SIGKILL; out of memory?",
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",
@@ -223,10 +226,10 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-fn describe_exit(status: ExitStatus) -> String {
+fn describe_exit(status: ExitStatus, signalled: bool) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("signal {sig} ({})", signal_name(sig)),
+        (None, Some(sig)) => format!("signal {sig} ({})", signal_name(sig, signalled)),
         _ => "unknown".into(),
     }
 }
@@ -394,6 +397,12 @@ pub async fn run_trial(
                         stop = Some(s);
                         break;
                     }
+                    // A flood of reports (each judged against storage) must not hold off the time
+                    // limit until the whole chunk is read: it is checked between lines too.
+                    if stage == Stage::Running && facts.stop.is_none() && timeout_at.is_some_and(|t| Instant::now() >= t) {
+                        stop = Some(StopCause::Timeout(limits.timeout.unwrap_or_default()));
+                        break;
+                    }
                 }
             }
             Event::Err(0) => err_done = true,
@@ -464,7 +473,7 @@ pub async fn run_trial(
         first_report,
         ended: Instant::now(),
         last_step,
-        exit: facts.exit.map(describe_exit),
+        exit: facts.exit.map(|status| describe_exit(status, facts.signalled)),
     }
 }
 
@@ -528,7 +537,26 @@ async fn handle_line(
     last_step: &mut Option<u64>,
 ) -> Option<StopCause> {
     // After a decision (pruned, result, error, stop) further output is only logged.
-    if line.truncated || facts.stop.is_some() || facts.pruned_at.is_some() || facts.result.is_some() || facts.error.is_some() {
+    if facts.stop.is_some() || facts.result.is_some() || facts.error.is_some() {
+        return None;
+    }
+    if facts.pruned_at.is_some() {
+        // A report after the answer `prune` gets it again (unrecorded), so that a trial that reads
+        // its answers is not left waiting for one until it is stopped.
+        if !line.truncated && matches!(protocol::parse_line(&line.text), Ok(Message::Report(_))) {
+            answer(stdin, Answer::Prune).await;
+        }
+        return None;
+    }
+    if line.truncated {
+        // A result that long would otherwise be dropped as a log line without a word.
+        if protocol::starts_like_message(&line.text) {
+            return Some(StopCause::Protocol(format!(
+                "a message line longer than the limit of {} bytes: {}…",
+                protocol::MAX_LINE_BYTES,
+                protocol::head(&line.text, 200)
+            )));
+        }
         return None;
     }
     let message = match protocol::parse_line(&line.text) {
@@ -571,17 +599,22 @@ async fn handle_line(
             if answer == Answer::Prune {
                 facts.pruned_at = Some(step);
             }
-            if let Some(pipe) = stdin.as_mut() {
-                // A child that never reads its stdin must not stall us once the pipe buffer fills.
-                let write = tokio::time::timeout(Duration::from_secs(2), async {
-                    pipe.write_all(answer.line().as_bytes()).await?;
-                    pipe.flush().await
-                });
-                if !matches!(write.await, Ok(Ok(()))) {
-                    *stdin = None;
-                }
-            }
+            self::answer(stdin, answer).await;
             None
+        }
+    }
+}
+
+/// Writes `answer` to the trial's stdin; a trial that does not read it loses its stdin.
+async fn answer(stdin: &mut Option<tokio::process::ChildStdin>, answer: Answer) {
+    if let Some(pipe) = stdin.as_mut() {
+        // A child that never reads its stdin must not stall us once the pipe buffer fills.
+        let write = tokio::time::timeout(Duration::from_secs(2), async {
+            pipe.write_all(answer.line().as_bytes()).await?;
+            pipe.flush().await
+        });
+        if !matches!(write.await, Ok(Ok(()))) {
+            *stdin = None;
         }
     }
 }
@@ -634,10 +667,15 @@ impl StderrTail {
         }
     }
 
+    /// The last `n` non-empty lines; from a Rust panic, its message instead (a backtrace after it
+    /// would fill the lines with frames).
     fn last_lines(&self, n: usize) -> Vec<String> {
         let text = String::from_utf8_lossy(&self.bytes);
         let lines: Vec<String> =
             text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| l.chars().take(300).collect()).collect();
+        if let Some(at) = lines.iter().rposition(|l| l.starts_with("thread '") && l.contains(" panicked at ")) {
+            return lines[at..(at + 2).min(lines.len())].to_vec();
+        }
         lines[lines.len().saturating_sub(n)..].to_vec()
     }
 }
@@ -671,8 +709,13 @@ mod tests {
         );
         f.exit = Some(ExitStatus::from_raw(libc::SIGKILL));
         assert!(matches!(decide(&f), Outcome::Fail { infrastructure: true, .. }), "an unexplained SIGKILL is worth a retry");
+        assert!(matches!(decide(&f), Outcome::Fail { reason, .. } if reason.contains("SIGKILL; out of memory?")));
+        assert_eq!(describe_exit(ExitStatus::from_raw(libc::SIGKILL), false), "signal 9 (SIGKILL; out of memory?)");
         f.signalled = true;
-        assert!(matches!(decide(&f), Outcome::Fail { infrastructure: false, .. }));
+        assert!(
+            matches!(decide(&f), Outcome::Fail { infrastructure: false, reason } if reason.contains("SIGKILL, sent by nightshift"))
+        );
+        assert_eq!(describe_exit(ExitStatus::from_raw(libc::SIGKILL), true), "signal 9 (SIGKILL, sent by nightshift)");
         f.result = Some((Some(f64::NAN), BTreeMap::new()));
         assert!(matches!(decide(&f), Outcome::Fail { reason, .. } if reason == "diverged: NaN result"));
         f.result = Some((Some(0.9), BTreeMap::new()));
@@ -773,6 +816,67 @@ echo '{"result": {"value": 0.7}}'"#;
             run_trial(launch(r#"echo '{"report": {"step": 2, "value": NaN}}'; sleep 30"#, dir.path()), limits(None), judge(), rx)
                 .await;
         assert!(matches!(&run.outcome, Outcome::Fail { reason, .. } if reason == "diverged: NaN at step 2"), "{:?}", run.outcome);
+    }
+
+    #[tokio::test]
+    async fn a_report_after_the_answer_prune_is_answered_prune_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let script = r#"echo '{"report": {"step": 1, "value": 0.5}}'; read a
+echo '{"report": {"step": 2, "value": 0.6}}'; read b; echo "got $a $b" >&2"#;
+        let judge = Arc::new(PruneAt(1, Mutex::new(vec![])));
+        let run = run_trial(launch(script, dir.path()), limits(None), judge.clone(), rx).await;
+        assert_eq!(run.outcome, Outcome::Pruned { step: 1 });
+        assert_eq!(run.exit.as_deref(), Some("exit code 0"), "it read both answers and exited by itself");
+        assert_eq!(*judge.1.lock().unwrap(), vec![(1, 0.5)], "the report after the prune is not recorded");
+        let stderr = std::fs::read_to_string(dir.path().join("t/stderr.log")).unwrap();
+        assert_eq!(stderr.trim(), r#"got {"prune": true} {"prune": true}"#);
+    }
+
+    #[tokio::test]
+    async fn a_message_line_over_the_cap_fails_the_trial_instead_of_vanishing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let script = r#"awk 'BEGIN { printf "{\"result\": {\"value\": 0.5, \"metrics\": {\"blob\": \""; for (i = 0; i < 1100000; i++) printf "x"; print "\"}}}" }'"#;
+        let run = run_trial(launch(script, dir.path()), limits(None), Arc::new(PruneAt(9, Mutex::new(vec![]))), rx).await;
+        assert!(
+            matches!(&run.outcome, Outcome::Fail { reason, .. } if reason.starts_with("protocol error: a message line longer than the limit of 1048576 bytes: {\"result\"")),
+            "{:?}",
+            run.outcome
+        );
+    }
+
+    #[test]
+    fn a_panic_is_reported_by_its_message_not_its_backtrace() {
+        let mut tail = StderrTail::default();
+        tail.push(b"loading\nthread 'main' (7) panicked at src/train.rs:3:5:\nindex 5 out of bounds\nstack backtrace:\n   0: f\n   1: g\n   2: h\n");
+        assert_eq!(tail.last_lines(5), ["thread 'main' (7) panicked at src/train.rs:3:5:", "index 5 out of bounds"]);
+        let mut tail = StderrTail::default();
+        tail.push(b"a\nb\nc\n");
+        assert_eq!(tail.last_lines(2), ["b", "c"]);
+    }
+
+    /// Takes its time over each report, as a storage under load does.
+    struct SlowJudge;
+
+    impl Judge for SlowJudge {
+        fn judge(&self, _: &Report, _: f64) -> Result<Answer, String> {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(Answer::Continue)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_reports_does_not_hold_off_the_time_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        // 20,000 reports at once: one 64 KiB read holds ~1,700 of them, 8 s of judging.
+        let script = r#"awk 'BEGIN { for (i = 1; i <= 20000; i++) printf "{\"report\": {\"step\": %d, \"value\": 0.5}}\n", i }'; sleep 30"#;
+        let t0 = Instant::now();
+        let run = run_trial(launch(script, dir.path()), limits(Some(Duration::from_millis(300))), Arc::new(SlowJudge), rx).await;
+        assert!(matches!(&run.outcome, Outcome::Fail { reason, .. } if reason == "timed out after 300ms"), "{:?}", run.outcome);
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(5), "the limit was checked only between reads: {took:?}");
     }
 
     #[tokio::test]

@@ -127,7 +127,15 @@ fn line(key: &str, body: Value) -> String {
 /// does not follow the protocol is an error: the trial fails with that reason rather than having
 /// its results silently ignored.
 pub fn parse_line(line: &str) -> Result<Message, String> {
-    let trimmed = line.trim();
+    // A byte-order mark some writers put before their first line is not content.
+    let trimmed = line.trim().trim_start_matches('\u{feff}');
+    let head = trimmed.trim_start_matches('{').trim_start();
+    if trimmed.starts_with('{') && ["'report'", "'result'", "'error'"].iter().any(|key| head.starts_with(key)) {
+        return Err(format!(
+            "a Python dict, not JSON (single quotes): print json.dumps(message), not the dict itself: {}",
+            shorten(trimmed)
+        ));
+    }
     let looks_like_protocol = trimmed.starts_with('{')
         && (trimmed.contains("\"report\"") || trimmed.contains("\"result\"") || trimmed.contains("\"error\""));
     if !looks_like_protocol {
@@ -136,8 +144,7 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
     let json: Value = match serde_json::from_str(trimmed).or_else(|_| serde_json::from_str(&quote_non_finite(trimmed))) {
         Ok(v) => v,
         Err(e) => {
-            let head = trimmed.trim_start_matches('{').trim_start();
-            if ["\"report\"", "\"result\"", "\"error\""].iter().any(|key| head.starts_with(key)) {
+            if starts_like_message(trimmed) {
                 return Err(format!("malformed protocol line ({e}): {}", shorten(trimmed)));
             }
             return Ok(Message::Log);
@@ -166,9 +173,8 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
     }
     let Value::Object(body) = body else {
         return match key.as_str() {
-            "report" | "result" => {
-                Err(format!("`{key}` must be an object such as {{\"step\": 1, \"value\": 0.8}}: {}", shorten(trimmed)))
-            }
+            "report" => Err(format!("`report` must be an object such as {{\"step\": 1, \"value\": 0.8}}: {}", shorten(trimmed))),
+            "result" => Err(format!("`result` must be an object such as {{\"value\": 0.8}}: {}", shorten(trimmed))),
             _ => Ok(Message::Log),
         };
     };
@@ -222,6 +228,12 @@ pub fn parse_line(line: &str) -> Result<Message, String> {
     }
 }
 
+/// The line begins as a message does (`{"report"`, `{"result"`, `{"error"`), whatever follows.
+pub fn starts_like_message(line: &str) -> bool {
+    let head = line.trim_start().trim_start_matches('{').trim_start();
+    ["\"report\"", "\"result\"", "\"error\""].iter().any(|key| head.starts_with(key))
+}
+
 /// The body of an `error` line: `kind` a short non-empty string, `message` a string if present.
 fn trial_error(body: &serde_json::Map<String, Value>) -> Result<TrialError, String> {
     const MAX_KIND: usize = 64;
@@ -248,11 +260,16 @@ fn shorten(text: &str) -> String {
     if text.len() <= MAX {
         return text.to_string();
     }
-    let mut end = MAX;
+    format!("{}… ({} bytes)", head(text, MAX), text.len())
+}
+
+/// The first `max` bytes of `text` or fewer, cut at a character boundary.
+pub(crate) fn head(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… ({} bytes)", &text[..end], text.len())
+    &text[..end]
 }
 
 /// A line cut from a byte stream.
@@ -325,6 +342,15 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_printed_python_dict_and_a_byte_order_mark_are_understood() {
+        let e = parse_line("{'result': {'value': 0.6}}").unwrap_err();
+        assert!(e.starts_with("a Python dict, not JSON (single quotes): print json.dumps"), "{e}");
+        assert!(matches!(parse_line("{'level': 'info'}"), Ok(Message::Log)), "other dicts are logs");
+        let Ok(Message::Result(result)) = parse_line("\u{feff}{\"result\": {\"value\": 0.6}}") else { panic!("a result") };
+        assert_eq!(result.value, Some(0.6));
+    }
 
     #[test]
     fn keys_nightshift_does_not_read_are_named_for_a_warning() {

@@ -82,7 +82,7 @@ impl ParamAxis {
     /// The value in plot coordinates; `None` when it cannot be placed (wrong type, ≤ 0 on a log axis).
     pub fn to_plot(&self, value: &ParamValue) -> Option<f64> {
         match &self.scale {
-            AxisScale::Linear { .. } => value.as_f64().filter(|x| x.is_finite()),
+            AxisScale::Linear { .. } => value.as_f64().filter(|x| x.is_finite()).map(|x| x.clamp(-PLOT_LIMIT, PLOT_LIMIT)),
             AxisScale::Log { .. } => value.as_f64().filter(|x| *x > 0.0 && x.is_finite()).map(f64::log10),
             AxisScale::Categorical { choices } => choices.iter().position(|c| c == value).map(|i| i as f64),
         }
@@ -96,7 +96,7 @@ impl ParamAxis {
             AxisScale::Log { low, high } => (low.log10(), high.log10()),
             AxisScale::Categorical { choices } => (-0.5, choices.len().max(1) as f64 - 0.5),
         };
-        if hi > lo { (lo, hi) } else { (lo - 0.5, hi + 0.5) }
+        plottable(if hi > lo { (lo, hi) } else { (lo - 0.5, hi + 0.5) })
     }
 
     /// A tick label for a plot coordinate; empty where no label belongs (between categories or
@@ -156,6 +156,24 @@ pub fn fmt_num(x: f64) -> String {
 
 fn trim_zeros(s: &str) -> &str {
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { s }
+}
+
+/// Charts draw values beyond ±this at ±this (tables keep them as they are): plotters maps a value
+/// to pixels through (value − low) × pixels, which must stay finite; see [`plottable`].
+pub(crate) const PLOT_LIMIT: f64 = 1e150;
+
+/// A range plotters can draw: its key-point search never ends on a width that overflows (values
+/// near ±f64::MAX, a failure penalty say) and divides by one that underflows (a range of 1e-320).
+/// Ends are clamped to ±1e300, and a range too thin to tick is widened around its middle.
+pub(crate) fn plottable((lo, hi): (f64, f64)) -> (f64, f64) {
+    let (lo, hi) = (lo.clamp(-PLOT_LIMIT, PLOT_LIMIT), hi.clamp(-PLOT_LIMIT, PLOT_LIMIT));
+    let scale = lo.abs().max(hi.abs());
+    if hi - lo > 1e-12 * scale && hi - lo > 1e-200 {
+        return (lo, hi);
+    }
+    let mid = 0.5 * lo + 0.5 * hi;
+    let pad = (0.05 * scale).max(0.05);
+    (mid - pad, mid + pad)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use nightshift_search::{Direction, FrozenTrial, ParamValue, StudyRecord, TrialState};
 use serde::Serialize;
 
-use crate::axis::{AxisScale, ParamAxis, fmt_num};
+use crate::axis::{AxisScale, PLOT_LIMIT, ParamAxis, fmt_num};
 use crate::sections::comparison::{self, ComparisonData};
 use crate::sections::contour::{self, ContourData};
 use crate::sections::curves::{self, CurvesData};
@@ -165,6 +165,21 @@ pub fn param_axes(study: &StudyRecord, trials: &[FrozenTrial]) -> Vec<ParamAxis>
     axes
 }
 
+/// `trials` with their values and reports clamped to ±[`PLOT_LIMIT`] (NaN and ±inf kept: the
+/// charts leave those out).
+fn charted<'t>(trials: impl IntoIterator<Item = &'t FrozenTrial>) -> Vec<FrozenTrial> {
+    let clamp = |v: f64| if v.is_finite() { v.clamp(-PLOT_LIMIT, PLOT_LIMIT) } else { v };
+    trials
+        .into_iter()
+        .map(|t| {
+            let mut t = t.clone();
+            t.value = t.value.map(clamp);
+            t.intermediate_values.values_mut().for_each(|v| *v = clamp(*v));
+            t
+        })
+        .collect()
+}
+
 /// Computes the whole report from a study and its trials (any order; any states).
 pub fn build_report_data(study: &StudyRecord, trials: &[FrozenTrial], options: &ReportOptions) -> ReportData {
     let mut trials: Vec<FrozenTrial> = trials.to_vec();
@@ -182,6 +197,9 @@ pub fn build_report_data(study: &StudyRecord, trials: &[FrozenTrial], options: &
     let table = table::build(&trials, &ranked, &axes);
     let timeline = timeline::build(&trials, options);
     let summary = summary::build(study, &trials, &ranked, &metric, options, timeline.ready());
+    // The charts see values clamped to what they can draw; the table and summary above the real ones.
+    let (trials, complete) = (charted(&trials), charted(complete));
+    let complete: Vec<&FrozenTrial> = complete.iter().collect();
     let history = history::build(&trials, direction, &metric);
     let curves = curves::build(&trials, &metric, ranked.first().map(|t| t.number));
     let parallel = parallel::build(&complete, &axes, &metric, direction);

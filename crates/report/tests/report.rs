@@ -529,3 +529,36 @@ fn render_report_is_deterministic() {
         assert!(x.bytes == y.bytes, "{} differs between runs", x.name);
     }
 }
+
+/// The report of a study whose values reach the ends of f64 (a failure penalty of ±f64::MAX) or
+/// whose parameter range is thinner than any tick (1e-320): written, in bounded time. Plotters'
+/// key-point search never ended on such ranges, and the tick maker overflowed.
+#[test]
+fn values_and_ranges_at_the_ends_of_f64_are_drawn() {
+    let space_text = "x: {type: float, low: -8.0e307, high: 8.0e307}\nd: {type: float, low: 0.0, high: 5.0e-324}\n";
+    let s = study("extremes", Direction::Maximize, Some(space_text));
+    let space = s.search_space.clone().unwrap();
+    let values = [f64::MAX, -f64::MAX, 1e308, 0.5, -1e-320, 1.0];
+    let trials: Vec<FrozenTrial> = values
+        .iter()
+        .enumerate()
+        .map(|(n, &v)| {
+            let p = [("x", ParamValue::Float(if n % 2 == 0 { 8e307 } else { -8e307 })), ("d", ParamValue::Float(0.0))];
+            let mut t = trial(n as u64, TrialState::Complete, Some(v), &p, Some(&space));
+            t.intermediate_values.insert(1, v);
+            t.started_at = Some(10.0 * n as f64);
+            t.finished_at = Some(10.0 * n as f64 + 9.0);
+            t
+        })
+        .collect();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_report(&s, &trials, &ReportOptions::default(), dir.path()).map(|f| f.files.len());
+        let _ = done.send(files);
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(files) => assert!(files.unwrap() > 3),
+        Err(_) => panic!("the report did not finish in 120 s"),
+    }
+}

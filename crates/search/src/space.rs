@@ -263,6 +263,8 @@ impl SearchSpace {
     /// Parses a search space from YAML or JSON text, in our format or Optuna's.
     /// `origin` (a file name, or e.g. `--search-space`) prefixes error locations.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        // A byte-order mark (some Windows editors write one) is not content.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let root: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Error::Space {
             location: yaml_location(origin, text, &e),
             param: None,
@@ -402,6 +404,16 @@ fn parse_entry(entry: &serde_yaml::Value) -> std::result::Result<Distribution, S
         return Err(format!("expected a mapping such as {{type: float, low: 0.0, high: 1.0}}, found {}", yaml_kind(entry)));
     };
     let is_optuna = map.contains_key("name") && map.contains_key("attributes");
+    // Serde would say only that a choice matches no variant of an untagged enum.
+    let choices = if is_optuna { map.get("attributes").and_then(|a| a.get("choices")) } else { map.get("choices") };
+    if let Some(serde_yaml::Value::Sequence(items)) = choices
+        && let Some((i, item)) = items
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !matches!(c, serde_yaml::Value::Bool(_) | serde_yaml::Value::Number(_) | serde_yaml::Value::String(_)))
+    {
+        return Err(format!("choice {i} is {}: a choice is a number, a string or a bool", yaml_kind(item)));
+    }
     let raw = if is_optuna {
         let o: OptunaParam = serde_yaml::from_value(entry.clone()).map_err(|e| e.to_string())?;
         let kind = match o.name.as_str() {
@@ -652,6 +664,12 @@ freeze_depth: {type: int, low: 0, high: 4}
             ("k: {type: int, low: 0, high: 5, step: 2}\n", "k", "does not divide"),
             ("c: {type: categorical, choices: []}\n", "c", "empty"),
             ("c: {type: categorical, choices: [1, 2, 1]}\n", "c", "duplicate choice 1"),
+            (
+                "c: {type: categorical, choices: [adam, null]}\n",
+                "c",
+                "choice 1 is nothing (null): a choice is a number, a string or a bool",
+            ),
+            ("c: {type: categorical, choices: [[1, 2]]}\n", "c", "choice 0 is a list"),
             ("x:\n  type: float\n  low: 0.0\n  high: 1.0\n  lw: 3\n", "x", "unknown field `lw`"),
             ("x: {type: float, low: abc, high: 1.0}\n", "x", "invalid type"),
             ("x: {type: flaot, low: 0, high: 1}\n", "x", "unknown type 'flaot'"),

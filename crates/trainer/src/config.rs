@@ -23,6 +23,11 @@ use crate::preprocess::{RandomResizedCrop, Resize, ResizeMode};
 use crate::strategy::{DEFAULT_LP_FRACTION, FreezeStrategy};
 use crate::train::{OptimizerKind, TrainConfig};
 
+/// The largest `image_size`: beyond the resolutions ImageNet backbones are used at (224–600).
+pub const MAX_IMAGE_SIZE: usize = 4096;
+/// The largest small-cnn `width` (channels of its first stage; they double per stage).
+pub const MAX_WIDTH: usize = 512;
+
 /// Where the data comes from and how the network sees it: the keys `trial:` and `pretrain:` share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -118,8 +123,11 @@ impl DataConfig {
         {
             return Err(Error::config("channels", format!("must be 1 or 3, got {c}")));
         }
-        if self.image_size == Some(0) {
-            return Err(Error::config("image_size", "must be at least 1"));
+        if let Some(size) = self.image_size
+            && !(1..=MAX_IMAGE_SIZE).contains(&size)
+        {
+            // 100,000 × 100,000 pixels per image would abort on allocation in every trial.
+            return Err(Error::config("image_size", format!("must be in 1..={MAX_IMAGE_SIZE} pixels, got {size}")));
         }
         let arch = self.arch()?;
         if self.channels == Some(1) && !matches!(arch, Arch::SmallCnn { .. }) {
@@ -139,7 +147,10 @@ impl DataConfig {
     /// The architecture a fresh network gets (`width`/`depth` apply to small-cnn).
     pub fn arch(&self) -> Result<Arch> {
         match Arch::from_name(&self.arch)? {
-            Arch::SmallCnn { .. } if self.width == 0 => Err(Error::config("width", "must be at least 1")),
+            Arch::SmallCnn { .. } if !(1..=MAX_WIDTH).contains(&self.width) => {
+                // The channels double per stage: a width of 100,000 asks for terabytes of weights.
+                Err(Error::config("width", format!("must be in 1..={MAX_WIDTH}, got {}", self.width)))
+            }
             Arch::SmallCnn { .. } if !(1..=6).contains(&self.depth) => {
                 Err(Error::config("depth", format!("must be in 1..=6, got {}", self.depth)))
             }
@@ -214,6 +225,20 @@ impl DataConfig {
         let (full, test) = if self.is_idx_dir() {
             let train = load_idx_dir(&self.dataset, Split::Train)?;
             let test = if with_test { Some(load_idx_dir(&self.dataset, Split::Test)?) } else { None };
+            // The model has a logit per training class: a test label beyond them has no logit to score.
+            if let Some(test) = &test
+                && test.num_classes() > train.num_classes()
+            {
+                return Err(Error::Dataset {
+                    path: self.dataset.clone(),
+                    reason: format!(
+                        "the test split (t10k) has label {} but the training split only labels 0–{}: \
+                         the test classes must be among the training classes",
+                        test.num_classes() - 1,
+                        train.num_classes() - 1
+                    ),
+                });
+            }
             (train, test)
         } else {
             if with_test {
@@ -622,6 +647,12 @@ impl Hyperparams {
 /// Finds weights and (when present) the model.json of a checkpoint path: a checkpoint directory, or a
 /// weight file with or without a model.json beside it.
 pub fn checkpoint_files(path: &Path) -> Result<(PathBuf, Option<ModelConfig>)> {
+    if !path.exists() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: "does not exist (a checkpoint directory, a .safetensors or a .pth file)".into(),
+        });
+    }
     if path.is_dir() {
         return Ok((path.join(WEIGHTS_FILE), Some(read_model_config(path)?)));
     }

@@ -184,6 +184,17 @@ impl ImageDataset {
             val.extend_from_slice(&members[..n_val]);
             train.extend_from_slice(&members[n_val..]);
         }
+        if train.is_empty() || val.is_empty() {
+            let empty = if val.is_empty() { "validation" } else { "training" };
+            return Err(Error::config(
+                "val_fraction",
+                format!(
+                    "splitting {} images at val_fraction {val_fraction} leaves no {empty} image (a class needs at least \
+                     2 images to give one to each side): use more images per class or another val_fraction",
+                    self.len()
+                ),
+            ));
+        }
         // Keep dataset order inside each part so the split does not depend on class iteration order.
         train.sort_unstable();
         val.sort_unstable();
@@ -864,6 +875,9 @@ mod tests {
         let (_, val3) = ds.stratified_split(0.2, 8).unwrap();
         assert_ne!(val.pixels, val3.pixels, "another seed picks other images");
         assert!(ds.stratified_split(1.5, 0).is_err());
+        // One image per class gives every image to training: refused here, not at the first epoch.
+        let e = toy(&[1, 1]).stratified_split(0.2, 0).unwrap_err().to_string();
+        assert!(e.contains("val_fraction") && e.contains("leaves no validation image"), "{e}");
     }
 
     #[test]

@@ -51,11 +51,13 @@ pub enum StopReason {
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Budget { trials } => write!(f, "budget reached: the study has {trials} trials"),
-            Self::Timeout(d) => {
-                write!(f, "timeout reached ({}); running trials were allowed to finish", crate::process::fmt_duration(*d))
+            Self::Budget { trials } => {
+                write!(f, "budget reached: {trials} trials count toward it (re-runs replace the trials they re-run)")
             }
-            Self::StopAt(h, m) => write!(f, "stop time {h:02}:{m:02} reached; running trials were allowed to finish"),
+            Self::Timeout(d) => {
+                write!(f, "timeout reached ({}): no new trials; running ones finish", crate::process::fmt_duration(*d))
+            }
+            Self::StopAt(h, m) => write!(f, "stop time {h:02}:{m:02} reached: no new trials; running ones finish"),
             Self::Target { value, trial } => write!(f, "target reached: trial {trial} scored {value}"),
             Self::ConsecutiveFailures { count, last_reason, stderr_log } => write!(
                 f,
@@ -63,7 +65,8 @@ impl fmt::Display for StopReason {
                 stderr_log.display()
             ),
             Self::SpaceExhausted(m) => write!(f, "search space exhausted: {m}"),
-            Self::Shutdown => write!(f, "stopped by request; running trials finished (`nightshift resume` continues)"),
+            // Announced at the first Ctrl-C, while the running trials are still running.
+            Self::Shutdown => write!(f, "stopped by request: no new trials; running ones finish (`nightshift resume` continues)"),
             Self::Interrupted => {
                 write!(f, "interrupted; running trials were stopped and re-enqueued (`nightshift resume` continues)")
             }

@@ -55,7 +55,11 @@ impl Peers {
 
 impl Judge for StudyJudge {
     fn judge(&self, report: &Report, value: f64) -> std::result::Result<Answer, String> {
-        self.study.report(self.number, report.step, value).map_err(|e| format!("cannot record report: {e}"))?;
+        // By id: looking the trial up by number would read all its reports again for each one.
+        self.study
+            .storage()
+            .report_intermediate(self.trial_id, report.step, value)
+            .map_err(|e| format!("cannot record report: {e}"))?;
         crate::fault_point("mid-trial");
         if !report.metrics.is_empty() {
             let metrics: serde_json::Map<String, Value> = report.metrics.clone().into_iter().collect();

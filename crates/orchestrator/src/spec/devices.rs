@@ -45,8 +45,12 @@ impl DeviceSpec {
             ("auto", None) if trials_per_device.is_none() => Ok(DeviceSpec::Auto),
             ("cpu", None) => Ok(DeviceSpec::Cpu { slots: per }),
             ("cpu", Some(n)) => positive(n)
-                .map(|n| DeviceSpec::Cpu { slots: n * per })
-                .ok_or_else(|| format!("'{text}': the number of CPU slots must be a positive integer ({VALID})")),
+                .and_then(|n| n.checked_mul(per))
+                .filter(|slots| *slots <= MAX_SLOTS)
+                .map(|slots| DeviceSpec::Cpu { slots })
+                .ok_or_else(|| {
+                    format!("'{text}': the number of CPU slots must be a positive integer, at most {MAX_SLOTS} in all ({VALID})")
+                }),
             (kind @ ("gpu" | "cuda" | "wgpu"), Some(list)) => {
                 let indices: Vec<u32> =
                     list.split(',')
@@ -169,6 +173,8 @@ mod tests {
         assert_eq!(DeviceSpec::from_flag("auto", None), Ok(DeviceSpec::Auto));
         assert_eq!(DeviceSpec::from_flag("cpu:3", None), Ok(DeviceSpec::Cpu { slots: 3 }));
         assert_eq!(DeviceSpec::from_flag("cpu:2", Some(2)), Ok(DeviceSpec::Cpu { slots: 4 }));
+        assert!(DeviceSpec::from_flag("cpu:99999", None).unwrap_err().contains("at most 1024"));
+        assert!(DeviceSpec::from_flag("cpu:600", Some(2)).is_err());
         assert_eq!(
             DeviceSpec::from_flag("gpu:0,2", Some(2)),
             Ok(DeviceSpec::Gpu { indices: vec![0, 2], trials_per_device: 2, backend: GpuBackend::Cuda })

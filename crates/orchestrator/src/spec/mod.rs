@@ -229,10 +229,46 @@ impl Spec {
                     self.locate("command"),
                     self.base_dir.display()
                 ));
+            } else if program.contains('/') && !is_executable(&self.base_dir.join(&program)) {
+                problems.push(format!(
+                    "{}: field `command`: program '{program}' is not executable: `chmod +x {program}`, or name its \
+                     interpreter first ([python3, {program}, …])",
+                    self.locate("command"),
+                ));
+            }
+            if let Some(script) = missing_script(argv, &self.base_dir) {
+                problems.push(format!(
+                    "{}: field `command`: script '{script}' not found (relative to {}, where trials run)",
+                    self.locate("command"),
+                    self.base_dir.display()
+                ));
             }
         }
         problems
     }
+}
+
+/// Whether a file has an execute bit (else every trial fails with "Permission denied").
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+/// The script an interpreter is given (`python3 -u train.py …`: the first argument that is not an
+/// option, when it is a plain file name with a script's extension) if it does not exist. Every
+/// trial would fail on it; `python -m module` and `-c code` name no file.
+fn missing_script(argv: &[ArgTemplate], base_dir: &Path) -> Option<String> {
+    const SCRIPT_EXTENSIONS: [&str; 10] = ["py", "sh", "bash", "R", "r", "jl", "pl", "rb", "js", "mjs"];
+    let first = argv[1..].iter().find(|a| {
+        let text = a.to_string();
+        !text.starts_with('-') || matches!(text.as_str(), "-m" | "-c" | "-e")
+    })?;
+    if first.vars().next().is_some() {
+        return None;
+    }
+    let name = first.to_string();
+    let is_script = Path::new(&name).extension().and_then(|e| e.to_str()).is_some_and(|e| SCRIPT_EXTENSIONS.contains(&e));
+    (is_script && !base_dir.join(&name).is_file()).then_some(name)
 }
 
 /// A program name as `Command` resolves it: a path (relative to `base_dir`) or a name on PATH.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nightshift_search::space::{strip_yaml_location, yaml_location};
-use nightshift_search::{Distribution, ParamValue, SamplerConfig, SearchSpace, Tournament};
+use nightshift_search::{Distribution, GridSampler, ParamValue, PrunerConfig, SamplerConfig, SearchSpace, Tournament};
 
 use super::devices::parse_devices;
 use super::locate::{Locator, yaml_short};
@@ -33,6 +33,8 @@ impl Spec {
 
     /// Validates spec text; `trainer` checks a `trial:` section.
     pub fn parse_with(text: &str, origin: &str, base_dir: &Path, trainer: &dyn BuiltinTrainer) -> Result<Self> {
+        // Editors on Windows may start a UTF-8 file with a byte-order mark, which YAML reads as content.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let loc = Locator { origin, text };
         let syntax = |e: serde_yaml::Error| Error::Spec {
             location: yaml_location(origin, text, &e),
@@ -71,7 +73,7 @@ impl Spec {
         let objective = Objective { metric: raw.objective.metric.trim().to_string(), direction: raw.objective.direction };
 
         let (sampler, seed) = parse_sampler(raw.sampler.as_ref(), &loc)?;
-        let pruner = raw.pruner.clone().unwrap_or_default();
+        let pruner = parse_pruner(raw.pruner.as_ref(), &loc)?;
         let budget = parse_budget(&raw.budget, &loc)?;
         let devices = parse_devices(raw.devices.as_ref(), &loc)?;
 
@@ -84,6 +86,11 @@ impl Spec {
             },
             other => loc.err("params", other.to_string()),
         })?;
+
+        if sampler == SamplerConfig::Grid {
+            // Else the first trial finds out, fails, and the study keeps the grid sampler.
+            GridSampler::grid_size(&space).map_err(|e| loc.err("sampler", e.to_string()))?;
+        }
 
         let pretrain = match &raw.pretrain {
             None => None,
@@ -154,6 +161,10 @@ impl Spec {
 /// Checks a study name that names a directory (`reports/<study>/`): ASCII letters, digits, `-`,
 /// `_` and `.`, not starting with `.`; so never `..`, a `/` or an absolute path.
 pub fn check_study_name(name: &str) -> std::result::Result<(), String> {
+    // A directory name has at most 255 bytes on common file systems.
+    if name.len() > 200 {
+        return Err(format!("the study name has {} characters, at most 200 (it names reports/<study>/)", name.len()));
+    }
     let valid = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !name.starts_with('.');
@@ -188,13 +199,36 @@ fn parse_sampler(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result
     if !map.contains_key("type") {
         return Err(loc.err("sampler", "missing `type` (valid: auto, tpe, gp, random, grid, qmc)"));
     }
-    let config: SamplerConfig = serde_yaml::from_value(serde_yaml::Value::Mapping(map)).map_err(|e| {
-        loc.err(
-            "sampler",
-            format!("{} (valid types: auto, tpe, gp, random, grid, qmc, with their options)", strip_yaml_location(&e)),
-        )
-    })?;
+    let config = section_from_value("sampler", map, loc, "valid types: auto, tpe, gp, random, grid, qmc, with their options")?;
     Ok((config, seed))
+}
+
+fn parse_pruner(value: Option<&serde_yaml::Value>, loc: &Locator<'_>) -> Result<PrunerConfig> {
+    let Some(value) = value else { return Ok(PrunerConfig::default()) };
+    let serde_yaml::Value::Mapping(map) = value else {
+        return Err(loc.err("pruner", format!("expected a mapping such as {{type: median}}, found {}", yaml_short(value))));
+    };
+    let valid = "valid types: none, median, percentile, successive_halving, hyperband, patient, threshold, with their options";
+    section_from_value("pruner", map.clone(), loc, valid)
+}
+
+/// A tagged section (`sampler:`, `pruner:`) read from its mapping. Serde reads such a section
+/// through a buffer that forgets positions, so the error is placed here: at the misspelt key when
+/// serde names one, else at the section.
+fn section_from_value<T: serde::de::DeserializeOwned>(
+    section: &str,
+    map: serde_yaml::Mapping,
+    loc: &Locator<'_>,
+    valid: &str,
+) -> Result<T> {
+    serde_yaml::from_value(serde_yaml::Value::Mapping(map)).map_err(|e| {
+        let message = strip_yaml_location(&e);
+        let field = match message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')) {
+            Some((key, _)) => format!("{section}.{key}"),
+            None => section.to_string(),
+        };
+        loc.err(&field, format!("{message} ({valid})"))
+    })
 }
 
 fn parse_budget(raw: &RawBudget, loc: &Locator<'_>) -> Result<Budget> {

@@ -1,6 +1,6 @@
 //! What serde reads from the spec YAML, before any check (unknown fields are errors).
 
-use nightshift_search::{Direction, PrunerConfig};
+use nightshift_search::Direction;
 use serde::Deserialize;
 
 use super::HumanDuration;
@@ -15,7 +15,7 @@ pub(crate) struct RawSpec {
     #[serde(default)]
     pub(crate) sampler: Option<serde_yaml::Value>,
     #[serde(default)]
-    pub(crate) pruner: Option<PrunerConfig>,
+    pub(crate) pruner: Option<serde_yaml::Value>,
     pub(crate) budget: RawBudget,
     #[serde(default)]
     pub(crate) devices: Option<serde_yaml::Value>,

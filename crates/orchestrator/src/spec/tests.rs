@@ -213,3 +213,64 @@ fn compare_as_a_tournament() {
     let e = err(&GOOD.replace("compare: k", "compare: {param: k, seed: 3}"));
     assert!(e.contains("unknown field `seed`") && e.contains("budget_per_arm: 6"), "{e}");
 }
+
+#[test]
+fn a_misspelt_sampler_or_pruner_key_is_named_where_it_stands() {
+    let spec = GOOD.replace("compare: k\n", "compare: k\npruner:\n  type: median\n  n_warmup_step: 1\n");
+    let e = err(&spec);
+    assert!(e.starts_with("spec.yaml:14:3: field `pruner.n_warmup_step`: unknown field `n_warmup_step`"), "{e}");
+    assert!(e.contains("valid types: none, median"), "{e}");
+    let e = err(&GOOD.replace("{type: random, seed: 7}", "{type: tpe, n_startup: 3}"));
+    assert!(e.starts_with("spec.yaml:3:22: field `sampler.n_startup`: unknown field `n_startup`"), "{e}");
+    let e = err(&spec.replace("n_warmup_step: 1", "n_warmup_steps: 1").replace("type: median", "type: medain"));
+    assert!(e.starts_with("spec.yaml:12:1: field `pruner`: unknown variant `medain`"), "{e}");
+    assert!(err(&GOOD.replace("compare: k\n", "compare: k\npruner: median\n")).contains("`pruner`: expected a mapping"));
+    let spec = parse(&GOOD.replace("compare: k\n", "compare: k\npruner: {type: median, n_warmup_steps: 2}\n")).unwrap();
+    assert!(matches!(spec.pruner, PrunerConfig::Median(_)));
+}
+
+#[test]
+fn check_names_a_missing_script_before_any_trial_fails_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("train.py"), "").unwrap();
+    let problems = |command: &str| -> Vec<String> {
+        let text = GOOD.replace("[python3, train.py, --lr, \"{lr}\", \"--k={k}\", {opt}, \"{{literal}}\"]", command);
+        Spec::parse(&text, "spec.yaml", dir.path()).unwrap().preflight().into_iter().filter(|p| p.contains("script")).collect()
+    };
+    assert_eq!(problems("[python3, train.py, --lr, \"{lr}\"]"), Vec::<String>::new());
+    let missing = problems("[python3, -u, trian.py, --lr, \"{lr}\"]");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(missing[0].starts_with("spec.yaml:6:1: field `command`: script 'trian.py' not found"), "{missing:?}");
+    // No file named: a module, inline code, a placeholder, a subcommand.
+    for command in ["[python3, -m, pkg.train]", "[python3, -c, \"print(1)\"]", "[python3, \"{opt}.py\"]", "[uv, run, x.py]"] {
+        assert_eq!(problems(command), Vec::<String>::new(), "{command}");
+    }
+    // A program without its execute bit would fail every trial with "Permission denied".
+    let text = GOOD.replace("[python3, train.py, --lr, \"{lr}\", \"--k={k}\", {opt}, \"{{literal}}\"]", "[./train.py]");
+    let problems = Spec::parse(&text, "spec.yaml", dir.path()).unwrap().preflight();
+    assert!(problems.iter().any(|p| p.contains("program './train.py' is not executable: `chmod +x ./train.py`")), "{problems:?}");
+}
+
+#[test]
+fn a_grid_that_cannot_be_walked_is_refused_before_any_trial() {
+    let grid = GOOD.replace("{type: random, seed: 7}", "{type: grid}");
+    let e = err(&grid);
+    assert!(e.starts_with("spec.yaml:3:1: field `sampler`:"), "{e}");
+    assert!(e.contains("parameter 'lr' is a float without a step"), "{e}");
+    let tiny = grid.replace(
+        "lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}",
+        "lr: {type: float, low: 0.0, high: 1.0, step: 1.0e-300}",
+    );
+    let e = err(&tiny);
+    assert!(e.contains("more than 2^62 points"), "{e}");
+    let fine = grid
+        .replace("lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}", "lr: {type: float, low: 0.0, high: 1.0, step: 0.25}");
+    assert_eq!(parse(&fine).unwrap().sampler, SamplerConfig::Grid);
+}
+
+#[test]
+fn a_study_name_too_long_for_a_directory_is_refused() {
+    let e = err(&GOOD.replace("study: demo", &format!("study: {}", "s".repeat(300))));
+    assert!(e.contains("the study name has 300 characters, at most 200"), "{e}");
+    assert!(parse(&GOOD.replace("study: demo", &format!("study: {}", "s".repeat(200)))).is_ok());
+}

@@ -12,7 +12,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::palette::{self, BLUE, GREY, ORANGE, VERMILLION};
 use super::viridis;
-use crate::axis::{AxisScale, ParamAxis, fmt_num};
+use crate::axis::{AxisScale, ParamAxis, fmt_num, plottable};
 
 /// A chart drawing's outcome: plotters' error as text.
 pub(crate) type DrawResult = std::result::Result<(), String>;
@@ -64,11 +64,8 @@ pub(crate) fn padded((lo, hi): (f64, f64)) -> Range<f64> {
     if !lo.is_finite() || !hi.is_finite() {
         return 0.0..1.0;
     }
+    let (lo, hi) = plottable((lo, hi));
     let span = hi - lo;
-    if span <= 1e-12 * lo.abs().max(1e-12) {
-        let pad = (lo.abs() * 0.05).max(0.05);
-        return lo - pad..hi + pad;
-    }
     lo - 0.06 * span..hi + 0.06 * span
 }
 
@@ -127,9 +124,12 @@ pub(crate) fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     let raw = (hi - lo) / target.max(2) as f64;
     let mag = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
-    (first..=last).map(|k| k as f64 * step).collect()
+    let (first, last) = ((lo / step).ceil(), (hi / step).floor());
+    // A step that underflowed or overflowed (ranges near the ends of f64) gives no usable ticks.
+    if !(step.is_normal() && first.is_finite() && last.is_finite() && last - first <= 4.0 * target.max(2) as f64) {
+        return vec![lo];
+    }
+    (first as i64..=last as i64).map(|k| k as f64 * step).collect()
 }
 
 /// Deterministic horizontal jitter in [-w, w] for strip plots.

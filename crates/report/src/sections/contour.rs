@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::importance::ImportanceData;
-use crate::axis::{ParamAxis, fmt_num};
+use crate::axis::{ParamAxis, fmt_num, plottable};
 use crate::charts::style::{
     Ctx, DrawResult, FONT, TICK, TITLE, axes_builder, axis_label_count, mesh, min_max, nice_ticks, text_style, truncate,
     value_colour, wrap,
@@ -101,7 +101,7 @@ pub(crate) fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &st
     chart.draw_series(d.points.iter().map(|&(x, y, _)| Circle::new((x, y), 4, BLACK.stroke_width(1)))).ctx()?;
 
     // Colour bar: predicted values, better at the top for both directions.
-    let (zlo, zhi) = if zrange.1 > zrange.0 { zrange } else { (zrange.0 - 0.5, zrange.0 + 0.5) };
+    let (zlo, zhi) = plottable(if zrange.1 > zrange.0 { zrange } else { (zrange.0 - 0.5, zrange.0 + 0.5) });
     let mut cb = ChartBuilder::on(&bar)
         .margin_top(18)
         .margin_bottom(88)

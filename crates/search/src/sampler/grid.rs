@@ -30,6 +30,14 @@ const MAX_GRID: u64 = 1 << 62;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GridSampler;
 
+impl GridSampler {
+    /// The number of points of the grid over `space`, or why there is no grid (a float without a
+    /// step, more than 2^62 points): for `nightshift check`, before any trial.
+    pub fn grid_size(space: &SearchSpace) -> Result<u64> {
+        Grid::new(space, None).map(|grid| grid.size)
+    }
+}
+
 impl Sampler for GridSampler {
     fn infer_relative_search_space(&self, _ctx: &SamplingContext<'_>, space: &SearchSpace) -> SearchSpace {
         space.clone()
@@ -64,7 +72,19 @@ struct Axis {
 impl Axis {
     fn new(name: &str, distribution: &Distribution) -> Result<Self> {
         let len = match *distribution {
-            Distribution::Float { low, high, step: Some(step), .. } => ((high - low) / step).round() as u64 + 1,
+            Distribution::Float { low, high, step: Some(step), .. } => {
+                let steps = ((high - low) / step).round();
+                // A step of 1e-300 must not saturate (and wrap the + 1) into an empty grid.
+                if steps.is_nan() || steps >= MAX_GRID as f64 {
+                    return Err(Error::Config {
+                        what: "sampler",
+                        message: format!(
+                            "the grid over parameter '{name}' ({distribution}) has more than 2^62 points; use a larger step"
+                        ),
+                    });
+                }
+                steps as u64 + 1
+            }
             Distribution::Float { .. } => {
                 return Err(Error::Config {
                     what: "sampler",
