@@ -337,8 +337,9 @@ pub fn studies_table(studies: &[(String, StudyRecord, Vec<FrozenTrial>)]) -> Str
     table(&["name", "direction", "n_trials", "complete", "pruned", "fail", "running", "best_value", "storage"], &rows)
 }
 
+/// As Python prints it: `1.7976931348623157e+308`, not 309 digits.
 fn fmt_value(v: f64) -> String {
-    format!("{v}")
+    python_float(v)
 }
 
 #[cfg(test)]

@@ -262,7 +262,7 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
                     "trial {} finished: {}{}",
                     trial.number,
                     trial.state,
-                    trial.value.map(|v| format!(" value={v}")).unwrap_or_default()
+                    trial.value.map(|v| format!(" value={}", output::python_float(v))).unwrap_or_default()
                 ),
                 Err(nightshift_search::Error::TrialFinished { .. }) if skip_if_finished => {
                     tracing::info!("trial {trial_number} was already finished; skipped");

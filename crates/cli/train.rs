@@ -464,16 +464,18 @@ fn trial_start_problems(trial: &TrialConfig, pretrained: Option<&Path>) -> Optio
     let to_be_pretrained = trial.init.is_some() && trial.init.as_deref() == pretrained;
     let fresh = TrialConfig { init: None, ..trial.clone() };
     let trial = if to_be_pretrained { &fresh } else { trial };
-    let data = || -> anyhow::Result<(Option<PathBuf>, nightshift_trainer::ModelConfig)> {
-        let (class_names, native) = trial.data.dataset_shape()?;
-        let (weights, model) = trial.model_config(class_names, native, 0.0)?;
-        trial.data.load(&model, trial.test)?;
-        Ok((weights, model))
+    let (class_names, native) = match trial.data.dataset_shape() {
+        Ok(shape) => shape,
+        Err(e) => return Some(("trial.dataset", e.into())),
     };
-    let (weights, model) = match data() {
-        Ok(loaded) => loaded,
-        Err(e) => return Some(("trial.dataset", e)),
+    // With `init`, the checkpoint's model.json describes the network.
+    let (weights, model) = match trial.model_config(class_names, native, 0.0) {
+        Ok(config) => config,
+        Err(e) => return Some((if trial.init.is_some() { "trial.init" } else { "trial" }, e.into())),
     };
+    if let Err(e) = trial.data.load(&model, trial.test) {
+        return Some(("trial.dataset", e.into()));
+    }
     let weights = weights?;
     let load = || -> anyhow::Result<()> {
         let device = parse_device("cpu")?;
