@@ -148,6 +148,11 @@ fn bad_input_gives_clear_errors() {
     assert!(err.contains("a study name cannot be empty"), "{err}");
     let err = sb.fails(&["create-study", "--study-name", "two\nlines"]);
     assert!(err.contains("control characters"), "{err}");
+    // A negative number is a bad value of its option, not an unknown flag.
+    let err = sb.fails(&["predict", "--weights", "w.safetensors", "--image", "x.png", "--top", "-1"]);
+    assert!(err.contains("'-1'") && err.contains("--top") && err.contains("not in 1.."), "{err}");
+    let err = sb.fails(&["trial", "--dataset", "d", "--epochs", "-3"]);
+    assert!(err.contains("'-3'") && err.contains("--epochs") && !err.contains("unexpected argument"), "{err}");
     // A name longer than a table cell can be padded by `format!` (65,535) still lists.
     let long = "n".repeat(70_000);
     sb.ok(&["create-study", "--study-name", &long]);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Sandbox, count, events, reason, run_with_workers, spec, study_trials, wait_for_events};
+use common::{HUNG_AFTER, Sandbox, count, events, output_within, reason, run_with_workers, spec, study_trials, wait_for_events};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -279,4 +279,28 @@ fn keys_a_trial_misspells_are_named_in_a_warning() {
     let log = std::fs::read_to_string(sb.path().join("reports/typo/nightshift.log")).expect("nightshift.log");
     assert!(log.contains("report.metric"), "the study's log has it too: {log}");
     assert_eq!(study_trials(&sb, "typo")[0]["state"], "COMPLETE");
+}
+
+#[test]
+fn a_resume_with_another_search_space_says_what_changed() {
+    let sb = Sandbox::new();
+    let first = spec("moved", "{trials: 2}", "{cpu: 1}", "", "");
+    sb.file("s.yaml", &first);
+    sb.ok(&["run", "s.yaml", "--quiet"]);
+    // Unchanged: nothing said.
+    assert!(!sb.ok(&["check", "s.yaml"]).contains("search space differs"));
+    let widened = first.replace("{trials: 2}", "{trials: 3}").replace(
+        "x: {type: float, low: 0.0, high: 1.0}",
+        "x: {type: float, low: 0.0, high: 2.0}\n  y: {type: int, low: 1, high: 3}",
+    );
+    sb.file("s.yaml", &widened);
+    let check = sb.ok(&["check", "s.yaml"]);
+    let said =
+        "the search space differs from the one study 'moved' was created with (x was float [0, 1], now float [0, 2]; y is new)";
+    assert!(check.contains(said), "{check}");
+    let out = output_within(&mut sb.cmd(&["run", "s.yaml"]), HUNG_AFTER);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(both.contains(said), "{both}");
+    assert_eq!(study_trials(&sb, "moved").len(), 3);
 }

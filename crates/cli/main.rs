@@ -117,8 +117,18 @@ fn parse() -> Cli {
         _ if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) => clap::ColorChoice::Never,
         _ => clap::ColorChoice::Auto,
     };
-    let matches = Cli::command().color(choice).get_matches();
+    let matches = negative_numbers_are_values(Cli::command().color(choice)).get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Options that take a value accept a negative number as one, so that `--top -1` is refused by
+/// the option's own check ("-1 is not in 1..4294967295") rather than read as an unknown flag.
+fn negative_numbers_are_values(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(
+            |arg| if arg.get_action().takes_values() && !arg.is_positional() { arg.allow_negative_numbers(true) } else { arg },
+        )
+        .mut_subcommands(negative_numbers_are_values)
 }
 
 /// The value of `--color` before clap has parsed anything (it colours clap's own messages).
@@ -156,7 +166,7 @@ fn init_console_log(global: &GlobalArgs, color: bool) {
 
 /// The error and its causes on one line. Our error types quote their cause in their own message
 /// (so they read well alone, e.g. in logs); a cause already quoted above is not repeated.
-fn error_message(e: &anyhow::Error) -> String {
+pub(crate) fn error_message(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

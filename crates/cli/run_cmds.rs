@@ -242,13 +242,17 @@ fn preflight(spec: &Spec) -> Result<Vec<String>> {
 }
 
 /// A storage the sweep could not open, found without opening it (`check` creates no file): a URL
-/// of another scheme, a directory or a file that is not SQLite's where the SQLite file should be.
+/// of another scheme, a directory or a file that is not SQLite's where the SQLite file should be,
+/// a PostgreSQL server that refuses the connection (connected to, and left unchanged).
 fn storage_problem(spec: &Spec) -> Option<String> {
     let problem = |message: String| Some(format!("{}: field `storage`: {message}", spec.locate("storage")));
     let path = match nightshift_store::StorageUrl::parse(&spec.storage) {
         Err(e) => return problem(e.to_string()),
         Ok(nightshift_store::StorageUrl::Sqlite(path)) => path,
-        Ok(_) => return None,
+        Ok(nightshift_store::StorageUrl::Postgres(url)) => {
+            return nightshift_store::PostgresStorage::probe(&url).err().and_then(|e| problem(crate::error_message(&e.into())));
+        }
+        Ok(nightshift_store::StorageUrl::SqliteMemory) => return None,
     };
     if path.is_dir() {
         return problem(format!(
@@ -265,6 +269,14 @@ fn storage_problem(spec: &Spec) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// The search space the spec's study was created with, when its SQLite file already holds the
+/// study (read, nothing created; a PostgreSQL storage is not opened here, as opening migrates it).
+fn created_space(spec: &Spec) -> Option<nightshift_search::SearchSpace> {
+    let Ok(nightshift_store::StorageUrl::Sqlite(_)) = nightshift_store::StorageUrl::parse(&spec.storage) else { return None };
+    let storage = crate::storage::open_existing(&spec.storage, false).ok()??;
+    storage.load_study(&spec.study).ok()?.search_space
 }
 
 fn sweep(spec: Spec, from: DevicesFrom, quiet: bool) -> Result<()> {
@@ -470,6 +482,9 @@ fn check(path: &Path) -> Result<()> {
         println!("pretrain: `nightshift {}` unless its checkpoint exists", pretrain_args(&pretrain).join(" "));
     }
     println!("study:    {} in {}", spec.study, nightshift_store::redact_url(&spec.storage));
+    if let Some(note) = created_space(&spec).and_then(|created| spec.space_changes_since(&created)) {
+        println!("          {note}");
+    }
     println!("objective: {} ({})", spec.objective.metric, spec.objective.direction);
     match &plan {
         Ok(plan) => {

@@ -112,7 +112,7 @@ pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
 
 /// Opens the storage at `url` if it exists. A missing SQLite file is `None` when we were only
 /// looking (`given` false), and an error naming the file when the user gave the URL.
-fn open_existing(url: &str, given: bool) -> Result<Option<Arc<dyn Storage>>> {
+pub(crate) fn open_existing(url: &str, given: bool) -> Result<Option<Arc<dyn Storage>>> {
     if let Ok(StorageUrl::Sqlite(path)) = StorageUrl::parse(url)
         && !path.exists()
     {

@@ -200,6 +200,21 @@ impl PostgresStorage {
         Self::connect(url, Some(schema.to_string()))
     }
 
+    /// Connects to `url` and disconnects, changing nothing: whether a sweep could open the
+    /// storage (`nightshift check`). Waits at most 10 s for the server unless the URL sets
+    /// `connect_timeout`.
+    pub fn probe(url: &str) -> Result<()> {
+        let location = redact_url(url);
+        let mut config: Config = url.parse().map_err(|source: postgres::Error| Error::InvalidUrl {
+            url: location.clone(),
+            reason: format!("not a PostgreSQL connection string: {source}"),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        Self::new_connection(&config, None, &location).map(drop)
+    }
+
     /// The URL with its password redacted.
     pub fn location(&self) -> &str {
         &self.location

@@ -98,6 +98,24 @@ fn reopening_migrates_nothing_and_a_newer_schema_is_refused() {
 }
 
 #[test]
+fn a_probe_connects_and_creates_nothing() {
+    let Some(url) = server("a_probe_connects_and_creates_nothing") else { return };
+    PostgresStorage::probe(&url).unwrap();
+    // Nothing listens on port 1: refused, and said so.
+    let refused = PostgresStorage::probe("postgres://u:hunter2@127.0.0.1:1/db").unwrap_err();
+    assert!(matches!(refused, Error::PostgresConnect { .. }) && !refused.to_string().contains("hunter2"), "{refused}");
+    // A probe of a fresh schema's URL leaves it without tables (`open` would create them).
+    let schema = fresh_schema("probe");
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    let in_schema = format!("{url}{}options=-csearch_path%3D{schema}", if url.contains('?') { "&" } else { "?" });
+    PostgresStorage::probe(&in_schema).unwrap();
+    let tables: i64 =
+        client.query_one("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", &[&schema]).unwrap().get(0);
+    assert_eq!(tables, 0);
+}
+
+#[test]
 fn a_wrong_password_is_not_printed() {
     let Some(url) = server("a_wrong_password_is_not_printed") else { return };
     let config: postgres::Config = url.parse().unwrap();

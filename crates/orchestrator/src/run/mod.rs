@@ -167,6 +167,9 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, sh
             ),
         });
     }
+    if let Some(note) = record.search_space.as_ref().and_then(|created| spec.space_changes_since(created)) {
+        observer.event(&Event::Notice(&note));
+    }
     if record.sampler != spec.sampler || record.pruner != spec.pruner {
         observer.event(&Event::Notice("the study already exists: its stored sampler and pruner are used, not the spec's"));
     }

@@ -217,6 +217,31 @@ impl Spec {
 }
 
 impl Spec {
+    /// What this spec's search space changes from `created`, the space its study was created
+    /// with, in one line for the user; `None` when nothing. A resumed study keeps its earlier
+    /// trials, and the samplers learn from an earlier value only where it fits the new space (a
+    /// parameter that some finished trials lack, or hold outside its range, is then sampled on
+    /// its own, not jointly with the others).
+    pub fn space_changes_since(&self, created: &SearchSpace) -> Option<String> {
+        let mut changes: Vec<String> = Vec::new();
+        for (name, now) in self.space.iter() {
+            match created.get(name) {
+                None => changes.push(format!("{name} is new")),
+                Some(before) if before != now => changes.push(format!("{name} was {before}, now {now}")),
+                Some(_) => {}
+            }
+        }
+        changes.extend(created.names().filter(|name| self.space.get(name).is_none()).map(|name| format!("{name} is gone")));
+        (!changes.is_empty()).then(|| {
+            format!(
+                "the search space differs from the one study '{}' was created with ({}): earlier trials teach the \
+                 sampler only where their values fit the new space",
+                self.study,
+                changes.join("; ")
+            )
+        })
+    }
+
     /// Problems a run would hit at once, checked on this machine: the command's program exists. Empty when
     /// all is well. (The built-in trainer's paths are its caller's to check.)
     pub fn preflight(&self) -> Vec<String> {
