@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Sandbox, command_spec, study_trials};
+use common::{HUNG_AFTER, Sandbox, command_spec, output_within, study_trials};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -245,8 +245,11 @@ fn storage_passwords_are_never_printed() {
     let spec =
         command_spec("pw", "{trials: 1}", "{cpu: 1}", "[python3, -c, pass]", "storage: postgres://u:hunter2@127.0.0.1:1/db\n");
     sb.file("s.yaml", &spec);
-    let out = sb.ok(&["check", "s.yaml"]);
-    assert!(out.contains("postgres://u:***@127.0.0.1:1/db") && !out.contains("hunter2"), "{out}");
+    // `check` connects, and says that it cannot, without the password (on stdout's summary or in the error).
+    let out = output_within(&mut sb.cmd(&["check", "s.yaml"]), HUNG_AFTER);
+    let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && both.contains("cannot connect to PostgreSQL postgres://u:***@127.0.0.1:1/db"), "{both}");
+    assert!(!both.contains("hunter2"), "{both}");
     let err = sb.fails(&["run", "s.yaml"]);
     assert!(!err.contains("hunter2"), "{err}");
     let log = std::fs::read_to_string(sb.path().join("reports/pw/nightshift.log")).unwrap_or_default();
