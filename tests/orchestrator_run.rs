@@ -272,7 +272,7 @@ fn keys_a_trial_misspells_are_named_in_a_warning() {
          print(json.dumps({'result': {'value': 0.5}}), flush=True)\n",
     );
     sb.file("s.yaml", &common::command_spec("typo", "{trials: 1}", "{cpu: 1}", "[python3, t.py]", ""));
-    let out = common::output_within(&mut sb.cmd(&["run", "s.yaml", "--quiet"]), common::HUNG_AFTER);
+    let out = output_within(&mut sb.cmd(&["run", "s.yaml", "--quiet"]), HUNG_AFTER);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("trial 0: its protocol lines had keys nightshift does not read: report.metric"), "{stderr}");

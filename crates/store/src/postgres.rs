@@ -179,6 +179,15 @@ impl Tx<'_> {
     }
 }
 
+/// The connection settings in `url`, and the URL with its password redacted.
+fn parse_config(url: &str) -> Result<(Config, String)> {
+    let location = redact_url(url);
+    match url.parse() {
+        Ok(config) => Ok((config, location)),
+        Err(source) => Err(Error::InvalidUrl { url: location, reason: format!("not a PostgreSQL connection string: {source}") }),
+    }
+}
+
 impl PostgresStorage {
     /// Connects to `postgres://user[:password]@host[:port]/db` (also `postgresql://`, and the
     /// key-value form the `postgres` crate accepts) and creates or migrates the tables in the
@@ -204,11 +213,7 @@ impl PostgresStorage {
     /// storage (`nightshift check`). Waits at most 10 s for the server unless the URL sets
     /// `connect_timeout`.
     pub fn probe(url: &str) -> Result<()> {
-        let location = redact_url(url);
-        let mut config: Config = url.parse().map_err(|source: postgres::Error| Error::InvalidUrl {
-            url: location.clone(),
-            reason: format!("not a PostgreSQL connection string: {source}"),
-        })?;
+        let (mut config, location) = parse_config(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
@@ -221,11 +226,7 @@ impl PostgresStorage {
     }
 
     fn connect(url: &str, schema: Option<String>) -> Result<Self> {
-        let location = redact_url(url);
-        let config: Config = url.parse().map_err(|source: postgres::Error| Error::InvalidUrl {
-            url: location.clone(),
-            reason: format!("not a PostgreSQL connection string: {source}"),
-        })?;
+        let (config, location) = parse_config(url)?;
         let conn = Self::new_connection(&config, schema.as_deref(), &location)?;
         let storage = Self { conn: Mutex::new(conn), config, schema, location };
         storage.migrate()?;
