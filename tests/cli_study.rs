@@ -3,6 +3,7 @@
 mod common;
 
 use common::Sandbox;
+use nightshift_search::Storage;
 use serde_json::Value;
 
 const SPACE: &str = r#"{"x": {"type": "float", "low": -10.0, "high": 10.0}, "k": {"type": "int", "low": 0, "high": 4}, "opt": {"type": "categorical", "choices": ["adam", "sgd"]}}"#;
@@ -153,6 +154,14 @@ fn bad_input_gives_clear_errors() {
     assert!(err.contains("'-1'") && err.contains("--top") && err.contains("not in 1.."), "{err}");
     let err = sb.fails(&["trial", "--dataset", "d", "--epochs", "-3"]);
     assert!(err.contains("'-3'") && err.contains("--epochs") && !err.contains("unexpected argument"), "{err}");
+    assert!(err.contains("expected a whole number, 0 or more") && !err.contains("invalid digit"), "{err}");
+    let err = sb.fails(&["trials", "--study-name", "s", "--trial-number", "1.5"]);
+    let err = if err.contains("unexpected argument") {
+        sb.fails(&["tell", "--study-name", "s", "--trial-number", "1.5", "--values", "1"])
+    } else {
+        err
+    };
+    assert!(err.contains("'1.5'") && err.contains("expected a whole number") && !err.contains("0 or more"), "{err}");
     // A name longer than a table cell can be padded by `format!` (65,535) still lists.
     let long = "n".repeat(70_000);
     sb.ok(&["create-study", "--study-name", &long]);
@@ -278,6 +287,83 @@ fn studies_made_by_run_are_found_by_name_and_reads_create_no_file() {
     fresh.ok(&["studies"]);
     let left: Vec<_> = std::fs::read_dir(fresh.path()).unwrap().collect();
     assert!(left.is_empty(), "read-only verbs created {left:?}");
+}
+
+/// Runs `nightshift args` in `sb` as a user who cannot write the study's directory: as root,
+/// the unprivileged user `nobody` (via util-linux's `setpriv`); otherwise ourselves, the caller
+/// having taken the write permissions away.
+fn as_reader(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    let mut cmd = if running_as_root() {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_nightshift")]);
+        cmd
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nightshift"))
+    };
+    cmd.current_dir(sb.path()).args(args).env_remove("NIGHTSHIFT_STORAGE");
+    common::output_within(&mut cmd, common::HUNG_AFTER)
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+}
+
+#[test]
+fn a_user_who_cannot_write_the_study_reads_it_and_is_told_why_writes_fail() {
+    use std::os::unix::fs::PermissionsExt;
+    const TEST: &str = "a_user_who_cannot_write_the_study_reads_it_and_is_told_why_writes_fail";
+    if running_as_root() && std::process::Command::new("setpriv").arg("--version").output().is_err() {
+        return nightshift_testkit::skip(
+            TEST,
+            "util-linux's `setpriv` (to read as an unprivileged user)",
+            "apt-get install util-linux",
+        );
+    }
+    let sb = Sandbox::new();
+    let storage = "sqlite:///shared/s.db";
+    sb.ok(&["create-study", "--storage", storage, "--study-name", "s", "--search-space", SPACE]);
+    sb.ok(&["ask", "--storage", storage, "--study-name", "s"]);
+    sb.ok(&["tell", "--storage", storage, "--study-name", "s", "--trial-number", "0", "--values", "2.5"]);
+    sb.ok(&["ask", "--storage", storage, "--study-name", "s"]);
+    let mode = |path: &std::path::Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    mode(sb.path(), 0o755);
+    let shared = sb.path().join("shared");
+    if !running_as_root() {
+        mode(&shared.join("s.db"), 0o444);
+        mode(&shared, 0o555);
+    }
+    let stdout = |out: &std::process::Output| {
+        assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+
+    // No writer has the file open: no -wal or -shm file, and none can be made beside it.
+    let read = |sb: &Sandbox| {
+        let trials = json(&stdout(&as_reader(sb, &["trials", "--storage", storage, "--study-name", "s", "-f", "json"])));
+        let best = json(&stdout(&as_reader(sb, &["best-trial", "--storage", storage, "--study-name", "s", "-f", "json"])));
+        assert_eq!(stdout(&as_reader(sb, &["study-names", "--storage", storage])), "s\n");
+        (trials.as_array().unwrap().len(), best["value"].as_f64().unwrap())
+    };
+    assert_eq!(read(&sb), (2, 2.5));
+    let tell = as_reader(&sb, &["tell", "--storage", storage, "--study-name", "s", "--trial-number", "1", "--values", "1"]);
+    let err = String::from_utf8_lossy(&tell.stderr);
+    assert!(!tell.status.success() && err.contains("could only be opened read-only"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // The owner's sweep is running: its open connection has just committed, and the commit sits in
+    // the -wal file, not yet copied into the database. The reader sees it all the same.
+    if running_as_root() {
+        let owner = nightshift_store::SqliteStorage::open(shared.join("s.db")).unwrap();
+        let study = owner.load_study("s").unwrap();
+        let trial = owner.trial(study.id, 1).unwrap();
+        owner.finish_trial(trial.id, nightshift_search::TrialState::Complete, Some(1.0)).unwrap();
+        assert!(std::fs::metadata(shared.join("s.db-wal")).unwrap().len() > 0, "the commit is in the -wal file");
+        assert_eq!(read(&sb), (2, 1.0));
+    } else {
+        // We are the reader ourselves (the owner's side needs a second user): give the directory back.
+        mode(&shared, 0o755);
+    }
 }
 
 #[test]

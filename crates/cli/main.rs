@@ -117,8 +117,30 @@ fn parse() -> Cli {
         _ if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) => clap::ColorChoice::Never,
         _ => clap::ColorChoice::Auto,
     };
-    let matches = negative_numbers_are_values(Cli::command().color(choice)).get_matches();
+    let command = negative_numbers_are_values(Cli::command().color(choice));
+    let matches = command.clone().try_get_matches().unwrap_or_else(|e| explain_integer_error(e, &command).exit());
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// clap passes on Rust's "invalid digit found in string" for `--epochs -3` or `--epochs 1.5`;
+/// this says what the option wants instead.
+fn explain_integer_error(error: clap::Error, command: &clap::Command) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind| match error.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.clone()),
+        _ => None,
+    };
+    let (Some(value), Some(arg)) = (context(ContextKind::InvalidValue), context(ContextKind::InvalidArg)) else {
+        return error;
+    };
+    let not_digits = std::error::Error::source(&error).is_some_and(|s| s.to_string() == "invalid digit found in string");
+    if error.kind() != ErrorKind::ValueValidation || !not_digits {
+        return error;
+    }
+    // A negative whole number that failed to parse was given to an option that takes none.
+    let wanted = if value.parse::<i64>().is_ok() { "a whole number, 0 or more" } else { "a whole number" };
+    let message = format!("invalid value '{value}' for '{arg}': expected {wanted}\n\nFor more information, try '--help'.\n");
+    clap::Error::raw(ErrorKind::ValueValidation, message).with_cmd(command)
 }
 
 /// Options that take a value accept a negative number as one, so that `--top -1` is refused by

@@ -69,6 +69,28 @@ pub enum Error {
         /// The newest version this build supports.
         supported: i64,
     },
+    /// A database opened read-only needs a schema upgrade, which needs write access.
+    #[error(
+        "{location} has schema version {found} and this nightshift reads version {supported}: the upgrade needs write access to the file and its directory, which this user lacks; run any nightshift verb on it once as a user who can write there"
+    )]
+    ReadOnlyNeedsUpgrade {
+        /// The database file.
+        location: String,
+        /// The version found.
+        found: i64,
+        /// The version this build reads.
+        supported: i64,
+    },
+    /// A write to a SQLite database that was opened read-only.
+    #[error(
+        "SQLite {location} could only be opened read-only (this user cannot write the file or its directory, or its disk is read-only): {op} needs write access"
+    )]
+    ReadOnly {
+        /// The database file.
+        location: String,
+        /// The operation refused.
+        op: &'static str,
+    },
     /// A SQLite schema migration failed; the database keeps its old version.
     #[error("migrating {location} to schema version {version}: {source}")]
     Migration {

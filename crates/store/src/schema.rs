@@ -110,6 +110,25 @@ pub(crate) fn migrate_to(conn: &Connection, location: &str, target: i64) -> Resu
     tx.commit().map_err(sql_err)
 }
 
+/// Whether the database behind a read-only `conn` can be read as it is: at [`SCHEMA_VERSION`], else
+/// why not (an upgrade would need to write).
+pub(crate) fn check_current(conn: &Connection, location: &str) -> Result<()> {
+    let sql_err = |source| Error::Sqlite { location: location.to_string(), op: "reading the schema version", source };
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql_err)?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    check_version(location, version)?;
+    if version == 0 {
+        let app_id: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(sql_err)?;
+        let tables = existing_tables(conn).map_err(sql_err)?;
+        if app_id != APPLICATION_ID && !tables.is_empty() {
+            return Err(Error::ForeignDatabase { location: location.to_string(), tables: tables.join(", ") });
+        }
+    }
+    Err(Error::ReadOnlyNeedsUpgrade { location: location.to_string(), found: version, supported: SCHEMA_VERSION })
+}
+
 fn check_version(location: &str, found: i64) -> Result<()> {
     if !(0..=SCHEMA_VERSION).contains(&found) {
         return Err(Error::SchemaTooNew { location: location.to_string(), found, supported: SCHEMA_VERSION });

@@ -41,6 +41,19 @@ pub struct SqliteStorage {
     conn: Mutex<Connection>,
     /// The file path as given, or `:memory:`; every error message names it.
     location: String,
+    /// Opened by [`SqliteStorage::open_read_only`]: a write fails saying so.
+    read_only: bool,
+}
+
+/// How [`SqliteStorage::set_up`] prepares a new connection.
+#[derive(Clone, Copy, PartialEq)]
+enum Access {
+    /// A file: WAL mode, schema created or migrated.
+    File,
+    /// A private in-memory database: schema created.
+    Memory,
+    /// A file opened read-only: nothing written, the schema must already be current.
+    ReadOnly,
 }
 
 type Fail = crate::attempt::Fail<rusqlite::Error>;
@@ -66,6 +79,30 @@ fn is_disk_failure(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Whether opening failed because SQLite needed to write: the file, or the `-shm` file beside it.
+pub(crate) fn needs_write_access(e: &Error) -> bool {
+    match e {
+        Error::Open { source, .. } | Error::Sqlite { source, .. } | Error::SqliteDisk { source, .. } => {
+            matches!(source.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen))
+        }
+        _ => false,
+    }
+}
+
+/// A path as the path part of a SQLite `file:` URI: every byte but plain ASCII (and `%`, `?`, `#`)
+/// as a `%HH` escape, which SQLite decodes back to the same bytes.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        match byte {
+            0x20..=0x7e if !matches!(byte, b'%' | b'?' | b'#') => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02x}")),
+        }
+    }
+    out
+}
+
 /// Re-runs `f` while it fails with lock contention, for at most [`RETRY_FOR`].
 fn retry_contention<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
     let started = Instant::now();
@@ -84,7 +121,9 @@ fn retry_contention<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
 }
 
 impl SqliteStorage {
-    /// Opens (creating if needed) the database file at `path`, and its parent directories.
+    /// Opens (creating if needed) the database file at `path`, and its parent directories. An
+    /// existing file this user cannot write (or whose directory they cannot write) is opened
+    /// read-only, as by [`SqliteStorage::open_read_only`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let location = path.display().to_string();
@@ -94,7 +133,35 @@ impl SqliteStorage {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn =
             Connection::open_with_flags(path, flags).map_err(|source| Error::Open { location: location.clone(), source })?;
-        Self::set_up(conn, location, true)
+        match Self::set_up(conn, location, Access::File) {
+            Err(e) if needs_write_access(&e) && path.is_file() => Self::open_read_only(path),
+            other => other,
+        }
+    }
+
+    /// Opens an existing database file for reading only: for a user who cannot write the file or
+    /// its directory (a teammate's study, a results directory mounted read-only). Creates and
+    /// migrates nothing; a write fails with [`Error::ReadOnly`].
+    ///
+    /// While a writer has the file open (its `-wal` and `-shm` files exist) the reads see that
+    /// writer's commits. With no `-wal` file SQLite cannot create the shared-memory file it needs
+    /// beside the database, so the file is read as it stands (`immutable`): it holds every commit.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let open = |query: &str| {
+            let location = path.display().to_string();
+            let uri = format!("file:{}?{query}", uri_path(path));
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn =
+                Connection::open_with_flags(uri, flags).map_err(|source| Error::Open { location: location.clone(), source })?;
+            Self::set_up(conn, location, Access::ReadOnly)
+        };
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        match open("mode=ro") {
+            Err(e) if needs_write_access(&e) && !Path::new(&wal).exists() => open("immutable=1"),
+            other => other,
+        }
     }
 
     /// Opens a storage from a SQLite URL (`sqlite:///relative.db`, `sqlite:////abs/path.db`,
@@ -111,7 +178,7 @@ impl SqliteStorage {
     pub fn in_memory() -> Result<Self> {
         let location = ":memory:".to_string();
         let conn = Connection::open_in_memory().map_err(|source| Error::Open { location: location.clone(), source })?;
-        Self::set_up(conn, location, false)
+        Self::set_up(conn, location, Access::Memory)
     }
 
     /// The file path as given, or `:memory:`.
@@ -119,7 +186,7 @@ impl SqliteStorage {
         &self.location
     }
 
-    fn set_up(conn: Connection, location: String, file: bool) -> Result<Self> {
+    fn set_up(conn: Connection, location: String, access: Access) -> Result<Self> {
         let sql_err = |op: &'static str| {
             let location = location.clone();
             move |source| Error::Sqlite { location: location.clone(), op, source }
@@ -137,7 +204,7 @@ impl SqliteStorage {
                 }
             })
         })?;
-        if file {
+        if access == Access::File {
             // WAL: readers never block the writer. NORMAL sync is durable across process crashes
             // (not power loss of the last commits) and keeps a commit well under a millisecond.
             retry_contention(|| {
@@ -147,8 +214,14 @@ impl SqliteStorage {
             conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err("setting synchronous mode"))?;
         }
         conn.pragma_update(None, "foreign_keys", true).map_err(sql_err("enabling foreign keys"))?;
-        retry_contention(|| schema::migrate(&conn, &location))?;
-        Ok(Self { conn: Mutex::new(conn), location })
+        if access == Access::ReadOnly {
+            schema::check_current(&conn, &location)?;
+        } else {
+            retry_contention(|| schema::migrate(&conn, &location))?;
+        }
+        // SQLite opens a file it may not write read-only without saying so.
+        let read_only = access == Access::ReadOnly || conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false);
+        Ok(Self { conn: Mutex::new(conn), location, read_only })
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -193,6 +266,9 @@ impl SqliteStorage {
                     attempt += 1;
                 }
                 Err(Fail::Search(e)) => return Err(e),
+                Err(Fail::Db(source)) if self.read_only && source.sqlite_error_code() == Some(ErrorCode::ReadOnly) => {
+                    return Err(Error::ReadOnly { location: location(), op }.into());
+                }
                 Err(Fail::Db(source)) if is_disk_failure(&source) => {
                     return Err(Error::SqliteDisk { location: location(), op, source }.into());
                 }
@@ -653,6 +729,7 @@ mod tests {
     use super::*;
     use crate::SCHEMA_VERSION;
     use nightshift_search::{Direction, ParamValue};
+    use std::os::unix::ffi::OsStringExt;
 
     #[test]
     fn in_memory_passes_the_conformance_suite() {
@@ -751,5 +828,40 @@ mod tests {
         assert!(err.to_string().contains("alembic_version, studies"), "{err}");
         let conn = Connection::open(&path).unwrap();
         assert_eq!(conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_read_only_open_reads_everything_and_refuses_writes_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        // Characters that mean something in a `file:` URI, and bytes that are not UTF-8.
+        let name = std::ffi::OsString::from_vec(b"odd %20 ?x=1 #frag \xff.db".to_vec());
+        let path = dir.path().join(name);
+        write_v1_database(&path);
+        SqliteStorage::open(&path).unwrap(); // migrates to the current version
+
+        let storage = SqliteStorage::open_read_only(&path).unwrap();
+        let study = storage.load_study("old").unwrap();
+        assert_eq!(storage.trials(study.id, None).unwrap().len(), 2);
+        let err = storage.set_study_user_attr(study.id, "k", &serde_json::json!(1)).unwrap_err();
+        let source = std::error::Error::source(&err).unwrap().downcast_ref::<Error>().unwrap();
+        assert!(matches!(source, Error::ReadOnly { .. }), "{source:?}");
+        assert!(err.to_string().contains("could only be opened read-only"), "{err}");
+    }
+
+    #[test]
+    fn a_read_only_open_upgrades_nothing_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        write_v1_database(&path);
+        let err = SqliteStorage::open_read_only(&path).err().unwrap();
+        assert!(matches!(err, Error::ReadOnlyNeedsUpgrade { found: 1, .. }), "{err:?}");
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).unwrap(), 1);
+        assert!(!schema::has_index(&conn, "trials_by_state"));
+
+        let foreign = dir.path().join("foreign.db");
+        Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE studies (x INTEGER);").unwrap();
+        let err = SqliteStorage::open_read_only(&foreign).err().unwrap();
+        assert!(matches!(err, Error::ForeignDatabase { .. }), "{err:?}");
     }
 }
