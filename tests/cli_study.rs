@@ -282,6 +282,8 @@ fn studies_made_by_run_are_found_by_name_and_reads_create_no_file() {
     }
     let err = sb.fails(&["trials", "--study-name", "nope"]);
     assert!(err.contains("studies there: loop"), "{err}");
+    // A mistyped name is shown the studies of the other runs' files too.
+    assert!(err.contains("; other studies: demo (sqlite:///reports/demo/study.db)"), "{err}");
     let err = fresh.fails(&["trials", "--storage", "sqlite:///other.db", "--study-name", "nope"]);
     assert!(err.contains("no database at 'other.db'") && err.contains("create-study"), "{err}");
     fresh.ok(&["studies"]);

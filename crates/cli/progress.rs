@@ -156,8 +156,9 @@ impl Observer for ConsoleProgress {
                     TrialState::Pruned => state.pruned += 1,
                     TrialState::Fail => state.failed += 1,
                     TrialState::Complete => {
+                        // Ties go to the lower trial number, as in the summary (`best_of`).
                         if let Some(v) = trial.value
-                            && state.best.is_none_or(|(_, b)| state.direction.is_better(v, b))
+                            && state.best.is_none_or(|(n, b)| state.direction.is_better(v, b) || (v == b && trial.number < n))
                         {
                             state.best = Some((trial.number, v));
                         }

@@ -371,9 +371,20 @@ fn no_trial_completed(trials: &[FrozenTrial], launched: u64) -> Option<String> {
     let failed = count(&|t| t.state == TrialState::Fail);
     let oom = count(&|t| t.state == TrialState::Fail && t.is_oom());
     let pruned = count(&|t| t.state == TrialState::Pruned);
+    let on_cpu = |t: &FrozenTrial| {
+        t.system_attrs.get(nightshift_search::attrs::DEVICE).and_then(|d| d.as_str()).is_some_and(|d| d.starts_with("cpu"))
+    };
     let advice = if oom > 0 && oom == failed && pruned == 0 {
-        "every trial ran out of memory, so even the smallest settings tried do not fit: narrow the space toward \
-         smaller batch sizes or images, or run fewer trials per device (`trials_per_device`)"
+        if trials.iter().filter(|t| t.is_oom()).all(on_cpu) {
+            "every trial ran out of memory, so even the smallest settings tried do not fit: narrow the space toward \
+             smaller batch sizes or images, or run fewer trials at once (fewer CPU slots: `devices: {cpu: N}`)"
+        } else {
+            "every trial ran out of memory, so even the smallest settings tried do not fit: narrow the space toward \
+             smaller batch sizes or images, or run fewer trials per device (`trials_per_device`)"
+        }
+    } else if failed == 0 {
+        "every trial was pruned: check the pruner's settings (a `threshold` no trial passes, a `patience` shorter \
+         than a trial's noisy start), or sweep with `pruner: {type: none}`; `nightshift trials` lists each trial's reports"
     } else {
         "`nightshift trials` lists why each one failed; each trial's stderr.log is under the study's reports directory"
     };
@@ -567,10 +578,23 @@ mod tests {
             }
             t
         };
-        let all_oom = [trial(0, TrialState::Fail, true), trial(1, TrialState::Fail, true)];
+        let on = |mut t: FrozenTrial, device: &str| {
+            t.system_attrs.insert(attrs::DEVICE.into(), serde_json::json!(device));
+            t
+        };
+        let all_oom = [on(trial(0, TrialState::Fail, true), "cuda:0"), on(trial(1, TrialState::Fail, true), "cuda:0")];
         let message = no_trial_completed(&all_oom, 2).expect("no result");
         assert!(message.contains("2 failed (2 out of memory), 0 pruned"), "{message}");
-        assert!(message.contains("every trial ran out of memory"), "{message}");
+        assert!(message.contains("every trial ran out of memory") && message.contains("trials_per_device"), "{message}");
+        // On CPU slots the way to give each trial more memory is fewer slots.
+        let on_cpu = [on(trial(0, TrialState::Fail, true), "cpu:0"), on(trial(1, TrialState::Fail, true), "cpu:1")];
+        let message = no_trial_completed(&on_cpu, 2).expect("no result");
+        assert!(message.contains("`devices: {cpu: N}`") && !message.contains("trials_per_device"), "{message}");
+        // Nothing failed: the pruner stopped every trial, and the message does not speak of failures.
+        let all_pruned = [trial(0, TrialState::Pruned, false), trial(1, TrialState::Pruned, false)];
+        let message = no_trial_completed(&all_pruned, 2).expect("no result");
+        assert!(message.contains("0 failed, 2 pruned; every trial was pruned: check the pruner"), "{message}");
+        assert!(!message.contains("why each one failed"), "{message}");
         let mixed = [trial(0, TrialState::Fail, true), trial(1, TrialState::Fail, false), trial(2, TrialState::Pruned, false)];
         let message = no_trial_completed(&mixed, 3).expect("no result");
         assert!(message.contains("2 failed (1 out of memory), 1 pruned; `nightshift trials`"), "{message}");

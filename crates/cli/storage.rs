@@ -52,7 +52,31 @@ impl StorageArgs {
         }
         let places: Vec<String> = candidates.iter().map(|u| redact_url(u)).collect();
         let valid = if seen.is_empty() { "no studies there".to_string() } else { format!("studies there: {}", seen.join(", ")) };
-        bail!("study '{study}' not found in {} ({valid})", places.join(" or "))
+        let elsewhere = if self.storage.is_none() { self.studies_elsewhere(&candidates) } else { String::new() };
+        bail!("study '{study}' not found in {} ({valid}){elsewhere}", places.join(" or "))
+    }
+
+    /// "; other studies: a (its storage), …" for the studies of every other run's file, so that a
+    /// mistyped name shows the right ones; empty when there are none. Files that fail to open are
+    /// passed over: they are not what the user asked about.
+    fn studies_elsewhere(&self, searched: &[String]) -> String {
+        const SHOWN: usize = 10;
+        let others: Vec<String> = self
+            .all()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(url, _)| !searched.contains(url))
+            .flat_map(|(url, storage)| {
+                let names = storage.list_studies().unwrap_or_default().into_iter().map(|s| s.name);
+                names.map(move |name| format!("{name} ({})", redact_url(&url))).collect::<Vec<_>>()
+            })
+            .collect();
+        if others.is_empty() {
+            return String::new();
+        }
+        let more = others.len().saturating_sub(SHOWN);
+        let more = if more > 0 { format!(" and {more} more (`nightshift studies`)") } else { String::new() };
+        format!("; other studies: {}{more}", others[..others.len().min(SHOWN)].join(", "))
     }
 
     /// The storage that holds `study`, or where a new study of that name goes (created if needed).

@@ -53,6 +53,8 @@ pub struct TrialLimits {
 pub trait Judge: Send + Sync + 'static {
     /// Records `report` (whose objective value is `value`) and answers whether the trial goes on.
     fn judge(&self, report: &Report, value: f64) -> Result<Answer, String>;
+    /// Records `report` without judging it: its value is NaN or infinite, which ends the trial.
+    fn record(&self, report: &Report, value: f64) -> Result<(), String>;
 }
 
 /// How a trial ended.
@@ -587,7 +589,14 @@ async fn handle_line(
                 )));
             };
             if !value.is_finite() {
-                return Some(StopCause::Diverged(format!("diverged: {} at step {}", fmt_non_finite(value), report.step)));
+                let cause = StopCause::Diverged(format!("diverged: {} at step {}", fmt_non_finite(value), report.step));
+                // Kept as Optuna keeps such a report: `trials` shows where the trial diverged.
+                let judge = judge.clone();
+                return match tokio::task::spawn_blocking(move || judge.record(&report, value)).await {
+                    Ok(Ok(())) => Some(cause),
+                    Ok(Err(e)) => Some(StopCause::Judge(e)),
+                    Err(e) => Some(StopCause::Judge(format!("internal error while recording a report: {e}"))),
+                };
             }
             let judge = judge.clone();
             let step = report.step;
@@ -691,6 +700,11 @@ mod tests {
         fn judge(&self, report: &Report, value: f64) -> Result<Answer, String> {
             self.1.lock().unwrap().push((report.step, value));
             Ok(if report.step >= self.0 { Answer::Prune } else { Answer::Continue })
+        }
+
+        fn record(&self, report: &Report, value: f64) -> Result<(), String> {
+            self.1.lock().unwrap().push((report.step, value));
+            Ok(())
         }
     }
 
@@ -812,10 +826,17 @@ echo '{"result": {"value": 0.7}}'"#;
             "{:?}",
             run.outcome
         );
-        let run =
-            run_trial(launch(r#"echo '{"report": {"step": 2, "value": NaN}}'; sleep 30"#, dir.path()), limits(None), judge(), rx)
-                .await;
+        let recorder = Arc::new(PruneAt(99, Mutex::new(vec![])));
+        let run = run_trial(
+            launch(r#"echo '{"report": {"step": 2, "value": NaN}}'; sleep 30"#, dir.path()),
+            limits(None),
+            recorder.clone(),
+            rx,
+        )
+        .await;
         assert!(matches!(&run.outcome, Outcome::Fail { reason, .. } if reason == "diverged: NaN at step 2"), "{:?}", run.outcome);
+        let recorded = recorder.1.lock().unwrap().clone();
+        assert!(matches!(recorded[..], [(2, v)] if v.is_nan()), "the NaN report is recorded: {recorded:?}");
     }
 
     #[tokio::test]
@@ -863,6 +884,10 @@ echo '{"report": {"step": 2, "value": 0.6}}'; read b; echo "got $a $b" >&2"#;
         fn judge(&self, _: &Report, _: f64) -> Result<Answer, String> {
             std::thread::sleep(Duration::from_millis(5));
             Ok(Answer::Continue)
+        }
+
+        fn record(&self, _: &Report, _: f64) -> Result<(), String> {
+            Ok(())
         }
     }
 

@@ -337,6 +337,10 @@ impl Study {
 
     /// [`Study::should_prune`] comparing the trial only with the trials `keep` lets through (its tournament arm).
     pub fn should_prune_among(&self, number: u64, keep: &dyn Fn(&FrozenTrial) -> bool) -> Result<bool> {
+        // Reading the history costs more with every report in the study: skip it when it cannot matter.
+        if self.pruner.never_prunes() {
+            return Ok(false);
+        }
         let trials: Vec<FrozenTrial> =
             self.storage.trials(self.record.id, None)?.into_iter().filter(|t| t.number == number || keep(t)).collect();
         let trial = trials
@@ -436,6 +440,18 @@ mod tests {
         assert!(study.trials().unwrap().iter().all(|t| t.state != TrialState::Waiting));
         let outside: Params = [("nope".to_string(), ParamValue::Int(1))].into();
         assert!(matches!(study.ask_fixed(&space, &outside, None, false), Err(Error::Param { .. })));
+    }
+
+    #[test]
+    fn without_a_pruner_a_report_reads_no_history() {
+        // Reading the history grows with every report in the study; `none` needs none of it, so not
+        // even a trial that does not exist is looked up.
+        let study = study(Direction::Minimize);
+        assert!(!study.should_prune(99).unwrap());
+        let mut new = NewStudy::new("m", Direction::Minimize, 11);
+        new.pruner = crate::pruner::PrunerConfig::Median(Default::default());
+        let median = Study::create(Arc::new(InMemoryStorage::new()), &new).unwrap();
+        assert!(matches!(median.should_prune(99), Err(Error::TrialNotFound { number: 99, .. })));
     }
 
     #[test]

@@ -55,16 +55,8 @@ impl Peers {
 
 impl Judge for StudyJudge {
     fn judge(&self, report: &Report, value: f64) -> std::result::Result<Answer, String> {
-        // By id: looking the trial up by number would read all its reports again for each one.
-        self.study
-            .storage()
-            .report_intermediate(self.trial_id, report.step, value)
-            .map_err(|e| format!("cannot record report: {e}"))?;
+        self.record(report, value)?;
         crate::fault_point("mid-trial");
-        if !report.metrics.is_empty() {
-            let metrics: serde_json::Map<String, Value> = report.metrics.clone().into_iter().collect();
-            let _ = self.study.storage().set_trial_attr(self.trial_id, attrs::METRICS, &Value::Object(metrics), true);
-        }
         self.observer.event(&Event::TrialReport { slot: &self.slot, number: self.number, step: report.step, value });
         let prune = match &self.peers {
             Peers::All => self.study.should_prune(self.number),
@@ -73,6 +65,19 @@ impl Judge for StudyJudge {
         }
         .map_err(|e| format!("cannot ask the pruner: {e}"))?;
         Ok(if prune { Answer::Prune } else { Answer::Continue })
+    }
+
+    fn record(&self, report: &Report, value: f64) -> std::result::Result<(), String> {
+        // By id: looking the trial up by number would read all its reports again for each one.
+        self.study
+            .storage()
+            .report_intermediate(self.trial_id, report.step, value)
+            .map_err(|e| format!("cannot record report: {e}"))?;
+        if !report.metrics.is_empty() {
+            let metrics: serde_json::Map<String, Value> = report.metrics.clone().into_iter().collect();
+            let _ = self.study.storage().set_trial_attr(self.trial_id, attrs::METRICS, &Value::Object(metrics), true);
+        }
+        Ok(())
     }
 }
 

@@ -55,6 +55,11 @@ pub trait Pruner: Send + Sync {
     fn bracket(&self, _study_name: &str, _trial_number: u64, _trials: &[FrozenTrial]) -> Option<usize> {
         None
     }
+
+    /// Whether this pruner stops no trial whatever the history: then a report need not read it.
+    fn never_prunes(&self) -> bool {
+        false
+    }
 }
 
 /// Never prunes.
@@ -64,6 +69,10 @@ pub struct NopPruner;
 impl Pruner for NopPruner {
     fn prune(&self, _ctx: &PruneContext<'_>, _trial: &FrozenTrial) -> bool {
         false
+    }
+
+    fn never_prunes(&self) -> bool {
+        true
     }
 }
 

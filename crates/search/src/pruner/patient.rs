@@ -22,7 +22,7 @@ pub struct PatientConfig {
     /// How much better a value must be to count as an improvement (≥ 0).
     #[serde(default)]
     pub min_delta: f64,
-    /// The pruner that decides once patience runs out (median by default).
+    /// The pruner that decides once patience runs out; none: the trial is pruned then (plain early stopping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wrapped: Option<Box<PrunerConfig>>,
 }
