@@ -20,6 +20,21 @@ use tokio::sync::watch;
 
 use crate::protocol::{self, Answer, Line, LineSplitter, Message, Report, TrialError};
 
+/// The output of `future` if it is ready without waiting.
+fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Once a trial has exited, how long its pipes may stay quiet before the rest is given up.
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
+/// Once a trial has exited, how long its pipes are read at the most (a process that left its
+/// group may hold them open and keep writing).
+const DRAIN_AT_MOST: Duration = Duration::from_secs(30);
+
 /// Everything needed to start one trial.
 #[derive(Clone, Debug)]
 pub struct TrialLaunch {
@@ -351,7 +366,10 @@ pub async fn run_trial(
     let timeout_at = limits.timeout.map(|t| spawned + t);
     let mut stage = Stage::Running;
     let (mut out_done, mut err_done) = (false, false);
+    // After the child exits: read what it left in the pipes until they stay quiet for DRAIN_QUIET
+    // (a busy machine may take a while over the last chunks), and no longer than DRAIN_AT_MOST.
     let mut drain_until: Option<Instant> = None;
+    let mut exited_at: Option<Instant> = None;
     let mut out_buf = vec![0u8; 64 * 1024];
     let mut err_buf = vec![0u8; 16 * 1024];
 
@@ -382,6 +400,17 @@ pub async fn run_trial(
                 Err(_) => Event::Interrupt,
             },
         };
+        // The drain's deadline and a last chunk can be ready together, and `select!` picks either
+        // (on a busy machine both are, after the task waited its turn): read on while data is there.
+        let now = Instant::now();
+        let draining = exited_at.is_some_and(|t| now < t + DRAIN_AT_MOST) && drain_until.is_some_and(|d| now >= d);
+        let event = match event {
+            Event::Deadline if draining && !out_done => match ready_now(stdout.read(&mut out_buf)) {
+                Some(read) => Event::Out(read.unwrap_or(0)),
+                None => Event::Deadline,
+            },
+            event => event,
+        };
         let mut stop: Option<StopCause> = None;
         match event {
             Event::Out(0) => {
@@ -391,6 +420,9 @@ pub async fn run_trial(
                 }
             }
             Event::Out(n) => {
+                if let (Some(until), Some(exited)) = (drain_until.as_mut(), exited_at) {
+                    *until = (Instant::now() + DRAIN_QUIET).min(exited + DRAIN_AT_MOST);
+                }
                 out_log.write(&out_buf[..n]);
                 for line in splitter.push(&out_buf[..n]) {
                     if let Some(s) =
@@ -416,7 +448,8 @@ pub async fn run_trial(
                 facts.exit = status;
                 // Take down anything the child left behind in its group, so the pipes close.
                 signal_group(pgid, libc::SIGKILL);
-                drain_until = Some(Instant::now() + Duration::from_secs(2));
+                exited_at = Some(Instant::now());
+                drain_until = Some(Instant::now() + DRAIN_QUIET);
             }
             Event::Deadline => {
                 let now = Instant::now();

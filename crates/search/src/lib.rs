@@ -64,7 +64,7 @@ pub(crate) fn describe_tagged(config: &impl serde::Serialize) -> String {
 }
 pub use pruner::{
     HyperbandConfig, HyperbandPruner, MedianConfig, MedianPruner, NopPruner, PatientConfig, PatientPruner, PercentileConfig,
-    PercentilePruner, PruneContext, Pruner, PrunerConfig, Resource, SuccessiveHalvingConfig, SuccessiveHalvingPruner,
+    PercentilePruner, PruneContext, Pruner, PrunerConfig, Reads, Resource, SuccessiveHalvingConfig, SuccessiveHalvingPruner,
     ThresholdConfig, ThresholdPruner,
 };
 pub use sampler::{
@@ -73,6 +73,6 @@ pub use sampler::{
 };
 pub use space::{Distribution, ParamValue, Params, SearchSpace};
 pub use storage::{InMemoryStorage, NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs, finished_trial_params};
-pub use study::{Study, TellOutcome, best_of};
+pub use study::{PruneSession, Study, TellOutcome, best_of};
 pub use tournament::{Role, Step, Tournament, trial_seed};
 pub use trial::{Direction, FrozenTrial, TrialState, now_unix};

@@ -1,10 +1,10 @@
 //! `Study`: ask / tell / report / should_prune over any [`Storage`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::pruner::{PruneContext, Pruner};
+use crate::pruner::{PruneContext, Pruner, Reads};
 use crate::sampler::{Sampler, SamplingContext};
 use crate::space::{Params, SearchSpace};
 use crate::storage::{NewStudy, NewTrial, Storage, StudyRecord, TrialParam, attrs};
@@ -338,7 +338,7 @@ impl Study {
     /// [`Study::should_prune`] comparing the trial only with the trials `keep` lets through (its tournament arm).
     pub fn should_prune_among(&self, number: u64, keep: &dyn Fn(&FrozenTrial) -> bool) -> Result<bool> {
         // Reading the history costs more with every report in the study: skip it when it cannot matter.
-        if self.pruner.never_prunes() {
+        if self.pruner.reads() == Reads::Nothing {
             return Ok(false);
         }
         let trials: Vec<FrozenTrial> =
@@ -351,6 +351,11 @@ impl Study {
         Ok(self.pruner.prune(&ctx, trial))
     }
 
+    /// The pruner's side of a running `trial`, for the length of the trial: see [`PruneSession`].
+    pub fn prune_session(&self, trial: FrozenTrial) -> PruneSession {
+        PruneSession { trial, complete_peers: Vec::new(), seen: HashSet::new() }
+    }
+
     /// All trials, ordered by number.
     pub fn trials(&self) -> Result<Vec<FrozenTrial>> {
         self.storage.trials(self.record.id, None)
@@ -360,6 +365,53 @@ impl Study {
     pub fn best_trial(&self) -> Result<FrozenTrial> {
         let complete = self.storage.trials(self.record.id, Some(&[TrialState::Complete]))?;
         best_of(&complete, self.record.direction).cloned().ok_or(Error::NoCompletedTrials)
+    }
+}
+
+/// A running trial's side of the pruner, kept while the trial runs, so that a report costs about the same
+/// at step 20,000 as at step 1 ([`Study::should_prune_among`] reads every report of the study each time):
+/// the trial's own reports are kept here as they are recorded, and the COMPLETE trials a median or
+/// percentile pruner compares with are fetched once each (a finished trial never changes). Pruners
+/// that read running trials too (successive halving, hyperband) still read the study at each report.
+/// The decisions are [`Study::should_prune_among`]'s.
+pub struct PruneSession {
+    /// The judged trial, its reports kept up to date by [`PruneSession::record`].
+    trial: FrozenTrial,
+    /// COMPLETE trials the pruner compares with, ordered by number.
+    complete_peers: Vec<FrozenTrial>,
+    /// Numbers of the COMPLETE trials already looked at, kept or not.
+    seen: HashSet<u64>,
+}
+
+impl PruneSession {
+    /// Notes a report that the storage has recorded; like the storage, a step keeps its first value.
+    pub fn record(&mut self, step: u64, value: f64) {
+        self.trial.intermediate_values.entry(step).or_insert(value);
+    }
+
+    /// Whether the trial should stop now, compared with the trials `keep` lets through (the same
+    /// `keep` at every call: the trials kept are remembered).
+    pub fn should_prune(&mut self, study: &Study, keep: &dyn Fn(&FrozenTrial) -> bool) -> Result<bool> {
+        let record = study.record();
+        let ctx = |trials| PruneContext { study_name: &record.name, direction: record.direction, trials };
+        match study.pruner.reads() {
+            Reads::Nothing => Ok(false),
+            Reads::OwnReports => Ok(study.pruner.prune(&ctx(&[]), &self.trial)),
+            Reads::CompleteTrials => {
+                let storage = study.storage();
+                for number in storage.trial_numbers(record.id, &[TrialState::Complete])? {
+                    if number != self.trial.number && self.seen.insert(number) {
+                        let trial = storage.trial(record.id, number)?;
+                        if keep(&trial) {
+                            let at = self.complete_peers.partition_point(|t| t.number < number);
+                            self.complete_peers.insert(at, trial);
+                        }
+                    }
+                }
+                Ok(study.pruner.prune(&ctx(&self.complete_peers), &self.trial))
+            }
+            Reads::AllTrials => study.should_prune_among(self.trial.number, keep),
+        }
     }
 }
 
@@ -452,6 +504,80 @@ mod tests {
         new.pruner = crate::pruner::PrunerConfig::Median(Default::default());
         let median = Study::create(Arc::new(InMemoryStorage::new()), &new).unwrap();
         assert!(matches!(median.should_prune(99), Err(Error::TrialNotFound { number: 99, .. })));
+    }
+
+    #[test]
+    fn a_prune_session_decides_as_reading_the_whole_study_does() {
+        let configs = [
+            "{type: median, n_startup_trials: 2}",
+            "{type: percentile, percentile: 25.0, n_startup_trials: 1, n_warmup_steps: 2, interval_steps: 2}",
+            "{type: threshold, lower: 0.3, upper: 0.9}",
+            "{type: patient, patience: 2}",
+            "{type: patient, patience: 1, wrapped: {type: median, n_startup_trials: 1}}",
+            "{type: successive_halving, min_resource: 1}",
+            "{type: hyperband, max_resource: 20}",
+            "{type: none}",
+        ];
+        // A small deterministic stream of values in [0, 1).
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for (config, direction) in configs.iter().flat_map(|c| [(c, Direction::Minimize), (c, Direction::Maximize)]) {
+            let mut new = NewStudy::new("s", direction, 5);
+            new.search_space = Some(space());
+            new.pruner = serde_yaml::from_str(config).unwrap();
+            let study = Study::create(Arc::new(InMemoryStorage::new()), &new).unwrap();
+            let finish_one = |next: &mut dyn FnMut() -> f64| {
+                let t = study.ask(&space()).unwrap();
+                let steps = 3 + (next() * 20.0) as u64;
+                for step in 0..steps {
+                    study.report(t.number, step, next()).unwrap();
+                }
+                let outcome = match (next() * 4.0) as u32 {
+                    0 => TellOutcome::Pruned,
+                    1 => TellOutcome::Fail("crashed".into()),
+                    _ => TellOutcome::Value(next()),
+                };
+                study.tell(t.number, outcome).unwrap();
+            };
+            for _ in 0..6 {
+                finish_one(&mut next);
+            }
+            let judged = study.ask(&space()).unwrap();
+            let neighbour = study.ask(&space()).unwrap();
+            let every = |_: &FrozenTrial| true;
+            let some = |t: &FrozenTrial| t.number % 3 != 1;
+            let mut sessions = [study.prune_session(judged.clone()), study.prune_session(judged.clone())];
+            let mut decisions = Vec::new();
+            for step in 0..30u64 {
+                // A step reported twice keeps its first value, in the study and in the session.
+                let step = if step % 7 == 6 { step - 1 } else { step };
+                // From the worse half of the others' values, so that pruners do prune it.
+                let value = match direction {
+                    Direction::Minimize => 0.5 + next() / 2.0,
+                    Direction::Maximize => next() / 2.0,
+                };
+                study.report(judged.number, step, value).unwrap();
+                study.report(neighbour.number, step, next()).unwrap();
+                for (session, keep) in sessions.iter_mut().zip([&every as &dyn Fn(&FrozenTrial) -> bool, &some]) {
+                    session.record(step, value);
+                    let whole = study.should_prune_among(judged.number, keep).unwrap();
+                    assert_eq!(session.should_prune(&study, keep).unwrap(), whole, "{config} {direction:?} step {step}");
+                    decisions.push(whole);
+                }
+                if step % 5 == 4 {
+                    finish_one(&mut next); // a trial finishing between two reports is seen by the next one
+                }
+            }
+            // Both answers came up, so that the comparison means something (`none` never prunes).
+            let pruned = decisions.iter().filter(|&&d| d).count();
+            assert!(pruned < decisions.len(), "{config} {direction:?} pruned at every report");
+            assert!(pruned > 0 || config.contains("none"), "{config} {direction:?} never pruned");
+        }
     }
 
     #[test]

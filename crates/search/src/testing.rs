@@ -79,6 +79,18 @@ fn trial_numbers_are_dense_per_study(storage: &dyn Storage) {
         storage.trials(a.id, None).unwrap().iter().chain(storage.trials(b.id, None).unwrap().iter()).map(|t| t.id).collect();
     assert_eq!(ids.len(), 5, "trial ids are unique across studies");
     assert!(matches!(storage.trial(a.id, 99), Err(Error::TrialNotFound { number: 99, .. })));
+    // Numbers by state, per study, as `trials` would list them.
+    let finish = |number: u64, state: TrialState| {
+        let id = storage.trial(a.id, number).unwrap().id;
+        storage.finish_trial(id, state, (state == TrialState::Complete).then_some(1.0)).unwrap();
+    };
+    finish(1, TrialState::Complete);
+    finish(3, TrialState::Complete);
+    finish(2, TrialState::Pruned);
+    assert_eq!(storage.trial_numbers(a.id, &[TrialState::Complete]).unwrap(), [1, 3]);
+    assert_eq!(storage.trial_numbers(a.id, &[TrialState::Pruned, TrialState::Running]).unwrap(), [0, 2]);
+    assert_eq!(storage.trial_numbers(b.id, &[TrialState::Complete]).unwrap(), Vec::<u64>::new());
+    assert!(storage.trial_numbers(a.id + b.id + 100, &[TrialState::Complete]).is_err(), "an unknown study is an error");
 }
 
 fn trial_data_round_trips(storage: &dyn Storage) {

@@ -459,6 +459,7 @@ fn upsert_attr(tx: &mut Tx<'_>, trial_id: i64, key: &str, value: &serde_json::Va
 
 const TRIALS_OF_STUDY: &str = "SELECT id, number, state, value, started_at, finished_at, heartbeat_at FROM trials
      WHERE study_id = $1 AND ($2::text[] IS NULL OR state = ANY ($2)) ORDER BY number";
+const NUMBERS_OF_STUDY: &str = "SELECT number FROM trials WHERE study_id = $1 AND state = ANY ($2) ORDER BY number";
 const PARAMS_OF_STUDY: &str =
     "SELECT p.trial_id, p.name, p.distribution, p.value FROM trial_params p JOIN trials t ON t.id = p.trial_id
      WHERE t.study_id = $1 AND ($2::text[] IS NULL OR t.state = ANY ($2))";
@@ -736,6 +737,15 @@ impl Storage for PostgresStorage {
             let index = |id: i64| positions.get(&id).copied();
             place_children(&mut Placement::new(&mut trials, &index), &params, &values, &attrs)?;
             Ok(trials)
+        })
+    }
+
+    fn trial_numbers(&self, study_id: i64, states: &[TrialState]) -> nightshift_search::Result<Vec<u64>> {
+        let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        self.read("trial numbers", |tx| {
+            study_name(tx, study_id)?;
+            let rows = tx.query(NUMBERS_OF_STUDY, &[&study_id, &states])?;
+            Ok(rows.iter().map(|row| row.get::<_, i64>(0) as u64).collect())
         })
     }
 }

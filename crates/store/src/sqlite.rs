@@ -458,6 +458,8 @@ fn state_filter(states: Option<&[TrialState]>) -> Option<String> {
 
 const TRIALS_OF_STUDY: &str = "SELECT id, number, state, value, started_at, finished_at, heartbeat_at, value_is_nan FROM trials
      WHERE study_id = ?1 AND (?2 IS NULL OR instr(?2, ',' || state || ',') > 0) ORDER BY number";
+const NUMBERS_OF_STUDY: &str =
+    "SELECT number FROM trials WHERE study_id = ?1 AND instr(?2, ',' || state || ',') > 0 ORDER BY number";
 const PARAMS_OF_STUDY: &str =
     "SELECT p.trial_id, p.name, p.distribution, p.value FROM trial_params p JOIN trials t ON t.id = p.trial_id
      WHERE t.study_id = ?1 AND (?2 IS NULL OR instr(?2, ',' || t.state || ',') > 0)";
@@ -720,6 +722,16 @@ impl Storage for SqliteStorage {
             let mut into = Placement::new(&mut trials, &index);
             load_all_children(tx, [PARAMS_OF_STUDY, VALUES_OF_STUDY, ATTRS_OF_STUDY], args, &mut into)?;
             Ok(trials)
+        })
+    }
+
+    fn trial_numbers(&self, study_id: i64, states: &[TrialState]) -> nightshift_search::Result<Vec<u64>> {
+        let filter = state_filter(Some(states));
+        self.read("trial numbers", |tx| {
+            study_name(tx, study_id)?;
+            let mut stmt = tx.prepare_cached(NUMBERS_OF_STUDY)?;
+            let numbers = stmt.query_map(params![study_id, filter], |row| row.get::<_, i64>(0))?;
+            Ok(numbers.map(|n| n.map(|n| n as u64)).collect::<rusqlite::Result<Vec<u64>>>()?)
         })
     }
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nightshift_search::{
-    Error as SearchError, FrozenTrial, Params, Role, Step, Study, TellOutcome, Tournament, TrialState, now_unix, trial_seed,
+    Error as SearchError, FrozenTrial, Params, PruneSession, Role, Step, Study, TellOutcome, Tournament, TrialState, now_unix,
+    trial_seed,
 };
 use serde_json::Value;
 
@@ -29,6 +30,8 @@ pub(super) struct StudyJudge {
     pub(super) slot: Slot,
     pub(super) observer: Arc<dyn Observer>,
     pub(super) peers: Peers,
+    /// The trial's reports and the finished trials its pruner compares with, kept between reports.
+    pub(super) pruning: std::sync::Mutex<PruneSession>,
 }
 
 /// Which trials the pruner compares a trial with.
@@ -58,9 +61,12 @@ impl Judge for StudyJudge {
         self.record(report, value)?;
         crate::fault_point("mid-trial");
         self.observer.event(&Event::TrialReport { slot: &self.slot, number: self.number, step: report.step, value });
+        // Reports of one trial are judged one at a time: the lock is never contended.
+        let mut pruning = self.pruning.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pruning.record(report.step, value);
         let prune = match &self.peers {
-            Peers::All => self.study.should_prune(self.number),
-            Peers::Arm(tournament, arm) => self.study.should_prune_among(self.number, &|t| tournament.in_arm(t, *arm)),
+            Peers::All => pruning.should_prune(&self.study, &|_| true),
+            Peers::Arm(tournament, arm) => pruning.should_prune(&self.study, &|t| tournament.in_arm(t, *arm)),
             Peers::NeverPrune => Ok(false),
         }
         .map_err(|e| format!("cannot ask the pruner: {e}"))?;

@@ -184,6 +184,7 @@ impl<'a> Sweep<'a> {
             slot: slot.clone(),
             observer: self.observer.clone(),
             peers: Peers::of(self.spec, &trial),
+            pruning: std::sync::Mutex::new(self.study.prune_session(trial.clone())),
         });
         let limits = TrialLimits {
             timeout: self.spec.budget.trial_timeout,

@@ -125,6 +125,10 @@ impl HyperbandPruner {
 }
 
 impl Pruner for HyperbandPruner {
+    fn reads(&self) -> super::Reads {
+        super::Reads::AllTrials
+    }
+
     fn prune(&self, ctx: &PruneContext<'_>, trial: &FrozenTrial) -> bool {
         let Some(max_resource) = self.max_resource(ctx.trials) else { return false };
         let budgets = self.budgets(max_resource);

@@ -40,8 +40,24 @@ pub struct PruneContext<'a> {
     pub study_name: &'a str,
     /// Whether the objective is minimised or maximised.
     pub direction: Direction,
-    /// Every trial of the study (any state), ordered by number; includes the trial being judged.
+    /// The trials of the study the pruner reads ([`Pruner::reads`]: those in the states it names, or
+    /// every trial), ordered by number; the trial being judged may or may not be among them.
     pub trials: &'a [FrozenTrial],
+}
+
+/// Which trials besides the judged one a pruner reads, ordered from least to most, so that a
+/// report fetches no more of the study than that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reads {
+    /// Nothing: the pruner stops no trial ([`NopPruner`]).
+    Nothing,
+    /// Only the judged trial's own reports (threshold; patient without a wrapped pruner).
+    OwnReports,
+    /// The COMPLETE trials (median, percentile): finished trials never change, so they can be
+    /// fetched once and kept.
+    CompleteTrials,
+    /// Every trial, running ones included (successive halving, hyperband).
+    AllTrials,
 }
 
 /// The pruner seam (Optuna's `BasePruner`).
@@ -56,10 +72,8 @@ pub trait Pruner: Send + Sync {
         None
     }
 
-    /// Whether this pruner stops no trial whatever the history: then a report need not read it.
-    fn never_prunes(&self) -> bool {
-        false
-    }
+    /// Which trials [`Pruner::prune`] reads from [`PruneContext::trials`].
+    fn reads(&self) -> Reads;
 }
 
 /// Never prunes.
@@ -71,8 +85,8 @@ impl Pruner for NopPruner {
         false
     }
 
-    fn never_prunes(&self) -> bool {
-        true
+    fn reads(&self) -> Reads {
+        Reads::Nothing
     }
 }
 

@@ -61,6 +61,10 @@ impl PatientPruner {
 }
 
 impl Pruner for PatientPruner {
+    fn reads(&self) -> super::Reads {
+        self.wrapped.as_ref().map_or(super::Reads::OwnReports, |w| w.reads().max(super::Reads::OwnReports))
+    }
+
     fn prune(&self, ctx: &PruneContext<'_>, trial: &FrozenTrial) -> bool {
         // Sorted by step (the map's order).
         let values: Vec<f64> = trial.intermediate_values.values().copied().collect();

@@ -141,6 +141,10 @@ impl PercentilePruner {
 }
 
 impl Pruner for PercentilePruner {
+    fn reads(&self) -> super::Reads {
+        super::Reads::CompleteTrials
+    }
+
     fn prune(&self, ctx: &PruneContext<'_>, trial: &FrozenTrial) -> bool {
         let c = &self.config;
         let complete: Vec<&FrozenTrial> =
@@ -199,6 +203,10 @@ impl Default for MedianPruner {
 }
 
 impl Pruner for MedianPruner {
+    fn reads(&self) -> super::Reads {
+        self.0.reads()
+    }
+
     fn prune(&self, ctx: &PruneContext<'_>, trial: &FrozenTrial) -> bool {
         self.0.prune(ctx, trial)
     }

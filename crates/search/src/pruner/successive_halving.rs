@@ -168,6 +168,10 @@ impl SuccessiveHalvingPruner {
 }
 
 impl Pruner for SuccessiveHalvingPruner {
+    fn reads(&self) -> super::Reads {
+        super::Reads::AllTrials
+    }
+
     fn prune(&self, ctx: &PruneContext<'_>, trial: &FrozenTrial) -> bool {
         let Some(min_resource) = self.min_resource(ctx.trials) else { return false };
         let c = &self.config;

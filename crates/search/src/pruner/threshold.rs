@@ -80,6 +80,10 @@ impl ThresholdPruner {
 }
 
 impl Pruner for ThresholdPruner {
+    fn reads(&self) -> super::Reads {
+        super::Reads::OwnReports
+    }
+
     fn prune(&self, _ctx: &PruneContext<'_>, trial: &FrozenTrial) -> bool {
         let Some((step, value)) = trial.last_step() else { return false };
         if step < self.n_warmup_steps || !is_first_in_interval_step(trial, step, self.n_warmup_steps, self.interval_steps) {

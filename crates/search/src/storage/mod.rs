@@ -196,6 +196,12 @@ pub trait Storage: Send + Sync {
     fn trial(&self, study_id: i64, number: u64) -> Result<FrozenTrial>;
     /// All trials of a study, ordered by number, optionally only those in `states`.
     fn trials(&self, study_id: i64, states: Option<&[TrialState]>) -> Result<Vec<FrozenTrial>>;
+
+    /// The numbers of the study's trials in `states`, ascending: what [`Storage::trials`] would
+    /// return, without reading the trials (a backend on disk overrides this with a cheap query).
+    fn trial_numbers(&self, study_id: i64, states: &[TrialState]) -> Result<Vec<u64>> {
+        Ok(self.trials(study_id, Some(states))?.into_iter().map(|t| t.number).collect())
+    }
 }
 
 /// Checks a trial for [`Storage::add_finished_trials`] — a final state, a value when COMPLETE,
