@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Sandbox, spec};
@@ -23,11 +22,18 @@ fn a_finished_sweep_exits_0_and_one_stopped_by_its_timeout_exits_3() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("timeout reached"));
 }
 
-/// Starts a long sweep, waits for its first trial, sends `signal` (with `kill`), and returns the exit code.
-fn exit_code_after(signal: &str) -> Option<i32> {
+/// Starts a long sweep, waits for its first trial, sends `signal` (with `kill`), and returns the exit code
+/// and what the sweep printed (stdout, then stderr).
+fn exit_code_after(signal: &str) -> (Option<i32>, String) {
     let sb = Sandbox::new();
     sb.file("s.yaml", &spec("sig", "{trials: 50}", "{cpu: 1}", "--steps, 2, --sleep, 0.5", ""));
-    let mut child = sb.cmd(&["run", "s.yaml", "--quiet"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let (out, err) = (sb.path().join("out.txt"), sb.path().join("err.txt"));
+    let mut child = sb
+        .cmd(&["run", "s.yaml", "--color", "never"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
     let started = Instant::now();
     // The first trial's directory exists once the sweep (and its signal handler) runs.
     while !sb.path().join("reports/sig/trials/0").exists() {
@@ -38,7 +44,8 @@ fn exit_code_after(signal: &str) -> Option<i32> {
     assert!(sent.success());
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
+            let printed = std::fs::read_to_string(&out).unwrap() + &std::fs::read_to_string(&err).unwrap();
+            return (status.code(), printed);
         }
         if started.elapsed() > LIMIT {
             child.kill().unwrap();
@@ -50,10 +57,14 @@ fn exit_code_after(signal: &str) -> Option<i32> {
 
 #[test]
 fn a_sweep_stopped_by_sigint_exits_130() {
-    assert_eq!(exit_code_after("-INT"), Some(130));
+    let (code, printed) = exit_code_after("-INT");
+    assert_eq!(code, Some(130), "{printed}");
+    // One line says that it stops, and how to stop the running trial too.
+    assert_eq!(printed.matches("stopping:").count(), 1, "{printed}");
+    assert!(printed.contains("Ctrl-C again stops them"), "{printed}");
 }
 
 #[test]
 fn a_sweep_stopped_by_sigterm_exits_143() {
-    assert_eq!(exit_code_after("-TERM"), Some(143));
+    assert_eq!(exit_code_after("-TERM").0, Some(143));
 }

@@ -156,11 +156,8 @@ impl Observer for ConsoleProgress {
                     TrialState::Pruned => state.pruned += 1,
                     TrialState::Fail => state.failed += 1,
                     TrialState::Complete => {
-                        // Ties go to the lower trial number, as in the summary (`best_of`).
-                        if let Some(v) = trial.value
-                            && state.best.is_none_or(|(n, b)| state.direction.is_better(v, b) || (v == b && trial.number < n))
-                        {
-                            state.best = Some((trial.number, v));
+                        if let Some(v) = trial.value {
+                            state.best = best_so_far(state.best, (trial.number, v), state.direction);
                         }
                     }
                     _ => {}
@@ -222,5 +219,31 @@ pub fn fmt_value(v: f64) -> String {
         format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
         format!("{v:.2e}")
+    }
+}
+
+/// The best (trial number, value) after `finished`; ties go to the lower trial number, as in the
+/// summary ([`nightshift_search::best_of`]), whatever order the trials finish in.
+fn best_so_far(best: Option<(u64, f64)>, finished: (u64, f64), direction: Direction) -> Option<(u64, f64)> {
+    let (number, value) = finished;
+    match best {
+        Some((n, b)) if !(direction.is_better(value, b) || (value == b && number < n)) => best,
+        _ => Some(finished),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_so_far_breaks_ties_as_the_summary_does() {
+        let mut best = None;
+        for finished in [(1, 0.856), (0, 0.856), (2, 0.5), (3, 0.9)] {
+            best = best_so_far(best, finished, Direction::Maximize);
+        }
+        assert_eq!(best, Some((3, 0.9)));
+        let best = [(1, 0.856), (0, 0.856), (2, 0.9)].into_iter().fold(None, |b, f| best_so_far(b, f, Direction::Minimize));
+        assert_eq!(best, Some((0, 0.856)), "trial 0 ties trial 1, which finished first");
     }
 }

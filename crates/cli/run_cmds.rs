@@ -250,7 +250,8 @@ fn storage_problem(spec: &Spec) -> Option<String> {
         Err(e) => return problem(e.to_string()),
         Ok(nightshift_store::StorageUrl::Sqlite(path)) => path,
         Ok(nightshift_store::StorageUrl::Postgres(url)) => {
-            return nightshift_store::PostgresStorage::probe(&url).err().and_then(|e| problem(crate::error_message(&e.into())));
+            let opened = nightshift_store::PostgresStorage::open_if_current(&url);
+            return opened.err().and_then(|e| problem(crate::error_message(&e.into())));
         }
         Ok(nightshift_store::StorageUrl::SqliteMemory) => return None,
     };
@@ -271,11 +272,15 @@ fn storage_problem(spec: &Spec) -> Option<String> {
     }
 }
 
-/// The search space the spec's study was created with, when its SQLite file already holds the
-/// study (read, nothing created; a PostgreSQL storage is not opened here, as opening migrates it).
+/// The search space the spec's study was created with, when its storage already holds the study
+/// (read; nothing created or migrated).
 fn created_space(spec: &Spec) -> Option<nightshift_search::SearchSpace> {
-    let Ok(nightshift_store::StorageUrl::Sqlite(_)) = nightshift_store::StorageUrl::parse(&spec.storage) else { return None };
-    let storage = crate::storage::open_existing(&spec.storage, false).ok()??;
+    use nightshift_store::{PostgresStorage, StorageUrl};
+    let storage: Arc<dyn nightshift_search::Storage> = match StorageUrl::parse(&spec.storage).ok()? {
+        StorageUrl::Sqlite(_) => crate::storage::open_existing(&spec.storage, false).ok()??,
+        StorageUrl::Postgres(url) => Arc::new(PostgresStorage::open_if_current(&url).ok()??),
+        StorageUrl::SqliteMemory => return None,
+    };
     storage.load_study(&spec.study).ok()?.search_space
 }
 

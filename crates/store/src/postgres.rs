@@ -209,15 +209,36 @@ impl PostgresStorage {
         Self::connect(url, Some(schema.to_string()))
     }
 
-    /// Connects to `url` and disconnects, changing nothing: whether a sweep could open the
-    /// storage (`nightshift check`). Waits at most 10 s for the server unless the URL sets
-    /// `connect_timeout`.
-    pub fn probe(url: &str) -> Result<()> {
+    /// Connects to `url` and creates, migrates and writes nothing (`nightshift check`): the
+    /// storage when the connection's schema holds this build's tables at its version, `None` when
+    /// it holds none (or another version: opening would migrate them). Waits at most 10 s for
+    /// the server unless the URL sets `connect_timeout`.
+    pub fn open_if_current(url: &str) -> Result<Option<Self>> {
         let (mut config, location) = parse_config(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
-        Self::new_connection(&config, None, &location).map(drop)
+        let conn = Self::new_connection(&config, None, &location)?;
+        let storage = Self { conn: Mutex::new(conn), config, schema: None, location };
+        let version = {
+            let client = &mut storage.lock().client;
+            let pg_err =
+                |source| Error::Postgres { location: storage.location.clone(), op: "reading the schema version", source };
+            let has_table: bool = client
+                .query_one("SELECT to_regclass('nightshift_schema') IS NOT NULL", &[])
+                .and_then(|r| r.try_get(0))
+                .map_err(pg_err)?;
+            match has_table {
+                true => Some(
+                    client
+                        .query_one("SELECT version FROM nightshift_schema", &[])
+                        .and_then(|r| r.try_get::<_, i64>(0))
+                        .map_err(pg_err)?,
+                ),
+                false => None,
+            }
+        };
+        Ok((version == Some(POSTGRES_SCHEMA_VERSION)).then_some(storage))
     }
 
     /// The URL with its password redacted.

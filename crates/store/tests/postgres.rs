@@ -98,21 +98,31 @@ fn reopening_migrates_nothing_and_a_newer_schema_is_refused() {
 }
 
 #[test]
-fn a_probe_connects_and_creates_nothing() {
-    let Some(url) = server("a_probe_connects_and_creates_nothing") else { return };
-    PostgresStorage::probe(&url).unwrap();
+fn open_if_current_creates_nothing_and_reads_a_current_storage() {
+    let Some(url) = server("open_if_current_creates_nothing_and_reads_a_current_storage") else { return };
+    PostgresStorage::open_if_current(&url).unwrap();
     // Nothing listens on port 1: refused, and said so.
-    let refused = PostgresStorage::probe("postgres://u:hunter2@127.0.0.1:1/db").unwrap_err();
+    let refused = PostgresStorage::open_if_current("postgres://u:hunter2@127.0.0.1:1/db").err().unwrap();
     assert!(matches!(refused, Error::PostgresConnect { .. }) && !refused.to_string().contains("hunter2"), "{refused}");
-    // A probe of a fresh schema's URL leaves it without tables (`open` would create them).
-    let schema = fresh_schema("probe");
+    // A fresh schema: nothing to read, and it stays without tables (`open` would create them).
+    let schema = fresh_schema("ifcurrent");
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
     let in_schema = format!("{url}{}options=-csearch_path%3D{schema}", if url.contains('?') { "&" } else { "?" });
-    PostgresStorage::probe(&in_schema).unwrap();
-    let tables: i64 =
-        client.query_one("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", &[&schema]).unwrap().get(0);
-    assert_eq!(tables, 0);
+    assert!(PostgresStorage::open_if_current(&in_schema).unwrap().is_none());
+    let tables = |client: &mut postgres::Client| -> i64 {
+        client.query_one("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", &[&schema]).unwrap().get(0)
+    };
+    assert_eq!(tables(&mut client), 0);
+    // Once a sweep has made its tables, the study reads back.
+    let mut new = new_study("s");
+    new.search_space = Some(space());
+    PostgresStorage::open(&in_schema).unwrap().create_study(&new).unwrap();
+    let read = PostgresStorage::open_if_current(&in_schema).unwrap().expect("current tables");
+    assert_eq!(read.load_study("s").unwrap().search_space, Some(space()));
+    // Tables of another version are not read (opening them would migrate).
+    client.batch_execute(&format!("UPDATE {schema}.nightshift_schema SET version = version + 1")).unwrap();
+    assert!(PostgresStorage::open_if_current(&in_schema).unwrap().is_none());
 }
 
 #[test]

@@ -288,6 +288,9 @@ impl<'a> Sweep<'a> {
             ShutdownLevel::Drain => {
                 if self.stop.is_none() {
                     self.stop = Some(StopReason::Shutdown);
+                    // This notice says it: no second "stopping:" line.
+                    self.stop_announced = true;
+                    tracing::info!(reason = %StopReason::Shutdown, "stopping");
                 }
                 self.observer.event(&Event::Notice("stopping: no new trials; running trials finish (Ctrl-C again stops them)"));
             }
