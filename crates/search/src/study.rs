@@ -353,7 +353,7 @@ impl Study {
 
     /// The pruner's side of a running `trial`, for the length of the trial: see [`PruneSession`].
     pub fn prune_session(&self, trial: FrozenTrial) -> PruneSession {
-        PruneSession { trial, complete_peers: Vec::new(), seen: HashSet::new() }
+        PruneSession::new(trial)
     }
 
     /// All trials, ordered by number.
@@ -368,50 +368,82 @@ impl Study {
     }
 }
 
-/// A running trial's side of the pruner, kept while the trial runs, so that a report costs about the same
-/// at step 20,000 as at step 1 ([`Study::should_prune_among`] reads every report of the study each time):
-/// the trial's own reports are kept here as they are recorded, and the COMPLETE trials a median or
-/// percentile pruner compares with are fetched once each (a finished trial never changes). Pruners
-/// that read running trials too (successive halving, hyperband) still read the study at each report.
-/// The decisions are [`Study::should_prune_among`]'s.
+/// A running trial's side of the pruner, kept while the trial runs, so that a report does not read
+/// every report of the study again ([`Study::should_prune_among`] does): the trial's own reports
+/// are kept here as they are recorded, and each finished trial the pruner compares with is fetched
+/// once (a finished trial never changes). Only trials still running elsewhere, which successive
+/// halving and Hyperband compare with, are read again at each report. The decisions are
+/// [`Study::should_prune_among`]'s.
 pub struct PruneSession {
-    /// The judged trial, its reports kept up to date by [`PruneSession::record`].
-    trial: FrozenTrial,
-    /// COMPLETE trials the pruner compares with, ordered by number.
-    complete_peers: Vec<FrozenTrial>,
-    /// Numbers of the COMPLETE trials already looked at, kept or not.
+    /// The judged trial and the trials the pruner compares it with, ordered by number.
+    trials: Vec<FrozenTrial>,
+    /// The judged trial's number.
+    number: u64,
+    /// Finished trials already looked at, kept or not.
     seen: HashSet<u64>,
+    /// Unfinished trials in `trials` besides the judged one: replaced at each report.
+    unfinished: Vec<u64>,
 }
 
 impl PruneSession {
+    fn new(trial: FrozenTrial) -> Self {
+        Self { number: trial.number, trials: vec![trial], seen: HashSet::new(), unfinished: Vec::new() }
+    }
+
+    fn judged(&self) -> usize {
+        self.trials.partition_point(|t| t.number < self.number)
+    }
+
+    fn insert(&mut self, trial: FrozenTrial) {
+        let at = self.trials.partition_point(|t| t.number < trial.number);
+        self.trials.insert(at, trial);
+    }
+
     /// Notes a report that the storage has recorded; like the storage, a step keeps its first value.
     pub fn record(&mut self, step: u64, value: f64) {
-        self.trial.intermediate_values.entry(step).or_insert(value);
+        let judged = self.judged();
+        self.trials[judged].intermediate_values.entry(step).or_insert(value);
     }
 
     /// Whether the trial should stop now, compared with the trials `keep` lets through (the same
     /// `keep` at every call: the trials kept are remembered).
     pub fn should_prune(&mut self, study: &Study, keep: &dyn Fn(&FrozenTrial) -> bool) -> Result<bool> {
+        use TrialState::{Complete, Fail, Pruned, Running, Waiting};
         let record = study.record();
-        let ctx = |trials| PruneContext { study_name: &record.name, direction: record.direction, trials };
-        match study.pruner.reads() {
-            Reads::Nothing => Ok(false),
-            Reads::OwnReports => Ok(study.pruner.prune(&ctx(&[]), &self.trial)),
-            Reads::CompleteTrials => {
-                let storage = study.storage();
-                for number in storage.trial_numbers(record.id, &[TrialState::Complete])? {
-                    if number != self.trial.number && self.seen.insert(number) {
-                        let trial = storage.trial(record.id, number)?;
-                        if keep(&trial) {
-                            let at = self.complete_peers.partition_point(|t| t.number < number);
-                            self.complete_peers.insert(at, trial);
-                        }
+        let reads = study.pruner.reads();
+        let finished: &[TrialState] = match reads {
+            Reads::Nothing => return Ok(false),
+            Reads::OwnReports => &[],
+            Reads::CompleteTrials => &[Complete],
+            Reads::AllTrials => &[Complete, Pruned, Fail],
+        };
+        let storage = study.storage();
+        let unfinished = std::mem::take(&mut self.unfinished);
+        self.trials.retain(|t| !unfinished.contains(&t.number));
+        if !finished.is_empty() {
+            for number in storage.trial_numbers(record.id, finished)? {
+                if number != self.number && self.seen.insert(number) {
+                    let trial = storage.trial(record.id, number)?;
+                    if keep(&trial) {
+                        self.insert(trial);
                     }
                 }
-                Ok(study.pruner.prune(&ctx(&self.complete_peers), &self.trial))
             }
-            Reads::AllTrials => study.should_prune_among(self.trial.number, keep),
         }
+        if reads == Reads::AllTrials {
+            for number in storage.trial_numbers(record.id, &[Running, Waiting])? {
+                if number == self.number {
+                    continue;
+                }
+                let trial = storage.trial(record.id, number)?;
+                if keep(&trial) {
+                    self.unfinished.push(number);
+                    self.insert(trial);
+                }
+            }
+        }
+        let ctx = PruneContext { study_name: &record.name, direction: record.direction, trials: &self.trials };
+        Ok(study.pruner.prune(&ctx, &self.trials[self.judged()]))
     }
 }
 
@@ -548,7 +580,8 @@ mod tests {
                 finish_one(&mut next);
             }
             let judged = study.ask(&space()).unwrap();
-            let neighbour = study.ask(&space()).unwrap();
+            // Trials running beside it, with better values: successive halving and Hyperband compare with them.
+            let neighbours: Vec<u64> = (0..3).map(|_| study.ask(&space()).unwrap().number).collect();
             let every = |_: &FrozenTrial| true;
             let some = |t: &FrozenTrial| t.number % 3 != 1;
             let mut sessions = [study.prune_session(judged.clone()), study.prune_session(judged.clone())];
@@ -556,13 +589,17 @@ mod tests {
             for step in 0..30u64 {
                 // A step reported twice keeps its first value, in the study and in the session.
                 let step = if step % 7 == 6 { step - 1 } else { step };
-                // From the worse half of the others' values, so that pruners do prune it.
-                let value = match direction {
-                    Direction::Minimize => 0.5 + next() / 2.0,
-                    Direction::Maximize => next() / 2.0,
-                };
+                // In the middle of the finished trials' values and behind the running ones', so that
+                // the pruners' answers depend on both.
+                let value = 0.2 + 0.6 * next();
                 study.report(judged.number, step, value).unwrap();
-                study.report(neighbour.number, step, next()).unwrap();
+                for &n in &neighbours {
+                    let better = match direction {
+                        Direction::Minimize => next() * 0.2,
+                        Direction::Maximize => 0.8 + next() * 0.2,
+                    };
+                    study.report(n, step, better).unwrap();
+                }
                 for (session, keep) in sessions.iter_mut().zip([&every as &dyn Fn(&FrozenTrial) -> bool, &some]) {
                     session.record(step, value);
                     let whole = study.should_prune_among(judged.number, keep).unwrap();
@@ -578,6 +615,41 @@ mod tests {
             assert!(pruned < decisions.len(), "{config} {direction:?} pruned at every report");
             assert!(pruned > 0 || config.contains("none"), "{config} {direction:?} never pruned");
         }
+    }
+
+    #[test]
+    fn a_prune_session_compares_with_the_trials_running_beside_it() {
+        // Successive halving (halving at step 1): the judged trial reports 0.45 at steps 0 and 1,
+        // with `finished` trials COMPLETE and `running` ones RUNNING, each having reported its value at step 1.
+        let decide = |finished: &[f64], running: &[f64]| {
+            let mut new = NewStudy::new("s", Direction::Minimize, 5);
+            new.search_space = Some(space());
+            new.pruner = serde_yaml::from_str("{type: successive_halving, min_resource: 1, reduction_factor: 2}").unwrap();
+            let study = Study::create(Arc::new(InMemoryStorage::new()), &new).unwrap();
+            for &v in finished {
+                let t = study.ask(&space()).unwrap();
+                study.report(t.number, 1, v).unwrap();
+                study.tell(t.number, TellOutcome::Value(v)).unwrap();
+            }
+            let judged = study.ask(&space()).unwrap();
+            for &v in running {
+                study.report(study.ask(&space()).unwrap().number, 1, v).unwrap();
+            }
+            let mut session = study.prune_session(judged.clone());
+            let mut decisions = Vec::new();
+            for step in 0..2 {
+                study.report(judged.number, step, 0.45).unwrap();
+                session.record(step, 0.45);
+                let whole = study.should_prune(judged.number).unwrap();
+                assert_eq!(session.should_prune(&study, &|_| true).unwrap(), whole, "step {step}");
+                decisions.push(whole);
+            }
+            decisions
+        };
+        // Behind the three running trials: pruned (by the finished trials alone it would go on).
+        assert_eq!(decide(&[0.5, 0.6, 0.7], &[0.1, 0.2, 0.3]), [false, true]);
+        // Third of six: promoted (counting the running trials once per report, not once per report so far).
+        assert_eq!(decide(&[0.5, 0.6], &[0.1, 0.2, 0.9]), [false, false]);
     }
 
     #[test]
