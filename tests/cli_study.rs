@@ -100,8 +100,21 @@ fn tell_states_and_report_value() {
     ]);
     let t0 = json(&sb.ok(&["ask", "--study-name", "p"]));
     assert_eq!(t0["number"], 0);
+    // No completed trial yet: `best-trials` lists none, as Optuna's.
+    assert_eq!(json(&sb.ok(&["best-trials", "--study-name", "p", "-f", "json"])), serde_json::json!([]));
     let r = json(&sb.ok(&["report-value", "--study-name", "p", "--trial-number", "0", "--step", "1", "--value", "0.9"]));
     assert_eq!(r["prune"], false);
+    // A step reported again keeps its first value, and the answer says which value counts.
+    let out =
+        sb.cmd(&["report-value", "--study-name", "p", "--trial-number", "0", "--step", "1", "--value", "0.2"]).output().unwrap();
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout))["value"], 0.9);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0.9: that value is kept, 0.2 is ignored"));
+    // Optuna refuses a value with a pruned or failed state, and a state it does not know (a usage error).
+    let err = sb.fails(&["tell", "--study-name", "p", "--trial-number", "0", "--state", "pruned", "--values", "3"]);
+    assert!(err.contains("--values cannot be given with --state pruned"), "{err}");
+    let out = sb.cmd(&["tell", "--study-name", "p", "--trial-number", "0", "--state", "prunned"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("[possible values: complete, pruned, fail]"), "{err}");
     sb.ok(&["tell", "--study-name", "p", "--trial-number", "0", "--values", "0.9"]);
     sb.ok(&["ask", "--study-name", "p"]);
     sb.ok(&["tell", "--study-name", "p", "--trial-number", "1", "--state", "pruned"]);
@@ -145,6 +158,16 @@ fn bad_input_gives_clear_errors() {
     let not_db = sb.file("garbage.db", "this is not a database, just text that is long enough to look like a header......");
     let err = sb.fails(&["studies", "--storage", &not_db.display().to_string()]);
     assert!(err.contains("garbage.db"), "{err}");
+    let err = sb.fails(&[
+        "create-study",
+        "--study-name",
+        "g",
+        "--sampler",
+        "GridSampler",
+        "--sampler-kwargs",
+        r#"{"search_space": {"x": [0, 1]}}"#,
+    ]);
+    assert!(err.contains("the grid sampler takes no options besides seed, got: search_space"), "{err}");
     let err = sb.fails(&["create-study", "--study-name", ""]);
     assert!(err.contains("a study name cannot be empty"), "{err}");
     let err = sb.fails(&["create-study", "--study-name", "two\nlines"]);
@@ -162,6 +185,14 @@ fn bad_input_gives_clear_errors() {
         err
     };
     assert!(err.contains("'1.5'") && err.contains("expected a whole number") && !err.contains("0 or more"), "{err}");
+    // An argument that is not UTF-8 (a Latin-1 file name) is an error naming it, not a panic.
+    {
+        use std::os::unix::ffi::OsStringExt;
+        let latin1 = std::ffi::OsString::from_vec(b"caf\xe9.yaml".to_vec());
+        let out = common::output_within(sb.cmd(&["check"]).arg(&latin1), common::HUNG_AFTER);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(1) && err.contains("cannot read spec caf\u{fffd}.yaml"), "{err}");
+    }
     // A name longer than a table cell can be padded by `format!` (65,535) still lists.
     let long = "n".repeat(70_000);
     sb.ok(&["create-study", "--study-name", &long]);

@@ -68,3 +68,21 @@ fn a_photo_trial_saves_its_preprocessing_and_predict_uses_it() {
     let err = sb.fails(&["trial", "--dataset", dataset, "--resize", "crop", "--epochs", "1", "--no-wait"]);
     assert!(err.contains("--resize") && err.contains("squash, center_crop"), "{err}");
 }
+
+#[test]
+fn a_tournament_on_an_image_folder_says_its_replicates_have_no_test_split() {
+    let sb = Sandbox::new();
+    photo_folder(&sb);
+    sb.file(
+        "t.yaml",
+        "study: photos\n\
+         objective: {metric: val_accuracy, direction: maximize}\n\
+         budget: {trials: 8}\n\
+         devices: {cpu: 1}\n\
+         trial: {dataset: photos, epochs: 1, image_size: 16}\n\
+         params:\n  optimizer: {type: categorical, choices: [adamw, sgd]}\n\
+         compare: {param: optimizer, budget_per_arm: 2, seeds: 2}\n",
+    );
+    let out = sb.ok(&["check", "t.yaml"]);
+    assert!(out.contains("note: the data has no test split") && out.contains("leans optimistic"), "{out}");
+}

@@ -95,7 +95,7 @@ fn export_journal(storage: &StorageArgs, study_name: &str, out: &Path) -> Result
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let partial =
         dir.join(format!(".{}.partial-{}", out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
-    std::fs::write(&partial, text).with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::write(&partial, text).with_context(|| format!("cannot write {}", out.display()))?;
     if let Err(e) = std::fs::rename(&partial, out) {
         let _ = std::fs::remove_file(&partial);
         return Err(e).with_context(|| format!("cannot write {}", out.display()));

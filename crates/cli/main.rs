@@ -111,7 +111,8 @@ fn die_quietly_on_closed_stdout() {
 
 /// Parses the command line, with clap's own help and errors coloured as `--color` and NO_COLOR say.
 fn parse() -> Cli {
-    let choice = match color_flag(std::env::args().skip(1)).as_deref() {
+    // `args_os`: `args` panics on an argument that is not UTF-8 (a file name, say); clap says what is wrong with it.
+    let choice = match color_flag(std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned())).as_deref() {
         Some("always") => clap::ColorChoice::Always,
         Some("never") => clap::ColorChoice::Never,
         _ if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) => clap::ColorChoice::Never,

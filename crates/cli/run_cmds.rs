@@ -542,16 +542,26 @@ fn check(path: &Path) -> Result<()> {
         println!("  {name}: {dist}");
     }
     match spec.compare.as_ref().map(|c| (c, c.tournament.as_ref())) {
-        Some((_, Some(t))) => println!(
-            "compare:  tournament over {} ({} arms × {} search trials = {}; then the best {} per arm re-run with {} fresh seeds: up to {} replicates, counted apart)",
-            t.param,
-            t.arms.len(),
-            t.budget_per_arm,
-            t.search_budget(),
-            t.replicate_top,
-            t.seeds,
-            t.max_replicates()
-        ),
+        Some((_, Some(t))) => {
+            println!(
+                "compare:  tournament over {} ({} arms × {} search trials = {}; then the best {} per arm re-run with {} fresh seeds: up to {} replicates, counted apart)",
+                t.param,
+                t.arms.len(),
+                t.budget_per_arm,
+                t.search_budget(),
+                t.replicate_top,
+                t.seeds,
+                t.max_replicates()
+            );
+            // Replicates are meant to be scored on data that did not choose the configurations.
+            if matches!(spec.program, Program::Builtin { replicate: None, .. }) {
+                println!(
+                    "          note: the data has no test split (an image folder, or IDX files without t10k), so the replicates are scored on the \
+                     validation images that also chose each arm's configuration: the verdict leans optimistic; \
+                     an IDX dataset with t10k files gives one"
+                );
+            }
+        }
         Some((c, None)) => {
             println!(
                 "compare:  {} ({} strata, {} trials each)",

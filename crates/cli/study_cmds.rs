@@ -128,7 +128,7 @@ pub enum StudyCommand {
         #[arg(long, allow_hyphen_values = true, value_parser = parse_float, required_unless_present = "state")]
         values: Option<f64>,
         /// complete (needs --values), pruned or fail.
-        #[arg(long)]
+        #[arg(long, value_parser = ["complete", "pruned", "fail"], ignore_case = true)]
         state: Option<String>,
         /// Do nothing (exit 0) if the trial is already finished.
         #[arg(long)]
@@ -246,16 +246,16 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
         }
         StudyCommand::Tell { study, trial_number, values, state, skip_if_finished } => {
             let study = study.load()?;
-            let state: TrialState = match state.as_deref() {
-                None => TrialState::Complete,
-                Some(s) => s.parse().map_err(|e: String| anyhow!(e))?,
-            };
-            let outcome = match (state, values) {
-                (TrialState::Complete, Some(v)) => TellOutcome::Value(v),
-                (TrialState::Complete, None) => bail!("--state complete needs --values"),
-                (TrialState::Pruned, _) => TellOutcome::Pruned,
-                (TrialState::Fail, _) => TellOutcome::Fail("told as failed".into()),
-                (other, _) => bail!("cannot tell a trial to be {other} (valid: complete, pruned, fail)"),
+            let state = state.map(|s| s.to_ascii_lowercase());
+            let outcome = match (state.as_deref().unwrap_or("complete"), values) {
+                ("complete", Some(v)) => TellOutcome::Value(v),
+                ("complete", None) => bail!("--state complete needs --values"),
+                (state, Some(_)) => {
+                    let word = if state == "fail" { "failed" } else { state };
+                    bail!("--values cannot be given with --state {state}: a {word} trial keeps no objective value (as in Optuna)")
+                }
+                ("pruned", None) => TellOutcome::Pruned,
+                _ => TellOutcome::Fail("told as failed".into()),
             };
             match study.tell(trial_number, outcome) {
                 Ok(trial) => tracing::info!(
@@ -273,8 +273,20 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
         StudyCommand::ReportValue { study, trial_number, step, value } => {
             let study = study.load()?;
             study.report(trial_number, step, value)?;
+            // A step reported before keeps its first value (as in Optuna): say which one counts.
+            let kept = study.storage().trial(study.record().id, trial_number)?.intermediate_values.get(&step).copied();
+            let kept = match kept {
+                Some(first) if first.to_bits() != value.to_bits() => {
+                    let (first_text, value_text) = (output::python_float(first), output::python_float(value));
+                    tracing::warn!(
+                        "step {step} was reported before with {first_text}: that value is kept, {value_text} is ignored"
+                    );
+                    first
+                }
+                _ => value,
+            };
             let prune = study.should_prune(trial_number)?;
-            println!("{}", json!({"number": trial_number, "step": step, "value": value, "prune": prune}));
+            println!("{}", json!({"number": trial_number, "step": step, "value": kept, "prune": prune}));
         }
         StudyCommand::Trials { study, print } => {
             let trials = study.load()?.trials()?;
@@ -286,9 +298,17 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
         }
         StudyCommand::BestTrials { study, print } => {
             let study = study.load()?;
-            let best_value = study.best_trial()?.value;
-            let best: Vec<_> =
-                study.trials()?.into_iter().filter(|t| t.state == TrialState::Complete && t.value == best_value).collect();
+            // No completed trial yet: an empty list, as Optuna's `best-trials` prints.
+            let best_value = match study.best_trial() {
+                Ok(best) => best.value,
+                Err(nightshift_search::Error::NoCompletedTrials) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let best: Vec<_> = study
+                .trials()?
+                .into_iter()
+                .filter(|t| best_value.is_some() && t.state == TrialState::Complete && t.value == best_value)
+                .collect();
             print_trials(print, &best, false)?;
         }
         StudyCommand::Studies { storage, print } => {

@@ -38,7 +38,7 @@ pub enum TrainCommand {
 /// Where the data comes from and how the network sees it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
-    /// IDX directory (train-images-idx3-ubyte[.gz], …) or image folder (root/<class>/*.png|jpg).
+    /// IDX directory (train-images-idx3-ubyte[.gz], …) or image folder (root/<class>/**/*.png|jpg|jpeg, any case).
     #[arg(long, default_value = "data/fashion_mnist_100")]
     pub dataset: PathBuf,
     /// Keep at most this many training images per class (few-shot).
@@ -47,7 +47,7 @@ pub struct DataArgs {
     /// Fraction of the training images held out, per class, for validation.
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
-    /// Architecture: small-cnn, resnet18, resnet34, resnet50. Ignored with --init (the checkpoint's wins).
+    /// Architecture: small-cnn, resnet18, resnet34, resnet50, efficientnet-lite0. Ignored with --init (the checkpoint's wins).
     #[arg(long, default_value = "small-cnn")]
     pub arch: String,
     /// small-cnn: channels of the stem.
@@ -56,10 +56,10 @@ pub struct DataArgs {
     /// small-cnn: number of conv stages.
     #[arg(long, default_value_t = 3)]
     pub depth: usize,
-    /// Input size (square); default: the dataset's own for small-cnn, 64 for ResNets.
+    /// Input size (square); default: an IDX dataset's own (64 for an image folder) for small-cnn, 64 for ResNets, 224 for EfficientNet.
     #[arg(long)]
     pub image_size: Option<usize>,
-    /// Input channels; default 1 for small-cnn on gray data, 3 otherwise.
+    /// Input channels; default 1 for small-cnn on IDX data (grey), 3 otherwise (image folders too).
     #[arg(long)]
     pub channels: Option<usize>,
     /// How images reach the input size: squash, or center_crop (shorter side to size·256/224, then the
@@ -447,11 +447,9 @@ pub fn preflight(spec: &Spec) -> anyhow::Result<Vec<String>> {
         ));
     }
     if let Some(t) = trial.filter(|_| problems.is_empty()) {
-        problems.extend(
-            trial_start_problems(&t, pretrained)
-                .into_iter()
-                .map(|(field, e)| format!("{}: field `{field}`: every trial would fail: {e:#}", spec.locate(field))),
-        );
+        problems.extend(trial_start_problems(&t, pretrained).into_iter().map(|(field, e)| {
+            format!("{}: field `{field}`: every trial would fail: {}", spec.locate(field), crate::error_message(&e))
+        }));
     }
     Ok(problems)
 }

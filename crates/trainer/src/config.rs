@@ -32,7 +32,7 @@ pub const MAX_WIDTH: usize = 512;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// IDX directory (train-images-idx3-ubyte[.gz], …) or image folder (`root/<class>/*.png|jpg`).
+    /// IDX directory (train-images-idx3-ubyte[.gz], …) or image folder (`root/<class>/**/*.png|jpg|jpeg`).
     pub dataset: PathBuf,
     /// Keep at most this many training images per class (few-shot).
     pub per_class: Option<usize>,
@@ -46,7 +46,7 @@ pub struct DataConfig {
     pub depth: usize,
     /// Square input size; default: the dataset's own for small-cnn, 64 for ResNets, 224 for EfficientNet.
     pub image_size: Option<usize>,
-    /// Input channels (1 or 3); default 1 for small-cnn, 3 otherwise.
+    /// Input channels (1 or 3); default 1 for small-cnn on IDX data (grey), 3 otherwise (image folders too).
     pub channels: Option<usize>,
     /// How images reach `image_size` ([`ResizeMode`]): `squash` or `center_crop` (shorter side to
     /// size·256/224, then the centre); default: `squash` for IDX data, `center_crop` for image folders.
@@ -194,7 +194,8 @@ impl DataConfig {
     pub fn fresh_model_config(&self, num_classes: usize, native: [usize; 2], dropout: f64) -> Result<ModelConfig> {
         let arch = self.arch()?;
         let is_cnn = matches!(arch, Arch::SmallCnn { .. });
-        let channels = self.channels.unwrap_or(if is_cnn { 1 } else { 3 });
+        // Digits and clothes in IDX files are grey; photos in an image folder are in colour.
+        let channels = self.channels.unwrap_or(if is_cnn && self.is_idx_dir() { 1 } else { 3 });
         let default_size = match arch {
             Arch::SmallCnn { .. } => native,
             Arch::ResNet { .. } => [64, 64],
@@ -840,6 +841,14 @@ mod tests {
         assert_eq!(augmentation.random_resized_crop, Some(RandomResizedCrop::default()));
         assert!(augmentation.prefix_cacheable().is_none());
         assert!(DataConfig { hflip: true, ..DataConfig::default() }.augmentation().prefix_cacheable().is_some());
+        // The small CNN reads IDX digits in grey and an image folder's photos in colour, unless told.
+        let photos = tempfile::tempdir().unwrap();
+        let idx = DataConfig { dataset: "../../data/mnist_tiny".into(), ..DataConfig::default() };
+        let folder = DataConfig { dataset: photos.path().into(), ..DataConfig::default() };
+        let told = DataConfig { channels: Some(1), ..folder.clone() };
+        let channels = |data: &DataConfig| data.fresh_model_config(2, [8, 8], 0.0).unwrap().in_channels;
+        assert!(idx.is_idx_dir(), "the bundled digits");
+        assert_eq!((channels(&idx), channels(&folder), channels(&told)), (1, 3, 1));
         assert!(DataConfig { crop_padding: 2, ..DataConfig::default() }.augmentation().prefix_cacheable().is_none());
     }
 

@@ -421,24 +421,34 @@ pub fn image_folder_classes(root: &Path) -> Result<Vec<String>> {
     Ok(image_folder_files(root)?.into_keys().collect())
 }
 
-/// The image files of each class of `root/<class>/*.{png,jpg,jpeg}`: at least two classes, none empty.
+/// The image files of each class of `root/<class>/**/*.{png,jpg,jpeg}` (sub-folders included, as
+/// torchvision's ImageFolder): at least two classes, none empty. Hidden entries (names starting with
+/// `.`: `.ipynb_checkpoints`, macOS's `._photo.jpg`) are left out.
 fn image_folder_files(root: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
     let dataset_err = |reason: String| Error::Dataset { path: root.into(), reason };
+    let hidden = |name: &std::ffi::OsStr| name.as_encoded_bytes().starts_with(b".");
     let mut classes: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for entry in std::fs::read_dir(root).map_err(|e| Error::io(root, e))? {
         let entry = entry.map_err(|e| Error::io(root, e))?;
-        if !entry.path().is_dir() {
+        if !entry.path().is_dir() || hidden(&entry.file_name()) {
             continue;
         }
         let class = entry.file_name().to_string_lossy().into_owned();
-        let mut files = Vec::new();
-        for file in std::fs::read_dir(entry.path()).map_err(|e| Error::io(entry.path(), e))? {
-            let path = file.map_err(|e| Error::io(entry.path(), e))?.path();
-            let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
-            if matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
-                files.push(path);
-            }
+        if classes.contains_key(&class) {
+            return Err(dataset_err(format!(
+                "two class folders read as {class}: their names are not UTF-8 and differ only in the bytes that are not; rename them"
+            )));
         }
+        let mut found = Vec::new();
+        crate::cache::dataset::collect_files(&entry.path(), 1, &mut found)?;
+        let mut files: Vec<PathBuf> = found
+            .into_iter()
+            .filter(|path| {
+                let inside = path.strip_prefix(entry.path()).unwrap_or(path);
+                let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+                !inside.components().any(|c| hidden(c.as_os_str())) && matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+            })
+            .collect();
         files.sort();
         classes.insert(class, files);
     }
@@ -499,7 +509,58 @@ fn decode_dynamic_image(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage
         Ok(format) => reader.set_format(format),
         Err(_) => reader = reader.with_guessed_format().map_err(|e| bad(e.into()))?,
     }
-    reader.decode().map_err(bad)
+    let image = reader.decode().map_err(bad)?;
+    // The decoder fills a cut-off JPEG with grey and says nothing; PIL refuses it ("image file is truncated").
+    if !jpeg_reaches_its_end(bytes) {
+        return Err(Error::Image {
+            path: path.into(),
+            reason: "truncated: the JPEG data stops before its end-of-image marker (an interrupted download or copy?)".into(),
+        });
+    }
+    Ok(image)
+}
+
+/// Whether a JPEG stream (`bytes` starting with its SOI marker) goes on to its EOI marker: every
+/// segment whole, every scan's entropy-coded data followed by a marker. Bytes that are not a JPEG,
+/// or that break its layout in other ways, pass: the decoder has judged those already.
+fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return true;
+    }
+    let mut i = 2;
+    loop {
+        // A marker: 0xFF (fill bytes allowed), then its code.
+        match bytes.get(i) {
+            None => return false,
+            Some(0xFF) => {}
+            Some(_) => return true,
+        }
+        while bytes.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let Some(&code) = bytes.get(i) else { return false };
+        i += 1;
+        match code {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        let Some(length) = bytes.get(i..i + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else { return false };
+        i += length;
+        if i > bytes.len() {
+            return false;
+        }
+        if code == 0xDA {
+            // Entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or a restart.
+            loop {
+                match bytes.get(i..i + 2) {
+                    None => return false,
+                    Some([0xFF, next]) if *next != 0x00 && !(0xD0..=0xD7).contains(next) => break,
+                    _ => i += 1,
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1016,5 +1077,43 @@ mod tests {
         std::fs::create_dir(single.path().join("only")).unwrap();
         let err = load_image_folder(single.path(), &prep(1), false).unwrap_err().to_string();
         assert!(err.contains("only one class"), "{err}");
+    }
+
+    #[test]
+    fn image_folders_read_sub_folders_leave_hidden_entries_out_and_refuse_cut_off_jpegs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let save = |path: &Path, shade: u8| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let pattern = |x: u32, y: u32| image::Rgb([shade, (x * 7 + y * 3) as u8, (x * y) as u8]);
+            image::RgbImage::from_fn(96, 64, pattern).save(path).unwrap();
+        };
+        save(&root.join("cat/a.png"), 10);
+        save(&root.join("cat/outdoor/b.jpg"), 20); // in a sub-folder: read, as torchvision's ImageFolder
+        save(&root.join("dog/c.png"), 200);
+        std::fs::write(root.join("cat/._a.jpg"), b"AppleDouble metadata, not an image").unwrap();
+        std::fs::create_dir_all(root.join(".ipynb_checkpoints")).unwrap();
+        save(&root.join(".thumbs/d.png"), 50);
+        save(&root.join("dog/.cache/e.png"), 60);
+        let files = image_folder_files(root).unwrap();
+        let names = |class: &str| -> Vec<String> {
+            files[class].iter().map(|p| p.strip_prefix(root.join(class)).unwrap().display().to_string()).collect()
+        };
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["cat", "dog"]);
+        assert_eq!((names("cat"), names("dog")), (vec!["a.png".to_string(), "outdoor/b.jpg".into()], vec!["c.png".to_string()]));
+
+        // A JPEG cut short decodes (the decoder fills the rest with grey) but is refused.
+        let whole = std::fs::read(root.join("cat/outdoor/b.jpg")).unwrap();
+        assert!(decode_image(&root.join("cat/outdoor/b.jpg")).is_ok());
+        for keep in [whole.len() - 2, whole.len() * 3 / 4] {
+            let cut = root.join("cut.jpg");
+            std::fs::write(&cut, &whole[..keep]).unwrap();
+            let err = decode_image(&cut).unwrap_err().to_string();
+            assert!(err.contains("cut.jpg") && err.contains("truncated"), "{keep} bytes: {err}");
+        }
+        // Bytes after the end-of-image marker (a phone's appended metadata) are fine.
+        let trailing = root.join("trailing.jpg");
+        std::fs::write(&trailing, [&whole[..], b"appended by a phone"].concat()).unwrap();
+        assert!(decode_image(&trailing).is_ok());
     }
 }

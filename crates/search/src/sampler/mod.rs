@@ -257,6 +257,16 @@ impl SamplerConfig {
         };
         // The seed belongs to the study (so every process agrees on it); callers take it out first.
         object.remove("seed");
+        // serde lets unknown keys through on option-less variants: say it rather than drop them.
+        if matches!(kind, "random" | "grid") && !object.is_empty() {
+            let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+            let grid =
+                if kind == "grid" { "; the grid is the search space's own (categorical choices, stepped ranges)" } else { "" };
+            return Err(crate::Error::Config {
+                what: "sampler",
+                message: format!("the {kind} sampler takes no options besides seed, got: {}{grid}", keys.join(", ")),
+            });
+        }
         object.insert("type".into(), kind.into());
         serde_json::from_value(serde_json::Value::Object(object))
             .map_err(|e| crate::Error::Config { what: "sampler", message: e.to_string() })

@@ -157,7 +157,7 @@ pub fn source_hash(path: &Path) -> Result<String> {
 const MAX_DATASET_DEPTH: usize = 16;
 
 /// Every file under `path` (itself, when it is a file), `depth` directories below the dataset's root.
-fn collect_files(path: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn collect_files(path: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
     if path.is_file() {
         out.push(path.to_path_buf());
         return Ok(());
