@@ -86,3 +86,22 @@ fn a_tournament_on_an_image_folder_says_its_replicates_have_no_test_split() {
     let out = sb.ok(&["check", "t.yaml"]);
     assert!(out.contains("note: the data has no test split") && out.contains("leans optimistic"), "{out}");
 }
+
+#[test]
+fn check_names_an_unreadable_photo_once() {
+    let sb = Sandbox::new();
+    let photos = photo_folder(&sb);
+    std::os::unix::fs::symlink(sb.path().join("gone.png"), photos.join("cat/dangling.png")).unwrap();
+    sb.file(
+        "s.yaml",
+        "study: photos\n\
+         objective: {metric: val_accuracy, direction: maximize}\n\
+         budget: {trials: 2}\n\
+         devices: {cpu: 1}\n\
+         trial: {dataset: photos, epochs: 1, image_size: 16}\n\
+         params:\n  learning_rate: {type: float, low: 0.001, high: 0.1, log: true}\n",
+    );
+    let err = sb.fails(&["check", "s.yaml"]);
+    assert!(err.contains("dangling.png"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

@@ -439,16 +439,8 @@ fn image_folder_files(root: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
                 "two class folders read as {class}: their names are not UTF-8 and differ only in the bytes that are not; rename them"
             )));
         }
-        let mut found = Vec::new();
-        crate::cache::dataset::collect_files(&entry.path(), 1, &mut found)?;
-        let mut files: Vec<PathBuf> = found
-            .into_iter()
-            .filter(|path| {
-                let inside = path.strip_prefix(entry.path()).unwrap_or(path);
-                let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
-                !inside.components().any(|c| hidden(c.as_os_str())) && matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
-            })
-            .collect();
+        let mut files = Vec::new();
+        class_images(&entry.path(), 1, &mut files)?;
         files.sort();
         classes.insert(class, files);
     }
@@ -463,6 +455,29 @@ fn image_folder_files(root: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
         return Err(dataset_err(format!("class folder {name} has no .png/.jpg images")));
     }
     Ok(classes)
+}
+
+/// The `.png`/`.jpg`/`.jpeg` files under a class folder `dir` (`depth` below the dataset's root), hidden
+/// entries left out. A link to nothing is listed too, so that reading it says what is wrong.
+fn class_images(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
+    if depth > crate::cache::dataset::MAX_DATASET_DEPTH {
+        return Err(Error::Dataset { path: dir.into(), reason: "nested too deep in the dataset (a symlink loop?)".into() });
+    }
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.file_name().is_some_and(|name| name.as_encoded_bytes().starts_with(b".")) {
+            continue;
+        }
+        if path.is_dir() {
+            class_images(&path, depth + 1, out)?;
+        } else if matches!(
+            path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).as_deref(),
+            Some("png" | "jpg" | "jpeg")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// Decodes one image file at its own size and in its own colours: one channel for a grey image, three for a

@@ -154,10 +154,10 @@ pub fn source_hash(path: &Path) -> Result<String> {
 }
 
 /// Directories nested deeper than this under a dataset are refused: most likely a symlink loop.
-const MAX_DATASET_DEPTH: usize = 16;
+pub(crate) const MAX_DATASET_DEPTH: usize = 16;
 
 /// Every file under `path` (itself, when it is a file), `depth` directories below the dataset's root.
-pub(crate) fn collect_files(path: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
+fn collect_files(path: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
     if path.is_file() {
         out.push(path.to_path_buf());
         return Ok(());
