@@ -73,16 +73,8 @@ fn a_photo_trial_saves_its_preprocessing_and_predict_uses_it() {
 fn a_tournament_on_an_image_folder_says_its_replicates_have_no_test_split() {
     let sb = Sandbox::new();
     photo_folder(&sb);
-    sb.file(
-        "t.yaml",
-        "study: photos\n\
-         objective: {metric: val_accuracy, direction: maximize}\n\
-         budget: {trials: 8}\n\
-         devices: {cpu: 1}\n\
-         trial: {dataset: photos, epochs: 1, image_size: 16}\n\
-         params:\n  optimizer: {type: categorical, choices: [adamw, sgd]}\n\
-         compare: {param: optimizer, budget_per_arm: 2, seeds: 2}\n",
-    );
+    let space = "optimizer: {type: categorical, choices: [adamw, sgd]}";
+    sb.file("t.yaml", &photo_spec(8, space, "compare: {param: optimizer, budget_per_arm: 2, seeds: 2}\n"));
     let out = sb.ok(&["check", "t.yaml"]);
     assert!(out.contains("note: the data has no test split") && out.contains("leans optimistic"), "{out}");
 }
@@ -92,16 +84,20 @@ fn check_names_an_unreadable_photo_once() {
     let sb = Sandbox::new();
     let photos = photo_folder(&sb);
     std::os::unix::fs::symlink(sb.path().join("gone.png"), photos.join("cat/dangling.png")).unwrap();
-    sb.file(
-        "s.yaml",
-        "study: photos\n\
-         objective: {metric: val_accuracy, direction: maximize}\n\
-         budget: {trials: 2}\n\
-         devices: {cpu: 1}\n\
-         trial: {dataset: photos, epochs: 1, image_size: 16}\n\
-         params:\n  learning_rate: {type: float, low: 0.001, high: 0.1, log: true}\n",
-    );
+    sb.file("s.yaml", &photo_spec(2, "learning_rate: {type: float, low: 0.001, high: 0.1, log: true}", ""));
     let err = sb.fails(&["check", "s.yaml"]);
     assert!(err.contains("dangling.png"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+/// A spec of `trials` one-epoch trials on `photo_folder`'s photos, with the one parameter `param`.
+fn photo_spec(trials: u64, param: &str, extra: &str) -> String {
+    format!(
+        "study: photos\n\
+         objective: {{metric: val_accuracy, direction: maximize}}\n\
+         budget: {{trials: {trials}}}\n\
+         devices: {{cpu: 1}}\n\
+         trial: {{dataset: photos, epochs: 1, image_size: 16}}\n\
+         params:\n  {param}\n{extra}"
+    )
 }
