@@ -380,18 +380,22 @@ fn no_trial_completed(trials: &[FrozenTrial], launched: u64) -> Option<String> {
         t.system_attrs.get(nightshift_search::attrs::DEVICE).and_then(|d| d.as_str()).is_some_and(|d| d.starts_with("cpu"))
     };
     let advice = if oom > 0 && oom == failed && pruned == 0 {
-        if trials.iter().filter(|t| t.is_oom()).all(on_cpu) {
-            "every trial ran out of memory, so even the smallest settings tried do not fit: narrow the space toward \
-             smaller batch sizes or images, or run fewer trials at once (fewer CPU slots: `devices: {cpu: N}`)"
+        let fewer = if trials.iter().filter(|t| t.is_oom()).all(on_cpu) {
+            "trials at once (fewer CPU slots: `devices: {cpu: N}`)"
         } else {
+            "trials per device (`trials_per_device`)"
+        };
+        format!(
             "every trial ran out of memory, so even the smallest settings tried do not fit: narrow the space toward \
-             smaller batch sizes or images, or run fewer trials per device (`trials_per_device`)"
-        }
+             smaller batch sizes or images, or run fewer {fewer}"
+        )
     } else if failed == 0 {
         "every trial was pruned: check the pruner's settings (a `threshold` no trial passes, a `patience` shorter \
          than a trial's noisy start), or sweep with `pruner: {type: none}`; `nightshift trials` lists each trial's reports"
+            .to_string()
     } else {
         "`nightshift trials` lists why each one failed; each trial's stderr.log is under the study's reports directory"
+            .to_string()
     };
     let oom = if oom > 0 { format!(" ({oom} out of memory)") } else { String::new() };
     Some(format!("no trial completed, so the study has no result: {failed} failed{oom}, {pruned} pruned; {advice}"))

@@ -622,21 +622,16 @@ async fn handle_line(
                 )));
             };
             if !value.is_finite() {
-                let cause = StopCause::Diverged(format!("diverged: {} at step {}", fmt_non_finite(value), report.step));
                 // Kept as Optuna keeps such a report: `trials` shows where the trial diverged.
+                let cause = StopCause::Diverged(format!("diverged: {} at step {}", fmt_non_finite(value), report.step));
                 let judge = judge.clone();
-                return match tokio::task::spawn_blocking(move || judge.record(&report, value)).await {
-                    Ok(Ok(())) => Some(cause),
-                    Ok(Err(e)) => Some(StopCause::Judge(e)),
-                    Err(e) => Some(StopCause::Judge(format!("internal error while recording a report: {e}"))),
-                };
+                return Some(off_thread(move || judge.record(&report, value)).await.err().unwrap_or(cause));
             }
             let judge = judge.clone();
             let step = report.step;
-            let answer = match tokio::task::spawn_blocking(move || judge.judge(&report, value)).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(e)) => return Some(StopCause::Judge(e)),
-                Err(e) => return Some(StopCause::Judge(format!("internal error while judging: {e}"))),
+            let answer = match off_thread(move || judge.judge(&report, value)).await {
+                Ok(answer) => answer,
+                Err(cause) => return Some(cause),
             };
             if answer == Answer::Prune {
                 facts.pruned_at = Some(step);
@@ -644,6 +639,14 @@ async fn handle_line(
             self::answer(stdin, answer).await;
             None
         }
+    }
+}
+
+/// Runs a [`Judge`] call (storage I/O) on the blocking pool; its failure stops the trial.
+async fn off_thread<T: Send + 'static>(call: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, StopCause> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => result.map_err(StopCause::Judge),
+        Err(e) => Err(StopCause::Judge(format!("internal error while judging: {e}"))),
     }
 }
 

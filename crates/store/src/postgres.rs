@@ -179,6 +179,15 @@ impl Tx<'_> {
     }
 }
 
+/// The version in the connection's schema's `nightshift_schema` table; `None` without that table.
+fn stored_version(client: &mut impl postgres::GenericClient) -> std::result::Result<Option<i64>, postgres::Error> {
+    let has_table: bool = client.query_one("SELECT to_regclass('nightshift_schema') IS NOT NULL", &[])?.try_get(0)?;
+    if !has_table {
+        return Ok(None);
+    }
+    Ok(Some(client.query_one("SELECT version FROM nightshift_schema", &[])?.try_get(0)?))
+}
+
 /// The connection settings in `url`, and the URL with its password redacted.
 fn parse_config(url: &str) -> Result<(Config, String)> {
     let location = redact_url(url);
@@ -220,24 +229,11 @@ impl PostgresStorage {
         }
         let conn = Self::new_connection(&config, None, &location)?;
         let storage = Self { conn: Mutex::new(conn), config, schema: None, location };
-        let version = {
-            let client = &mut storage.lock().client;
-            let pg_err =
-                |source| Error::Postgres { location: storage.location.clone(), op: "reading the schema version", source };
-            let has_table: bool = client
-                .query_one("SELECT to_regclass('nightshift_schema') IS NOT NULL", &[])
-                .and_then(|r| r.try_get(0))
-                .map_err(pg_err)?;
-            match has_table {
-                true => Some(
-                    client
-                        .query_one("SELECT version FROM nightshift_schema", &[])
-                        .and_then(|r| r.try_get::<_, i64>(0))
-                        .map_err(pg_err)?,
-                ),
-                false => None,
-            }
-        };
+        let version = stored_version(&mut storage.lock().client).map_err(|source| Error::Postgres {
+            location: storage.location.clone(),
+            op: "reading the schema version",
+            source,
+        })?;
         Ok((version == Some(POSTGRES_SCHEMA_VERSION)).then_some(storage))
     }
 
@@ -282,14 +278,8 @@ impl PostgresStorage {
         if let Some(schema) = &self.schema {
             tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).map_err(pg_err("creating the schema"))?;
         }
-        let has_version_table: bool = tx
-            .query_one("SELECT to_regclass('nightshift_schema') IS NOT NULL", &[])
-            .and_then(|r| r.try_get(0))
-            .map_err(pg_err("reading the schema version"))?;
-        let version: i64 = if has_version_table {
-            tx.query_one("SELECT version FROM nightshift_schema", &[])
-                .and_then(|r| r.try_get(0))
-                .map_err(pg_err("reading the schema version"))?
+        let version: i64 = if let Some(version) = stored_version(&mut tx).map_err(pg_err("reading the schema version"))? {
+            version
         } else {
             let tables: Vec<String> = tx
                 .query(

@@ -426,11 +426,10 @@ pub fn image_folder_classes(root: &Path) -> Result<Vec<String>> {
 /// `.`: `.ipynb_checkpoints`, macOS's `._photo.jpg`) are left out.
 fn image_folder_files(root: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
     let dataset_err = |reason: String| Error::Dataset { path: root.into(), reason };
-    let hidden = |name: &std::ffi::OsStr| name.as_encoded_bytes().starts_with(b".");
     let mut classes: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for entry in std::fs::read_dir(root).map_err(|e| Error::io(root, e))? {
         let entry = entry.map_err(|e| Error::io(root, e))?;
-        if !entry.path().is_dir() || hidden(&entry.file_name()) {
+        if !entry.path().is_dir() || is_hidden(&entry.file_name()) {
             continue;
         }
         let class = entry.file_name().to_string_lossy().into_owned();
@@ -457,6 +456,11 @@ fn image_folder_files(root: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
     Ok(classes)
 }
 
+/// A hidden entry (`.ipynb_checkpoints`, macOS's `._photo.jpg`): not part of an image folder.
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b".")
+}
+
 /// The `.png`/`.jpg`/`.jpeg` files under a class folder `dir` (`depth` below the dataset's root), hidden
 /// entries left out. A link to nothing is listed too, so that reading it says what is wrong.
 fn class_images(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -465,7 +469,7 @@ fn class_images(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> 
     }
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.file_name().is_some_and(|name| name.as_encoded_bytes().starts_with(b".")) {
+        if path.file_name().is_some_and(is_hidden) {
             continue;
         }
         if path.is_dir() {
