@@ -182,6 +182,15 @@ impl FrozenTrial {
             && self.system_attrs.get(crate::attrs::FAIL_KIND).and_then(|v| v.as_str()) == Some(crate::attrs::FAIL_KIND_OOM)
     }
 
+    /// Whether the trial failed at its parameters: out of memory, diverged, a NaN objective, told
+    /// `fail` — every FAIL but one stopped by Ctrl-C, which runs again. The GP sampler models these
+    /// points as infeasible: ignoring them, as Optuna's `GPSampler` does, its deterministic
+    /// acquisition suggests a failed point again at every ask.
+    pub fn is_infeasible(&self) -> bool {
+        let reason = self.system_attrs.get(crate::attrs::FAIL_REASON).and_then(|v| v.as_str());
+        self.state == TrialState::Fail && reason != Some(crate::attrs::FAIL_REASON_INTERRUPTED)
+    }
+
     /// Seconds between start and finish, when both are known.
     pub fn duration(&self) -> Option<f64> {
         Some(self.finished_at? - self.started_at?)

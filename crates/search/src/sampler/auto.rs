@@ -160,7 +160,7 @@ impl AutoSampler {
                 AutoChoice::Gp,
                 format!(
                     "the {gp_startup} start-up trials are asked and {complete} of them COMPLETE: the GP takes over, \
-                     modelling the running ones"
+                     modelling the running and failed ones"
                 ),
             )
         } else {

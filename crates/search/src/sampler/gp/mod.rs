@@ -84,6 +84,11 @@
 //! `tests/oom_avoidance.rs`). Out-of-memory trials count toward the start-up trials, as Optuna's
 //! infeasible (COMPLETE) trials do. Without such trials nothing changes.
 //!
+//! Every other failed trial (diverged, a NaN objective, told `fail`; not one stopped by Ctrl-C) is
+//! infeasible in the same way ([`FrozenTrial::is_infeasible`]). Optuna's `GPSampler` ignores them;
+//! here the acquisition is deterministic for a given history, so a point that failed would be
+//! suggested again at every ask, and a sweep stopped by its consecutive failures.
+//!
 //! Numerics never fail an ask: non-positive-definite covariances get growing jitter; a failed
 //! fit falls back to the default kernel parameters; if even those cannot be factorised, the
 //! joint parameters are left to the random sampler for that ask. [`GpSampler::suggest`] reports
@@ -221,7 +226,7 @@ impl GpSampler {
     /// joint space go by.
     fn informative<'a>(&self, ctx: &'a SamplingContext<'_>) -> impl Iterator<Item = &'a FrozenTrial> + 'a {
         let current = ctx.trial_number;
-        ctx.trials.iter().filter(move |t| (t.state == TrialState::Complete || t.is_oom()) && t.number != current)
+        ctx.trials.iter().filter(move |t| (t.state == TrialState::Complete || t.is_infeasible()) && t.number != current)
     }
 
     /// Whether this ask is still in the start-up phase: fewer than `n_startup_trials` COMPLETE
@@ -272,9 +277,9 @@ impl GpSampler {
         // Feasibility, only once some trial ran out of memory: +1 for trials that ran (COMPLETE,
         // PRUNED), −1 for those that did not.
         let mut feasibility = Observations::new(dims.len(), categorical);
-        if ctx.trials.iter().any(|t| t.is_oom() && t.number != ctx.trial_number) {
+        if ctx.trials.iter().any(|t| t.is_infeasible() && t.number != ctx.trial_number) {
             let ran = |t: &FrozenTrial| matches!(t.state, TrialState::Complete | TrialState::Pruned);
-            for t in ctx.trials.iter().filter(|t| t.number != ctx.trial_number && (ran(t) || t.is_oom())) {
+            for t in ctx.trials.iter().filter(|t| t.number != ctx.trial_number && (ran(t) || t.is_infeasible())) {
                 if encode(t, &mut row) {
                     feasibility.push(&row, if ran(t) { 1.0 } else { -1.0 });
                 }
@@ -293,7 +298,7 @@ impl GpSampler {
             // extrapolation pull the search back into the region along the other parameters).
             let worst = obs.y.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
             if worst.is_finite() {
-                for t in ctx.trials.iter().filter(|t| t.is_oom() && t.number != ctx.trial_number) {
+                for t in ctx.trials.iter().filter(|t| t.is_infeasible() && t.number != ctx.trial_number) {
                     if encode(t, &mut row) {
                         obs.push(&row, worst);
                     }

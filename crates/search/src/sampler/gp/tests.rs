@@ -137,17 +137,51 @@ fn maximize_flips_the_sign() {
 }
 
 #[test]
-fn pruned_and_failed_trials_are_ignored() {
+fn pruned_and_interrupted_trials_are_ignored() {
     let (space, trials) = bowl(12);
     let d = float(-1.0, 1.0);
     let mut noisy = trials.clone();
     noisy.push(trial(12, TrialState::Pruned, Some(-100.0), &[("x", &d, -0.9), ("y", &d, 0.9)]));
-    noisy.push(trial(13, TrialState::Fail, None, &[("x", &d, 0.9), ("y", &d, 0.9)]));
+    let mut interrupted = trial(13, TrialState::Fail, None, &[("x", &d, 0.9), ("y", &d, 0.9)]);
+    interrupted.system_attrs.insert(crate::attrs::FAIL_REASON.into(), crate::attrs::FAIL_REASON_INTERRUPTED.into());
+    noisy.push(interrupted);
     let sampler = small();
     assert_eq!(
         ask(&sampler, &ctx(&trials, 14, Direction::Minimize), &space),
         ask(&sampler, &ctx(&noisy, 14, Direction::Minimize), &space)
     );
+}
+
+#[test]
+fn a_point_that_failed_is_not_suggested_again() {
+    // Found by a user's shell loop: the objective fails wherever x > 0.7 and improves toward x = 1 (on
+    // the boundary of the failing region), and a GP that ignored failed trials suggested the same failed
+    // point at every ask from about the 15th on.
+    let d = float(0.0, 1.0);
+    let mut space = SearchSpace::new();
+    space.insert("x", d.clone());
+    space.insert("y", d.clone());
+    let sampler = small();
+    let mut trials: Vec<FrozenTrial> = Vec::new();
+    for number in 0..40 {
+        let params = ask(&sampler, &ctx(&trials, number, Direction::Minimize), &space);
+        let (x, y) = xy(&params);
+        let (state, value) =
+            if x > 0.7 { (TrialState::Fail, None) } else { (TrialState::Complete, Some(-x + (y - 0.5).powi(2))) };
+        let mut t = trial(number, state, value, &[("x", &d, x), ("y", &d, y)]);
+        if state == TrialState::Fail {
+            t.system_attrs.insert(crate::attrs::FAIL_REASON.into(), "told fail".into());
+        }
+        trials.push(t);
+    }
+    let failed: Vec<(f64, f64)> = trials.iter().filter(|t| t.state == TrialState::Fail).map(|t| xy(&t.params)).collect();
+    let mut distinct = failed.clone();
+    distinct.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    distinct.dedup();
+    assert_eq!(distinct.len(), failed.len(), "a failed point suggested again: {failed:?}");
+    assert!(failed.len() <= 15, "{} of 40 trials failed: {failed:?}", failed.len());
+    let best = trials.iter().filter_map(|t| t.value).fold(f64::INFINITY, f64::min);
+    assert!(best < -0.6, "best {best}: the search went on toward x = 0.7");
 }
 
 /// A FAIL trial that ran out of memory at (x, y).
@@ -170,7 +204,7 @@ fn out_of_memory_trials_are_infeasible() {
     let xs: Vec<f64> = (200..210).map(|n| xy(&ask(&sampler, &ctx(&trials, n, Direction::Minimize), &space)).0).collect();
     let inside = xs.iter().filter(|&&x| x > 0.2).count();
     assert!(inside <= 1, "{inside} of 10 suggestions where trials ran out of memory: {xs:?}");
-    // Without the out-of-memory trials (plain failures), the GP heads for the bowl's minimum there.
+    // Other failures are infeasible too; without the failed trials the GP heads for the bowl's minimum there.
     let plain: Vec<FrozenTrial> = trials
         .iter()
         .cloned()
@@ -179,6 +213,9 @@ fn out_of_memory_trials_are_infeasible() {
             t
         })
         .collect();
+    let xs: Vec<f64> = (200..210).map(|n| xy(&ask(&sampler, &ctx(&plain, n, Direction::Minimize), &space)).0).collect();
+    assert!(xs.iter().filter(|&&x| x > 0.2).count() <= 1, "{xs:?}");
+    let plain: Vec<FrozenTrial> = trials.iter().filter(|t| t.state == TrialState::Complete).cloned().collect();
     let xs: Vec<f64> = (200..210).map(|n| xy(&ask(&sampler, &ctx(&plain, n, Direction::Minimize), &space)).0).collect();
     assert!(xs.iter().filter(|&&x| x > 0.2).count() >= 5, "{xs:?}");
 
