@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use common::{Sandbox, count, events, run_with_workers, spec, study_trials, wait_for_events};
-use nightshift_report::verdict::verdict;
+use nightshift_report::verdict::{ArmOutcome, verdict};
 use nightshift_search::sampler::mix_seed;
 use nightshift_search::{
     Direction, FrozenTrial, InMemoryStorage, NewStudy, ParamValue, PrunerConfig, Role, SamplerConfig, SearchSpace, Study,
@@ -51,8 +51,11 @@ fn tournament_winner(means: &[f64], sd: f64, seeds: u64, study_seed: u64) -> Opt
     }
     let replicates: Vec<&FrozenTrial> = trials.iter().filter(|t| Role::of(t) == Some(Role::Replicate)).collect();
     assert_eq!(replicates.len() as u64, means.len() as u64 * seeds);
-    let values: Vec<Vec<f64>> = (0..means.len())
-        .map(|arm| replicates.iter().filter(|t| tournament.arm_of(t) == Some(arm)).map(|t| t.value.unwrap()).collect())
+    let values: Vec<ArmOutcome> = (0..means.len())
+        .map(|arm| {
+            let values = replicates.iter().filter(|t| tournament.arm_of(t) == Some(arm)).map(|t| t.value.unwrap()).collect();
+            ArmOutcome::from_replicates(values)
+        })
         .collect();
     verdict(&values, Direction::Maximize).winner
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use nightshift_search::{Direction, FrozenTrial, ParamValue, StudyRecord, TrialState};
+use nightshift_search::{Direction, FrozenTrial, ParamValue, Role, StudyRecord, TrialState};
 use serde::Serialize;
 
 use crate::axis::{AxisScale, PLOT_LIMIT, ParamAxis, fmt_num};
@@ -191,17 +191,21 @@ pub fn build_report_data(study: &StudyRecord, trials: &[FrozenTrial], options: &
         .unwrap_or_else(|| "objective value".to_string());
     let direction = study.direction;
     let axes = param_axes(study, &trials);
-    let ranked = rank_complete(&trials, direction);
+    // A tournament's replicates are scored for its verdict (on the test split when there is one), not
+    // search results: the comparison shows them; the ranking and the search's charts leave them out, as
+    // `best-trial` does.
+    let search: Vec<FrozenTrial> = trials.iter().filter(|t| Role::of(t) != Some(Role::Replicate)).cloned().collect();
+    let ranked = rank_complete(&search, direction);
     let complete = ranked.clone();
 
     let table = table::build(&trials, &ranked, &axes);
     let timeline = timeline::build(&trials, options);
     let summary = summary::build(study, &trials, &ranked, &metric, options, timeline.ready());
     // The charts see values clamped to what they can draw; the table and summary above the real ones.
-    let (trials, complete) = (charted(&trials), charted(complete));
+    let (trials, search, complete) = (charted(&trials), charted(&search), charted(complete));
     let complete: Vec<&FrozenTrial> = complete.iter().collect();
-    let history = history::build(&trials, direction, &metric);
-    let curves = curves::build(&trials, &metric, ranked.first().map(|t| t.number));
+    let history = history::build(&search, direction, &metric);
+    let curves = curves::build(&search, &metric, ranked.first().map(|t| t.number));
     let parallel = parallel::build(&complete, &axes, &metric, direction);
     let slices = slices::build(&complete, &axes, &metric);
     let seed = options.seed.unwrap_or(study.seed);

@@ -32,32 +32,57 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
+/// A power of two near the largest magnitude in `samples`, by which they are divided before squaring:
+/// exact (only the exponent changes), and it keeps variances of values near 1e±300 from overflowing
+/// to infinity or underflowing to zero. 1 for samples without a finite non-zero value.
+fn scale_of(samples: &[&[f64]]) -> f64 {
+    let largest = samples.iter().flat_map(|s| s.iter()).map(|x| x.abs()).filter(|x| x.is_finite()).fold(0.0, f64::max);
+    if largest == 0.0 { 1.0 } else { 2f64.powi(largest.log2().round().clamp(-1000.0, 1000.0) as i32) }
+}
+
+fn scaled(xs: &[f64], scale: f64) -> Vec<f64> {
+    xs.iter().map(|x| x / scale).collect()
+}
+
 /// Two-sided 95% confidence interval of the mean, Student t with n − 1 degrees of freedom.
 /// `None` below two values: one trial says nothing about noise.
 pub fn mean_ci95(xs: &[f64]) -> Option<(f64, f64)> {
     if xs.len() < 2 {
         return None;
     }
-    let m = mean(xs);
-    let half = t_quantile_two_sided(0.05, (xs.len() - 1) as f64) * (variance(xs) / xs.len() as f64).sqrt();
-    Some((m - half, m + half))
+    let scale = scale_of(&[xs]);
+    let ys = scaled(xs, scale);
+    let m = mean(&ys);
+    let half = t_quantile_two_sided(0.05, (ys.len() - 1) as f64) * (variance(&ys) / ys.len() as f64).sqrt();
+    Some(((m - half) * scale, (m + half) * scale))
+}
+
+/// The standard error of the difference of two means, sqrt(s²ₐ/nₐ + s²ᵦ/nᵦ); NaN below two values in either.
+pub fn welch_standard_error(a: &[f64], b: &[f64]) -> f64 {
+    let scale = scale_of(&[a, b]);
+    let (a, b) = (scaled(a, scale), scaled(b, scale));
+    (variance(&a) / a.len() as f64 + variance(&b) / b.len() as f64).sqrt() * scale
 }
 
 /// Welch's unequal-variance t-test; returns (t, degrees of freedom, two-sided p).
-/// `None` when either sample has fewer than two values.
+/// `None` when either sample has fewer than two values. Computed on the samples divided by a
+/// power of two ([`scale_of`]): t, the degrees of freedom and p do not depend on the scale.
 pub fn welch_t_test(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
-    let (va, vb) = (variance(a) / a.len() as f64, variance(b) / b.len() as f64);
-    let diff = mean(a) - mean(b);
+    let scale = scale_of(&[a, b]);
+    let (a, b) = (scaled(a, scale), scaled(b, scale));
+    let (va, vb) = (variance(&a) / a.len() as f64, variance(&b) / b.len() as f64);
+    let diff = mean(&a) - mean(&b);
     let se2 = va + vb;
     if se2 == 0.0 {
         // Both samples constant: identical means are indistinguishable, different ones certainly differ.
         return Some(if diff == 0.0 { (0.0, f64::INFINITY, 1.0) } else { (diff.signum() * f64::INFINITY, f64::INFINITY, 0.0) });
     }
     let t = diff / se2.sqrt();
-    let df = se2 * se2 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
+    let (wa, wb) = (va / se2, vb / se2);
+    let df = 1.0 / (wa * wa / (a.len() - 1) as f64 + wb * wb / (b.len() - 1) as f64);
     Some((t, df, t_two_sided_p(t, df)))
 }
 
@@ -221,5 +246,27 @@ mod tests {
         assert_eq!(welch_t_test(&[1.0, 1.0], &[1.0, 1.0]).unwrap().2, 1.0);
         assert_eq!(welch_t_test(&[1.0, 1.0], &[2.0, 2.0]).unwrap().2, 0.0);
         assert!(welch_t_test(&[1.0], &[2.0, 3.0]).is_none());
+    }
+
+    #[test]
+    fn welch_and_intervals_do_not_depend_on_the_scale_of_the_values() {
+        // Found by an audit: at 3e80 the degrees of freedom overflowed (p NaN, a false tie), at 1e-300
+        // the variances underflowed (zero-width intervals).
+        let a = [3.0, 3.02, 2.97, 3.01];
+        let b = [2.0, 2.05, 1.98, 2.01];
+        let (t, df, p) = welch_t_test(&a, &b).unwrap();
+        let (lo, hi) = mean_ci95(&a).unwrap();
+        for scale in [1e-300, 1e-80, 1e80, 1e300] {
+            let (sa, sb): (Vec<f64>, Vec<f64>) = (a.iter().map(|x| x * scale).collect(), b.iter().map(|x| x * scale).collect());
+            let (st, sdf, sp) = welch_t_test(&sa, &sb).unwrap();
+            assert!(
+                close(st, t, 1e-9 * t.abs()) && close(sdf, df, 1e-9 * df) && close(sp, p, 1e-9 * p),
+                "scale {scale}: {st} {sdf} {sp}"
+            );
+            let (slo, shi) = mean_ci95(&sa).unwrap();
+            assert!(close(slo / scale, lo, 1e-9) && close(shi / scale, hi, 1e-9), "scale {scale}: [{slo}, {shi}]");
+            let se = welch_standard_error(&sa, &sb) / scale;
+            assert!(close(se, welch_standard_error(&a, &b), 1e-12), "scale {scale}: {se}");
+        }
     }
 }

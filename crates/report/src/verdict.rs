@@ -33,14 +33,34 @@ pub struct Pairwise {
 pub struct Verdict {
     /// The arm with the best mean among arms with at least two replicates.
     pub best: Option<usize>,
-    /// The best arm, when it beats every other arm.
+    /// The best arm, when it beats every other arm that ran, and every arm that ran was judged.
     pub winner: Option<usize>,
-    /// The best arm and every arm it does not beat, when there is no winner.
+    /// The best arm and every judged arm it does not beat, when it does not beat them all.
     pub tied: Vec<usize>,
     /// The best arm against each other arm with at least two replicates.
     pub pairwise: Vec<Pairwise>,
-    /// Arms with exactly one replicate: they cannot be judged, so no winner is named while one exists.
+    /// Arms that ran (some trial of theirs completed) but have fewer than two completed replicates:
+    /// they cannot be judged, so no winner is named while one exists.
     pub unjudged: Vec<usize>,
+    /// Arms none of whose trials completed: out of the running (a strategy that cannot run loses),
+    /// and named with the verdict.
+    pub never_ran: Vec<usize>,
+}
+
+/// One arm as the verdict sees it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ArmOutcome {
+    /// The values of its completed replicates.
+    pub replicates: Vec<f64>,
+    /// Whether any of its trials (search or replicate) completed.
+    pub ran: bool,
+}
+
+impl ArmOutcome {
+    /// An arm known by its replicates alone: it ran when one of them completed.
+    pub fn from_replicates(replicates: Vec<f64>) -> Self {
+        ArmOutcome { ran: !replicates.is_empty(), replicates }
+    }
 }
 
 /// Holm's step-down adjustment: the adjusted p-values, in the order given.
@@ -61,25 +81,29 @@ pub fn holm(p: &[f64]) -> Vec<f64> {
 fn welch_interval(a: &[f64], b: &[f64]) -> Option<(f64, (f64, f64), f64)> {
     let (_, df, p) = stats::welch_t_test(a, b)?;
     let diff = stats::mean(a) - stats::mean(b);
-    let se = (stats::variance(a) / a.len() as f64 + stats::variance(b) / b.len() as f64).sqrt();
+    let se = stats::welch_standard_error(a, b);
     let half = if se == 0.0 { 0.0 } else { stats::t_quantile_two_sided(0.05, df) * se };
     Some((diff, (diff - half, diff + half), p))
 }
 
-/// The verdict over `arms` (each arm's replicate values), for an objective maximised or minimised.
-/// Arms with no replicate (none of their trials completed) have nothing to show and count as beaten.
-pub fn verdict(arms: &[Vec<f64>], direction: Direction) -> Verdict {
-    let judged: Vec<usize> = (0..arms.len()).filter(|&i| arms[i].len() >= 2).collect();
-    let unjudged: Vec<usize> = (0..arms.len()).filter(|&i| arms[i].len() == 1).collect();
+/// The verdict over `arms`, for an objective maximised or minimised. An arm none of whose trials
+/// completed is out of the running; one that ran with fewer than two replicates cannot be judged.
+pub fn verdict(arms: &[ArmOutcome], direction: Direction) -> Verdict {
+    let values = |i: usize| arms[i].replicates.as_slice();
+    let judged: Vec<usize> = (0..arms.len()).filter(|&i| values(i).len() >= 2).collect();
+    let unjudged: Vec<usize> = (0..arms.len()).filter(|&i| values(i).len() < 2 && arms[i].ran).collect();
+    let never_ran: Vec<usize> = (0..arms.len()).filter(|&i| values(i).len() < 2 && !arms[i].ran).collect();
     let best = judged.iter().copied().min_by(|&a, &b| {
-        direction.to_loss(stats::mean(&arms[a])).total_cmp(&direction.to_loss(stats::mean(&arms[b]))).then(a.cmp(&b))
+        direction.to_loss(stats::mean(values(a))).total_cmp(&direction.to_loss(stats::mean(values(b)))).then(a.cmp(&b))
     });
-    let Some(b) = best else { return Verdict { best: None, winner: None, tied: Vec::new(), pairwise: Vec::new(), unjudged } };
+    let Some(b) = best else {
+        return Verdict { best: None, winner: None, tied: Vec::new(), pairwise: Vec::new(), unjudged, never_ran };
+    };
     let mut pairwise: Vec<Pairwise> = judged
         .iter()
         .filter(|&&o| o != b)
         .filter_map(|&o| {
-            let (diff, ci95, p) = welch_interval(&arms[b], &arms[o])?;
+            let (diff, ci95, p) = welch_interval(values(b), values(o))?;
             Some(Pairwise { other: o, diff, ci95, p, p_holm: 1.0, beaten: false })
         })
         .collect();
@@ -93,36 +117,46 @@ pub fn verdict(arms: &[Vec<f64>], direction: Direction) -> Verdict {
         c.p_holm = p_holm;
         c.beaten = ahead && p_holm < ALPHA;
     }
-    let everyone_beaten = !pairwise.is_empty() && pairwise.iter().all(|c| c.beaten) && unjudged.is_empty();
-    let winner = everyone_beaten.then_some(b);
-    let tied = if winner.is_some() {
+    let leads = !pairwise.is_empty() && pairwise.iter().all(|c| c.beaten);
+    let winner = (leads && unjudged.is_empty()).then_some(b);
+    let tied = if leads {
         Vec::new()
     } else {
-        std::iter::once(b).chain(pairwise.iter().filter(|c| !c.beaten).map(|c| c.other)).chain(unjudged.iter().copied()).collect()
+        std::iter::once(b).chain(pairwise.iter().filter(|c| !c.beaten).map(|c| c.other)).collect()
     };
-    Verdict { best, winner, tied, pairwise, unjudged }
+    Verdict { best, winner, tied, pairwise, unjudged, never_ran }
 }
 
-/// The verdict in words, with the arms' labels: "winner: X" or "tie between X and Y".
+/// The verdict in words, with the arms' labels: "winner: X", "tie between X and Y", or "no verdict:
+/// …" while an arm that ran cannot be judged; arms that never ran are named after it.
 pub fn verdict_text(v: &Verdict, labels: &[String]) -> String {
-    if let Some(w) = v.winner {
-        return format!(
-            "winner: {} (beats every other arm on the replicates, Welch t-tests with Holm's correction, α = {ALPHA})",
-            labels[w]
-        );
-    }
-    match v.tied.as_slice() {
-        [] => "no verdict yet: no arm has two completed replicates".into(),
-        [only] => format!("no verdict yet: only {} has two completed replicates", labels[*only]),
-        tied => {
-            let names: Vec<&str> = tied.iter().map(|&i| labels[i].as_str()).collect();
-            let (last, rest) = names.split_last().expect("two or more");
-            format!(
-                "tie between {} and {last} (the replicates do not separate them: Welch t-tests with Holm's correction, α = {ALPHA})",
-                rest.join(", ")
-            )
+    let names = |arms: &[usize]| -> String {
+        let names: Vec<&str> = arms.iter().map(|&i| labels[i].as_str()).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => names.concat(),
         }
+    };
+    let method = format!("Welch t-tests with Holm's correction, α = {ALPHA}");
+    let judged = match (v.best, v.tied.as_slice()) {
+        (None, _) => "no arm has two completed replicates".to_string(),
+        (Some(b), []) => format!("{} beats every other arm on the replicates ({method})", labels[b]),
+        (_, [only]) => format!("only {} has two completed replicates", labels[*only]),
+        (_, tied) => format!("tie between {} (the replicates do not separate them: {method})", names(tied)),
+    };
+    let mut text = match v.winner {
+        Some(w) => format!("winner: {} (beats every other arm on the replicates, {method})", labels[w]),
+        None if v.unjudged.is_empty() && v.tied.len() >= 2 => judged,
+        None if v.unjudged.is_empty() => format!("no verdict yet: {judged}"),
+        None => format!(
+            "no verdict: {} cannot be judged (fewer than two completed replicates); among the other arms, {judged}",
+            names(&v.unjudged)
+        ),
+    };
+    if !v.never_ran.is_empty() {
+        text.push_str(&format!("; {} never completed a trial (out of the running)", names(&v.never_ran)));
     }
+    text
 }
 
 #[cfg(test)]
@@ -143,31 +177,57 @@ mod tests {
         assert!(holm(&[]).is_empty());
     }
 
+    fn arms(values: &[&[f64]]) -> Vec<ArmOutcome> {
+        values.iter().map(|v| ArmOutcome::from_replicates(v.to_vec())).collect()
+    }
+
     #[test]
     fn a_clear_winner_is_named_and_close_arms_tie() {
-        let arms = vec![vec![0.80, 0.81, 0.79], vec![0.90, 0.91, 0.89], vec![0.70, 0.71, 0.69]];
-        let v = verdict(&arms, Direction::Maximize);
+        let clear = arms(&[&[0.80, 0.81, 0.79], &[0.90, 0.91, 0.89], &[0.70, 0.71, 0.69]]);
+        let v = verdict(&clear, Direction::Maximize);
         assert_eq!((v.best, v.winner), (Some(1), Some(1)));
         assert!(v.pairwise.iter().all(|c| c.beaten && c.ci95.0 > 0.0), "{v:?}");
         let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         assert!(verdict_text(&v, &labels).starts_with("winner: b"));
         // The same values minimised: arm 2 wins.
-        assert_eq!(verdict(&arms, Direction::Minimize).winner, Some(2));
+        assert_eq!(verdict(&clear, Direction::Minimize).winner, Some(2));
 
-        let close = vec![vec![0.80, 0.85, 0.75], vec![0.82, 0.86, 0.78], vec![0.50, 0.51, 0.49]];
+        let close = arms(&[&[0.80, 0.85, 0.75], &[0.82, 0.86, 0.78], &[0.50, 0.51, 0.49]]);
         let v = verdict(&close, Direction::Maximize);
         assert_eq!((v.best, v.winner, v.tied.clone()), (Some(1), None, vec![1, 0]));
         assert_eq!(verdict_text(&v, &labels).split(" (").next(), Some("tie between b and a"));
     }
 
     #[test]
-    fn arms_without_enough_replicates() {
-        let v = verdict(&[vec![0.9, 0.91], vec![], vec![0.5, 0.52]], Direction::Maximize);
-        assert_eq!(v.winner, Some(0), "an arm with nothing completed cannot stand in the way");
-        let v = verdict(&[vec![0.9, 0.91], vec![0.1], vec![0.5, 0.52]], Direction::Maximize);
-        assert_eq!((v.winner, v.unjudged.clone()), (None, vec![1]), "one replicate cannot be judged");
-        let v = verdict(&[vec![0.9], vec![]], Direction::Maximize);
+    fn arms_that_ran_without_two_replicates_withhold_the_verdict_and_arms_that_never_ran_are_named() {
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        // Found by an audit: an arm whose search trial was the study's best but whose replicates all
+        // failed let another arm be named "winner", and one replicate forced a "tie" with a far worse arm.
+        for b in [ArmOutcome { replicates: vec![], ran: true }, ArmOutcome { replicates: vec![0.1], ran: true }] {
+            let three = vec![ArmOutcome::from_replicates(vec![0.9, 0.91]), b, ArmOutcome::from_replicates(vec![0.5, 0.52])];
+            let v = verdict(&three, Direction::Maximize);
+            assert_eq!((v.winner, v.unjudged.clone(), v.tied.clone()), (None, vec![1], vec![]), "{v:?}");
+            assert_eq!(
+                verdict_text(&v, &labels).split(" (Welch").next(),
+                Some(
+                    "no verdict: b cannot be judged (fewer than two completed replicates); among the other arms, a beats every other arm on the replicates"
+                )
+            );
+        }
+        // An arm none of whose trials completed is out of the running, and said to be.
+        let v = verdict(&arms(&[&[0.9, 0.91], &[], &[0.5, 0.52]]), Direction::Maximize);
+        assert_eq!((v.winner, v.never_ran.clone()), (Some(0), vec![1]));
+        let text = verdict_text(&v, &labels);
+        assert!(text.starts_with("winner: a") && text.ends_with("; b never completed a trial (out of the running)"), "{text}");
+
+        let v = verdict(&arms(&[&[0.9], &[]]), Direction::Maximize);
         assert_eq!((v.best, v.winner), (None, None));
-        assert_eq!(verdict_text(&v, &["a".into(), "b".into()]), "no verdict yet: no arm has two completed replicates");
+        assert_eq!(
+            verdict_text(&v, &labels),
+            "no verdict: a cannot be judged (fewer than two completed replicates); among the other arms, no arm has two \
+             completed replicates; b never completed a trial (out of the running)"
+        );
+        let v = verdict(&arms(&[&[0.9, 0.8], &[]]), Direction::Maximize);
+        assert!(verdict_text(&v, &labels).starts_with("no verdict yet: only a has two completed replicates"));
     }
 }

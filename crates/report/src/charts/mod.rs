@@ -180,7 +180,7 @@ pub fn chart_specs(data: &ReportData) -> Vec<ChartSpec<'_>> {
         specs.push(ChartSpec {
             stem: "importance".into(),
             title: "Hyperparameter importance (fANOVA)".into(),
-            alt: "Share of the objective's variance explained by each parameter".into(),
+            alt: "Importance of each parameter (fANOVA, normalised to sum to 100 %)".into(),
             size: (960, h),
             kind: ChartKind::Importance(d),
         });

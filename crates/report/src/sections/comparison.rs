@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use nightshift_search::{Direction, FrozenTrial, ParamValue, Params, Role, Tournament, TrialState, attrs};
+use nightshift_search::{Direction, FrozenTrial, ParamValue, Params, Role, Step, Tournament, TrialState, attrs};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -16,7 +16,7 @@ use crate::charts::{ChartSpec, palette};
 use crate::data::{ReportOptions, Section, epochs_reached, rank_complete};
 use crate::html::{escape, figure, missing};
 use crate::stats;
-use crate::verdict::{Verdict, verdict, verdict_text};
+use crate::verdict::{ArmOutcome, Verdict, verdict, verdict_text};
 
 /// The parameter compared by default in the freeze-strategy section.
 pub const DEFAULT_COMPARE: &str = "freeze_depth";
@@ -55,6 +55,9 @@ pub struct TournamentData {
     pub arms: Vec<ArmData>,
     /// What the replicates say.
     pub verdict: Verdict,
+    /// Whether the tournament has run all it will run (else the verdict is provisional: a run stopped
+    /// by Ctrl-C, a timeout or `stop_at`, or still going).
+    pub finished: bool,
 }
 
 /// One arm of a tournament.
@@ -140,8 +143,11 @@ pub fn tournament_data(config: &Tournament, trials: &[FrozenTrial], direction: D
             }
         })
         .collect();
-    let verdict = verdict(&arms.iter().map(ArmData::values).collect::<Vec<_>>(), direction);
-    TournamentData { config: config.clone(), arms, verdict }
+    let outcomes: Vec<ArmOutcome> =
+        arms.iter().map(|a| ArmOutcome { replicates: a.values(), ran: a.best.is_some() || !a.replicates.is_empty() }).collect();
+    let verdict = verdict(&outcomes, direction);
+    let finished = config.next(trials, direction) == Step::Done;
+    TournamentData { config: config.clone(), arms, verdict, finished }
 }
 
 /// The trials with one value of the compared parameter.
@@ -270,7 +276,16 @@ pub(crate) fn build(
             let t = tournament.as_ref().expect("a tournament");
             let labels: Vec<String> = t.arms.iter().map(|a| format!("{} = {}", axis.name, a.value)).collect();
             within_noise = Some(t.verdict.winner.is_none());
-            verdict_text(&t.verdict, &labels)
+            let text = verdict_text(&t.verdict, &labels);
+            if t.finished {
+                text
+            } else {
+                let ran: usize = t.arms.iter().map(|a| a.replicates.len() + a.replicates_failed).sum();
+                format!(
+                    "provisional, the tournament has not finished ({ran} of up to {} replicates ran): {text}",
+                    t.config.max_replicates()
+                )
+            }
         }
         (None, _) => format!("No completed trials yet for any value of {}: nothing to compare.", axis.name),
         (Some(b), None) => format!("Only {} has completed trials so far: nothing to compare it with yet.", groups[b].label),
@@ -305,10 +320,10 @@ pub(crate) fn build(
                     };
                     if p >= 0.05 {
                         within_noise = Some(true);
-                        format!("{head}, but the difference is within noise (Welch t-test p = {}; {ci_text}).", fmt_p(p))
+                        format!("{head}, but the difference is within noise (Welch t-test {}; {ci_text}).", fmt_p(p))
                     } else {
                         within_noise = Some(false);
-                        format!("{head}: a real difference (Welch t-test p = {}; {ci_text}).", fmt_p(p))
+                        format!("{head}: a real difference (Welch t-test {}; {ci_text}).", fmt_p(p))
                     }
                 }
             }
@@ -328,8 +343,9 @@ pub(crate) fn build(
     })
 }
 
+/// "p = 0.042" or "p < 0.001".
 fn fmt_p(p: f64) -> String {
-    if p < 0.001 { "< 0.001".into() } else { format!("{p:.3}") }
+    if p < 0.001 { "p < 0.001".into() } else { format!("p = {p:.3}") }
 }
 
 /// (group index, trial number, learning curve) of a group's best trial.
@@ -550,11 +566,40 @@ fn tournament_html(o: &mut String, d: &ComparisonData, t: &TournamentData, chart
     let _ = writeln!(o, "<h2>Which won: {} (tournament)</h2>", escape(&d.param));
     let class = if t.verdict.winner.is_some() { "verdict" } else { "verdict noise" };
     let _ = writeln!(o, "<p class=\"{class}\">{}</p>", escape(&d.verdict));
+    // Identical replicates mostly mean a program that ignores its seed: their zero spread makes any gap "certain".
+    let identical: Vec<String> = t
+        .arms
+        .iter()
+        .filter(|a| a.replicates.len() >= 2 && a.replicates.iter().all(|r| r.1 == a.replicates[0].1))
+        .map(|a| escape(&format!("{} = {}", d.param, a.value)))
+        .collect();
+    if !identical.is_empty() {
+        let _ = writeln!(
+            o,
+            "<p class=\"verdict noise\">The replicates of {} are identical: does the trial program use its seed (<code>{{seed}}</code>, \
+             <code>NIGHTSHIFT_SEED</code>)? With no spread, the tests take any difference as certain.</p>",
+            identical.join(", ")
+        );
+    }
+    let counts: Vec<String> = t.arms.iter().map(|a| a.trials.to_string()).collect();
+    let searched = if t.arms.iter().all(|a| a.trials as u64 == c.budget_per_arm) {
+        format!("Each arm had {} search trials", c.budget_per_arm)
+    } else {
+        format!("The arms had {} of their {} search trials", counts.join(", "), c.budget_per_arm)
+    };
+    let pooled = if c.replicate_top > 1 {
+        " An arm's mean pools its configurations' replicates: it asks which arm's best configurations do better on \
+         average, and its spread includes their differences, not seed noise alone."
+    } else {
+        ""
+    };
     let _ = writeln!(
         o,
-        "<p class=\"muted\">Each arm had {} search trials, tuned from its own trials only; then its {} best configuration(s) ran again with {} fresh seeds each. \
-         The verdict uses those replicates alone (on the test split where the trainer has one).</p>",
-        c.budget_per_arm, c.replicate_top, c.seeds
+        "<p class=\"muted\">{searched}; an arm is tuned from its own trials only. Then its {} best configuration(s) {} with {} fresh seeds each. \
+         The verdict uses those replicates alone (on the test split where the trainer has one).{pooled}</p>",
+        c.replicate_top,
+        if t.finished { "ran again" } else { "run again" },
+        c.seeds
     );
     let metric = escape(&d.metric);
     let num = |x: Option<f64>| x.filter(|v| v.is_finite()).map(fmt_num).unwrap_or_else(|| "—".into());
@@ -588,7 +633,7 @@ fn tournament_html(o: &mut String, d: &ComparisonData, t: &TournamentData, chart
     {
         let _ = writeln!(
             o,
-            "<table class=\"stats\"><thead><tr><th>{} against</th><th class=\"n\">difference of means</th><th class=\"n\">95% CI</th>\
+            "<table class=\"stats\"><thead><tr><th>{} against</th><th class=\"n\">difference of means</th><th class=\"n\">95% CI (unadjusted)</th>\
              <th class=\"n\">p (Welch)</th><th class=\"n\">p (Holm)</th><th>beaten</th></tr></thead><tbody>",
             escape(&t.arms[b].value.to_string())
         );

@@ -99,7 +99,7 @@ pub(crate) fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &st
         .y_labels(n + 1)
         .y_label_formatter(&|y| name_of(*y))
         .x_label_formatter(&|x| format!("{}%", fmt_num(*x)))
-        .x_desc("Share of the objective's variance explained (%)")
+        .x_desc("Importance (fANOVA, normalised to sum to 100 %)")
         .label_style((FONT, TICK + 1))
         .draw()
         .ctx()?;
