@@ -468,6 +468,14 @@ fn upsert_attr(tx: &mut Tx<'_>, trial_id: i64, key: &str, value: &serde_json::Va
     Ok(())
 }
 
+/// The database server's clock, in Unix seconds, for SQL text (`concat!`): heartbeats are written and
+/// judged stale by it, so that workers on machines whose clocks differ do not take one another's live
+/// trials for dead ones.
+macro_rules! server_now {
+    () => {
+        "extract(epoch from clock_timestamp())::double precision"
+    };
+}
 const TRIALS_OF_STUDY: &str = "SELECT id, number, state, value, started_at, finished_at, heartbeat_at FROM trials
      WHERE study_id = $1 AND ($2::text[] IS NULL OR state = ANY ($2)) ORDER BY number";
 const NUMBERS_OF_STUDY: &str = "SELECT number FROM trials WHERE study_id = $1 AND state = ANY ($2) ORDER BY number";
@@ -581,8 +589,13 @@ impl Storage for PostgresStorage {
             }
             let mut trial = new.snapshot(number as u64);
             let row = tx.query_opt(
-                "INSERT INTO trials (study_id, number, state, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                &[&study_id, &number, &trial.state.as_str(), &trial.started_at, &trial.heartbeat_at],
+                concat!(
+                    "INSERT INTO trials (study_id, number, state, started_at, heartbeat_at)
+                     VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN ",
+                    server_now!(),
+                    " END) RETURNING id"
+                ),
+                &[&study_id, &number, &trial.state.as_str(), &trial.started_at, &trial.heartbeat_at.is_some()],
             )?;
             trial.id = get(&row.ok_or_else(|| Fail::Data("INSERT … RETURNING gave no row".into()))?, 0)?;
             insert_params(tx, trial.id, &new.params)?;
@@ -598,11 +611,14 @@ impl Storage for PostgresStorage {
             let now = now_unix();
             // SKIP LOCKED: a trial another worker is claiming right now is passed over, not waited for.
             let row = tx.query_opt(
-                "UPDATE trials SET state = 'RUNNING', started_at = $2, heartbeat_at = $3
-                 WHERE id = (SELECT id FROM trials WHERE study_id = $1 AND state = 'WAITING'
-                             ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
-                 RETURNING id",
-                &[&study_id, &now, &heartbeat.then_some(now)],
+                concat!(
+                    "UPDATE trials SET state = 'RUNNING', started_at = $2, heartbeat_at = CASE WHEN $3 THEN ",
+                    server_now!(),
+                    " END WHERE id = (SELECT id FROM trials WHERE study_id = $1 AND state = 'WAITING'
+                                 ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     RETURNING id"
+                ),
+                &[&study_id, &now, &heartbeat],
             )?;
             match row {
                 Some(row) => load_trial(tx, get(&row, 0)?),
@@ -654,7 +670,7 @@ impl Storage for PostgresStorage {
     fn heartbeat(&self, trial_id: i64) -> nightshift_search::Result<()> {
         self.write("heartbeat", |tx| {
             writable_trial(tx, trial_id)?;
-            tx.execute("UPDATE trials SET heartbeat_at = $2 WHERE id = $1", &[&trial_id, &now_unix()])?;
+            tx.execute(concat!("UPDATE trials SET heartbeat_at = ", server_now!(), " WHERE id = $1"), &[&trial_id])?;
             Ok(())
         })
     }
@@ -665,9 +681,12 @@ impl Storage for PostgresStorage {
             // One statement: a row another process failed meanwhile is re-checked after its lock
             // is released, is no longer RUNNING, and is skipped, so each is failed exactly once.
             let rows = tx.query(
-                "UPDATE trials SET state = 'FAIL', finished_at = $2
-                 WHERE study_id = $1 AND state = 'RUNNING' AND heartbeat_at IS NOT NULL AND $2 - heartbeat_at > $3
-                 RETURNING id",
+                concat!(
+                    "UPDATE trials SET state = 'FAIL', finished_at = $2
+                     WHERE study_id = $1 AND state = 'RUNNING' AND heartbeat_at IS NOT NULL AND ",
+                    server_now!(),
+                    " - heartbeat_at > $3 RETURNING id"
+                ),
                 &[&study_id, &now_unix(), &grace_seconds],
             )?;
             let mut failed = Vec::with_capacity(rows.len());

@@ -130,6 +130,12 @@ impl SqliteStorage {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
             std::fs::create_dir_all(parent).map_err(|source| Error::CreateDir { path: parent.to_path_buf(), source })?;
         }
+        // A file this user may not write opens read-only from the start: SQLite would open it read-only
+        // anyway, but in WAL mode it would also create `-wal` and `-shm` files owned by this user, which
+        // the file's owner could then not write (their next commit fails).
+        if path.is_file() && std::fs::OpenOptions::new().write(true).open(path).is_err() {
+            return Self::open_read_only(path);
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn =
             Connection::open_with_flags(path, flags).map_err(|source| Error::Open { location: location.clone(), source })?;
@@ -144,8 +150,9 @@ impl SqliteStorage {
     /// migrates nothing; a write fails with [`Error::ReadOnly`].
     ///
     /// While a writer has the file open (its `-wal` and `-shm` files exist) the reads see that
-    /// writer's commits. With no `-wal` file SQLite cannot create the shared-memory file it needs
-    /// beside the database, so the file is read as it stands (`immutable`): it holds every commit.
+    /// writer's commits. Otherwise the file is read as it stands (`immutable`: it holds every commit
+    /// once no writer has it open), so that nothing is created beside it: SQLite would create the
+    /// shared-memory file it needs, owned by this user, where the owner could no longer write it.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let open = |query: &str| {
@@ -156,12 +163,12 @@ impl SqliteStorage {
                 Connection::open_with_flags(uri, flags).map_err(|source| Error::Open { location: location.clone(), source })?;
             Self::set_up(conn, location, Access::ReadOnly)
         };
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        match open("mode=ro") {
-            Err(e) if needs_write_access(&e) && !Path::new(&wal).exists() => open("immutable=1"),
-            other => other,
-        }
+        let beside = |suffix: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            Path::new(&name).exists()
+        };
+        if beside("-wal") && beside("-shm") { open("mode=ro") } else { open("immutable=1") }
     }
 
     /// Opens a storage from a SQLite URL (`sqlite:///relative.db`, `sqlite:////abs/path.db`,
