@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 
 use crate::cache::CacheConfig;
 use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE, read_model_config};
-use crate::data::{Augmentation, ImageDataset, Normalization, Split, image_folder_classes, load_idx_dir, load_image_folder};
+use crate::data::{
+    Augmentation, ImageDataset, Normalization, Split, image_folder_classes, list_image_folder, load_idx_dir, load_image_folder,
+};
 use crate::error::{Error, Result};
 use crate::model::{Arch, ModelConfig};
 use crate::preprocess::{RandomResizedCrop, Resize, ResizeMode};
@@ -179,6 +181,11 @@ impl DataConfig {
         ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"].iter().any(|f| self.dataset.join(f).is_file())
     }
 
+    /// Whether the dataset has a test split (IDX `t10k` files; an image folder has none).
+    pub fn has_test_split(&self) -> bool {
+        ["t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"].iter().any(|f| self.dataset.join(f).is_file())
+    }
+
     /// The dataset's class names and native size, without keeping the images.
     pub fn dataset_shape(&self) -> Result<(Vec<String>, [usize; 2])> {
         if self.is_idx_dir() {
@@ -187,6 +194,19 @@ impl DataConfig {
         } else {
             // Image folders are resized on load; their size is whatever the model asks for.
             Ok((image_folder_classes(&self.dataset)?, [64, 64]))
+        }
+    }
+
+    /// What the dataset holds, in a phrase for `check`: "IDX files, 10 classes, 1000 training images, a
+    /// t10k test split" or "an image folder, 3 classes, 120 images; left out …". Image folders are
+    /// listed, not decoded.
+    pub fn describe(&self) -> Result<String> {
+        if self.is_idx_dir() {
+            let train = load_idx_dir(&self.dataset, Split::Train)?;
+            let test = if self.has_test_split() { "a t10k test split" } else { "no t10k test split" };
+            Ok(format!("IDX files, {} classes, {} training images, {test}", train.num_classes(), train.labels.len()))
+        } else {
+            Ok(format!("an image folder, {}", list_image_folder(&self.dataset)?.describe()))
         }
     }
 

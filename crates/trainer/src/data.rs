@@ -383,7 +383,7 @@ pub fn load_idx_dir(dir: &Path, split: Split) -> Result<ImageDataset> {
 // ---------------------------------------------------------------------------------------------------------
 // Image folders
 
-/// Loads `root/<class>/*.{png,jpg,jpeg}` (torchvision ImageFolder layout; classes sorted by name), each image
+/// Loads `root/<class>/**/*.{png,jpg,…}` ([`IMAGE_EXTENSIONS`], torchvision's ImageFolder layout; classes sorted by name), each image
 /// decoded and put through [`Preprocessing::prepare`] (as `predict` does); with `keep_originals`, also kept
 /// at a capped size for [`RandomResizedCrop`] ([`Preprocessing::original`]). Only one full-size image is
 /// decoded at a time.
@@ -421,49 +421,93 @@ pub fn image_folder_classes(root: &Path) -> Result<Vec<String>> {
     Ok(image_folder_files(root)?.into_keys().collect())
 }
 
-/// The image files of each class of `root/<class>/**/*.{png,jpg,jpeg}` (sub-folders included, as
-/// torchvision's ImageFolder): at least two classes, none empty. Hidden entries (names starting with
-/// `.`: `.ipynb_checkpoints`, macOS's `._photo.jpg`) are left out.
+/// What an image folder holds, listed without decoding anything: the image files of each class (sorted
+/// by class name, then path) and how many other files were left out, by extension (`""` for none).
+#[derive(Debug, Default)]
+pub struct FolderListing {
+    /// Each class's image files.
+    pub classes: BTreeMap<String, Vec<PathBuf>>,
+    /// How many other files, by lower-case extension.
+    pub left_out: BTreeMap<String, usize>,
+}
+
+impl FolderListing {
+    /// "3 classes, 120 images" and, when files were passed over, "; left out 4 files that are not
+    /// images (.gif 3, .txt 1)", so that a folder of GIFs does not shrink the dataset unnoticed.
+    pub fn describe(&self) -> String {
+        let images: usize = self.classes.values().map(Vec::len).sum();
+        let mut text = format!("{} classes, {images} images", self.classes.len());
+        let skipped: usize = self.left_out.values().sum();
+        if skipped > 0 {
+            let kinds: Vec<String> = self
+                .left_out
+                .iter()
+                .map(|(ext, n)| if ext.is_empty() { format!("no extension {n}") } else { format!(".{ext} {n}") })
+                .collect();
+            text.push_str(&format!(
+                "; left out {skipped} file(s) without an image extension ({}; read: .{})",
+                kinds.join(", "),
+                IMAGE_EXTENSIONS.join(" .")
+            ));
+        }
+        text
+    }
+}
+
+/// The image files of each class of `root/<class>/**/*.{png,jpg,…}` ([`list_image_folder`]).
 fn image_folder_files(root: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
+    Ok(list_image_folder(root)?.classes)
+}
+
+/// Lists an image folder: `root/<class>/**/*` with one of [`IMAGE_EXTENSIONS`] (sub-folders included, as
+/// torchvision's ImageFolder): at least two classes, none empty. Hidden entries (names starting with
+/// `.`: `.ipynb_checkpoints`, macOS's `._photo.jpg`) are left out and not counted.
+pub fn list_image_folder(root: &Path) -> Result<FolderListing> {
     let dataset_err = |reason: String| Error::Dataset { path: root.into(), reason };
-    let mut classes: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    let mut listing = FolderListing::default();
     for entry in std::fs::read_dir(root).map_err(|e| Error::io(root, e))? {
         let entry = entry.map_err(|e| Error::io(root, e))?;
         if !entry.path().is_dir() || is_hidden(&entry.file_name()) {
             continue;
         }
         let class = entry.file_name().to_string_lossy().into_owned();
-        if classes.contains_key(&class) {
+        if listing.classes.contains_key(&class) {
             return Err(dataset_err(format!(
                 "two class folders read as {class}: their names are not UTF-8 and differ only in the bytes that are not; rename them"
             )));
         }
         let mut files = Vec::new();
-        class_images(&entry.path(), 1, &mut files)?;
+        class_images(&entry.path(), 1, &mut files, &mut listing.left_out)?;
         files.sort();
-        classes.insert(class, files);
+        listing.classes.insert(class, files);
     }
+    let classes = &listing.classes;
     if classes.is_empty() {
-        return Err(dataset_err("no class folders (expected root/<class>/*.png|jpg)".into()));
+        return Err(dataset_err(format!("no class folders (expected root/<class>/*.{{{}}})", IMAGE_EXTENSIONS.join(","))));
     }
     if classes.len() == 1 {
         let name = classes.keys().next().unwrap();
         return Err(dataset_err(format!("only one class ({name}); a classifier needs at least two")));
     }
     if let Some((name, _)) = classes.iter().find(|(_, files)| files.is_empty()) {
-        return Err(dataset_err(format!("class folder {name} has no .png/.jpg images")));
+        return Err(dataset_err(format!("class folder {name} has no images (.{})", IMAGE_EXTENSIONS.join(" ."))));
     }
-    Ok(classes)
+    Ok(listing)
 }
+
+/// The file extensions an image folder reads: torchvision's `IMG_EXTENSIONS`, so that a folder its
+/// ImageFolder reads is read the same here. Other files (notes, `.gif`, `.csv`) are left out, as there.
+pub const IMAGE_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp"];
 
 /// A hidden entry (`.ipynb_checkpoints`, macOS's `._photo.jpg`): not part of an image folder.
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.as_encoded_bytes().starts_with(b".")
 }
 
-/// The `.png`/`.jpg`/`.jpeg` files under a class folder `dir` (`depth` below the dataset's root), hidden
-/// entries left out. A link to nothing is listed too, so that reading it says what is wrong.
-fn class_images(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
+/// The image files under a class folder `dir` (`depth` below the dataset's root), hidden entries left
+/// out, other files counted by extension in `left_out`. A link to nothing is listed too (by its name), so
+/// that reading it says what is wrong.
+fn class_images(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, left_out: &mut BTreeMap<String, usize>) -> Result<()> {
     if depth > crate::cache::dataset::MAX_DATASET_DEPTH {
         return Err(Error::Dataset { path: dir.into(), reason: "nested too deep in the dataset (a symlink loop?)".into() });
     }
@@ -473,12 +517,14 @@ fn class_images(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> 
             continue;
         }
         if path.is_dir() {
-            class_images(&path, depth + 1, out)?;
-        } else if matches!(
-            path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).as_deref(),
-            Some("png" | "jpg" | "jpeg")
-        ) {
+            class_images(&path, depth + 1, out, left_out)?;
+            continue;
+        }
+        let extension = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        if IMAGE_EXTENSIONS.contains(&extension.as_str()) {
             out.push(path);
+        } else {
+            *left_out.entry(extension).or_default() += 1;
         }
     }
     Ok(())
@@ -1090,7 +1136,7 @@ mod tests {
 
         std::fs::create_dir(root.join("empty")).unwrap();
         let err = load_image_folder(root, &prep(3), false).unwrap_err().to_string();
-        assert!(err.contains("empty") && err.contains("no .png"), "{err}");
+        assert!(err.contains("empty") && err.contains("no images (.jpg .jpeg .png"), "{err}");
 
         let single = tempfile::tempdir().unwrap();
         std::fs::create_dir(single.path().join("only")).unwrap();
@@ -1134,5 +1180,42 @@ mod tests {
         let trailing = root.join("trailing.jpg");
         std::fs::write(&trailing, [&whole[..], b"appended by a phone"].concat()).unwrap();
         assert!(decode_image(&trailing).is_ok());
+    }
+
+    #[test]
+    fn image_folders_read_every_format_torchvision_reads_and_count_the_files_they_leave_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let pattern = |x: u32, y: u32| image::Rgb([(x * 9) as u8, (y * 5) as u8, (x * y) as u8]);
+        let photo = image::RgbImage::from_fn(24, 16, pattern);
+        for name in ["a.bmp", "b.TIF", "c.tiff", "d.webp", "e.ppm"] {
+            std::fs::create_dir_all(root.join("cat")).unwrap();
+            photo.save(root.join("cat").join(name)).unwrap();
+        }
+        std::fs::create_dir_all(root.join("dog")).unwrap();
+        image::GrayImage::from_fn(24, 16, |x, _| image::Luma([x as u8 * 10])).save(root.join("dog/f.pgm")).unwrap();
+        photo.save(root.join("dog/g.png")).unwrap();
+        for other in ["dog/h.gif", "dog/i.gif", "cat/notes.txt", "cat/README"] {
+            std::fs::write(root.join(other), b"not read").unwrap();
+        }
+        let listing = list_image_folder(root).unwrap();
+        assert_eq!(listing.classes.values().map(Vec::len).collect::<Vec<_>>(), [5, 2]);
+        assert_eq!(listing.left_out, BTreeMap::from([("".to_string(), 1), ("gif".into(), 2), ("txt".into(), 1)]));
+        let text = listing.describe();
+        assert!(text.starts_with("2 classes, 7 images; left out 4 file(s)") && text.contains(".gif 2"), "{text}");
+        // Every one of them decodes to the pixels written (lossless formats).
+        for path in &listing.classes["cat"] {
+            let image = decode_image(path).unwrap();
+            assert_eq!((image.channels, image.height, image.width), (3, 16, 24), "{}", path.display());
+            assert_eq!(image.pixels[..24], (0..24).map(|x| (x * 9) as u8).collect::<Vec<_>>()[..], "{}", path.display());
+        }
+        let prep =
+            Preprocessing { channels: 3, size: [8, 8], resize: Resize::center_crop(), normalization: Normalization::centered(3) };
+        assert_eq!(load_image_folder(root, &prep, false).unwrap().labels, [0, 0, 0, 0, 0, 1, 1]);
+        // A class of GIFs only is empty, and the error says which files would be read.
+        std::fs::create_dir_all(root.join("bird")).unwrap();
+        std::fs::write(root.join("bird/j.gif"), b"GIF89a").unwrap();
+        let err = list_image_folder(root).unwrap_err().to_string();
+        assert!(err.contains("bird has no images (.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp)"), "{err}");
     }
 }

@@ -81,8 +81,9 @@ pub use config::{
     DataConfig, HYPERPARAMETERS, Hyperparams, OPTIMIZERS, PretrainConfig, TrialConfig, checkpoint_files, did_you_mean,
 };
 pub use data::{
-    Augmentation, Batcher, HostBatch, ImageDataset, Normalization, Split, Transform, decode_image, decode_image_bytes,
-    image_folder_classes, load_idx, load_idx_bytes, load_idx_dir, load_image_folder,
+    Augmentation, Batcher, FolderListing, HostBatch, IMAGE_EXTENSIONS, ImageDataset, Normalization, Split, Transform,
+    decode_image, decode_image_bytes, image_folder_classes, list_image_folder, load_idx, load_idx_bytes, load_idx_dir,
+    load_image_folder,
 };
 pub use device::{gpu_backends, parse_device};
 pub use efficientnet::EfficientNetLite;
