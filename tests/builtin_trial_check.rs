@@ -34,6 +34,10 @@ fn the_valid_spec_checks() {
     let out = sb.ok(&["check", "s.yaml"]);
     assert!(out.contains("built-in trainer: ") && out.contains(" trial --out {trial_dir} --dataset "), "{out}");
     assert!(out.contains(": OK"), "{out}");
+    assert!(
+        out.contains("fashion_mnist_tiny: IDX files, 10 classes, ") && out.contains("training images, a t10k test split"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -145,6 +149,18 @@ fn common_mistakes_are_refused_before_any_trial() {
             "low: 1.0e-4, high: 1.0e-1, log: true}",
             "low: -1.0e-4, high: 1.0e-1}",
             vec!["s.yaml:10:3", "field `params.learning_rate`", "must be positive, got -0.0001"],
+        ),
+        (
+            "an objective the trainer does not report (it would optimise val_accuracy under that name)",
+            "metric: val_accuracy, direction: maximize",
+            "metric: val_loss, direction: minimize",
+            vec!["s.yaml:2:", "field `objective.metric`", "the built-in trainer optimises val_accuracy (maximize)"],
+        ),
+        (
+            "val_accuracy minimised",
+            "metric: val_accuracy, direction: maximize",
+            "metric: val_accuracy, direction: minimize",
+            vec!["s.yaml:2:", "field `objective.direction`", "the built-in trainer optimises val_accuracy (maximize)"],
         ),
     ];
     for (mistake, from, to, expect) in cases {

@@ -311,6 +311,14 @@ fn studies_made_by_run_are_found_by_name_and_reads_create_no_file() {
         assert!(err.contains("study 'nope' not found in sqlite:///reports/nope/study.db or sqlite:///nightshift.db"), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+    // A sweep whose spec named its own `storage:` left reports/<study>/ without a study file: say where to look.
+    let elsewhere = Sandbox::new();
+    std::fs::create_dir_all(elsewhere.path().join("reports/nope/trials")).unwrap();
+    let err = elsewhere.fails(&["trials", "--study-name", "nope"]);
+    assert!(
+        err.contains("reports/nope exists without a study.db: if its spec names a `storage:`, pass that URL with --storage"),
+        "{err}"
+    );
     let err = sb.fails(&["trials", "--study-name", "nope"]);
     assert!(err.contains("studies there: loop"), "{err}");
     // A mistyped name is shown the studies of the other runs' files too.
@@ -362,14 +370,32 @@ fn a_user_who_cannot_write_the_study_reads_it_and_is_told_why_writes_fail() {
     let mode = |path: &std::path::Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     mode(sb.path(), 0o755);
     let shared = sb.path().join("shared");
-    if !running_as_root() {
-        mode(&shared.join("s.db"), 0o444);
-        mode(&shared, 0o555);
-    }
     let stdout = |out: &std::process::Output| {
         assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
+
+    // A team's directory anyone may write: reading creates nothing beside the file. (SQLite made its
+    // -wal and -shm files there, owned by the reader, and the owner's next write then failed: found by a
+    // user.)
+    mode(&shared, 0o777);
+    if !running_as_root() {
+        mode(&shared.join("s.db"), 0o444);
+    }
+    let listing = || -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&shared).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    };
+    stdout(&as_reader(&sb, &["trials", "--storage", storage, "--study-name", "s", "-f", "json"]));
+    stdout(&as_reader(&sb, &["studies", "--storage", storage]));
+    assert_eq!(listing(), ["s.db"]);
+    if !running_as_root() {
+        mode(&shared, 0o555);
+    } else {
+        mode(&shared, 0o755);
+    }
 
     // No writer has the file open: no -wal or -shm file, and none can be made beside it.
     let read = |sb: &Sandbox| {

@@ -77,6 +77,13 @@ fn a_tournament_on_an_image_folder_says_its_replicates_have_no_test_split() {
     sb.file("t.yaml", &photo_spec(8, space, "compare: {param: optimizer, budget_per_arm: 2, seeds: 2}\n"));
     let out = sb.ok(&["check", "t.yaml"]);
     assert!(out.contains("note: the data has no test split") && out.contains("leans optimistic"), "{out}");
+    // What the folder holds, and what it leaves out (a user's GIFs would shrink it unnoticed).
+    std::fs::write(sb.path().join("photos/cat/x.gif"), b"GIF89a").unwrap();
+    let out = sb.ok(&["check", "t.yaml"]);
+    assert!(
+        out.contains("an image folder, 2 classes, 8 images; left out 1 file(s) without an image extension (.gif 1;"),
+        "{out}"
+    );
 }
 
 #[test]

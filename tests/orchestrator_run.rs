@@ -120,6 +120,10 @@ fn consecutive_failures_stop_the_sweep_with_a_clear_message() {
     assert!(err.contains("reports/broken/trials/2/stderr.log"), "{err}");
     let log = std::fs::read_to_string(sb.path().join("reports/broken/trials/2/stderr.log")).unwrap();
     assert!(log.contains("ZeroDivisionError"), "{log}");
+    // Said as it happens ("stopping:") and as the error, not a third time in the summary.
+    let out = output_within(&mut sb.cmd(&["resume", "broken"]), HUNG_AFTER);
+    let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(both.matches("3 consecutive failed trials").count(), 2, "{both}");
 }
 
 #[test]
@@ -311,6 +315,16 @@ fn space_change_is_said(study: &str, storage: &str) {
     assert!(both.contains(&said), "{both}");
     let trials = sb.ok(&["trials", "--storage", storage, "--study-name", study, "-f", "json"]);
     assert_eq!(serde_json::from_str::<serde_json::Value>(trials.trim()).unwrap().as_array().unwrap().len(), 3);
+
+    // The other direction: `check` refuses it, at its line, as `run` would (found by a user: check said OK).
+    let flipped = widened.replace("direction: maximize", "direction: minimize");
+    assert_ne!(flipped, widened);
+    sb.file("s.yaml", &flipped);
+    for verb in ["check", "run"] {
+        let err = sb.fails(&[verb, "s.yaml"]);
+        let said = format!("study '{study}' already exists with direction maximize, and this spec says minimize");
+        assert!(err.contains("s.yaml:") && err.contains("field `objective.direction`") && err.contains(&said), "{verb}: {err}");
+    }
 }
 
 /// CI's PostgreSQL server (`NIGHTSHIFT_TEST_POSTGRES`); `None` after saying loudly that `test` skips

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nightshift_search::{Direction, ParamValue, Params, TrialState};
+use nightshift_search::tournament::Role;
+use nightshift_search::{Direction, ParamValue, Params, TrialState, attrs};
 
 use nightshift_orchestrator::{Event, Observer};
 
@@ -28,6 +29,7 @@ struct State {
     done: u64,
     pruned: u64,
     failed: u64,
+    interrupted: u64,
     best: Option<(u64, f64)>,
     direction: Direction,
     last_plain_report: Instant,
@@ -55,6 +57,7 @@ impl ConsoleProgress {
             done: 0,
             pruned: 0,
             failed: 0,
+            interrupted: 0,
             best: None,
             direction: Direction::Maximize,
             last_plain_report: Instant::now(),
@@ -64,7 +67,8 @@ impl ConsoleProgress {
 
     fn summary(state: &State) -> String {
         let best = state.best.map(|(n, v)| format!("best {} (#{n})", fmt_value(v))).unwrap_or_else(|| "best —".into());
-        format!("pruned {} · failed {} · {best}", state.pruned, state.failed)
+        let interrupted = if state.interrupted > 0 { format!(" · interrupted {}", state.interrupted) } else { String::new() };
+        format!("pruned {} · failed {}{interrupted} · {best}", state.pruned, state.failed)
     }
 
     fn println(&self, line: &str) {
@@ -93,9 +97,10 @@ impl Observer for ConsoleProgress {
         }
         let mut state = self.state.lock().expect("progress lock");
         match event {
-            Event::Started { study, slots, budget, used, stale } => {
+            Event::Started { study, slots, budget, used, stale, best } => {
                 state.budget = *budget;
                 state.done = *used;
+                state.best = *best;
                 state.direction = study.direction;
                 let devices: Vec<String> = slots.iter().map(|s| s.device.to_string()).collect();
                 let resumed = if *used > 0 { format!(", {used} already in the study") } else { String::new() };
@@ -151,25 +156,27 @@ impl Observer for ConsoleProgress {
                 }
             }
             Event::TrialFinished { slot, trial } => {
-                state.done += 1;
+                let reason = trial.system_attrs.get(attrs::FAIL_REASON).and_then(|r| r.as_str());
+                // A replicate is scored for the verdict (on the test split when there is one), not a search result.
+                let replicate = Role::of(trial) == Some(Role::Replicate);
                 match trial.state {
+                    // It runs again and does not count toward the budget.
+                    TrialState::Fail if reason == Some(attrs::FAIL_REASON_INTERRUPTED) => state.interrupted += 1,
                     TrialState::Pruned => state.pruned += 1,
                     TrialState::Fail => state.failed += 1,
-                    TrialState::Complete => {
+                    TrialState::Complete if !replicate => {
                         if let Some(v) = trial.value {
                             state.best = best_so_far(state.best, (trial.number, v), state.direction);
                         }
                     }
                     _ => {}
                 }
+                if reason != Some(attrs::FAIL_REASON_INTERRUPTED) {
+                    state.done += 1;
+                }
                 self.slot_bar(slot.index, "idle".into());
                 let value = trial.value.map(fmt_value).unwrap_or_else(|| "—".into());
-                let reason = trial
-                    .system_attrs
-                    .get(nightshift_search::attrs::FAIL_REASON)
-                    .and_then(|r| r.as_str())
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default();
+                let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
                 let line = format!("trial {} {} value {value}{reason}", trial.number, trial.state);
                 match &self.mode {
                     Mode::Bars { overall, .. } => {

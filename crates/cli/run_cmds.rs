@@ -272,16 +272,16 @@ fn storage_problem(spec: &Spec) -> Option<String> {
     }
 }
 
-/// The search space the spec's study was created with, when its storage already holds the study
-/// (read; nothing created or migrated).
-fn created_space(spec: &Spec) -> Option<nightshift_search::SearchSpace> {
+/// The spec's study as stored, when its storage already holds it (read; nothing created or migrated):
+/// `check` compares its search space and direction with the spec's.
+fn existing_study(spec: &Spec) -> Option<nightshift_search::StudyRecord> {
     use nightshift_store::{PostgresStorage, StorageUrl};
     let storage: Arc<dyn nightshift_search::Storage> = match StorageUrl::parse(&spec.storage).ok()? {
         StorageUrl::Sqlite(_) => crate::storage::open_existing(&spec.storage, false).ok()??,
         StorageUrl::Postgres(url) => Arc::new(PostgresStorage::open_if_current(&url).ok()??),
         StorageUrl::SqliteMemory => return None,
     };
-    storage.load_study(&spec.study).ok()?.search_space
+    storage.load_study(&spec.study).ok()
 }
 
 fn sweep(spec: Spec, from: DevicesFrom, quiet: bool) -> Result<()> {
@@ -428,7 +428,10 @@ fn refresh_report(
 }
 
 fn print_summary(spec: &Spec, summary: &RunSummary, trials: &[FrozenTrial]) {
-    println!("{}", summary.stop);
+    // Too many failures end the run with that error (and "stopping:" said it as it happened): not a third time.
+    if !matches!(summary.stop, StopReason::ConsecutiveFailures { .. }) {
+        println!("{}", summary.stop);
+    }
     let oom = if summary.out_of_memory > 0 { format!(" ({} out of memory)", summary.out_of_memory) } else { String::new() };
     println!(
         "this run: {} launched, {} complete, {} pruned, {} failed{oom} in {:.0}s; the study has {} trials",
@@ -502,10 +505,21 @@ fn check(path: &Path) -> Result<()> {
         println!("pretrain: `nightshift {}` unless its checkpoint exists", pretrain_args(&pretrain).join(" "));
     }
     println!("study:    {} in {}", spec.study, nightshift_store::redact_url(&spec.storage));
-    if let Some(note) = created_space(&spec).and_then(|created| spec.space_changes_since(&created)) {
-        println!("          {note}");
+    if let Some(study) = existing_study(&spec) {
+        if let Some(note) = study.search_space.as_ref().and_then(|created| spec.space_changes_since(created)) {
+            println!("          {note}");
+        }
+        if let Err(e) = spec.check_direction(&study) {
+            problems.push(e.to_string());
+        }
     }
     println!("objective: {} ({})", spec.objective.metric, spec.objective.direction);
+    // A dataset that does not load is among the problems already; here only what a good one holds.
+    if let (Some(trial), _) = builtin_configs(&spec)?
+        && let Ok(contents) = trial.data.describe()
+    {
+        println!("dataset:  {}: {contents}", trial.data.dataset.display());
+    }
     match &plan {
         Ok(plan) => {
             let devices: Vec<String> = plan.slots.iter().map(|s| s.device.to_string()).collect();

@@ -53,7 +53,17 @@ impl StorageArgs {
         let places: Vec<String> = candidates.iter().map(|u| redact_url(u)).collect();
         let valid = if seen.is_empty() { "no studies there".to_string() } else { format!("studies there: {}", seen.join(", ")) };
         let elsewhere = if self.storage.is_none() { self.studies_elsewhere(&candidates) } else { String::new() };
-        bail!("study '{study}' not found in {} ({valid}){elsewhere}", places.join(" or "))
+        // A sweep whose spec names its own `storage:` leaves its report directory without the study file.
+        let reports = std::path::Path::new("reports").join(study);
+        let own_storage = if self.storage.is_none() && reports.is_dir() && !reports.join("study.db").exists() {
+            format!(
+                "; {} exists without a study.db: if its spec names a `storage:`, pass that URL with --storage",
+                reports.display()
+            )
+        } else {
+            String::new()
+        };
+        bail!("study '{study}' not found in {} ({valid}){elsewhere}{own_storage}", places.join(" or "))
     }
 
     /// "; other studies: a (its storage), …" for the studies of every other run's file, so that a

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use nightshift_orchestrator::protocol::{FinalResult, Report, TrialError};
 use nightshift_orchestrator::spec::{ArgTemplate, BuiltinSections, BuiltinTrainer, FieldError, GpuBackend, ReplicateEval};
 use nightshift_orchestrator::{CACHE_DIR_ENV, Program, Spec};
-use nightshift_search::{Distribution, SearchSpace};
+use nightshift_search::{Direction, Distribution, SearchSpace};
 use nightshift_trainer::{
     Arch, Augmentation, CacheConfig, CacheSettings, Control, DataConfig, Device, EpochMetrics, Hyperparams, LoadMode,
     ModelConfig, Network, Normalization, PretrainConfig, Resize, ResizeMode, TrialConfig, checkpoint_files, parse_device,
@@ -21,6 +21,9 @@ use nightshift_trainer::{
 use serde_json::{Map, Value, json};
 
 use crate::output::{self, Format};
+
+/// The metric of every report and result the built-in trainer prints (`value`), which it maximises.
+const OBJECTIVE_METRIC: &str = "val_accuracy";
 
 /// Commands that train or run a model.
 #[derive(Debug, clap::Subcommand)]
@@ -292,10 +295,26 @@ impl BuiltinTrainer for BuiltinTrial {
         Ok(argv)
     }
 
+    fn check_objective(&self, metric: &str, direction: Direction) -> Result<(), FieldError> {
+        let field = match (metric, direction) {
+            (OBJECTIVE_METRIC, Direction::Maximize) => return Ok(()),
+            (OBJECTIVE_METRIC, Direction::Minimize) => "objective.direction",
+            _ => "objective.metric",
+        };
+        Err(FieldError {
+            field: field.into(),
+            message: format!(
+                "the built-in trainer optimises {OBJECTIVE_METRIC} (maximize): each report is an epoch's validation \
+                 accuracy and the result is the best epoch's, whatever the objective says; write \
+                 `objective: {{metric: {OBJECTIVE_METRIC}, direction: maximize}}` (val_loss, macro_f1 and train_loss are \
+                 kept with every trial), or give a `command:` that reports the metric you want"
+            ),
+        })
+    }
+
     fn replicate_eval(&self, sections: &BuiltinSections<'_>) -> Option<ReplicateEval> {
         let config = TrialConfig::from_section(sections.trial, sections.base_dir).ok()?;
-        let has_test =
-            ["t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"].iter().any(|f| config.data.dataset.join(f).is_file());
+        let has_test = config.data.has_test_split();
         let args = if config.test { Vec::new() } else { vec![ArgTemplate::literal("--test")] };
         has_test.then(|| ReplicateEval { args, metric: "test_accuracy".into() })
     }

@@ -37,8 +37,8 @@ pub enum StopReason {
         count: u32,
         /// Why the last one failed.
         last_reason: String,
-        /// The last one's stderr.log, where the program said why.
-        stderr_log: std::path::PathBuf,
+        /// The last one's directory: its stderr.log and stdout.log say why.
+        trial_dir: std::path::PathBuf,
     },
     /// The sampler has nothing left to propose (every grid point was tried), in words.
     SpaceExhausted(String),
@@ -59,10 +59,12 @@ impl fmt::Display for StopReason {
             }
             Self::StopAt(h, m) => write!(f, "stop time {h:02}:{m:02} reached: no new trials; running ones finish"),
             Self::Target { value, trial } => write!(f, "target reached: trial {trial} scored {value}"),
-            Self::ConsecutiveFailures { count, last_reason, stderr_log } => write!(
+            Self::ConsecutiveFailures { count, last_reason, trial_dir } => write!(
                 f,
-                "stopped after {count} consecutive failed trials (last: {last_reason}); look at {}, fix the trial program, then `nightshift resume`",
-                stderr_log.display()
+                "stopped after {count} consecutive failed trials (last: {last_reason}); look at {0}/stderr.log and \
+                 {0}/stdout.log, fix the trial program (or, when failures come from some parameters, raise \
+                 `budget.max_consecutive_failures`), then `nightshift resume`",
+                trial_dir.display()
             ),
             Self::SpaceExhausted(m) => write!(f, "search space exhausted: {m}"),
             // Announced at the first Ctrl-C, while the running trials are still running.

@@ -24,6 +24,8 @@ pub enum Event<'a> {
         used: u64,
         /// The numbers of the trials found stale and failed at start-up.
         stale: &'a [u64],
+        /// The study's best (trial number, value) before this run ([`nightshift_search::best_of`]).
+        best: Option<(u64, f64)>,
     },
     /// A trial is being launched on a slot.
     TrialStarted {

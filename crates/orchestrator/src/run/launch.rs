@@ -251,7 +251,7 @@ pub(super) async fn record_outcome(
                 (TellOutcome::Fail(reason.clone()), *infrastructure && attempt < retries, false)
             }
             Outcome::OutOfMemory { message } => (TellOutcome::OutOfMemory(message.clone()), oom_retry, true),
-            Outcome::Interrupted => (TellOutcome::Fail("interrupted".into()), true, run_alone),
+            Outcome::Interrupted => (TellOutcome::Fail(attrs::FAIL_REASON_INTERRUPTED.into()), true, run_alone),
         };
         let finished = match attrs.and_then(|()| study.tell(number, tell)) {
             Ok(t) => t,

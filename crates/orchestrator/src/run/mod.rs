@@ -157,16 +157,7 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, sh
     };
     crate::fault_point("study-created");
     let record = study.record().clone();
-    if record.direction != spec.objective.direction {
-        return Err(Error::Spec {
-            location: spec.origin.clone(),
-            field: "objective.direction".into(),
-            message: format!(
-                "study '{}' already exists and maximises/minimises differently ({}); use another study name",
-                record.name, record.direction
-            ),
-        });
-    }
+    spec.check_direction(&record)?;
     if let Some(note) = record.search_space.as_ref().and_then(|created| spec.space_changes_since(created)) {
         observer.event(&Event::Notice(&note));
     }
@@ -204,6 +195,7 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, sh
         budget: planned,
         used: budget_used(&trials),
         stale: &stale_failed,
+        best: nightshift_search::best_of(&trials, record.direction).map(|t| (t.number, t.value.unwrap_or(f64::NAN))),
     });
     tracing::info!(study = %record.name, slots = slots.len(), budget = spec.budget.trials, used = budget_used(&trials), stale = ?stale_failed, "run started");
 

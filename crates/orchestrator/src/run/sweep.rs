@@ -248,8 +248,8 @@ impl<'a> Sweep<'a> {
         self.observer.event(&Event::TrialFinished { slot: &r.slot, trial: &finished });
         if self.consecutive_failures >= self.spec.budget.max_consecutive_failures && self.stop.is_none() {
             let last_reason = reason.unwrap_or("unknown").to_string();
-            let stderr_log = trial_dir(&self.options.reports_dir, number)?.join("stderr.log");
-            self.stop = Some(StopReason::ConsecutiveFailures { count: self.consecutive_failures, last_reason, stderr_log });
+            let trial_dir = trial_dir(&self.options.reports_dir, number)?;
+            self.stop = Some(StopReason::ConsecutiveFailures { count: self.consecutive_failures, last_reason, trial_dir });
         }
         self.finished_since_refresh += 1;
         // One rewrite at a time: while one runs, the count grows and the next finished trial tries again.

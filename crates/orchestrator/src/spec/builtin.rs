@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use nightshift_search::SearchSpace;
+use nightshift_search::{Direction, SearchSpace};
 
 use super::{ArgTemplate, GpuBackend};
 
@@ -13,6 +13,12 @@ pub trait BuiltinTrainer {
     /// against what the trainer accepts; returns the argv of one trial, which may use the placeholders
     /// [`super::BUILTIN_PLACEHOLDERS`].
     fn trial_program(&self, sections: &BuiltinSections<'_>) -> std::result::Result<Vec<ArgTemplate>, FieldError>;
+
+    /// Refuses an objective the trainer does not report: its reports and result carry one metric as their
+    /// value, and a spec naming another would optimise that one under the other's name. Default: any.
+    fn check_objective(&self, _metric: &str, _direction: Direction) -> std::result::Result<(), FieldError> {
+        Ok(())
+    }
 
     /// How a tournament's replicates are evaluated on the test split, when the `trial:` section's data has
     /// one: the arguments added to a replicate's argv and the metric recorded as its value. `None` (the

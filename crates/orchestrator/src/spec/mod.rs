@@ -29,7 +29,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nightshift_search::{Direction, ParamValue, PrunerConfig, SamplerConfig, SearchSpace, Tournament};
+use nightshift_search::{Direction, ParamValue, PrunerConfig, SamplerConfig, SearchSpace, StudyRecord, Tournament};
 
 use crate::error::{Error, Result};
 
@@ -217,6 +217,23 @@ impl Spec {
 }
 
 impl Spec {
+    /// Refuses a spec whose direction is not its existing study's: the study's trials were ranked the
+    /// other way. `check` says it before `run` would.
+    pub fn check_direction(&self, study: &StudyRecord) -> Result<()> {
+        if study.direction == self.objective.direction {
+            return Ok(());
+        }
+        Err(Error::Spec {
+            location: self.locate("objective.direction"),
+            field: "objective.direction".into(),
+            message: format!(
+                "study '{}' already exists with direction {}, and this spec says {}; use another study name (or \
+                 `nightshift delete-study --study-name {}` to start it again)",
+                study.name, study.direction, self.objective.direction, study.name
+            ),
+        })
+    }
+
     /// What this spec's search space changes from `created`, the space its study was created
     /// with, in one line for the user; `None` when nothing. A resumed study keeps its earlier
     /// trials, and the samplers learn from an earlier value only where it fits the new space (a

@@ -33,13 +33,35 @@ impl Spec {
 
     /// Validates spec text; `trainer` checks a `trial:` section.
     pub fn parse_with(text: &str, origin: &str, base_dir: &Path, trainer: &dyn BuiltinTrainer) -> Result<Self> {
+        Self::parse_text(text, origin, base_dir, trainer).map_err(|mut e| {
+            // YAML 1.1's merge key reads as a field named `<<` here (serde_yaml does not merge).
+            if let Error::Spec { message, .. } = &mut e
+                && message.contains("unknown field `<<`")
+            {
+                message.push_str(
+                    "; YAML merge keys (`<<: *name`) are not supported: write the fields out, or use a plain alias (`*name`) for a whole value",
+                );
+            }
+            e
+        })
+    }
+
+    fn parse_text(text: &str, origin: &str, base_dir: &Path, trainer: &dyn BuiltinTrainer) -> Result<Self> {
         // Editors on Windows may start a UTF-8 file with a byte-order mark, which YAML reads as content.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let loc = Locator { origin, text };
-        let syntax = |e: serde_yaml::Error| Error::Spec {
-            location: yaml_location(origin, text, &e),
-            field: String::new(),
-            message: strip_yaml_location(&e),
+        let syntax = |e: serde_yaml::Error| {
+            // A tab where indentation goes: the parser's own words do not say so.
+            let tab = e
+                .location()
+                .and_then(|l| text.lines().nth(l.line().saturating_sub(1)))
+                .is_some_and(|line| line.trim_start_matches(' ').starts_with('\t'));
+            let hint = if tab { " (a tab in the indentation: YAML indents with spaces only)" } else { "" };
+            Error::Spec {
+                location: yaml_location(origin, text, &e),
+                field: String::new(),
+                message: strip_yaml_location(&e) + hint,
+            }
         };
         let document: serde_yaml::Value = serde_yaml::from_str(text).map_err(syntax)?;
         if !document.is_mapping() {
@@ -108,6 +130,7 @@ impl Spec {
                 let trial = section_json(trial, "trial", &loc)?;
                 let sections = BuiltinSections { trial: &trial, pretrain: pretrain.as_ref(), space: &space, base_dir };
                 let argv = trainer.trial_program(&sections).map_err(|e| loc.field_err(e))?;
+                trainer.check_objective(&objective.metric, objective.direction).map_err(|e| loc.field_err(e))?;
                 let replicate = trainer.replicate_eval(&sections);
                 Program::Builtin { trial, argv, replicate, gpu_backends: trainer.gpu_backends() }
             }

@@ -6,6 +6,8 @@
 
 /// Why a trial failed, in words (a string); an out-of-memory failure's starts with `oom`.
 pub const FAIL_REASON: &str = "fail_reason";
+/// The [`FAIL_REASON`] of a trial stopped by Ctrl-C: it runs again (re-enqueued) and does not count.
+pub const FAIL_REASON_INTERRUPTED: &str = "interrupted";
 /// What kind of failure it was, when the trial said (a string): [`FAIL_KIND_OOM`] marks a trial
 /// that ran out of device memory, which samplers treat as infeasible rather than ignore.
 pub const FAIL_KIND: &str = "fail_kind";
