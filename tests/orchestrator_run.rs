@@ -107,6 +107,46 @@ fn failures_are_recorded_with_their_reasons() {
 }
 
 #[test]
+fn a_trial_asked_by_hand_and_never_told_does_not_hold_up_a_sweep() {
+    // Found by a user: a killed `ask` loop left one RUNNING trial without heartbeats, and every later
+    // `run` whose budget it filled waited for it, silently, until it was told.
+    let sb = Sandbox::new();
+    sb.file("s.yaml", &spec("asked", "{trials: 2}", "{cpu: 1}", "", ""));
+    sb.ok(&["run", "s.yaml", "--quiet"]);
+    sb.file("s.yaml", &spec("asked", "{trials: 4}", "{cpu: 1}", "", ""));
+    let asked = sb.ok(&["ask", "--study-name", "asked"]);
+    assert!(asked.contains("\"number\":2"), "{asked}");
+    let start = std::time::Instant::now();
+    let out = output_within(&mut sb.cmd(&["run", "s.yaml"]), std::time::Duration::from_secs(60));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(start.elapsed() < std::time::Duration::from_secs(50), "it waited for the asked trial");
+    let states: Vec<String> = study_trials(&sb, "asked").iter().map(|t| t["state"].as_str().unwrap().to_string()).collect();
+    assert_eq!(states, ["COMPLETE", "COMPLETE", "RUNNING", "COMPLETE"]);
+}
+
+#[test]
+fn a_sweep_stopped_by_an_error_leaves_no_trial_running() {
+    // Found by a user: a trial directory that could not be made (or a full disk) ended the run with the
+    // other slot's live trial left RUNNING, for the next run to fail as stale after 30 s.
+    let sb = Sandbox::new();
+    sb.file("s.yaml", &spec("blocked", "{trials: 4}", "{cpu: 2}", "--sleep, 2", ""));
+    std::fs::create_dir_all(sb.path().join("reports/blocked/trials")).unwrap();
+    std::fs::write(sb.path().join("reports/blocked/trials/1"), "a file where trial 1's directory goes").unwrap();
+    let err = sb.fails(&["run", "s.yaml", "--quiet"]);
+    assert!(err.contains("trials/1"), "{err}");
+    let trials = study_trials(&sb, "blocked");
+    assert!(trials.iter().all(|t| t["state"] != "RUNNING"), "{trials:?}");
+    let (zero, one) = (&trials[0], &trials[1]);
+    assert_eq!(
+        (zero["state"].as_str(), zero["system_attrs"]["fail_reason"].as_str()),
+        (Some("FAIL"), Some("interrupted")),
+        "{zero}"
+    );
+    assert!(one["system_attrs"]["fail_reason"].as_str().is_some_and(|r| r.starts_with("not started: ")), "{one}");
+    assert!(trials.iter().any(|t| t["state"] == "WAITING" && t["system_attrs"]["retry_of"] == 0), "re-enqueued: {trials:?}");
+}
+
+#[test]
 fn consecutive_failures_stop_the_sweep_with_a_clear_message() {
     let sb = Sandbox::new();
     sb.file(

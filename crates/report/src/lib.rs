@@ -169,10 +169,37 @@ pub fn write_files(dir: &Path, files: &[RenderedFile]) -> Result<ReportFiles> {
     let mut written = Vec::with_capacity(files.len());
     for f in files {
         let path = dir.join(&f.name);
-        let tmp = dir.join(format!(".{}.tmp", f.name));
+        // Named for this writer: several processes of one sweep rewrite the report side by side.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{}.{}-{n}.tmp", f.name, std::process::id()));
         std::fs::write(&tmp, &f.bytes).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         written.push(path);
     }
     Ok(ReportFiles { dir: dir.to_path_buf(), index: dir.join(INDEX_FILE), files: written })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_side_by_side_never_trip_over_each_others_temporary_files() {
+        // Found by a user: three `run`s of one study warned "writing reports/…/slice-1-x.png: No such
+        // file or directory" when one renamed the temporary file another was still writing.
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<RenderedFile> =
+            (0..4).map(|i| RenderedFile { name: format!("f{i}.png"), bytes: vec![i as u8; 64 * 1024] }).collect();
+        std::thread::scope(|scope| {
+            let writers: Vec<_> =
+                (0..4).map(|_| scope.spawn(|| (0..40).try_for_each(|_| write_files(dir.path(), &files).map(|_| ())))).collect();
+            for w in writers {
+                w.join().unwrap().unwrap();
+            }
+        });
+        let left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(left.len(), 4, "{left:?}");
+    }
 }

@@ -126,6 +126,13 @@ impl Study {
         let trial = match self.storage.claim_waiting_trial(study_id, heartbeat)? {
             Some(trial) => trial,
             None => {
+                // A trial created only to fail would count as a failure in every report.
+                if fixed.is_empty()
+                    && self.sampler.can_run_out()
+                    && let Some(e) = self.sampler.exhausted(&self.storage.trials(study_id, None)?, space)
+                {
+                    return Err(e);
+                }
                 let params = with_distributions(Some(space), fixed)?;
                 self.storage.create_trial(study_id, &NewTrial { params, max_trials, heartbeat, ..NewTrial::default() })?
             }

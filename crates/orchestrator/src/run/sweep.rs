@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use nightshift_search::{Error as SearchError, FrozenTrial, Role, Study, TrialState};
+use nightshift_search::{Error as SearchError, FrozenTrial, Role, Study, TellOutcome, TrialState};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
@@ -47,6 +47,8 @@ pub(super) struct Sweep<'a> {
     report: Option<tokio::task::JoinHandle<()>>,
     /// RUNNING trials of other workers, as of the last look at the study.
     others_running: usize,
+    /// Whether "waiting for other processes' trials" was said.
+    waiting_said: bool,
     budget_full: bool,
 }
 
@@ -81,12 +83,33 @@ impl<'a> Sweep<'a> {
             finished_since_refresh: 0,
             report: None,
             others_running: 0,
+            waiting_said: false,
             budget_full: false,
         }
     }
 
-    /// Runs the loop until nothing runs and nothing more may be launched; returns the summary.
-    pub(super) async fn drive(mut self, mut shutdown: Shutdown) -> Result<RunSummary> {
+    /// Runs the loop until nothing runs and nothing more may be launched; returns the summary. On an
+    /// error (a storage gone, a directory that cannot be made), the running trials are stopped and, as
+    /// far as the storage still allows, recorded as interrupted and re-enqueued, as a second Ctrl-C does:
+    /// not left RUNNING for a later run to fail as stale.
+    pub(super) async fn drive(mut self, shutdown: Shutdown) -> Result<RunSummary> {
+        match self.run_loop(shutdown).await {
+            Ok(()) => self.finish().await,
+            Err(e) => {
+                tracing::error!(error = %e, running = self.running.len(), "stopping on an error");
+                self.stop = Some(StopReason::Interrupted);
+                let _ = self.kill.send(true);
+                while let Some(joined) = self.tasks.join_next().await {
+                    if let Err(record) = self.on_trial_finished(joined).await {
+                        tracing::warn!(error = %record, "cannot record a trial stopped on the error");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_loop(&mut self, mut shutdown: Shutdown) -> Result<()> {
         let mut tick = tokio::time::interval(self.spec.heartbeat.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown_open = true;
@@ -108,7 +131,7 @@ impl<'a> Sweep<'a> {
             }
             self.announce_stop();
         }
-        self.finish().await
+        Ok(())
     }
 
     /// Once the deadline passes, no more trials are launched.
@@ -162,7 +185,6 @@ impl<'a> Sweep<'a> {
                 }
                 Err(e) => {
                     self.pool.release(&slot);
-                    self.stop_all().await;
                     return Err(e);
                 }
             };
@@ -174,7 +196,15 @@ impl<'a> Sweep<'a> {
     /// Spawns the process of an asked trial on `slot`.
     fn start(&mut self, trial: FrozenTrial, slot: crate::pool::Slot, launched: Instant) -> Result<()> {
         let attempt = trial.system_attrs.get(attrs::ATTEMPT).and_then(Value::as_u64).unwrap_or(0);
-        let launch = build_launch(self.spec, self.options, &trial, self.study.record().seed, &slot, self.cpu_threads)?;
+        let launch = match build_launch(self.spec, self.options, &trial, self.study.record().seed, &slot, self.cpu_threads) {
+            Ok(launch) => launch,
+            Err(e) => {
+                // Asked but never started: not left RUNNING.
+                self.pool.release(&slot);
+                let _ = self.study.tell(trial.number, TellOutcome::Fail(format!("not started: {e}")));
+                return Err(e);
+            }
+        };
         self.observer.event(&Event::TrialStarted { slot: &slot, trial: &trial });
         tracing::info!(trial = trial.number, device = %slot.device, slot = slot.index, params = %json!(trial.params), "trial started");
         let judge: Arc<dyn Judge> = Arc::new(StudyJudge {
@@ -303,9 +333,22 @@ impl<'a> Sweep<'a> {
         }
     }
 
+    /// Counts the trials other workers run. A RUNNING trial without heartbeats was asked by a study verb
+    /// (`nightshift ask`), whose caller tells it, maybe never: a sweep does not wait for it.
     fn note_others(&mut self, trials: &[FrozenTrial]) {
-        self.others_running =
-            trials.iter().filter(|t| t.state == TrialState::Running && !self.running.contains_key(&t.number)).count();
+        let others: Vec<u64> = trials
+            .iter()
+            .filter(|t| t.state == TrialState::Running && t.heartbeat_at.is_some() && !self.running.contains_key(&t.number))
+            .map(|t| t.number)
+            .collect();
+        if self.running.is_empty() && self.budget_full && !others.is_empty() && !self.waiting_said {
+            self.waiting_said = true;
+            let line = format!(
+                "budget full: waiting for trial(s) {others:?}, running in other processes (one may fail and need a re-run)"
+            );
+            self.observer.event(&Event::Notice(&line));
+        }
+        self.others_running = others.len();
     }
 
     /// Over when none of ours runs and we stop, or the budget is full and no other worker's trial runs
@@ -322,11 +365,6 @@ impl<'a> Sweep<'a> {
             tracing::info!(%reason, "stopping");
             self.observer.event(&Event::Stopping { reason });
         }
-    }
-
-    async fn stop_all(&mut self) {
-        let _ = self.kill.send(true);
-        while self.tasks.join_next().await.is_some() {}
     }
 
     async fn finish(mut self) -> Result<RunSummary> {

@@ -39,6 +39,16 @@ impl GridSampler {
 }
 
 impl Sampler for GridSampler {
+    fn can_run_out(&self) -> bool {
+        true
+    }
+
+    fn exhausted(&self, trials: &[FrozenTrial], space: &SearchSpace) -> Option<Error> {
+        let grid = Grid::new(space, None).ok()?;
+        let visited: HashSet<u64> = trials.iter().filter_map(|t| grid.index_of(t)).collect();
+        (visited.len() as u64 >= grid.size).then_some(Error::GridExhausted(grid.size as usize))
+    }
+
     fn infer_relative_search_space(&self, _ctx: &SamplingContext<'_>, space: &SearchSpace) -> SearchSpace {
         space.clone()
     }
@@ -344,6 +354,9 @@ mod tests {
             study.tell(trial.number, TellOutcome::Value(0.0)).unwrap();
         }
         assert!(matches!(study.ask(&space()), Err(Error::GridExhausted(18))));
+        // No trial was created only to fail (found by a user: one FAIL trial per process and run).
+        assert!(matches!(study.ask(&space()), Err(Error::GridExhausted(18))));
+        assert_eq!(study.trials().unwrap().len(), 18);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::{Direction, FrozenTrial};
 
@@ -89,6 +89,18 @@ pub type TrialNotes = BTreeMap<String, serde_json::Value>;
 
 /// The sampler seam (Optuna's `BaseSampler`).
 pub trait Sampler: Send + Sync {
+    /// Whether the sampler can run out of points (the grid): then [`Sampler::exhausted`] is asked
+    /// before a new trial is created. Default: no.
+    fn can_run_out(&self) -> bool {
+        false
+    }
+
+    /// The error a new trial's ask would end in because every point of `space` was taken by `trials`,
+    /// so that no trial is created only to fail. Default: never.
+    fn exhausted(&self, _trials: &[FrozenTrial], _space: &SearchSpace) -> Option<Error> {
+        None
+    }
+
     /// The subset of `space` to sample jointly with [`Sampler::sample_relative`]. Default: none.
     fn infer_relative_search_space(&self, _ctx: &SamplingContext<'_>, _space: &SearchSpace) -> SearchSpace {
         SearchSpace::new()
