@@ -549,3 +549,32 @@ fn tpe_beats_random_search_on_nine_of_ten_seeds() {
     let wins = results.iter().filter(|(tpe, random)| tpe < random).count();
     assert!(wins >= 9, "TPE beat random search on {wins} of 10 seeds (best values, TPE vs random): {results:?}");
 }
+
+#[test]
+fn an_ask_that_creates_its_study_says_so() {
+    // Found by a user: a typo in `--study-name` made a new study silently (Optuna's ask refuses).
+    let sb = Sandbox::new();
+    let out = sb.cmd(&["ask", "--study-name", "typo"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("created study 'typo': it did not exist"), "{stderr}");
+    let again = sb.cmd(&["ask", "--study-name", "typo"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("created study"), "said once");
+}
+
+#[test]
+fn delete_study_refuses_a_study_a_sweep_is_running_on() {
+    // Found by a user: the delete succeeded and the sweep stopped with "no trial with id 3".
+    let sb = Sandbox::new();
+    sb.ok(&["create-study", "--study-name", "busy", "--search-space", SPACE]);
+    let storage = nightshift_store::SqliteStorage::open(sb.path().join("nightshift.db")).unwrap();
+    let study = storage.load_study("busy").unwrap();
+    let beating = nightshift_search::NewTrial { heartbeat: true, ..Default::default() };
+    storage.create_trial(study.id, &beating).unwrap();
+    let err = sb.fails(&["delete-study", "--study-name", "busy"]);
+    assert!(err.contains("study 'busy' has trials running now ([0]") && err.contains("stop it first"), "{err}");
+    // A trial asked by hand (no heartbeat) does not hold a delete up.
+    sb.ok(&["create-study", "--study-name", "asked", "--search-space", SPACE]);
+    sb.ok(&["ask", "--study-name", "asked"]);
+    sb.ok(&["delete-study", "--study-name", "asked"]);
+}

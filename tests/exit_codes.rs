@@ -61,7 +61,7 @@ fn a_sweep_stopped_by_sigint_exits_130() {
     assert_eq!(code, Some(130), "{printed}");
     // One line says that it stops, and how to stop the running trial too.
     assert_eq!(printed.matches("stopping:").count(), 1, "{printed}");
-    assert!(printed.contains("Ctrl-C again stops them"), "{printed}");
+    assert!(printed.contains("a second Ctrl-C or SIGTERM stops them"), "{printed}");
 }
 
 #[test]

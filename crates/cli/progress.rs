@@ -155,7 +155,7 @@ impl Observer for ConsoleProgress {
                     eprintln!("trial {number}: step {step} value {}", fmt_value(*value));
                 }
             }
-            Event::TrialFinished { slot, trial } => {
+            Event::TrialFinished { slot, trial, rerun } => {
                 let reason = trial.system_attrs.get(attrs::FAIL_REASON).and_then(|r| r.as_str());
                 // A replicate is scored for the verdict (on the test split when there is one), not a search result.
                 let replicate = Role::of(trial) == Some(Role::Replicate);
@@ -171,7 +171,8 @@ impl Observer for ConsoleProgress {
                     }
                     _ => {}
                 }
-                if reason != Some(attrs::FAIL_REASON_INTERRUPTED) {
+                // A re-run takes the failed trial's place in the budget.
+                if !rerun {
                     state.done += 1;
                 }
                 self.slot_bar(slot.index, "idle".into());

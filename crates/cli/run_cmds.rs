@@ -174,7 +174,16 @@ fn path_safe(study: &str) -> Result<&str> {
 
 /// The spec stored with `study` by `nightshift run`, pointed at `url`.
 fn stored_spec(url: &str, study: &str) -> Result<Spec> {
-    let record = open(url)?.load_study(study)?;
+    let record = match open(url)?.load_study(study) {
+        Ok(record) => record,
+        // `create-study` makes a study without a spec, which a worker cannot run: start it with `run`.
+        Err(nightshift_search::Error::StudyNotFound(_)) => bail!(
+            "study '{study}' not found in {}: start it on one machine with `nightshift run spec.yaml --storage URL`, \
+             then the other machines join with `nightshift worker`",
+            nightshift_store::redact_url(url)
+        ),
+        Err(e) => return Err(e.into()),
+    };
     let stored = record
         .user_attrs
         .get(nightshift_search::attrs::STUDY_SPEC)
@@ -195,7 +204,7 @@ fn report_options(spec: Option<&Spec>, slots: Option<usize>) -> ReportOptions {
         }
         _ => {
             let argv: Vec<String> = spec.program.argv().iter().map(|a| a.to_string()).collect();
-            (None, Some(format!("{}   # with the parameters of {{params_file}}", argv.join(" "))))
+            (None, Some(argv.join(" ")))
         }
     };
     ReportOptions {

@@ -212,6 +212,23 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
         }
         StudyCommand::DeleteStudy { study } => {
             let found = study.storage.find_study(&study.study_name)?;
+            // A sweep still beating on the study would stop with a bare storage error.
+            const LIVE: f64 = 60.0;
+            let now = nightshift_search::now_unix();
+            let live: Vec<u64> = found
+                .storage
+                .trials(found.record.id, Some(&[TrialState::Running]))?
+                .iter()
+                .filter(|t| t.heartbeat_at.is_some_and(|beat| now - beat < LIVE))
+                .map(|t| t.number)
+                .collect();
+            if !live.is_empty() {
+                bail!(
+                    "study '{}' has trials running now ({live:?}, a heartbeat in the last {LIVE} s): a sweep is using it; \
+                     stop it first (Ctrl-C), then delete",
+                    study.study_name
+                );
+            }
             found.storage.delete_study(found.record.id)?;
             tracing::info!("deleted study '{}' from {}", study.study_name, nightshift_store::redact_url(&found.url));
         }
@@ -225,7 +242,14 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
             let study = match storage.load_study(&study_name) {
                 Ok(_) => Study::load(storage, &study_name)?,
                 Err(nightshift_search::Error::StudyNotFound(_)) => {
-                    Study::create_or_load(storage, &options.new_study(&study_name)?)?
+                    // Optuna's `ask` refuses since 4.0; creating it is kept for old scripts, but a typo
+                    // in the name must not go unnoticed.
+                    let study = Study::create_or_load(storage, &options.new_study(&study_name)?)?;
+                    tracing::warn!(
+                        "created study '{study_name}': it did not exist (a typo? `nightshift studies` lists them; \
+                         Optuna's ask refuses, `create-study` first is the portable way)"
+                    );
+                    study
                 }
                 Err(e) => return Err(e.into()),
             };

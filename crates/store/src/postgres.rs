@@ -132,6 +132,13 @@ impl From<postgres::Error> for Fail {
 
 type Attempt<T> = std::result::Result<T, Fail>;
 
+/// The server shut the session down or the connection broke: worth a fresh connection.
+fn connection_lost(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || matches!(e.code(), Some(c) if [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW].contains(c)
+            || c.code().starts_with("08"))
+}
+
 fn is_transient(e: &postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
 }
@@ -337,8 +344,18 @@ impl PostgresStorage {
         let mut attempt = 0;
         loop {
             if conn.client.is_closed() {
-                // The server went away (restart, idle timeout): a fresh connection, then retry.
-                *conn = Self::new_connection(&self.config, self.schema.as_deref(), &self.location)?;
+                // The server went away (restart, idle timeout): a fresh connection, then retry; while it
+                // restarts, try again for a while instead of failing the trial or the sweep.
+                match Self::new_connection(&self.config, self.schema.as_deref(), &self.location) {
+                    Ok(fresh) => *conn = fresh,
+                    Err(e) if started.elapsed() < RETRY_FOR => {
+                        tracing::warn!(op, error = %e, "PostgreSQL unreachable; trying again");
+                        std::thread::sleep(Duration::from_millis(250 * u64::from(attempt.min(8) + 1)));
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             let outcome: Attempt<T> = (|| {
                 let Conn { client, statements } = &mut *conn;
@@ -356,6 +373,23 @@ impl PostgresStorage {
                 Ok(value) => return Ok(value),
                 Err(Fail::Db(e)) if is_transient(&e) && started.elapsed() < RETRY_FOR => {
                     backoff(attempt);
+                    attempt += 1;
+                }
+                // The connection dropped (a restart, a killed backend): reconnect above and run the
+                // transaction again. One whose COMMIT was sent but not acknowledged may then apply twice;
+                // the writes are checked (`writable_trial`) or idempotent but for creating a trial.
+                Err(Fail::Db(e)) if (conn.client.is_closed() || connection_lost(&e)) && started.elapsed() < RETRY_FOR => {
+                    tracing::warn!(op, error = %e, "PostgreSQL connection lost; reconnecting");
+                    if !conn.client.is_closed() {
+                        *conn = match Self::new_connection(&self.config, self.schema.as_deref(), &self.location) {
+                            Ok(fresh) => fresh,
+                            Err(_) => {
+                                std::thread::sleep(Duration::from_millis(250 * u64::from(attempt.min(8) + 1)));
+                                attempt += 1;
+                                continue;
+                            }
+                        };
+                    }
                     attempt += 1;
                 }
                 Err(Fail::Search(e)) => return Err(e),

@@ -126,6 +126,34 @@ fn open_if_current_creates_nothing_and_reads_a_current_storage() {
 }
 
 #[test]
+fn a_dropped_connection_is_reconnected_and_the_write_goes_through() {
+    // Found by an operator: `pg_terminate_backend` (or a server restart) failed the trial whose report was in
+    // flight ("cannot record report: … db error"), or the whole sweep.
+    let Some(url) = server("a_dropped_connection_is_reconnected_and_the_write_goes_through") else { return };
+    let schema = fresh_schema("drop");
+    let app = schema.clone();
+    let tagged = format!("{url}{}application_name={app}", if url.contains('?') { "&" } else { "?" });
+    let storage = PostgresStorage::open_in_schema(&tagged, &schema).unwrap();
+    let study = storage.create_study(&new_study("s")).unwrap();
+    let trial = storage.create_trial(study.id, &NewTrial { heartbeat: true, ..NewTrial::default() }).unwrap();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    for step in 0..3u64 {
+        let killed: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) k",
+                &[&app],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(killed, 1, "the storage's one connection");
+        storage.report_intermediate(trial.id, step, step as f64).unwrap();
+        storage.heartbeat(trial.id).unwrap();
+    }
+    let stored = storage.trial(study.id, trial.number).unwrap();
+    assert_eq!(stored.intermediate_values.len(), 3);
+}
+
+#[test]
 fn a_wrong_password_is_not_printed() {
     let Some(url) = server("a_wrong_password_is_not_printed") else { return };
     let config: postgres::Config = url.parse().unwrap();

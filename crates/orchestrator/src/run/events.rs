@@ -51,6 +51,8 @@ pub enum Event<'a> {
         slot: &'a Slot,
         /// The trial as stored.
         trial: &'a FrozenTrial,
+        /// It failed and was re-enqueued: its re-run takes its place in the budget.
+        rerun: bool,
     },
     /// No more trials will be launched.
     Stopping {

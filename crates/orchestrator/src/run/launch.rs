@@ -212,7 +212,7 @@ pub(super) async fn record_outcome(
     number: u64,
     r: &Running,
     run: &TrialRun,
-) -> Result<FrozenTrial> {
+) -> Result<(FrozenTrial, bool)> {
     let study = study.clone();
     let outcome = run.outcome.clone();
     let (trial_id, attempt, retries) = (r.trial_id, r.attempt, spec.budget.retries as u64);
@@ -221,7 +221,7 @@ pub(super) async fn record_outcome(
     let (epochs, exit) = (run.last_step, run.exit.clone());
     // A tournament replicate is scored on the test split when the trainer reported it.
     let test_metric = spec.program.replicate_metric().filter(|_| r.replicate).map(str::to_string);
-    blocking(move || -> Result<FrozenTrial> {
+    blocking(move || -> Result<(FrozenTrial, bool)> {
         let storage = study.storage();
         let set = |k: &str, v: Value| storage.set_trial_attr(trial_id, k, &v, true);
         let attrs = (|| -> nightshift_search::Result<()> {
@@ -262,11 +262,12 @@ pub(super) async fn record_outcome(
             }
             Err(e) => return Err(e.into()),
         };
-        if retry && finished.state == TrialState::Fail {
+        let rerun = retry && finished.state == TrialState::Fail;
+        if rerun {
             let again = requeue(&study, &finished, alone)?;
             tracing::info!(trial = number, retry = again.number, alone, "re-enqueued");
         }
-        Ok(finished)
+        Ok((finished, rerun))
     })
     .await?
 }

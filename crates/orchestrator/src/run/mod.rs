@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nightshift_search::{FrozenTrial, NewStudy, Storage, Study};
+use nightshift_search::{FrozenTrial, NewStudy, Storage, Study, TrialState};
 
 use crate::error::{Error, Result};
 use crate::gpus::{Host, available_cores};
@@ -184,6 +184,9 @@ pub async fn run(spec: &Spec, storage: Arc<dyn Storage>, options: RunOptions, sh
     // Trials whose orchestrator died: fail them (once, even with several workers) and maybe re-run.
     let stale_failed = recover_stale(&study, spec, &options.reports_dir, true).await?;
     let trials = trials_of(&study).await?;
+    if let Some(note) = queued_outside(&spec.space, &trials) {
+        observer.event(&Event::Notice(&note));
+    }
     // A tournament runs its search trials and then up to its replicates, counted apart from budget.trials.
     let planned = match spec.compare.as_ref().and_then(|c| c.tournament.as_ref()) {
         Some(t) => t.search_budget() + t.max_replicates(),
@@ -241,4 +244,48 @@ fn refresh_in_background(study: &Arc<Study>, options: &RunOptions) -> Option<tok
 fn random_seed() -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     nightshift_search::sampler::mix_seed(nanos, std::process::id() as u64, "seed")
+}
+
+/// A line on the queued trials (re-runs of interrupted or stale ones) whose parameters the search space,
+/// changed since they were asked, no longer holds: they run as they were queued. `None` when there are none.
+fn queued_outside(space: &nightshift_search::SearchSpace, trials: &[FrozenTrial]) -> Option<String> {
+    let outside: Vec<String> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Waiting)
+        .filter_map(|t| {
+            let (name, value) = t.params.iter().find(|(name, value)| {
+                space.get(name).is_some_and(|dist| dist.to_internal(value).map_or(true, |x| !dist.contains(x)))
+            })?;
+            Some(format!("#{} ({name} = {value})", t.number))
+        })
+        .collect();
+    (!outside.is_empty()).then(|| {
+        format!(
+            "{} queued re-run(s) have parameters outside the changed search space and run as they were queued: {}",
+            outside.len(),
+            outside.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nightshift_search::ParamValue;
+
+    #[test]
+    fn queued_re_runs_outside_a_changed_space_are_named() {
+        // Found by a user: after Ctrl-C twice and a narrower `x`, the re-runs ran their old x unsaid.
+        let space = nightshift_search::SearchSpace::parse("x: {type: float, low: 0.0, high: 0.5}\n", "t").unwrap();
+        let queued = |number: u64, x: f64| {
+            let mut t = FrozenTrial::new(number as i64, number, TrialState::Waiting);
+            t.params.insert("x".into(), ParamValue::Float(x));
+            t
+        };
+        let mut done = queued(2, 0.9);
+        done.state = TrialState::Complete;
+        assert_eq!(queued_outside(&space, &[queued(0, 0.25), done.clone()]), None);
+        let note = queued_outside(&space, &[queued(0, 0.25), queued(1, 0.81), done]).unwrap();
+        assert!(note.starts_with("1 queued re-run(s) have parameters outside") && note.ends_with("#1 (x = 0.81)"), "{note}");
+    }
 }

@@ -251,7 +251,7 @@ impl<'a> Sweep<'a> {
             first_report: trial_run.first_report.map(|t| t - t0),
             ended: trial_run.ended - t0,
         });
-        let finished = record_outcome(&self.study, self.spec, number, &r, &trial_run).await?;
+        let (finished, rerun) = record_outcome(&self.study, self.spec, number, &r, &trial_run).await?;
         match finished.state {
             TrialState::Complete => {
                 self.summary.complete += 1;
@@ -275,7 +275,7 @@ impl<'a> Sweep<'a> {
         // Plain values in nightshift.log, not Rust's debug form (`Some(String("…"))`).
         let value = finished.value.map_or_else(|| "none".to_string(), |v| v.to_string());
         tracing::info!(trial = number, state = %finished.state, value = %value, reason = reason.unwrap_or(""), "trial finished");
-        self.observer.event(&Event::TrialFinished { slot: &r.slot, trial: &finished });
+        self.observer.event(&Event::TrialFinished { slot: &r.slot, trial: &finished, rerun });
         if self.consecutive_failures >= self.spec.budget.max_consecutive_failures && self.stop.is_none() {
             let last_reason = reason.unwrap_or("unknown").to_string();
             let trial_dir = trial_dir(&self.options.reports_dir, number)?;
@@ -322,7 +322,9 @@ impl<'a> Sweep<'a> {
                     self.stop_announced = true;
                     tracing::info!(reason = %StopReason::Shutdown, "stopping");
                 }
-                self.observer.event(&Event::Notice("stopping: no new trials; running trials finish (Ctrl-C again stops them)"));
+                self.observer.event(&Event::Notice(
+                    "stopping: no new trials; running trials finish (a second Ctrl-C or SIGTERM stops them)",
+                ));
             }
             ShutdownLevel::Kill => {
                 self.stop = Some(StopReason::Interrupted);

@@ -194,7 +194,9 @@ pub fn check_study_name(name: &str) -> std::result::Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("'{name}' is not a valid study name: use letters, digits, '-', '_' and '.' (it names reports/<study>/)"))
+        Err(format!(
+            "'{name}' is not a valid study name: use ASCII letters, digits, '-', '_' and '.' (it names reports/<study>/)"
+        ))
     }
 }
 

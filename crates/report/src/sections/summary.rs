@@ -185,10 +185,10 @@ pub(crate) fn build(
         let template = options.retrain_command.as_deref().unwrap_or("nightshift trial --params-file {params_file}");
         let params: serde_json::Map<String, serde_json::Value> =
             t.params.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect();
+        let command =
+            template.replace("{params_file}", &shell_quote(crate::BEST_PARAMS_FILE)).replace("{trial}", &t.number.to_string());
         RetrainData {
-            command: template
-                .replace("{params_file}", &shell_quote(crate::BEST_PARAMS_FILE))
-                .replace("{trial}", &t.number.to_string()),
+            command: fill_params(&command, &t.params),
             params_json: serde_json::to_string_pretty(&params).unwrap_or_else(|_| "{}".into()),
         }
     });
@@ -243,6 +243,40 @@ pub(crate) fn build(
 }
 
 /// Quotes a path for a POSIX shell when it needs it.
+/// `template` with each `{name}` of a parameter replaced by the trial's value (shell-quoted) and `{{`, `}}`
+/// made single braces, as a `command:` trial's argv is rendered; other placeholders (`{seed}`,
+/// `{trial_dir}`) are kept, with a note that they are filled in as for a trial.
+fn fill_params(template: &str, params: &nightshift_search::Params) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    let mut unfilled = false;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+        } else if let (true, Some(end)) = (tail.starts_with('{'), tail.find('}')) {
+            match params.get(&tail[1..end]) {
+                Some(value) => out.push_str(&shell_quote(&value.to_string())),
+                None => {
+                    out.push_str(&tail[..=end]);
+                    unfilled = true;
+                }
+            }
+            rest = &tail[end + 1..];
+        } else {
+            out.push_str(&tail[..1]);
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    if unfilled {
+        out.push_str("   # {…}: filled in as for a trial (docs/protocol.md)");
+    }
+    out
+}
+
 fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
         s.to_string()
@@ -329,4 +363,21 @@ pub(crate) fn html(o: &mut String, s: &SummaryData) {
         );
     }
     o.push_str("</section>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nightshift_search::ParamValue;
+
+    #[test]
+    fn a_command_sweeps_retrain_line_carries_the_best_values() {
+        // Found by a user: the report's retrain command kept `{x}` and `{{x}}` as written.
+        let params: nightshift_search::Params =
+            [("x".to_string(), ParamValue::Float(0.25)), ("opt".into(), ParamValue::Str("adam w".into()))].into();
+        let filled = fill_params("python3 train.py --x {x} --opt {opt} --literal={{x}}", &params);
+        assert_eq!(filled, "python3 train.py --x 0.25 --opt 'adam w' --literal={x}");
+        let filled = fill_params("train --seed {seed} --x {x}", &params);
+        assert_eq!(filled, "train --seed {seed} --x 0.25   # {…}: filled in as for a trial (docs/protocol.md)");
+    }
 }
