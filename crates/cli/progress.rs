@@ -6,8 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nightshift_search::tournament::Role;
-use nightshift_search::{Direction, ParamValue, Params, TrialState, attrs};
+use nightshift_search::{Direction, ParamValue, Params, Role, TrialState, attrs};
 
 use nightshift_orchestrator::{Event, Observer};
 
@@ -160,7 +159,7 @@ impl Observer for ConsoleProgress {
                 // A replicate is scored for the verdict (on the test split when there is one), not a search result.
                 let replicate = Role::of(trial) == Some(Role::Replicate);
                 match trial.state {
-                    // It runs again and does not count toward the budget.
+                    // Stopped by Ctrl-C, not by its program: counted apart from the failures.
                     TrialState::Fail if reason == Some(attrs::FAIL_REASON_INTERRUPTED) => state.interrupted += 1,
                     TrialState::Pruned => state.pruned += 1,
                     TrialState::Fail => state.failed += 1,

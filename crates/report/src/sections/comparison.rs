@@ -721,6 +721,16 @@ mod tests {
         assert_eq!(comparison["arms"][0]["best_params"]["k"], "a");
         let ci = &comparison["arms"][0]["ci95"];
         assert!(ci[0].as_f64().unwrap() < 0.71 && 0.71 < ci[1].as_f64().unwrap(), "{ci}");
+        assert_eq!(comparison["finished"], true);
+        // Replicate 6 has the highest value, scored for the verdict: the study's best is a search trial,
+        // as `best-trial` says (found by a user: the report named the replicate).
+        assert_eq!(data.summary.best.as_ref().map(|b| b.number), Some(2));
+        let rank = |n: u64| data.table.rows.iter().find(|r| r.number == n).and_then(|r| r.rank);
+        assert_eq!((rank(2), rank(6)), (Some(1), None));
+        // Stopped before its last replicates: the verdict says it is provisional.
+        let unfinished = crate::build_report_data(&study, &trials[..6], &ReportOptions::default());
+        let verdict = unfinished.comparison.ready().unwrap().verdict.clone();
+        assert!(verdict.starts_with("provisional, the tournament has not finished (2 of up to 4 replicates ran): "), "{verdict}");
         study.user_attrs.clear();
         let plain = crate::summary_json(&crate::build_report_data(&study, &trials, &ReportOptions::default())).unwrap();
         assert_eq!(serde_json::from_str::<serde_json::Value>(&plain).unwrap(), serde_json::json!({"comparison": null}));
