@@ -115,7 +115,7 @@ fn a_trial_asked_by_hand_and_never_told_does_not_hold_up_a_sweep() {
     sb.ok(&["run", "s.yaml", "--quiet"]);
     sb.file("s.yaml", &spec("asked", "{trials: 4}", "{cpu: 1}", "", ""));
     let asked = sb.ok(&["ask", "--study-name", "asked"]);
-    assert!(asked.contains("\"number\":2"), "{asked}");
+    assert!(asked.contains("\"number\": 2"), "{asked}");
     let start = std::time::Instant::now();
     let out = output_within(&mut sb.cmd(&["run", "s.yaml"]), std::time::Duration::from_secs(60));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

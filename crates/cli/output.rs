@@ -31,7 +31,7 @@ pub fn print_records(format: Format, records: &[Value], one: bool, table: impl F
     let whole = || if one { records.first().cloned().unwrap_or(Value::Null) } else { Value::Array(records.to_vec()) };
     match format {
         Format::Table => print!("{}", table()),
-        Format::Json => println!("{}", whole()),
+        Format::Json => println!("{}", python_json(&whole())),
         Format::Yaml => print!("{}", serde_yaml::to_string(&whole())?),
         Format::Value => {
             for line in value_lines(records) {
@@ -40,6 +40,28 @@ pub fn print_records(format: Format, records: &[Value], one: bool, table: impl F
         }
     }
     Ok(())
+}
+
+/// JSON spaced as Python's `json.dumps` spaces it (`{"number": 0, "params": {"x": 1.5}}`), as Optuna's CLI
+/// prints it, so that a script matching `"number": ` works with either tool.
+pub fn python_json(value: &Value) -> String {
+    struct PythonSpacing;
+    impl serde_json::ser::Formatter for PythonSpacing {
+        fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, first: bool) -> std::io::Result<()> {
+            if first { Ok(()) } else { writer.write_all(b", ") }
+        }
+        fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, first: bool) -> std::io::Result<()> {
+            if first { Ok(()) } else { writer.write_all(b", ") }
+        }
+        fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+            writer.write_all(b": ")
+        }
+    }
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonSpacing);
+    // A `Value` always serialises, into UTF-8.
+    serde::Serialize::serialize(value, &mut serializer).expect("a JSON value serialises");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// Optuna's `value` format: the fields Optuna prints, space-separated, an unset one empty; our
