@@ -217,7 +217,52 @@ pub(crate) fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut Cartesian<'a, DB>,
         .ctx()
 }
 
-/// Where a legend covers the fewest points: below the curves when higher is better, else above.
+/// Where a legend usually covers the fewest points: below the curves when higher is better, else above.
 pub(crate) fn legend_corner(direction: Direction) -> SeriesLabelPosition {
     if direction == Direction::Maximize { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight }
+}
+
+/// The corner of the plot (`x` × `y`) whose region a legend card covers — a third of the height, close to
+/// half the width — holds the fewest of `points`; on a tie, [`legend_corner`] first. (Found by users: the
+/// usual corner hid a trial's point and an arm's line end.)
+pub(crate) fn emptiest_corner(
+    direction: Direction,
+    x: Range<f64>,
+    y: Range<f64>,
+    points: impl IntoIterator<Item = (f64, f64)>,
+) -> SeriesLabelPosition {
+    use SeriesLabelPosition::{LowerLeft, LowerRight, UpperLeft, UpperRight};
+    let (w, h) = (x.end - x.start, y.end - y.start);
+    let (left, right) = (x.start + 0.45 * w, x.end - 0.45 * w);
+    let (lower, upper) = (y.start + 0.35 * h, y.end - 0.35 * h);
+    let covers = |corner: &SeriesLabelPosition, (px, py): (f64, f64)| match corner {
+        UpperRight => px >= right && py >= upper,
+        UpperLeft => px <= left && py >= upper,
+        LowerRight => px >= right && py <= lower,
+        _ => px <= left && py <= lower,
+    };
+    let points: Vec<(f64, f64)> = points.into_iter().collect();
+    let preferred = legend_corner(direction);
+    let others = [LowerRight, UpperRight, LowerLeft, UpperLeft];
+    let order = std::iter::once(preferred.clone())
+        .chain(others.into_iter().filter(|c| !matches!((c, &preferred), (LowerRight, LowerRight) | (UpperRight, UpperRight))));
+    order.min_by_key(|corner| points.iter().filter(|&&p| covers(corner, p)).count()).unwrap_or(preferred)
+}
+
+#[cfg(test)]
+mod legend_tests {
+    use super::*;
+
+    #[test]
+    fn the_legend_goes_to_the_corner_with_the_fewest_points() {
+        let is = |c: SeriesLabelPosition, want: SeriesLabelPosition| format!("{c:?}") == format!("{want:?}");
+        // Nothing in the way: the usual corner for the direction.
+        let none: [(f64, f64); 0] = [];
+        assert!(is(emptiest_corner(Direction::Maximize, 0.0..10.0, 0.0..1.0, none), SeriesLabelPosition::LowerRight));
+        // A late trial scoring low sits in the lower right (found by users: the legend hid it).
+        let points = [(1.0, 0.5), (2.0, 0.8), (9.0, 0.1)];
+        let corner = emptiest_corner(Direction::Maximize, 0.0..10.0, 0.0..1.0, points);
+        assert!(!is(corner.clone(), SeriesLabelPosition::LowerRight), "{corner:?}");
+        assert!(is(corner, SeriesLabelPosition::UpperRight));
+    }
 }

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 
 use crate::axis::{ParamAxis, fmt_num};
 use crate::charts::style::{
-    Ctx, DrawResult, FONT, LABEL, TITLE, axes_builder, draw_whole_x_axes, jitter, legend, legend_corner, legend_line, mesh,
+    Ctx, DrawResult, FONT, LABEL, TITLE, axes_builder, draw_whole_x_axes, emptiest_corner, jitter, legend, legend_line, mesh,
     min_max, padded, truncate,
 };
 use crate::charts::{ChartSpec, palette};
@@ -444,7 +444,9 @@ pub(crate) fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &st
             .legend(legend_line(c, 3));
     }
     if !curves.is_empty() {
-        legend(&mut chart, legend_corner(d.direction))?;
+        let points = curves.iter().flat_map(|c| c.2.iter().map(|&(s, v)| (s as f64, v)));
+        let corner = emptiest_corner(d.direction, chart.x_range(), chart.y_range(), points);
+        legend(&mut chart, corner)?;
     }
     Ok(())
 }
@@ -496,7 +498,9 @@ fn draw_tournament<DB: DrawingBackend>(
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled()))).ctx()?;
         }
         if t.arms.iter().any(|a| !series(a).is_empty()) {
-            legend(&mut chart, legend_corner(d.direction))?;
+            let points: Vec<(f64, f64)> = t.arms.iter().flat_map(|a| series(a).to_vec()).collect();
+            let corner = emptiest_corner(d.direction, chart.x_range(), chart.y_range(), points);
+            legend(&mut chart, corner)?;
         }
     }
     Ok(())

@@ -6,7 +6,7 @@ use plotters::prelude::*;
 
 use crate::charts::palette::{BLUE, ORANGE};
 use crate::charts::style::{
-    Ctx, DrawResult, FONT, TITLE, axes_builder, draw_whole_x_axes, legend, legend_corner, legend_line, min_max, padded,
+    Ctx, DrawResult, FONT, TITLE, axes_builder, draw_whole_x_axes, emptiest_corner, legend, legend_line, min_max, padded,
 };
 use crate::data::Section;
 
@@ -80,5 +80,7 @@ pub(crate) fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &st
             .label("best so far")
             .legend(legend_line(BLACK, 2));
     }
-    legend(&mut chart, legend_corner(d.direction))
+    let points = d.points.iter().map(|&(n, v, _)| (n as f64, v)).chain(d.best_so_far.iter().map(|&(n, v)| (n as f64, v)));
+    let corner = emptiest_corner(d.direction, chart.x_range(), chart.y_range(), points);
+    legend(&mut chart, corner)
 }
