@@ -198,7 +198,7 @@ fn compare_param(axes: &[ParamAxis], options: &ReportOptions) -> Result<ParamAxi
         .find(|a| a.name == DEFAULT_COMPARE)
         .or_else(|| axes.iter().find(|a| a.name.to_ascii_lowercase().contains("freeze")))
         .cloned()
-        .ok_or_else(|| "The study has no freeze parameter (freeze_depth), so there is no freeze-strategy comparison; pass a parameter name to compare another.".into())
+        .ok_or_else(|| "The study has no freeze parameter (a name containing \"freeze\"), so there is no freeze-strategy comparison; a spec's `compare: {param: NAME}` compares another.".into())
 }
 
 pub(crate) fn build(
